@@ -1,0 +1,74 @@
+"""The im2col + batched matmul implementation.
+
+An explicit im2col (a gather with precomputed indices into the zero-padded image) builds the
+``(k*k, Ho*Wo)`` neighbourhood columns; the aggregation is then one batched matrix product per
+(batch, group, output pixel): ``(m x k*k) @ (k*k x 1)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from implementations.common import composability, pad_channels
+from lrbench.registry import Implementation, register
+
+
+@functools.lru_cache(maxsize=64)
+def _im2col_index(H: int, W: int, k: int, s: int, device: torch.device):
+    """Flat indices into the ``(H+2r) x (W+2r)`` padded image, and the in-image mask.
+
+    Returns ``index`` of shape ``(k*k, Ho*Wo)`` and ``inside`` of the same shape (bool).
+    """
+    r = (k - 1) // 2
+    Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1
+    Wp = W + 2 * r
+    d = torch.arange(-r, r + 1, device=device)  # (k,) offsets
+    rows = torch.arange(Ho, device=device)[None, :] * s + d[:, None]  # (k, Ho): i*s + dy
+    cols = torch.arange(Wo, device=device)[None, :] * s + d[:, None]  # (k, Wo): j*s + dx
+    rows = rows[:, None, :, None].expand(k, k, Ho, Wo)  # (k, k, Ho, Wo): [dy, dx, i, j]
+    cols = cols[None, :, None, :].expand(k, k, Ho, Wo)
+    inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+    index = (rows + r) * Wp + (cols + r)
+    return index.reshape(k * k, Ho * Wo), inside.reshape(k * k, Ho * Wo)
+
+
+def im2col(t: torch.Tensor, index: torch.Tensor, r: int) -> torch.Tensor:
+    """``(B, c, H, W)`` -> ``(B, c, k*k, Ho*Wo)`` neighbourhood columns (zeros outside the image)."""
+    B, c = t.shape[:2]
+    flat = F.pad(t, (r, r, r, r)).reshape(B, c, -1)  # (B, c, (H+2r)*(W+2r))
+    return flat[:, :, index]  # (B, c, k*k, L)
+
+
+def local_relation_im2col_matmul(x, query, key, prior, kernel_size, stride, phi):
+    B, C, H, W = x.shape
+    G = key.shape[1]
+    k, s, r = kernel_size, stride, (kernel_size - 1) // 2
+    Ho, Wo = query.shape[-2:]
+    L, kk = Ho * Wo, k * k
+    index, inside = _im2col_index(H, W, k, s, x.device)
+
+    logits = composability(query.reshape(B, G, 1, L), im2col(key, index, r), phi)
+    logits = logits + prior.reshape(1, G, kk, 1)  # (B, G, kk, L)
+    weights = torch.softmax(logits.masked_fill(~inside, float("-inf")), dim=2)
+
+    x_blocks, m = pad_channels(x, G)
+    cols = im2col(x_blocks, index, r).view(B, G, m, kk, L).permute(0, 1, 4, 2, 3)  # (B,G,L,m,kk)
+    w = weights.permute(0, 1, 3, 2).unsqueeze(-1)  # (B, G, L, kk, 1)
+    y = torch.matmul(cols, w).squeeze(-1)  # (B, G, L, m)
+    y = y.permute(0, 1, 3, 2).reshape(B, G * m, Ho, Wo)
+    return y[:, :C]  # (B, C, Ho, Wo)
+
+
+register(
+    Implementation(
+        name="im2col_matmul",
+        fn=local_relation_im2col_matmul,
+        summary="index-gather im2col, softmax, batched (m x k*k)@(k*k x 1) matmul, autograd",
+        devices=("cpu", "cuda"),
+        dtypes=(torch.float64, torch.float32, torch.float16, torch.bfloat16),
+        priority=5,
+    )
+)

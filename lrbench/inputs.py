@@ -1,0 +1,84 @@
+"""Problem shapes and fresh random inputs for the op, shared by the tests, the checks and the benchmark."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from lrbench.spec import OpSpec, check_groups, check_kernel_stride_phi, output_size
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One problem size of the op. ``G = ceil(C / m)`` weight maps, as in ``LocalRelation2d``."""
+
+    B: int
+    C: int
+    H: int
+    W: int
+    k: int = 7
+    m: int = 8
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("B", "C", "H", "W", "m"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_kernel_stride_phi(self.k, self.stride, "sqdiff")
+        check_groups(self.C, self.G)
+
+    @property
+    def G(self) -> int:
+        return math.ceil(self.C / self.m)
+
+    @property
+    def Ho(self) -> int:
+        return output_size(self.H, self.stride)
+
+    @property
+    def Wo(self) -> int:
+        return output_size(self.W, self.stride)
+
+    def label(self) -> str:
+        return f"B{self.B}-C{self.C}-{self.H}x{self.W}-k{self.k}-m{self.m}-s{self.stride}"
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def spec(self, *, phi: str = "sqdiff", dtype: torch.dtype = torch.float32,
+             device: str = "cpu") -> OpSpec:
+        """The :class:`OpSpec` of a call on inputs of this shape."""
+        return OpSpec(B=self.B, C=self.C, H=self.H, W=self.W, G=self.G, k=self.k,
+                      stride=self.stride, phi=phi, device=device, dtype=dtype)
+
+
+def make_inputs(
+    shape: Shape,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    requires_grad: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Fresh standard-normal ``x``, ``query``, ``key`` and ``prior`` for ``shape``.
+
+    Generated in float64 on the CPU from ``seed`` and then cast, so that every dtype and device
+    sees the same values (up to rounding) and a float64 reference can be computed from them.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    B, C, H, W, G, k = shape.B, shape.C, shape.H, shape.W, shape.G, shape.k
+    sizes = {
+        "x": (B, C, H, W),
+        "query": (B, G, shape.Ho, shape.Wo),
+        "key": (B, G, H, W),
+        "prior": (G, k, k),
+    }
+    return {
+        name: torch.randn(size, generator=gen, dtype=torch.float64)
+        .to(device=device, dtype=dtype)
+        .requires_grad_(requires_grad)
+        for name, size in sizes.items()
+    }

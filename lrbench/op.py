@@ -1,0 +1,48 @@
+"""The public entry point of the local relation op (SPEC.md section 1).
+
+Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019, arXiv:1904.11491.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lrbench import registry
+from lrbench.spec import validate
+
+
+def local_relation(
+    x: torch.Tensor,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    prior: torch.Tensor,
+    *,
+    kernel_size: int,
+    stride: int = 1,
+    phi: str = "sqdiff",
+    impl: str | None = None,
+) -> torch.Tensor:
+    """Aggregate ``x`` over k x k neighbourhoods with weights from keys, queries and a prior.
+
+    For each batch ``b``, group ``g`` and output pixel ``p'`` centred on input pixel
+    ``p' * stride``, the weights are ``softmax_p(phi(query[b,g,p'], key[b,g,p]) + prior[g, p-p'])``
+    over the in-image neighbours ``p`` (out-of-image neighbours are excluded, not zero-padded),
+    and ``y[b, c, p'] = sum_p w[b, c // m, p', p] * x[b, c, p]`` with ``m = ceil(C / G)``.
+
+    Args:
+        x: values, ``(B, C, H, W)``.
+        query: one scalar per group and output pixel, ``(B, G, Ho, Wo)``.
+        key: one scalar per group and input pixel, ``(B, G, H, W)``.
+        prior: geometric prior logits, ``(G, k, k)``.
+        kernel_size: odd ``k >= 1``.
+        stride: ``>= 1``; ``Ho = (H - 1) // stride + 1``.
+        phi: ``"sqdiff"`` (``-(q-k)^2``), ``"absdiff"`` (``-|q-k|``) or ``"mult"`` (``q*k``).
+        impl: implementation name (see :func:`lrbench.implementations`), or ``None`` for the
+            fastest one that can run these inputs.
+
+    Returns:
+        ``(B, C, Ho, Wo)``, same dtype and device as ``x``.
+    """
+    spec = validate(x, query, key, prior, kernel_size, stride, phi)
+    implementation = registry.resolve(impl, spec)
+    return implementation.fn(x, query, key, prior, kernel_size, stride, phi)
