@@ -16,7 +16,7 @@ from lrbench.registry import Implementation, register
 def local_relation_reference(x, query, key, prior, kernel_size, stride, phi):
     B, C, H, W = x.shape
     G = key.shape[1]
-    k, s, r = kernel_size, stride, (kernel_size - 1) // 2
+    s, r = stride, (kernel_size - 1) // 2
     Ho, Wo = query.shape[-2:]
     m = -(-C // G)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lrbench import registry
-from lrbench.inputs import Shape, make_inputs
+from lrbench.inputs import Shape, make_inputs, to_layout
 from lrbench.op import local_relation
 
 TENSORS = ("y", "x", "query", "key", "prior")  # output, then the gradient of each input
@@ -37,7 +37,7 @@ class CheckResult:
 
 def run_with_grads(inputs, *, impl, kernel_size, stride, phi, grad_out):
     """Forward and backward of the op; returns ``{"y": y, "x": dx, ...}`` (detached)."""
-    leaves = {n: t.detach().clone().requires_grad_(True) for n, t in inputs.items()}
+    leaves = {n: t.detach().requires_grad_(True) for n, t in inputs.items()}  # keeps strides
     y = local_relation(leaves["x"], leaves["query"], leaves["key"], leaves["prior"],
                        kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
     y.backward(grad_out.to(y.dtype))
@@ -56,25 +56,26 @@ def check_against_reference(
     seed: int = 0,
     backward: bool = True,
     oracle: str = "reference",
+    layout: str = "contiguous",
 ) -> CheckResult:
     """Run ``impl`` in ``dtype`` and ``oracle`` in float64 on the same fresh inputs and compare.
 
     ``oracle="unfold"`` (float64) stands in for the reference on shapes too large for it.
+    ``layout`` ("contiguous", "channels_last", "noncontiguous") applies to ``impl``'s inputs only.
     """
     inputs = make_inputs(shape, dtype=torch.float64, seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     grad_out = torch.randn((shape.B, shape.C, shape.Ho, shape.Wo), generator=gen,
                            dtype=torch.float64)
     kwargs = dict(kernel_size=shape.k, stride=shape.stride, phi=phi)
+    cast = {n: to_layout(t.to(device, dtype), layout) for n, t in inputs.items()}
     if backward:
         expected = run_with_grads(inputs, impl=oracle, grad_out=grad_out, **kwargs)
-        got = run_with_grads({n: t.to(device, dtype) for n, t in inputs.items()}, impl=impl,
-                             grad_out=grad_out.to(device), **kwargs)
+        got = run_with_grads(cast, impl=impl, grad_out=grad_out.to(device), **kwargs)
     else:
         with torch.no_grad():
             expected = {"y": local_relation(*_ordered(inputs), impl=oracle, **kwargs)}
-            got = {"y": local_relation(*_ordered({n: t.to(device, dtype) for n, t in inputs.items()}),
-                                       impl=impl, **kwargs)}
+            got = {"y": local_relation(*_ordered(cast), impl=impl, **kwargs)}
     atol, rtol = registry.get(impl).tolerance(dtype)
     result = CheckResult(impl=impl, dtype=dtype, label=f"{shape.label()} {phi}")
     for name, ref in expected.items():

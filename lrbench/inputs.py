@@ -55,6 +55,25 @@ class Shape:
                       stride=self.stride, phi=phi, device=device, dtype=dtype)
 
 
+LAYOUTS = ("contiguous", "channels_last", "noncontiguous")
+
+
+def to_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values as ``t`` in another memory layout.
+
+    ``"channels_last"`` applies to 4-D tensors (others stay contiguous); ``"noncontiguous"``
+    gives a strided view into a buffer twice as wide along the last axis.
+    """
+    if layout == "contiguous":
+        return t.contiguous()
+    if layout == "channels_last":
+        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+    if layout == "noncontiguous":
+        wide = torch.stack([t, torch.zeros_like(t)], dim=-1)  # (..., n, 2)
+        return wide.flatten(-2)[..., ::2]  # (..., n), stride 2 on the last axis
+    raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
 def make_inputs(
     shape: Shape,
     *,

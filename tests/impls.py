@@ -1,0 +1,42 @@
+"""Which registered implementations the tests run, filtered at collection.
+
+Implementations that cannot run here (no CUDA, no compiler, no Triton) are left out with their
+reason visible in ``lrbench list``. Implementations running under Triton's CPU interpreter are
+slow, so they get only the light cases (``INTERPRETED``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+import lrbench
+from lrbench import registry
+
+INTERPRETED = (
+    {"fused_triton"}
+    if os.environ.get("TRITON_INTERPRET") == "1" and not torch.cuda.is_available()
+    else set()
+)
+
+
+def runnable_on_cpu(*, include_reference: bool = False, include_interpreted: bool = True) -> list[str]:
+    names = []
+    for name in lrbench.implementations():
+        impl = registry.get(name)
+        if impl.unavailable_reason() is not None or "cpu" not in impl.devices:
+            continue
+        if impl.why_not(lrbench.Shape(1, 2, 3, 3, k=1, m=1).spec(dtype=torch.float64)) and \
+                impl.why_not(lrbench.Shape(1, 2, 3, 3, k=1, m=1).spec(dtype=torch.float32)):
+            continue
+        if name == "reference" and not include_reference:
+            continue
+        if name in INTERPRETED and not include_interpreted:
+            continue
+        names.append(name)
+    return names
+
+
+def supports(name: str, dtype: torch.dtype) -> bool:
+    return dtype in registry.get(name).dtypes
