@@ -28,3 +28,20 @@ def pad_channels(x: torch.Tensor, G: int) -> tuple[torch.Tensor, int]:
         return x, m
     pad = x.new_zeros((x.shape[0], G * m - C, *x.shape[2:]))
     return torch.cat([x, pad], dim=1), m
+
+
+def channel_blocks(C: int, G: int) -> list[tuple[slice, slice, int]]:
+    """Split ``C`` channels into runs of equal-sized blocks, without padding.
+
+    Channel ``c`` uses map ``c // m`` with ``m = ceil(C / G)``: the first ``C // m`` maps have
+    ``m`` channels each and, when ``m`` does not divide ``C``, the last map has the remaining
+    ``C - (C // m) * m``. Returns ``(channel_slice, group_slice, block_size)`` per run (one or
+    two runs), so each run views as ``(B, groups, block_size, ...)`` and no work is done on
+    padding channels.
+    """
+    m = -(-C // G)
+    full = C // m
+    runs = [(slice(0, full * m), slice(0, full), m)]
+    if full * m < C:
+        runs.append((slice(full * m, C), slice(full, G), C - full * m))
+    return runs

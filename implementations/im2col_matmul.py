@@ -12,7 +12,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from implementations.common import composability, pad_channels
+from implementations.common import channel_blocks, composability
 from lrbench.registry import Implementation, register
 
 
@@ -54,12 +54,15 @@ def local_relation_im2col_matmul(x, query, key, prior, kernel_size, stride, phi)
     logits = logits + prior.reshape(1, G, kk, 1)  # (B, G, kk, L)
     weights = torch.softmax(logits.masked_fill(~inside, float("-inf")), dim=2)
 
-    x_blocks, m = pad_channels(x, G)
-    cols = im2col(x_blocks, index, r).view(B, G, m, kk, L).permute(0, 1, 4, 2, 3)  # (B,G,L,m,kk)
+    cols = im2col(x, index, r)  # (B, C, kk, L)
     w = weights.permute(0, 1, 3, 2).unsqueeze(-1)  # (B, G, L, kk, 1)
-    y = torch.matmul(cols, w).squeeze(-1)  # (B, G, L, m)
-    y = y.permute(0, 1, 3, 2).reshape(B, G * m, Ho, Wo)
-    return y[:, :C]  # (B, C, Ho, Wo)
+    parts = []
+    for channels, groups, m in channel_blocks(C, G):  # blocks of m channels share one map
+        c = cols[:, channels].reshape(B, -1, m, kk, L).permute(0, 1, 4, 2, 3)  # (B, g, L, m, kk)
+        y = torch.matmul(c, w[:, groups]).squeeze(-1)  # (B, g, L, m)
+        parts.append(y.permute(0, 1, 3, 2).reshape(B, -1, L))  # (B, g*m, L)
+    y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (B, C, L)
+    return y.view(B, C, Ho, Wo)
 
 
 register(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from implementations.common import composability, pad_channels
+from implementations.common import channel_blocks, composability
 from lrbench.registry import Implementation, register
 
 
@@ -28,10 +28,14 @@ def local_relation_unfold(x, query, key, prior, kernel_size, stride, phi):
     logits = composability(query.reshape(B, G, 1, L), keys, phi) + prior.reshape(1, G, kk, 1)
     weights = torch.softmax(logits.masked_fill(~inside, float("-inf")), dim=2)  # (B, G, kk, L)
 
-    x_blocks, m = pad_channels(x, G)  # (B, G*m, H, W)
-    values = unfold(x_blocks).view(B, G, m, kk, L)
-    y = (weights.unsqueeze(2) * values).sum(dim=3)  # (B, G, m, L)
-    return y.reshape(B, G * m, Ho, Wo)[:, :C]  # (B, C, Ho, Wo)
+    values = unfold(x).view(B, C, kk, L)
+    parts = []
+    for channels, groups, m in channel_blocks(C, G):  # blocks of m channels share one map
+        v = values[:, channels].reshape(B, -1, m, kk, L)  # (B, g, m, kk, L)
+        w = weights[:, groups].unsqueeze(2)  # (B, g, 1, kk, L)
+        parts.append((w * v).sum(dim=3).reshape(B, -1, L))  # (B, g*m, L)
+    y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (B, C, L)
+    return y.view(B, C, Ho, Wo)
 
 
 register(

@@ -1,0 +1,59 @@
+"""``BottleneckNet``: a ResNet or LR-Net built from a :class:`NetConfig` (SPEC.md section 3).
+
+Module names follow torchvision's ResNet where they can (``layer1..layer4``, ``avgpool``, ``fc``);
+the stem is one ``nn.Sequential`` called ``stem`` so that per-stage counts read off module names.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lrbench.models.blocks import Bottleneck, conv_spatial, lr_spatial, make_stem
+from lrbench.models.config import STAGE_STRIDES, NetConfig
+
+STAGE_MODULES = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
+
+
+class BottleneckNet(nn.Module):
+    """Stem, four stages of bottleneck blocks, global average pool, fc.
+
+    Args:
+        config: the architecture.
+        phi, prior, impl: passed to every ``LocalRelation2d`` (LR configurations only).
+
+    Shapes: ``(B, 3, H, W) -> (B, num_classes)``.
+    """
+
+    def __init__(self, config: NetConfig, phi: str = "sqdiff", prior: str = "mlp",
+                 impl: str | None = None) -> None:
+        super().__init__()
+        self.config = config
+        lr = {"m": config.m, "phi": phi, "prior": prior, "impl": impl}
+        if config.spatial == "lr":
+            spatial = lr_spatial(config.kernel_size, **lr)
+        else:
+            spatial = conv_spatial(config.kernel_size)
+        self.stem = make_stem(config.stem, lr_spatial(config.stem_kernel_size, **lr))
+        in_ch = 64
+        for i, (n, mid, out, stride) in enumerate(
+            zip(config.blocks, config.widths, config.out_widths, STAGE_STRIDES, strict=True)
+        ):
+            blocks = []
+            for j in range(n):
+                blocks.append(Bottleneck(in_ch, mid, out, stride if j == 0 else 1, spatial,
+                                         config.stride_on))
+                in_ch = out
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_ch, config.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (B, 64, H/4, W/4)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 2048, H/32, W/32)
+        return self.fc(torch.flatten(self.avgpool(x), 1))  # (B, num_classes)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of learnable parameters (buffers such as BN running statistics excluded)."""
+    return sum(p.numel() for p in model.parameters())
