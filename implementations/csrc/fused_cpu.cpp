@@ -1,0 +1,389 @@
+// Fused CPU kernels of the local relation op (SPEC.md section 1).
+//
+// Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019,
+// arXiv:1904.11491, equation (2): y(p') = sum_p w(p', p) x(p), with
+// w = softmax_p(phi(q(p'), k(p)) + prior(p - p')) over the in-image k x k neighbours of p'.
+//
+// One task is one output row i of one (batch b, group g). For that row the k*k logits of every
+// output pixel live in a (k*k, Wo) scratch of the thread (a few KiB, in L1): logits, max, exp,
+// sum; then the m channels of the group are aggregated. Nothing of size k*k*H*W is written to
+// memory and the forward saves no statistics: the backward recomputes the softmax row by row.
+//
+// Layout: every loop that runs most often goes over the output columns j of one row (contiguous
+// in memory at stride 1), so the compiler vectorises it. Out-of-image neighbours are excluded by
+// ranges: neighbour (ky, kx) of output column j is in the image iff ky is in [ky0, ky1) (per
+// row) and j is in [jlo[kx], jhi[kx]) (per column offset).
+//
+// Backward races: the gradients of x and key are scatters from output pixels to input pixels.
+// Output rows are split into bands at least ceil(2r / s) rows high, so that two bands of the
+// same parity never touch the same input row; even bands run in parallel, then odd bands. The
+// prior's gradient is summed per task into its own slot and reduced by the caller.
+
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+enum Phi : int { kSqdiff = 0, kAbsdiff = 1, kMult = 2 };
+
+// exp for x <= 0 that vectorises (no libm call): exp(x) = 2^n * exp(f), |f| <= ln2/2, degree-7
+// Taylor polynomial (relative error < 1e-7, about float32 rounding). Returns 0 below -87.
+template <typename T>
+inline T exp_nonpos(T x) {
+  if constexpr (std::is_same_v<T, double>) {
+    return std::exp(x);
+  } else {
+    const float xc = std::max(x, -87.0f);
+    const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+    const float f = xc - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 split hi/lo
+    float p = 1.0f / 5040.0f;
+    p = p * f + 1.0f / 720.0f;
+    p = p * f + 1.0f / 120.0f;
+    p = p * f + 1.0f / 24.0f;
+    p = p * f + 1.0f / 6.0f;
+    p = p * f + 0.5f;
+    p = p * f + 1.0f;
+    p = p * f + 1.0f;
+    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof(scale));
+    return x < -87.0f ? 0.0f : p * scale;
+  }
+}
+
+template <int PHI, typename T>
+inline T phi_fn(T q, T k) {
+  if constexpr (PHI == kSqdiff) {
+    const T d = q - k;
+    return -d * d;
+  } else if constexpr (PHI == kAbsdiff) {
+    return -std::abs(q - k);
+  } else {
+    return q * k;
+  }
+}
+
+// d phi / d q and d phi / d k. absdiff uses sign(0) = 0, like torch's abs backward.
+template <int PHI, typename T>
+inline void phi_grad(T q, T k, T& dq, T& dk) {
+  if constexpr (PHI == kSqdiff) {
+    dq = T(-2) * (q - k);
+    dk = -dq;
+  } else if constexpr (PHI == kAbsdiff) {
+    const T d = q - k;
+    const T sg = T((d > T(0)) - (d < T(0)));
+    dq = -sg;
+    dk = sg;
+  } else {
+    dq = k;
+    dk = q;
+  }
+}
+
+// Sizes of one call and the in-image column range of every column offset kx.
+struct Geometry {
+  int64_t B, C, H, W, G, m, k, r, s, Ho, Wo;
+  std::vector<int64_t> jlo, jhi;  // (k,) each: column j of offset kx is inside iff jlo <= j < jhi
+
+  Geometry(const at::Tensor& x, const at::Tensor& key, int64_t k_, int64_t s_)
+      : B(x.size(0)), C(x.size(1)), H(x.size(2)), W(x.size(3)), G(key.size(1)), k(k_),
+        r((k_ - 1) / 2), s(s_), jlo(k_), jhi(k_) {
+    m = (C + G - 1) / G;
+    Ho = (H - 1) / s + 1;
+    Wo = (W - 1) / s + 1;
+    for (int64_t kx = 0; kx < k; ++kx) {
+      const int64_t dx = kx - r;
+      const int64_t lo = dx >= 0 ? 0 : (-dx + s - 1) / s;  // j*s + dx >= 0
+      const int64_t last = W - 1 - dx;                     // j*s <= W - 1 - dx
+      const int64_t hi = last < 0 ? 0 : std::min(Wo, last / s + 1);
+      jlo[kx] = lo;
+      jhi[kx] = std::max(lo, hi);
+    }
+  }
+
+  // Valid kernel rows [ky0, ky1) of output row i.
+  int64_t ky0(int64_t i) const { return std::max<int64_t>(0, r - i * s); }
+  int64_t ky1(int64_t i) const { return std::min<int64_t>(k, H - i * s + r); }
+  int64_t channel_end(int64_t g) const { return std::min(C, (g + 1) * m); }
+};
+
+// Unnormalised softmax weights of output row i of one (b, g): e[n][j] = exp(logit - max_j) for
+// in-image neighbours (others are left unwritten and never read), and their sums.
+// q: (Wo,) query row; key: (H, W) slab of (b, g); prior: (k*k,) of g.
+// e: (k*k, Wo) scratch; mx, sum: (Wo,) scratch.
+template <typename T, int PHI, int S>
+void softmax_row(const Geometry& geo, int64_t i, const T* __restrict__ q,
+                 const T* __restrict__ key, const T* __restrict__ prior,
+                 T* __restrict__ e, T* __restrict__ mx, T* __restrict__ sum) {
+  const int64_t s = S > 0 ? S : geo.s;
+  const int64_t k = geo.k, r = geo.r, Wo = geo.Wo, W = geo.W;
+  const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i);
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    const T* __restrict__ krow = key + (i * s + ky - r) * W;
+    for (int64_t kx = 0; kx < k; ++kx) {
+      const int64_t n = ky * k + kx, dx = kx - r;
+      const T pn = prior[n];
+      T* __restrict__ en = e + n * Wo;
+      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
+        en[j] = phi_fn<PHI>(q[j], krow[j * s + dx]) + pn;
+      }
+    }
+  }
+  const T* centre = e + (r * k + r) * Wo;  // always in the image
+  for (int64_t j = 0; j < Wo; ++j) {
+    mx[j] = centre[j];
+    sum[j] = T(0);
+  }
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    for (int64_t kx = 0; kx < k; ++kx) {
+      const T* __restrict__ en = e + (ky * k + kx) * Wo;
+      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) mx[j] = std::max(mx[j], en[j]);
+    }
+  }
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    for (int64_t kx = 0; kx < k; ++kx) {
+      T* __restrict__ en = e + (ky * k + kx) * Wo;
+      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
+        const T v = exp_nonpos(en[j] - mx[j]);
+        en[j] = v;
+        sum[j] += v;
+      }
+    }
+  }
+}
+
+// Forward: task (b, g, i) writes y[b, c, i, :] for the m channels c of group g.
+template <typename T, int PHI, int S>
+void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* key,
+                    const T* prior, T* y) {
+  const int64_t C = geo.C, H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
+  const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
+  const int64_t s = S > 0 ? S : geo.s;
+  at::parallel_for(0, geo.B * G * Ho, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(kk * Wo + 2 * Wo);
+    T* e = scratch.data();    // (k*k, Wo)
+    T* mx = e + kk * Wo;      // (Wo,)
+    T* sum = mx + Wo;         // (Wo,) then 1 / sum
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task % Ho, bg = task / Ho, g = bg % G, b = bg / G;
+      softmax_row<T, PHI, S>(geo, i, query + (bg * Ho + i) * Wo, key + bg * H * W,
+                             prior + g * kk, e, mx, sum);
+      for (int64_t j = 0; j < Wo; ++j) sum[j] = T(1) / sum[j];
+      const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i);
+      for (int64_t c = g * m; c < geo.channel_end(g); ++c) {
+        T* __restrict__ yrow = y + ((b * C + c) * Ho + i) * Wo;
+        for (int64_t j = 0; j < Wo; ++j) yrow[j] = T(0);
+        for (int64_t ky = ky0; ky < ky1; ++ky) {
+          const T* __restrict__ xrow = x + ((b * C + c) * H + i * s + ky - r) * W;
+          for (int64_t kx = 0; kx < k; ++kx) {
+            const T* __restrict__ en = e + (ky * k + kx) * Wo;
+            const int64_t dx = kx - r;
+            for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) yrow[j] += en[j] * xrow[j * s + dx];
+          }
+        }
+        for (int64_t j = 0; j < Wo; ++j) yrow[j] *= sum[j];
+      }
+    }
+  });
+}
+
+// Backward of one output row i of one (b, g): accumulates into gx, gkey (scatters; the caller
+// guarantees no other thread touches the same input rows), writes gq's row, adds to gprior.
+template <typename T, int PHI, int S>
+void backward_row(const Geometry& geo, int64_t b, int64_t g, int64_t i, const T* gy, const T* x,
+                  const T* query, const T* key, const T* prior, T* gx, T* gq, T* gkey,
+                  double* gprior, T* e, T* dw, T* mx, T* sum) {
+  const int64_t C = geo.C, H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
+  const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
+  const int64_t s = S > 0 ? S : geo.s;
+  const int64_t bg = b * G + g, ky0 = geo.ky0(i), ky1 = geo.ky1(i);
+  const T* __restrict__ q = query + (bg * Ho + i) * Wo;
+  const T* __restrict__ kslab = key + bg * H * W;
+  softmax_row<T, PHI, S>(geo, i, q, kslab, prior + g * kk, e, mx, sum);
+  for (int64_t j = 0; j < Wo; ++j) sum[j] = T(1) / sum[j];
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    for (int64_t kx = 0; kx < k; ++kx) {
+      T* __restrict__ en = e + (ky * k + kx) * Wo;
+      T* __restrict__ dn = dw + (ky * k + kx) * Wo;
+      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
+        en[j] *= sum[j];  // normalised weights
+        dn[j] = T(0);
+      }
+    }
+  }
+  // dw[n][j] = sum_c gy[c, j] x[c, p(n, j)];  gx[c, p(n, j)] += w[n][j] gy[c, j].
+  for (int64_t c = g * m; c < geo.channel_end(g); ++c) {
+    const T* __restrict__ gyrow = gy + ((b * C + c) * Ho + i) * Wo;
+    for (int64_t ky = ky0; ky < ky1; ++ky) {
+      const int64_t row = ((b * C + c) * H + i * s + ky - r) * W;
+      const T* __restrict__ xrow = x + row;
+      T* __restrict__ gxrow = gx + row;
+      for (int64_t kx = 0; kx < k; ++kx) {
+        const T* __restrict__ en = e + (ky * k + kx) * Wo;
+        T* __restrict__ dn = dw + (ky * k + kx) * Wo;
+        const int64_t dx = kx - r;
+        for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
+          dn[j] += gyrow[j] * xrow[j * s + dx];
+          gxrow[j * s + dx] += en[j] * gyrow[j];
+        }
+      }
+    }
+  }
+  // Softmax backward: dlogit = w * (dw - sum_n w dw); mx holds sum_n w dw.
+  for (int64_t j = 0; j < Wo; ++j) mx[j] = T(0);
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    for (int64_t kx = 0; kx < k; ++kx) {
+      const T* __restrict__ en = e + (ky * k + kx) * Wo;
+      const T* __restrict__ dn = dw + (ky * k + kx) * Wo;
+      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) mx[j] += en[j] * dn[j];
+    }
+  }
+  T* __restrict__ gqrow = gq + (bg * Ho + i) * Wo;
+  for (int64_t j = 0; j < Wo; ++j) gqrow[j] = T(0);
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    const T* __restrict__ krow = kslab + (i * s + ky - r) * W;
+    T* __restrict__ gkrow = gkey + bg * H * W + (i * s + ky - r) * W;
+    for (int64_t kx = 0; kx < k; ++kx) {
+      const int64_t n = ky * k + kx, dx = kx - r;
+      const T* __restrict__ en = e + n * Wo;
+      const T* __restrict__ dn = dw + n * Wo;
+      T prior_sum = T(0);
+      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
+        const T dlogit = en[j] * (dn[j] - mx[j]);
+        T dq, dk;
+        phi_grad<PHI>(q[j], krow[j * s + dx], dq, dk);
+        gqrow[j] += dlogit * dq;
+        gkrow[j * s + dx] += dlogit * dk;
+        prior_sum += dlogit;
+      }
+      gprior[n] += static_cast<double>(prior_sum);
+    }
+  }
+}
+
+template <typename T, int PHI, int S>
+void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* query, const T* key,
+                     const T* prior, T* gx, T* gq, T* gkey, double* gprior_parts,
+                     int64_t band) {
+  const int64_t G = geo.G, Ho = geo.Ho, Wo = geo.Wo, kk = geo.k * geo.k;
+  const int64_t bands = (Ho + band - 1) / band;
+  const int64_t per_parity = (bands + 1) / 2;
+  for (int64_t parity = 0; parity < 2; ++parity) {
+    at::parallel_for(0, geo.B * G * per_parity, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> scratch(2 * kk * Wo + 2 * Wo);
+      T* e = scratch.data();   // (k*k, Wo)
+      T* dw = e + kk * Wo;     // (k*k, Wo)
+      T* mx = dw + kk * Wo;    // (Wo,)
+      T* sum = mx + Wo;        // (Wo,)
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t t = 2 * (task % per_parity) + parity, bg = task / per_parity;
+        if (t >= bands) continue;
+        const int64_t g = bg % G, b = bg / G;
+        double* gp = gprior_parts + (bg * bands + t) * kk;  // this task's own slot
+        for (int64_t i = t * band; i < std::min(Ho, (t + 1) * band); ++i) {
+          backward_row<T, PHI, S>(geo, b, g, i, gy, x, query, key, prior, gx, gq, gkey, gp, e,
+                                  dw, mx, sum);
+        }
+      }
+    });
+  }
+}
+
+void check_inputs(const at::Tensor& x, const at::Tensor& query, const at::Tensor& key,
+                  const at::Tensor& prior, int64_t kernel_size, int64_t stride) {
+  TORCH_CHECK(kernel_size >= 1 && kernel_size % 2 == 1, "kernel_size must be odd and >= 1");
+  TORCH_CHECK(stride >= 1, "stride must be >= 1");
+  for (const at::Tensor* t : {&x, &query, &key, &prior}) {
+    TORCH_CHECK(t->device().is_cpu(), "fused_cpu runs on CPU tensors only");
+    TORCH_CHECK(t->is_contiguous(), "fused_cpu kernels expect contiguous tensors");
+    TORCH_CHECK(t->scalar_type() == x.scalar_type(), "all inputs must share x's dtype");
+  }
+}
+
+template <int V>
+using Int = std::integral_constant<int, V>;
+
+// Calls fn(Int<PHI>, Int<S>) with compile-time phi and stride (S = 1, or 0 for a runtime stride).
+template <typename F>
+void dispatch_phi_stride(int64_t phi, int64_t stride, F&& fn) {
+  auto with_phi = [&](auto phi_tag) {
+    if (stride == 1) {
+      fn(phi_tag, Int<1>{});
+    } else {
+      fn(phi_tag, Int<0>{});
+    }
+  };
+  switch (phi) {
+    case kSqdiff: with_phi(Int<kSqdiff>{}); break;
+    case kAbsdiff: with_phi(Int<kAbsdiff>{}); break;
+    case kMult: with_phi(Int<kMult>{}); break;
+    default: TORCH_CHECK(false, "phi code must be 0 (sqdiff), 1 (absdiff) or 2 (mult), got ", phi);
+  }
+}
+
+}  // namespace
+
+// y = local_relation(x, query, key, prior); all contiguous, same dtype (float32/float64).
+at::Tensor fused_forward(const at::Tensor& x, const at::Tensor& query, const at::Tensor& key,
+                         const at::Tensor& prior, int64_t kernel_size, int64_t stride,
+                         int64_t phi) {
+  check_inputs(x, query, key, prior, kernel_size, stride);
+  const Geometry geo(x, key, kernel_size, stride);
+  at::Tensor y = at::empty({geo.B, geo.C, geo.Ho, geo.Wo}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_forward", [&] {
+    dispatch_phi_stride(phi, stride, [&](auto P, auto S) {
+      forward_kernel<scalar_t, decltype(P)::value, decltype(S)::value>(geo, x.const_data_ptr<scalar_t>(),
+                                     query.const_data_ptr<scalar_t>(),
+                                     key.const_data_ptr<scalar_t>(),
+                                     prior.const_data_ptr<scalar_t>(), y.data_ptr<scalar_t>());
+    });
+  });
+  return y;
+}
+
+// Gradients (x, query, key, prior) of sum(grad_y * y).
+std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tensor& x,
+                                       const at::Tensor& query, const at::Tensor& key,
+                                       const at::Tensor& prior, int64_t kernel_size,
+                                       int64_t stride, int64_t phi) {
+  check_inputs(x, query, key, prior, kernel_size, stride);
+  TORCH_CHECK(grad_y.is_contiguous() && grad_y.scalar_type() == x.scalar_type(),
+              "grad_y must be contiguous with x's dtype");
+  const Geometry geo(x, key, kernel_size, stride);
+  TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({geo.B, geo.C, geo.Ho, geo.Wo}),
+              "grad_y must have the output's shape");
+  // Bands of output rows: same-parity bands touch disjoint input rows when band*s >= 2r.
+  const int64_t min_band = std::max<int64_t>(1, (2 * geo.r + geo.s - 1) / geo.s);
+  const int64_t want_tasks = 4 * at::get_num_threads();
+  const int64_t band = geo.B * geo.G >= want_tasks ? geo.Ho : min_band;
+  const int64_t bands = (geo.Ho + band - 1) / band;
+  at::Tensor gx = at::zeros_like(x);
+  at::Tensor gq = at::empty_like(query);
+  at::Tensor gkey = at::zeros_like(key);
+  at::Tensor gprior_parts = at::zeros({geo.B, geo.G, bands, geo.k * geo.k},
+                                      x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_backward", [&] {
+    dispatch_phi_stride(phi, stride, [&](auto P, auto S) {
+      backward_kernel<scalar_t, decltype(P)::value, decltype(S)::value>(
+          geo, grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+          query.const_data_ptr<scalar_t>(), key.const_data_ptr<scalar_t>(),
+          prior.const_data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(),
+          gkey.data_ptr<scalar_t>(), gprior_parts.data_ptr<double>(), band);
+    });
+  });
+  at::Tensor gprior = gprior_parts.sum({0, 2}).view({geo.G, geo.k, geo.k}).to(x.scalar_type());
+  return {gx, gq, gkey, gprior};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.def("forward", &fused_forward, "fused local relation forward (CPU)");
+  module.def("backward", &fused_backward, "fused local relation backward (CPU)");
+}

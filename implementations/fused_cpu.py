@@ -1,0 +1,191 @@
+"""The fused CPU implementation: C++ kernels with OpenMP, registered as a PyTorch custom operator.
+
+Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019, arXiv:1904.11491.
+The kernels (``csrc/fused_cpu.cpp``) compute logits, prior, border mask, softmax and aggregation
+per (batch, group, output row) with the k*k weights in a per-thread scratch, never in memory as a
+``k*k*H*W`` buffer; the backward recomputes the softmax instead of saving it.
+
+The extension is compiled with ``torch.utils.cpp_extension.load`` on first use (about a minute on
+two cores) and cached in ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``).
+Importing this module compiles nothing; without a C++ compiler the implementation is listed as
+unavailable with the reason.
+
+Custom operators (namespace ``lrbench``):
+    ``fused_cpu(x, query, key, prior, kernel_size, stride, phi) -> y``: the op, differentiable.
+    ``fused_cpu_backward(grad_y, x, query, key, prior, kernel_size, stride, phi)
+    -> (grad_x, grad_query, grad_key, grad_prior)``: its backward.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
+
+from lrbench.complexity import op_macs
+from lrbench.registry import DEFAULT_TOLERANCES, Implementation, register
+
+SOURCE = Path(__file__).parent / "csrc" / "fused_cpu.cpp"
+PHI_CODES = {"sqdiff": 0, "absdiff": 1, "mult": 2}  # must match enum Phi in the C++ source
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"]
+
+
+def _cpu_tag() -> str:
+    """A short hash of this CPU's model and flags: ``-march=native`` builds must not be shared."""
+    text = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            seen = {}
+            for line in info:
+                name = line.split(":", 1)[0].strip()
+                if name in ("model name", "flags"):
+                    seen.setdefault(name, line)
+            text += "".join(seen.values())
+    except OSError:
+        pass
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _compiler() -> str | None:
+    """The C++ compiler ``cpp_extension`` would use, or ``None`` when there is none."""
+    cxx = os.environ.get("CXX", "c++")
+    return shutil.which(cxx) or shutil.which("g++")
+
+
+@functools.cache
+def extension():
+    """The compiled kernels (built on the first call, then loaded from the cache).
+
+    Raises:
+        RuntimeError: no compiler, or the build failed (the message has the compiler's output).
+    """
+    if _compiler() is None:
+        raise RuntimeError("no C++ compiler found (g++/c++)")
+    # cpp_extension warns at import that CUDA_HOME has no runtime; irrelevant for a CPU build.
+    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_logger.level
+    cpp_logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        cpp_logger.setLevel(level)
+    verbose = os.environ.get("LRBENCH_VERBOSE_BUILD", "") not in ("", "0")
+    return cpp_extension.load(
+        name=f"lrbench_fused_cpu_{_cpu_tag()}",
+        sources=[str(SOURCE)],
+        extra_cflags=CFLAGS,
+        extra_ldflags=["-fopenmp"],
+        verbose=verbose,
+    )
+
+
+def availability() -> str | None:
+    """``None`` when the extension builds and loads here, else the reason (first line of the error)."""
+    try:
+        extension()
+    except Exception as err:  # noqa: BLE001 (any build failure means "unavailable", with its reason)
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        first = lines[0] if lines else type(err).__name__
+        return first if first.startswith("no C++ compiler") else f"C++ extension build failed: {first}"
+    return None
+
+
+@torch.library.custom_op("lrbench::fused_cpu", mutates_args=(), device_types="cpu")
+def fused_cpu_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel_size: int,
+                 stride: int, phi: str) -> Tensor:
+    """The op on CPU tensors (any layout); ``(B, C, H, W)`` -> ``(B, C, Ho, Wo)``."""
+    return extension().forward(x.contiguous(), query.contiguous(), key.contiguous(),
+                               prior.contiguous(), kernel_size, stride, PHI_CODES[phi])
+
+
+@fused_cpu_op.register_fake
+def _(x, query, key, prior, kernel_size, stride, phi):
+    B, C = x.shape[:2]
+    Ho, Wo = query.shape[-2:]
+    return x.new_empty((B, C, Ho, Wo))
+
+
+@torch.library.custom_op("lrbench::fused_cpu_backward", mutates_args=(), device_types="cpu")
+def fused_cpu_backward_op(grad_y: Tensor, x: Tensor, query: Tensor, key: Tensor, prior: Tensor,
+                          kernel_size: int, stride: int, phi: str
+                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients ``(x, query, key, prior)`` of ``sum(grad_y * y)``; recomputes the softmax."""
+    grads = extension().backward(grad_y.contiguous(), x.contiguous(), query.contiguous(),
+                                 key.contiguous(), prior.contiguous(), kernel_size, stride,
+                                 PHI_CODES[phi])
+    return tuple(grads)
+
+
+@fused_cpu_backward_op.register_fake
+def _(grad_y, x, query, key, prior, kernel_size, stride, phi):
+    return (torch.empty_like(x), torch.empty_like(query), torch.empty_like(key),
+            torch.empty_like(prior))
+
+
+def _setup_context(ctx, inputs, output):
+    x, query, key, prior, kernel_size, stride, phi = inputs
+    ctx.save_for_backward(x, query, key, prior)
+    ctx.args = (kernel_size, stride, phi)
+
+
+def _backward(ctx, grad_y):
+    grads = fused_cpu_backward_op(grad_y, *ctx.saved_tensors, *ctx.args)
+    return (*grads, None, None, None)
+
+
+fused_cpu_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _macs_of(x_shape, query_shape, key_shape, kernel_size) -> int:
+    B, C = x_shape[:2]
+    G = key_shape[1]
+    Ho, Wo = query_shape[-2:]
+    return op_macs(B, C, G, kernel_size, Ho, Wo)
+
+
+@register_flop_formula(torch.ops.lrbench.fused_cpu)
+def forward_flops(x_shape, query_shape, key_shape, prior_shape, kernel_size, stride, phi,
+                  *args, out_shape=None, **kwargs) -> int:
+    """FLOPs = 2 x :func:`lrbench.complexity.op_macs` (composability, softmax, aggregation)."""
+    return 2 * _macs_of(x_shape, query_shape, key_shape, kernel_size)
+
+
+@register_flop_formula(torch.ops.lrbench.fused_cpu_backward)
+def backward_flops(grad_y_shape, x_shape, query_shape, key_shape, prior_shape, kernel_size,
+                   stride, phi, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs = 4 x ``op_macs``: twice the forward, the usual convention for a backward pass.
+
+    The kernel's work matches it term by term: composability and softmax recomputed (1 x the
+    forward's logit terms), the softmax backward and the query/key gradients (1 x), and two
+    aggregations (grad of the weights and grad_x, 2 x the aggregation term).
+    """
+    return 4 * _macs_of(x_shape, query_shape, key_shape, kernel_size)
+
+
+def local_relation_fused_cpu(x, query, key, prior, kernel_size, stride, phi):
+    return torch.ops.lrbench.fused_cpu(x, query, key, prior, kernel_size, stride, phi)
+
+
+register(
+    Implementation(
+        name="fused_cpu",
+        fn=local_relation_fused_cpu,
+        summary="C++/OpenMP fused kernels, softmax weights per output row in scratch, custom op",
+        devices=("cpu",),
+        dtypes=(torch.float32, torch.float64),
+        priority=30,
+        # float32: weights from a polynomial exp (relative error < 1e-7) and float32 sums of k*k
+        # terms; the default float32 tolerance holds. float64 is exact up to summation order.
+        tolerances={dt: DEFAULT_TOLERANCES[dt] for dt in (torch.float32, torch.float64)},
+        availability=availability,
+        custom_ops=("lrbench::fused_cpu",),
+    )
+)
