@@ -24,6 +24,11 @@ def list_cmd() -> None:
         click.echo(f"{'':<15} {row['summary']}")
         if row["why not"]:
             click.echo(f"{'':<15} why not: {row['why not']}")
+    from lrbench.bench.presets import PRESETS
+
+    click.echo("\npresets (lrbench run --preset NAME):")
+    for name, preset in PRESETS.items():
+        click.echo(f"{name:<15} {preset['description']}")
 
 
 @main.command("check")
@@ -44,6 +49,143 @@ def check_cmd(dtype: str) -> None:
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         sys.exit(1)
+
+
+AXIS_OPTIONS = (
+    ("--impl", "implementations, e.g. unfold,fused_cpu"),
+    ("--dtype", "dtypes: float32,float64,float16,bfloat16"),
+    ("--device", "devices: cpu,cuda"),
+    ("--pass", "passes: fwd,bwd,fwd_bwd (op, layer, conv3x3); fwd,train (networks)"),
+    ("--batch", "batch sizes B"),
+    ("--channels", "channels C"),
+    ("--size", "input sizes H = W"),
+    ("--kernel", "kernel sizes k (odd)"),
+    ("--m", "channels per weight map m"),
+    ("--stride", "strides"),
+)
+
+
+def _axis_options(command):
+    for flag, help_text in reversed(AXIS_OPTIONS):
+        name = flag.removeprefix("--").replace("-", "_") + "_axis"
+        command = click.option(flag, name, default=None, metavar="LIST",
+                               help=f"Comma-separated {help_text} (replaces the preset's).")(command)
+    return command
+
+
+@main.command("run")
+@click.option("--preset", default="quick", show_default=True,
+              help="Named matrix (see `lrbench list`).")
+@_axis_options
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory (CSV, pytest-benchmark JSON, log)  [default: reports/runs/PRESET]")
+@click.option("--resume", is_flag=True,
+              help="Keep the directory's results.csv and skip the cases it has; without it the "
+                   "CSV is replaced.")
+@click.option("--shard", "shard_spec", default=None, metavar="I/N",
+              help="Run only slice I of N (1-based); join the pieces with `lrbench merge`.")
+@click.option("--min-rounds", type=click.IntRange(min=1), default=None,
+              help="pytest-benchmark's minimum rounds per case (default: the preset's).")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="pytest-benchmark's target seconds per case (default: the preset's).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch intra-op threads (default: torch's choice); recorded in every row.")
+def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, **axes) -> None:
+    """Run a benchmark matrix: gate each case against the reference, time it, record one CSV row.
+
+    Every row is written as soon as its case finishes; a case that cannot run, fails the accuracy
+    gate or raises becomes a row with its status and reason, and the run goes on.
+    """
+    import torch
+
+    from lrbench.bench.plan import make_plan
+    from lrbench.bench.presets import preset_names
+    from lrbench.bench.runner import run_matrix
+
+    if preset not in preset_names():
+        raise click.BadParameter(f"unknown preset {preset!r}; choose from {preset_names()}",
+                                 param_hint="--preset")
+    overrides = {name.removesuffix("_axis"): value for name, value in axes.items()}
+    try:
+        plan = make_plan(preset, overrides, shard_spec, min_rounds, max_time)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = out or f"reports/runs/{preset}"
+    stream = click.get_text_stream("stdout")
+    click.echo(f"{len(plan.cases)} cases ({plan.label}), {torch.get_num_threads()} threads, "
+               f"-> {out}")
+
+    def progress(index: int, total: int, row: dict) -> None:
+        detail = (f"{row['median_s'] * 1e3:10.3f} ms" if row["status"] == "ok"
+                  else row["reason"][:80])
+        click.echo(f"[{index:>4}/{total}] {row['status']:<7} {row['case_id']:<60} {detail}",
+                   file=stream)
+
+    summary = run_matrix(plan.cases, out, resume=resume, timing=plan.timing, on_case=progress,
+                         label=plan.label)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items()))
+    click.echo(f"done: {counts or 'nothing to run'}"
+               + (f" ({summary.already_done} already in the CSV)" if summary.already_done else ""))
+    click.echo(f"rows: {summary.csv_path}  pytest-benchmark JSON: {summary.json_path}  "
+               f"log: {summary.log_path}")
+    if summary.interrupted:
+        click.echo("interrupted; continue with --resume", err=True)
+        sys.exit(130)
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(exists=True))
+def report_cmd(run_dir) -> None:
+    """Write RUN_DIR/report.md and its PNG plots from RUN_DIR/results.csv."""
+    from lrbench.bench.report import write_report
+
+    path = write_report(run_dir)
+    click.echo(f"wrote {path}")
+
+
+def _threshold(ctx, param, value):
+    from lrbench.bench.compare import parse_threshold
+
+    try:
+        return parse_threshold(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from err
+
+
+@main.command("compare")
+@click.argument("base", type=click.Path(exists=True))
+@click.argument("new", type=click.Path(exists=True))
+@click.option("--threshold", default="10%", show_default=True, callback=_threshold,
+              help="A case regressed when NEW's median exceeds BASE's by more than this.")
+def compare_cmd(base, new, threshold) -> None:
+    """Compare two runs (directories or CSVs) case by case; exit 1 if any case regressed."""
+    from lrbench.bench.compare import compare_runs
+
+    result = compare_runs(base, new, threshold)
+    click.echo(f"{len(result.table)} cases in both runs; {len(result.only_base)} only in BASE, "
+               f"{len(result.only_new)} only in NEW")
+    for row in result.regressions.itertuples():
+        click.echo(f"REGRESSED {row.case_id}: {row.base_s * 1e3:.3f} ms -> "
+                   f"{row.new_s * 1e3:.3f} ms ({row.ratio:.2f}x)")
+    if len(result.regressions):
+        click.echo(f"{len(result.regressions)} regression(s) beyond {threshold:.0%}", err=True)
+        sys.exit(1)
+    click.echo(f"no regression beyond {threshold:.0%}")
+
+
+@main.command("merge")
+@click.argument("pieces", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory for the merged results.csv.")
+def merge_cmd(pieces, out) -> None:
+    """Join runs (e.g. shards) into one results.csv: one row per case id."""
+    from lrbench.bench.records import merge_runs, write
+
+    merged = merge_runs(list(pieces))
+    path = write(merged, out)
+    click.echo(f"{len(merged)} cases from {len(pieces)} runs -> {path}")
 
 
 if __name__ == "__main__":

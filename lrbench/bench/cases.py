@@ -1,0 +1,215 @@
+"""One benchmark case, and the expansion of a preset (plus overrides) into the list of cases.
+
+The matrix axes are implementation x shape (B, C, H, W, k, m, stride) x dtype x device x pass.
+Each target (:data:`TARGET_AXES`) says which shape fields and passes apply to it, so that an
+override such as ``--kernel 3,5`` changes the local relation cases and leaves the 3x3 conv alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+import torch
+
+from lrbench import registry
+from lrbench.inputs import Shape
+
+SHAPE_FIELDS = ("B", "C", "H", "W", "k", "m", "stride")
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+DEVICES = ("cpu", "cuda")
+# fwd: forward without autograd; bwd: backward alone (graph built outside the timed region);
+# fwd_bwd: forward and backward; train: forward, cross-entropy, backward and an SGD step.
+PASSES = ("fwd", "bwd", "fwd_bwd", "train")
+
+# What each target varies. ``impl``: None when the target runs one fixed implementation
+# (the name recorded instead); ``fixed``: values of the shape fields it does not vary.
+TARGET_AXES: dict[str, dict] = {
+    "op": {"fields": SHAPE_FIELDS, "passes": ("fwd", "bwd", "fwd_bwd"), "impl": None,
+           "fixed": {}},
+    "layer": {"fields": SHAPE_FIELDS, "passes": ("fwd", "bwd", "fwd_bwd"), "impl": None,
+              "fixed": {}},
+    "conv3x3": {"fields": ("B", "C", "H", "W", "stride"), "passes": ("fwd", "bwd", "fwd_bwd"),
+                "impl": "torch", "fixed": {"k": 3, "m": 1}},
+    "lrnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": None,
+                "fixed": {"C": 3, "k": 7, "m": 8, "stride": 1}},
+    "resnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": "torch",
+                 "fixed": {"C": 3, "k": 3, "m": 1, "stride": 1}},
+}
+# Axis overrides accepted by :func:`expand`: CLI name -> shape field.
+SHAPE_OVERRIDES = {"batch": "B", "channels": "C", "kernel": "k", "m": "m", "stride": "stride"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the matrix: what is timed, on which shape, dtype, device and pass."""
+
+    target: str
+    impl: str
+    B: int
+    C: int
+    H: int
+    W: int
+    k: int
+    m: int
+    stride: int
+    dtype: str
+    device: str
+    pass_: str
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGET_AXES:
+            raise ValueError(f"target must be one of {list(TARGET_AXES)}, got {self.target!r}")
+        self.shape  # noqa: B018  (Shape validates: positive sizes, odd k, groups cover C)
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(B=self.B, C=self.C, H=self.H, W=self.W, k=self.k, m=self.m,
+                     stride=self.stride)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    def label(self) -> str:
+        """The shape, in the fields that apply to the target: ``B8-C100-56x56-k7-m8-s1``."""
+        fields = TARGET_AXES[self.target]["fields"]
+        parts = [f"B{self.B}"]
+        if "C" in fields:
+            parts.append(f"C{self.C}")
+        parts.append(f"{self.H}x{self.W}")
+        parts += [f"{name}{getattr(self, field)}" for name, field
+                  in (("k", "k"), ("m", "m"), ("s", "stride")) if field in fields]
+        return "-".join(parts)
+
+    @property
+    def case_id(self) -> str:
+        """Stable identifier: ``target:impl:shape:dtype:device:pass``."""
+        return ":".join([self.target, self.impl, self.label(), self.dtype, self.device,
+                         self.pass_])
+
+    def baseline(self, impl: str = "unfold") -> Case:
+        """The same case run by ``impl`` (the speedup's denominator)."""
+        return Case(**{**asdict(self), "impl": impl})
+
+    def as_row(self) -> dict:
+        row = asdict(self)
+        row["pass"] = row.pop("pass_")
+        return row
+
+
+def parse_list(text: str, *, name: str, kind: type = str) -> list:
+    """``"3,5,7"`` -> ``[3, 5, 7]``; a clear ValueError naming the option otherwise."""
+    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"--{name} needs at least one value, got {text!r}")
+    if kind is int:
+        bad = [item for item in items if not item.isdigit() or int(item) < 1]
+        if bad:
+            raise ValueError(f"--{name} takes positive integers, got {', '.join(bad)}")
+        return [int(item) for item in items]
+    return items
+
+
+def _check_choices(values: list[str], choices, name: str) -> None:
+    bad = [v for v in values if v not in choices]
+    if bad:
+        raise ValueError(f"--{name}: unknown {', '.join(map(repr, bad))}; "
+                         f"choose from {', '.join(choices)}")
+
+
+def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
+    """All the cases of ``preset``, with ``overrides`` replacing the values of an axis.
+
+    Args:
+        preset: a dict of :data:`lrbench.bench.presets.PRESETS`.
+        overrides: optional lists by axis: ``impl``, ``dtype``, ``device``, ``pass`` (replace
+            the preset's values) and ``batch``, ``channels``, ``size`` (H = W), ``kernel``,
+            ``m``, ``stride`` (every preset shape is repeated with each value; fields that do
+            not apply to a target are left alone).
+
+    Returns:
+        Unique cases, in preset order, with ``unfold`` first among the implementations of
+        each shape so that its time is known when the others' speedups are recorded.
+
+    Raises:
+        ValueError: an unknown implementation, dtype, device or pass, an invalid shape, or an
+            override that leaves no case.
+    """
+    overrides = {key: value for key, value in (overrides or {}).items() if value}
+    known = set(SHAPE_OVERRIDES) | {"impl", "dtype", "device", "pass", "size"}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown override(s) {sorted(unknown)}; known: {sorted(known)}")
+    if "impl" in overrides:
+        _check_choices(overrides["impl"], registry.implementations(), "impl")
+    _check_choices(overrides.get("dtype", []), DTYPES, "dtype")
+    _check_choices(overrides.get("device", []), DEVICES, "device")
+    _check_choices(overrides.get("pass", []), PASSES, "pass")
+
+    cases: dict[str, Case] = {}
+    for group in preset["groups"]:
+        axes = TARGET_AXES[group["target"]]
+        impls = _impls(group, axes, overrides)
+        passes = [p for p in overrides.get("pass", group["passes"]) if p in axes["passes"]]
+        for shape in _shapes(group, axes, overrides):
+            for dtype, device, pass_ in itertools.product(
+                    overrides.get("dtype", group["dtypes"]),
+                    overrides.get("device", group["devices"]), passes):
+                for impl in impls:
+                    case = Case(target=group["target"], impl=impl, dtype=dtype, device=device,
+                                pass_=pass_, **shape)
+                    cases.setdefault(case.case_id, case)
+    if not cases:
+        raise ValueError("the overrides leave no case to run (e.g. a --pass that no target "
+                         f"of this preset has; passes per target: "
+                         f"{ {t: a['passes'] for t, a in TARGET_AXES.items()} })")
+    return list(cases.values())
+
+
+def _impls(group: dict, axes: dict, overrides: dict) -> list[str]:
+    if axes["impl"] is not None:
+        return [axes["impl"]]
+    impls = overrides.get("impl", group.get("impls", "all"))
+    if impls == "all":
+        impls = registry.implementations()
+    return sorted(impls, key=lambda name: name != "unfold")  # stable: unfold first
+
+
+def _shapes(group: dict, axes: dict, overrides: dict) -> list[dict]:
+    fields = axes["fields"]
+    shapes = []
+    for base in group["shapes"]:
+        choices = {field: [base.get(field, axes["fixed"].get(field))] for field in SHAPE_FIELDS}
+        choices.update({f: [axes["fixed"][f]] for f in axes["fixed"]})
+        for option, field in SHAPE_OVERRIDES.items():
+            if option in overrides and field in fields:
+                choices[field] = overrides[option]
+        if "size" in overrides and "H" in fields:
+            sizes = overrides["size"]
+            combos = [dict(zip(SHAPE_FIELDS, values, strict=True))
+                      for values in itertools.product(*(choices[f] for f in SHAPE_FIELDS))]
+            shapes += [{**combo, "H": size, "W": size} for combo in combos for size in sizes]
+        else:
+            shapes += [dict(zip(SHAPE_FIELDS, values, strict=True))
+                       for values in itertools.product(*(choices[f] for f in SHAPE_FIELDS))]
+    return shapes
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` -> ``(2, 4)``: the second of four slices (1-based)."""
+    parts = str(text).split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--shard must look like i/n (e.g. 1/4), got {text!r}")
+    i, n = int(parts[0]), int(parts[1])
+    if n < 1 or not 1 <= i <= n:
+        raise ValueError(f"--shard i/n needs 1 <= i <= n, got {text!r}")
+    return i, n
+
+
+def shard(cases: list[Case], i: int, n: int) -> list[Case]:
+    """Slice ``i`` of ``n``: every n-th case in case-id order, so the split does not depend on
+    the order of the preset and the slices are disjoint and cover all cases."""
+    ids = sorted(case.case_id for case in cases)
+    mine = {case_id for index, case_id in enumerate(ids) if index % n == i - 1}
+    return [case for case in cases if case.case_id in mine]

@@ -1,0 +1,94 @@
+"""Tidy records: one CSV row per case, appended as each case finishes; resume and merge.
+
+Every row has the same columns (:data:`COLUMNS`). ``status`` is the last column, so a line cut
+short by a killed run has none and is dropped (and its case rerun) on ``--resume``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+RESULTS = "results.csv"
+STATUSES = ("ok", "skipped", "failed", "error")
+COLUMNS = [
+    "case_id", "target", "impl", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device", "pass",
+    "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations",
+    "macs", "macs_source", "gmacs_per_s", "items_per_s", "speedup_vs_unfold",
+    "peak_bytes", "output_bytes", "max_abs_err", "oracle",
+    "threads", "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
+    "reason", "status",
+]
+
+
+def results_path(location: str | Path) -> Path:
+    """``location`` if it is a CSV file, else ``location/results.csv``."""
+    location = Path(location)
+    return location if location.suffix == ".csv" else location / RESULTS
+
+
+def append_row(path: str | Path, row: dict) -> None:
+    """Append one row (missing columns empty), writing the header if the file is new."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    unknown = set(row) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"row has unknown columns {sorted(unknown)}")
+    if row.get("status") not in STATUSES:
+        raise ValueError(f"row status must be one of {STATUSES}, got {row.get('status')!r}")
+    frame = pd.DataFrame([row]).reindex(columns=COLUMNS)
+    with path.open("a", newline="") as handle:
+        frame.to_csv(handle, header=handle.tell() == 0, index=False)
+        handle.flush()
+
+
+def load(location: str | Path) -> pd.DataFrame:
+    """The rows of a run (a CSV or a run directory); rows without a valid status are dropped."""
+    path = results_path(location)
+    if not path.exists():
+        raise FileNotFoundError(f"no results at {path}")
+    frame = pd.read_csv(path, on_bad_lines="skip", keep_default_na=True)
+    frame = frame[frame["status"].isin(STATUSES)]
+    return frame.reindex(columns=COLUMNS).reset_index(drop=True)
+
+
+def done_ids(location: str | Path) -> set[str]:
+    """Case ids already recorded (any status) in a run; empty if there is no file yet."""
+    path = results_path(location)
+    return set(load(path)["case_id"]) if path.exists() else set()
+
+
+def _without_impl(case_ids: pd.Series) -> pd.Series:
+    """``target:impl:shape:dtype:device:pass`` -> ``target:shape:dtype:device:pass``."""
+    return case_ids.str.split(":").map(lambda parts: ":".join(parts[:1] + parts[2:]))
+
+
+def with_speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Recompute ``speedup_vs_unfold`` = unfold's median / this median, on the same case."""
+    frame = frame.copy()
+    unfold = frame[(frame["status"] == "ok") & (frame["impl"] == "unfold")]
+    unfold_median = pd.Series(unfold["median_s"].to_numpy(), index=_without_impl(unfold["case_id"]))
+    baseline = _without_impl(frame["case_id"]).map(unfold_median)
+    frame["speedup_vs_unfold"] = (baseline / frame["median_s"]).where(frame["status"] == "ok")
+    return frame
+
+
+def merge_runs(locations: list[str | Path]) -> pd.DataFrame:
+    """Rows of several runs (e.g. shards) joined: one per case id, an ``ok`` row preferred,
+    later pieces winning ties; speedups recomputed across pieces."""
+    if not locations:
+        raise ValueError("merge needs at least one run to read")
+    frame = pd.concat([load(location) for location in locations], ignore_index=True)
+    frame["_rank"] = (frame["status"] == "ok").astype(int)
+    frame = frame.reset_index().sort_values(["_rank", "index"], kind="stable")
+    frame = frame.drop_duplicates("case_id", keep="last").sort_values("index")
+    return with_speedups(frame.drop(columns=["_rank", "index"]).reset_index(drop=True))
+
+
+def write(frame: pd.DataFrame, location: str | Path) -> Path:
+    """Write ``frame`` as a run's CSV (replacing it); returns the path."""
+    path = results_path(location)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.reindex(columns=COLUMNS).to_csv(path, index=False)
+    return path

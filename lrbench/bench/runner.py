@@ -1,0 +1,228 @@
+"""Running the matrix: gate, time (pytest-benchmark), measure memory, record one row per case.
+
+``run_matrix`` calls ``pytest.main`` on :mod:`lrbench.bench.bench_matrix` with a
+:class:`MatrixPlugin` that parametrizes its one test over the cases. pytest-benchmark calibrates
+the rounds, excludes warm-up, computes the statistics and writes its JSON into the run directory;
+the plugin writes each case's CSV row as soon as the case finishes, so a killed run loses at most
+the case in flight and ``--resume`` carries on from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gc
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrbench.bench import records, targets
+from lrbench.bench.cases import Case
+from lrbench.bench.gate import Gate
+from lrbench.bench.machine import machine_info, threads_now
+from lrbench.bench.macs import case_macs
+from lrbench.bench.memory import peak_extra_bytes
+
+PLUGIN_KEY = pytest.StashKey["MatrixPlugin"]()
+BENCH_MODULE = Path(__file__).with_name("bench_matrix.py")
+REASON_CHARS = 300
+# A case's own failure becomes a row; these mean the run itself must stop.
+OOM_MARKERS = ("out of memory", "can't allocate memory")
+
+# time_fn(fn) -> pytest-benchmark's statistics of fn, in seconds
+TimeFn = Callable[[Callable[[], object]], dict]
+# on_case(index, total, row): called after each row is written
+OnCase = Callable[[int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """pytest-benchmark's knobs: at least ``min_rounds`` rounds, about ``max_time`` seconds per
+    case (calibrated), ``warmup_iterations`` untimed calls before the timed rounds."""
+
+    min_rounds: int = 3
+    max_time: float = 0.05
+    warmup_iterations: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_rounds < 1:
+            raise ValueError(f"min_rounds must be >= 1, got {self.min_rounds}")
+        if not self.max_time > 0:
+            raise ValueError(f"max_time must be > 0 seconds, got {self.max_time}")
+
+    def pytest_args(self) -> list[str]:
+        return [
+            "--benchmark-enable",
+            f"--benchmark-min-rounds={self.min_rounds}",
+            f"--benchmark-max-time={self.max_time}",
+            "--benchmark-warmup=on",
+            f"--benchmark-warmup-iterations={self.warmup_iterations}",
+            "--benchmark-disable-gc",
+            "--benchmark-sort=name",
+            "--benchmark-columns=median,iqr,stddev,min,rounds,iterations",
+        ]
+
+
+def describe(err: BaseException) -> str:
+    """One line for the ``reason`` column; out-of-memory errors say so first."""
+    text = " ".join(str(err).split())
+    prefix = "out of memory: " if any(m in text.lower() for m in OOM_MARKERS) else ""
+    return (prefix + f"{type(err).__name__}: {text}")[:REASON_CHARS]
+
+
+def _stats_row(stats) -> dict:
+    return {"median_s": stats.median, "iqr_s": stats.iqr, "stddev_s": stats.stddev,
+            "min_s": stats.min, "mean_s": stats.mean, "rounds": stats.rounds}
+
+
+def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
+    """Gate, build, time and measure one case; always returns its row (never raises for the
+    case's own failures; ``KeyboardInterrupt`` passes through).
+
+    Args:
+        case: the case.
+        time_fn: times a zero-argument callable, returning the statistics columns.
+        gate: ``gate(case) -> GateResult`` (see :class:`lrbench.bench.gate.Gate`).
+    """
+    macs, macs_source = case_macs(case)
+    row = {"case_id": case.case_id, **case.as_row(), **machine_info(), "threads": threads_now(),
+           "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+           "macs": macs, "macs_source": macs_source}
+    reasons = targets.why_not(case)
+    if reasons:
+        return {**row, "status": "skipped", "reason": "; ".join(reasons)[:REASON_CHARS]}
+    try:
+        verdict = gate(case)
+    except Exception as err:  # the implementation raised: its reason goes in the row
+        return {**row, "status": "error", "reason": "accuracy gate: " + describe(err)}
+    row.update(max_abs_err=verdict.max_abs_err, oracle=verdict.oracle)
+    if not verdict.ok:
+        return {**row, "status": "failed",
+                "reason": f"accuracy gate vs {verdict.oracle}: {verdict.reason}"[:REASON_CHARS]}
+    prepared = None
+    try:
+        prepared = targets.build(case)
+        prepared.fn()  # warm-up call, outside the timer (first-use compilation, caches)
+        row.update(time_fn(prepared.fn))
+        row["peak_bytes"] = peak_extra_bytes(prepared.fn, case.device)
+        row["output_bytes"] = prepared.output_bytes
+    except Exception as err:
+        return {**row, "status": "error", "reason": describe(err)}
+    finally:
+        del prepared
+        gc.collect()
+        if case.device == "cuda":
+            torch.cuda.empty_cache()
+    if macs and case.pass_ == "fwd":
+        row["gmacs_per_s"] = macs / row["median_s"] / 1e9
+    row["items_per_s"] = case.B / row["median_s"]
+    return {**row, "status": "ok", "reason": ""}
+
+
+@dataclass
+class MatrixPlugin:
+    """pytest plugin: parametrizes ``bench_matrix.test_case`` over ``cases`` and records rows."""
+
+    cases: list[Case]
+    csv_path: Path
+    on_case: OnCase | None = None
+    unfold_medians: dict[str, float] = field(default_factory=dict)
+    statuses: Counter = field(default_factory=Counter)
+    gate: Gate = field(default_factory=Gate)
+
+    def pytest_configure(self, config) -> None:
+        config.stash[PLUGIN_KEY] = self
+
+    def pytest_generate_tests(self, metafunc) -> None:
+        if "lrbench_case" in metafunc.fixturenames:
+            metafunc.parametrize("lrbench_case", self.cases,
+                                 ids=[case.case_id for case in self.cases])
+
+    def run(self, case: Case, benchmark) -> None:
+        def time_fn(fn):
+            benchmark(fn)
+            return {**_stats_row(benchmark.stats.stats), "iterations": benchmark.stats.iterations}
+
+        row = execute_case(case, time_fn, self.gate)
+        if row["status"] == "ok":
+            if case.impl == "unfold":
+                self.unfold_medians[case.case_id] = row["median_s"]
+            baseline = self.unfold_medians.get(case.baseline().case_id)
+            row["speedup_vs_unfold"] = baseline / row["median_s"] if baseline else None
+        records.append_row(self.csv_path, row)
+        self.statuses[row["status"]] += 1
+        if self.on_case is not None:
+            self.on_case(sum(self.statuses.values()), len(self.cases), row)
+        if row["status"] != "ok":
+            pytest.skip(f"{row['status']}: {row['reason']}")
+
+
+@dataclass
+class RunSummary:
+    """What one ``run_matrix`` call did."""
+
+    csv_path: Path
+    json_path: Path | None
+    log_path: Path
+    total: int
+    already_done: int
+    statuses: Counter
+    interrupted: bool = False
+
+
+def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
+               timing: Timing | None = None, on_case: OnCase | None = None,
+               label: str = "run") -> RunSummary:
+    """Run ``cases``, writing ``out_dir/results.csv`` row by row and pytest-benchmark's JSON.
+
+    Args:
+        cases: the cases (see :func:`lrbench.bench.cases.expand` and ``shard``).
+        out_dir: run directory; created if needed.
+        resume: keep the existing CSV and skip the cases it already has; otherwise a
+            previous CSV in ``out_dir`` is replaced.
+        timing: pytest-benchmark's knobs.
+        on_case: progress callback, ``on_case(index, total, row)``.
+        label: goes into the JSON's file name (e.g. the preset and shard).
+
+    Returns:
+        A :class:`RunSummary`; ``interrupted`` is set when the run was stopped (Ctrl-C).
+    """
+    timing = timing or Timing()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, log_path = records.results_path(out), out / "pytest.log"
+    if not resume and csv_path.exists():
+        csv_path.unlink()
+    done = records.done_ids(csv_path)
+    todo = [case for case in cases if case.case_id not in done]
+    summary = RunSummary(csv_path=csv_path, json_path=None, log_path=log_path, total=len(cases),
+                         already_done=len(cases) - len(todo), statuses=Counter())
+    if not todo:
+        return summary
+    plugin = MatrixPlugin(todo, csv_path, on_case, unfold_medians=_unfold_medians(csv_path))
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+    summary.json_path = out / "pytest-benchmark" / f"{label}-{stamp}.json"
+    summary.json_path.parent.mkdir(parents=True, exist_ok=True)
+    args = [str(BENCH_MODULE), "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+            "--capture=no", f"--benchmark-json={summary.json_path}", *timing.pytest_args()]
+    with log_path.open("a") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        code = pytest.main(args, plugins=[plugin])
+    summary.statuses = plugin.statuses
+    summary.interrupted = code == pytest.ExitCode.INTERRUPTED
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.INTERRUPTED):
+        raise RuntimeError(f"the benchmark session failed (pytest exit code {int(code)}); "
+                           f"see {log_path}")
+    return summary
+
+
+def _unfold_medians(csv_path: Path) -> dict[str, float]:
+    if not csv_path.exists():
+        return {}
+    frame = records.load(csv_path)
+    unfold = frame[(frame["impl"] == "unfold") & (frame["status"] == "ok")]
+    return dict(zip(unfold["case_id"], unfold["median_s"], strict=True))
