@@ -1,0 +1,170 @@
+"""The "CUDA fused" implementation: Triton kernels registered as PyTorch custom operators.
+
+Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019, arXiv:1904.11491.
+The kernels (:mod:`implementations.triton_kernels`) compute logits, prior, border mask, softmax
+and aggregation in one pass per (tile of output pixels, group, batch), keeping the k*k weights
+on chip; nothing of size k*k*H*W is written to memory. Any odd k and any stride >= 1 run.
+
+Operators (namespace ``lrbench``):
+
+- ``fused_triton(x, query, key, prior, kernel_size, stride, phi) -> y``, differentiable;
+- ``fused_triton_backward(grad_y, x, query, key, prior, y, ...) -> (gx, gq, gk, gprior)``: saves
+  only the inputs and ``y`` (O(output)); recomputes the per-pixel logsumexp with a stats-only pass
+  (``G*k^2*Ho*Wo`` work, 1/m of the aggregation), then the weights from it.
+
+Triton is imported lazily, so this module imports (and registers the operators) without it.
+On CPU tensors the kernels run only under Triton's interpreter (``TRITON_INTERPRET=1`` set before
+the first import of Triton): that is how the tests check the kernels' logic on machines
+without a GPU. Double backward is not supported.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
+
+from lrbench.complexity import op_macs
+from lrbench.registry import Implementation, register
+from lrbench.spec import OpSpec
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def kernels():
+    """The Triton kernels module (imports Triton on first use)."""
+    from implementations import triton_kernels
+
+    return triton_kernels
+
+
+def availability() -> str | None:
+    """Why the kernels cannot run on this machine at all (``None``: they can)."""
+    try:
+        interpreted = kernels().INTERPRETED
+    except Exception as err:  # ImportError, or a broken Triton install
+        return f"triton cannot be imported: {type(err).__name__}: {err}"
+    if torch.cuda.is_available() or interpreted:
+        return None
+    return ("no CUDA device here; it runs on CPU tensors only under TRITON_INTERPRET=1 "
+            "(set before import)")
+
+
+def _device_reasons(interpreted: bool, spec: OpSpec) -> list[str]:
+    if spec.device == "cpu" and not interpreted:
+        reason = "runs on CPU tensors only under TRITON_INTERPRET=1 (set before import)"
+        if not torch.cuda.is_available():
+            reason += "; no CUDA device here"
+        return [reason]
+    if spec.device == "cpu" and spec.dtype in HALF:
+        return [f"{str(spec.dtype).removeprefix('torch.')} is unreliable under Triton's "
+                "interpreter; use float32 or float64 on CPU tensors"]
+    if spec.device == "cuda" and interpreted:
+        return ["TRITON_INTERPRET=1 is set: the kernels are interpreted, on CPU tensors only"]
+    return []
+
+
+def limits(spec: OpSpec) -> list[str]:
+    """Reasons this implementation cannot run ``spec`` beyond devices and dtypes."""
+    return _device_reasons(kernels().INTERPRETED, spec)
+
+
+@torch.library.custom_op(
+    "lrbench::fused_triton", mutates_args=(),
+    schema="(Tensor x, Tensor query, Tensor key, Tensor prior, int kernel_size, int stride, "
+           "str phi) -> Tensor",
+)
+def fused_triton_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel_size: int,
+                    stride: int, phi: str) -> Tensor:
+    """The op: ``(B, C, H, W)`` -> ``(B, C, Ho, Wo)`` (see :func:`lrbench.local_relation`)."""
+    y, _ = kernels().forward(x, query, key, prior, kernel_size, stride, phi)
+    return y
+
+
+@fused_triton_op.register_fake
+def _(x, query, key, prior, kernel_size, stride, phi):
+    B, C = x.shape[:2]
+    Ho, Wo = query.shape[-2:]
+    return x.new_empty((B, C, Ho, Wo))
+
+
+@torch.library.custom_op(
+    "lrbench::fused_triton_backward", mutates_args=(),
+    schema="(Tensor grad_y, Tensor x, Tensor query, Tensor key, Tensor prior, Tensor y, "
+           "int kernel_size, int stride, str phi) -> (Tensor, Tensor, Tensor, Tensor)",
+)
+def fused_triton_backward_op(grad_y: Tensor, x: Tensor, query: Tensor, key: Tensor,
+                             prior: Tensor, y: Tensor, kernel_size: int, stride: int, phi: str
+                             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients ``(x, query, key, prior)`` of ``sum(grad_y * y)``; recomputes the weights."""
+    return kernels().backward(grad_y, x, query, key, prior, y, kernel_size, stride, phi)
+
+
+@fused_triton_backward_op.register_fake
+def _(grad_y, x, query, key, prior, y, kernel_size, stride, phi):
+    return (torch.empty_like(x), torch.empty_like(query), torch.empty_like(key),
+            torch.empty_like(prior))
+
+
+def _setup_context(ctx, inputs, output):
+    x, query, key, prior, kernel_size, stride, phi = inputs
+    ctx.save_for_backward(x, query, key, prior, output)
+    ctx.args = (kernel_size, stride, phi)
+
+
+def _backward(ctx, grad_y):
+    grads = fused_triton_backward_op(grad_y, *ctx.saved_tensors, *ctx.args)
+    return (*grads, None, None, None)
+
+
+fused_triton_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _macs_of(x_shape, query_shape, key_shape, kernel_size) -> int:
+    B, C = x_shape[:2]
+    G = key_shape[1]
+    Ho, Wo = query_shape[-2:]
+    return op_macs(B, C, G, kernel_size, Ho, Wo)
+
+
+@register_flop_formula(torch.ops.lrbench.fused_triton)
+def forward_flops(x_shape, query_shape, key_shape, prior_shape, kernel_size, stride, phi,
+                  *args, out_shape=None, **kwargs) -> int:
+    """FLOPs = 2 x :func:`lrbench.complexity.op_macs` (composability, softmax, aggregation)."""
+    return 2 * _macs_of(x_shape, query_shape, key_shape, kernel_size)
+
+
+@register_flop_formula(torch.ops.lrbench.fused_triton_backward)
+def backward_flops(grad_y_shape, x_shape, query_shape, key_shape, prior_shape, y_shape,
+                   kernel_size, stride, phi, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs = 4 x ``op_macs``: twice the forward, the usual convention for a backward pass.
+
+    The kernels' work matches it term by term: the logits and softmax recomputed (1 x the
+    forward's logit terms; the kernels actually evaluate the logits three times, which this
+    convention does not count), the softmax backward and the query/key gradients (1 x), and two
+    aggregations (``dL/dw`` and grad_x, 2 x the aggregation term).
+    """
+    return 4 * _macs_of(x_shape, query_shape, key_shape, kernel_size)
+
+
+def local_relation_fused_triton(x, query, key, prior, kernel_size, stride, phi):
+    return torch.ops.lrbench.fused_triton(x, query, key, prior, kernel_size, stride, phi)
+
+
+register(
+    Implementation(
+        name="fused_triton",
+        fn=local_relation_fused_triton,
+        summary="Triton fused kernels (the 'CUDA fused' one): on-chip weights, any odd k and "
+                "stride, custom op",
+        devices=("cuda", "cpu"),
+        dtypes=(torch.float32, torch.float16, torch.bfloat16, torch.float64),
+        # Without CUDA it only runs under the interpreter (tests), far slower than any other
+        # implementation: rank it below the reference (priority 0, always usable) so that
+        # impl=None never picks it there, while naming it explicitly still works.
+        priority=40 if torch.cuda.is_available() else -1,
+        availability=availability,
+        limits=limits,
+        custom_ops=("lrbench::fused_triton",),
+    )
+)

@@ -1,0 +1,320 @@
+"""Triton kernels of the fused local relation op (forward, logsumexp, backward) and their launchers.
+
+Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019, arXiv:1904.11491,
+with the conventions of SPEC.md section 1 (masked borders, channel blocks of ``m = ceil(C/G)``).
+
+One program handles one (tile of pixels, group, batch). The k*k logits of a pixel are recomputed
+from ``query``, ``key`` and ``prior`` whenever they are needed and never written to memory:
+
+- forward: pass 1 runs an online softmax over the k*k offsets and keeps only a running max and
+  sum per pixel (the logsumexp ``lse``); pass 2 walks the offsets again and aggregates the group's
+  channels, ``y[c] = sum_n exp(logit_n - lse) * x[c, p_n]``.
+- backward, output order: ``dL/dw_n = sum_c gy[c] * x[c, p_n]``, ``delta = sum_c gy[c] * y[c]``
+  (= ``sum_n w_n dL/dw_n``), ``dL/dlogit_n = w_n * (dL/dw_n - delta)``; this gives grad_query
+  directly, grad_key by atomic adds at the neighbour pixels, and grad_prior as one partial sum per
+  (batch, group, tile, offset), reduced afterwards.
+- backward, input order: grad_x is gathered per input pixel ``p`` from the output pixels whose
+  window covers it, ``gx[c, p] = sum_n w_n(p - offset_n) * gy[c, p - offset_n]`` (any stride).
+
+This module imports Triton and is imported lazily by :mod:`implementations.fused_triton`.
+``TRITON_INTERPRET=1`` must be set before it is first imported for the kernels to run on CPU tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+INTERPRETED = bool(triton.knobs.runtime.interpret)  # how the kernels below were defined
+
+PHI_CODES = {"sqdiff": 0, "absdiff": 1, "mult": 2}
+ACC_DTYPES = {torch.float64: tl.float64}  # everything else accumulates in float32
+NUM_WARPS = 4
+BLOCK_PIXELS = 128  # output (or input) pixels per program, flattened row-major: loads run along W
+MAX_BLOCK_CHANNELS = 16  # channels of a group aggregated at once (m=8 in LR-Net: one chunk)
+
+
+@triton.jit
+def _phi(q, kv, PHI: tl.constexpr):
+    """Composability phi(q, k): 0 = -(q-k)^2, 1 = -|q-k|, 2 = q*k."""
+    if PHI == 0:
+        out = -(q - kv) * (q - kv)
+    elif PHI == 1:
+        out = -tl.abs(q - kv)
+    else:
+        out = q * kv
+    return out
+
+
+@triton.jit
+def _phi_grads(q, kv, PHI: tl.constexpr):
+    """(d phi / d q, d phi / d k); sign(0) = 0 for absdiff, as in torch."""
+    d = q - kv
+    if PHI == 0:
+        dq = -2.0 * d
+        dk = 2.0 * d
+    elif PHI == 1:
+        sign = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0)).to(d.dtype)
+        dq = -sign
+        dk = sign
+    else:
+        dq = kv
+        dk = q
+    return dq, dk
+
+
+@triton.jit
+def _neighbour(n, ci, cj, l_ok, q, key_base, prior_base, H, W,
+               K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr):
+    """Offset ``n`` of the tile of centres (ci, cj): input pixel, in-image mask, key and logit."""
+    R = (K - 1) // 2
+    pi = ci + (n // K - R)
+    pj = cj + (n % K - R)
+    ok = l_ok & (pi >= 0) & (pi < H) & (pj >= 0) & (pj < W)
+    kv = tl.load(key_base + pi * W + pj, mask=ok, other=0.0).to(ACC)
+    logit = _phi(q, kv, PHI) + tl.load(prior_base + n).to(ACC)
+    return pi, pj, ok, kv, logit
+
+
+@triton.jit
+def lr_forward_kernel(
+    x_ptr, q_ptr, k_ptr, prior_ptr, y_ptr, lse_ptr,
+    C, G, H, W, Wo, L, m, stride,
+    K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, WRITE_Y: tl.constexpr,
+):
+    """Grid (cdiv(L, BLOCK_L), G, B). Writes lse (B, G, L) and, if WRITE_Y, y (B, C, L)."""
+    pid_l = tl.program_id(0)
+    g = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    bg = b * G + g
+    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)  # (BLOCK_L,) output pixels
+    l_ok = offs_l < L
+    ci = (offs_l // Wo) * stride  # centre row in the input
+    cj = (offs_l % Wo) * stride
+    q = tl.load(q_ptr + bg * L + offs_l, mask=l_ok, other=0.0).to(ACC)
+    key_base = k_ptr + bg * H * W
+    prior_base = prior_ptr + g * (K * K)
+
+    # Pass 1: online softmax statistics over the in-image offsets.
+    run_max = tl.full([BLOCK_L], float("-inf"), ACC)
+    run_sum = tl.zeros([BLOCK_L], ACC)
+    for n in range(K * K):
+        pi, pj, ok, kv, logit = _neighbour(n, ci, cj, l_ok, q, key_base, prior_base, H, W,
+                                           K, PHI, ACC)
+        logit = tl.where(ok, logit, float("-inf"))
+        new_max = tl.maximum(run_max, logit)
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+        run_sum = run_sum * tl.exp(run_max - shift) + tl.exp(logit - shift)
+        run_max = new_max
+    # The centre is always in the image, so run_sum >= 1 on valid pixels.
+    lse = tl.where(l_ok, run_max + tl.log(tl.where(l_ok, run_sum, 1.0)), 0.0)
+    tl.store(lse_ptr + bg * L + offs_l, lse, mask=l_ok)
+
+    # Pass 2: aggregate the group's channels, BLOCK_M at a time.
+    if WRITE_Y:
+        c_first = g * m
+        c_stop = tl.minimum(c_first + m, C)
+        for c0 in range(c_first, c_stop, BLOCK_M):
+            offs_c = c0 + tl.arange(0, BLOCK_M)  # (BLOCK_M,)
+            c_ok = offs_c < c_stop
+            x_rows = x_ptr + (b * C + offs_c) * H * W  # (BLOCK_M,) channel planes
+            acc = tl.zeros([BLOCK_M, BLOCK_L], ACC)
+            for n in range(K * K):
+                pi, pj, ok, kv, logit = _neighbour(n, ci, cj, l_ok, q, key_base, prior_base,
+                                                   H, W, K, PHI, ACC)
+                w = tl.where(ok, tl.exp(logit - lse), 0.0)  # (BLOCK_L,)
+                xv = tl.load(x_rows[:, None] + (pi * W + pj)[None, :],
+                             mask=c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
+                acc += w[None, :] * xv  # (BLOCK_M, BLOCK_L)
+            y_rows = y_ptr + (b * C + offs_c) * L
+            tl.store(y_rows[:, None] + offs_l[None, :], acc.to(y_ptr.dtype.element_ty),
+                     mask=c_ok[:, None] & l_ok[None, :])
+
+
+@triton.jit
+def lr_backward_logits_kernel(
+    x_ptr, q_ptr, k_ptr, prior_ptr, y_ptr, gy_ptr, lse_ptr,
+    gq_ptr, gk_ptr, gprior_ptr,
+    C, G, H, W, Wo, L, m, stride, n_tiles,
+    K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    """Grid (n_tiles, G, B). Writes gq (B, G, L); adds into gk (B, G, H*W, ACC dtype);
+    writes gprior partial sums (B, G, n_tiles, K*K)."""
+    pid_l = tl.program_id(0)
+    g = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    bg = b * G + g
+    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    l_ok = offs_l < L
+    ci = (offs_l // Wo) * stride
+    cj = (offs_l % Wo) * stride
+    q = tl.load(q_ptr + bg * L + offs_l, mask=l_ok, other=0.0).to(ACC)
+    lse = tl.load(lse_ptr + bg * L + offs_l, mask=l_ok, other=0.0).to(ACC)
+    key_base = k_ptr + bg * H * W
+    gk_base = gk_ptr + bg * H * W
+    prior_base = prior_ptr + g * (K * K)
+    c_first = g * m
+    c_stop = tl.minimum(c_first + m, C)
+
+    # delta = sum_c gy[c] * y[c] = sum_n w_n * dL/dw_n
+    delta = tl.zeros([BLOCK_L], ACC)
+    for c0 in range(c_first, c_stop, BLOCK_M):
+        offs_c = c0 + tl.arange(0, BLOCK_M)
+        tile = (b * C + offs_c)[:, None] * L + offs_l[None, :]  # (BLOCK_M, BLOCK_L)
+        tile_ok = (offs_c < c_stop)[:, None] & l_ok[None, :]
+        gy = tl.load(gy_ptr + tile, mask=tile_ok, other=0.0).to(ACC)
+        yv = tl.load(y_ptr + tile, mask=tile_ok, other=0.0).to(ACC)
+        delta += tl.sum(gy * yv, axis=0)
+
+    gq = tl.zeros([BLOCK_L], ACC)
+    for n in range(K * K):
+        pi, pj, ok, kv, logit = _neighbour(n, ci, cj, l_ok, q, key_base, prior_base, H, W,
+                                           K, PHI, ACC)
+        w = tl.where(ok, tl.exp(logit - lse), 0.0)
+        dw = tl.zeros([BLOCK_L], ACC)  # dL/dw_n = sum_c gy[c] * x[c, p_n]
+        for c0 in range(c_first, c_stop, BLOCK_M):
+            offs_c = c0 + tl.arange(0, BLOCK_M)
+            c_ok = offs_c < c_stop
+            gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + offs_l[None, :],
+                         mask=c_ok[:, None] & l_ok[None, :], other=0.0).to(ACC)
+            xv = tl.load(x_ptr + (b * C + offs_c)[:, None] * H * W + (pi * W + pj)[None, :],
+                         mask=c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
+            dw += tl.sum(gy * xv, axis=0)
+        dlogit = w * (dw - delta)  # zero off the image
+        dq, dk = _phi_grads(q, kv, PHI)
+        gq += dlogit * dq
+        tl.atomic_add(gk_base + pi * W + pj, dlogit * dk, mask=ok)
+        tl.store(gprior_ptr + (bg * n_tiles + pid_l) * (K * K) + n, tl.sum(dlogit, axis=0))
+    tl.store(gq_ptr + bg * L + offs_l, gq.to(gq_ptr.dtype.element_ty), mask=l_ok)
+
+
+@triton.jit
+def lr_backward_x_kernel(
+    q_ptr, k_ptr, prior_ptr, gy_ptr, lse_ptr, gx_ptr,
+    C, G, H, W, Ho, Wo, L, m, stride, n_chunks,
+    K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    """Grid (cdiv(H*W, BLOCK_P), G * n_chunks, B). Writes gx (B, C, H*W) by gathering."""
+    pid_p = tl.program_id(0)
+    g = tl.program_id(1) // n_chunks
+    chunk = tl.program_id(1) % n_chunks
+    b = tl.program_id(2).to(tl.int64)
+    bg = b * G + g
+    R = (K - 1) // 2
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)  # (BLOCK_P,) input pixels
+    p_ok = offs_p < H * W
+    pi = offs_p // W
+    pj = offs_p % W
+    kv = tl.load(k_ptr + bg * H * W + offs_p, mask=p_ok, other=0.0).to(ACC)
+    c_stop = tl.minimum(g * m + m, C)
+    offs_c = g * m + chunk * BLOCK_M + tl.arange(0, BLOCK_M)
+    c_ok = offs_c < c_stop
+
+    acc = tl.zeros([BLOCK_M, BLOCK_P], ACC)
+    for n in range(K * K):
+        # The output pixel whose offset n lands on p is centred on p - offset_n.
+        ci = pi - (n // K - R)
+        cj = pj - (n % K - R)
+        oi = ci // stride
+        oj = cj // stride
+        ok = (p_ok & (ci >= 0) & (cj >= 0) & (ci - oi * stride == 0) & (cj - oj * stride == 0)
+              & (oi < Ho) & (oj < Wo))
+        l = oi * Wo + oj
+        q = tl.load(q_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
+        lse = tl.load(lse_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
+        logit = _phi(q, kv, PHI) + tl.load(prior_ptr + g * (K * K) + n).to(ACC)
+        w = tl.where(ok, tl.exp(logit - lse), 0.0)  # (BLOCK_P,)
+        gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + l[None, :],
+                     mask=c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
+        acc += w[None, :] * gy
+    tl.store(gx_ptr + (b * C + offs_c)[:, None] * H * W + offs_p[None, :],
+             acc.to(gx_ptr.dtype.element_ty), mask=c_ok[:, None] & p_ok[None, :])
+
+
+def _block_channels(m: int) -> int:
+    return min(max(triton.next_power_of_2(m), 2), MAX_BLOCK_CHANNELS)
+
+
+def _block_pixels(n: int) -> int:
+    return min(max(triton.next_power_of_2(n), 16), BLOCK_PIXELS)
+
+
+def _acc(dtype: torch.dtype):
+    return ACC_DTYPES.get(dtype, tl.float32)
+
+
+def forward(x, query, key, prior, kernel_size: int, stride: int, phi: str, *, write_y=True):
+    """Launch the forward kernel.
+
+    Args:
+        x: ``(B, C, H, W)``; query: ``(B, G, Ho, Wo)``; key: ``(B, G, H, W)``; prior: ``(G, k, k)``.
+        write_y: ``False`` computes only the logsumexp (the backward's recomputation).
+
+    Returns:
+        ``y`` ``(B, C, Ho, Wo)`` in x's dtype (``None`` if not ``write_y``) and the per-pixel
+        logsumexp of the logits ``lse`` ``(B, G, Ho, Wo)`` in the accumulation dtype.
+    """
+    x, query, key, prior = (t.contiguous() for t in (x, query, key, prior))
+    B, C, H, W = x.shape
+    G, Ho, Wo = query.shape[1:]
+    L, m = Ho * Wo, -(-C // G)
+    acc = _acc(x.dtype)
+    y = x.new_empty((B, C, Ho, Wo)) if write_y else None
+    lse = torch.empty((B, G, Ho, Wo), device=x.device,
+                      dtype=torch.float64 if acc is tl.float64 else torch.float32)
+    block_l = _block_pixels(L)
+    grid = (triton.cdiv(L, block_l), G, B)
+    lr_forward_kernel[grid](
+        x, query, key, prior, y if write_y else x, lse,
+        C, G, H, W, Wo, L, m, stride,
+        K=kernel_size, PHI=PHI_CODES[phi], ACC=acc,
+        BLOCK_L=block_l, BLOCK_M=_block_channels(m), WRITE_Y=write_y, num_warps=NUM_WARPS,
+    )
+    return y, lse
+
+
+def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi: str):
+    """Gradients of the op with respect to x, query, key and prior (recomputing the weights).
+
+    Args:
+        grad_y, y: ``(B, C, Ho, Wo)``; the others as in :func:`forward`.
+
+    Returns:
+        ``(grad_x, grad_query, grad_key, grad_prior)`` shaped and typed like the inputs.
+    """
+    x, query, key, prior, y, grad_y = (t.contiguous() for t in (x, query, key, prior, y, grad_y))
+    B, C, H, W = x.shape
+    G, Ho, Wo = query.shape[1:]
+    L, m, kk = Ho * Wo, -(-C // G), kernel_size * kernel_size
+    _, lse = forward(x, query, key, prior, kernel_size, stride, phi, write_y=False)
+    acc = _acc(x.dtype)
+    block_m = _block_channels(m)
+
+    block_l = _block_pixels(L)
+    n_tiles = triton.cdiv(L, block_l)
+    grad_query = torch.empty_like(query)
+    grad_key_acc = torch.zeros((B, G, H, W), device=x.device, dtype=lse.dtype)
+    prior_partial = torch.empty((B, G, n_tiles, kk), device=x.device, dtype=lse.dtype)
+    lr_backward_logits_kernel[(n_tiles, G, B)](
+        x, query, key, prior, y, grad_y, lse,
+        grad_query, grad_key_acc, prior_partial,
+        C, G, H, W, Wo, L, m, stride, n_tiles,
+        K=kernel_size, PHI=PHI_CODES[phi], ACC=acc,
+        BLOCK_L=block_l, BLOCK_M=block_m, num_warps=NUM_WARPS,
+    )
+
+    block_p = _block_pixels(H * W)
+    n_chunks = triton.cdiv(m, block_m)
+    grad_x = torch.empty_like(x)
+    lr_backward_x_kernel[(triton.cdiv(H * W, block_p), G * n_chunks, B)](
+        query, key, prior, grad_y, lse, grad_x,
+        C, G, H, W, Ho, Wo, L, m, stride, n_chunks,
+        K=kernel_size, PHI=PHI_CODES[phi], ACC=acc,
+        BLOCK_P=block_p, BLOCK_M=block_m, num_warps=NUM_WARPS,
+    )
+    grad_prior = prior_partial.sum(dim=(0, 2)).view(G, kernel_size, kernel_size)
+    return grad_x, grad_query, grad_key_acc.to(key.dtype), grad_prior.to(prior.dtype)

@@ -1,0 +1,221 @@
+"""The Triton "CUDA fused" implementation: kernels against the float64 reference, registration.
+
+Without a GPU the kernels run under Triton's CPU interpreter (``TRITON_INTERPRET=1``, set by
+conftest.py), which is slow: shapes stay tiny, and the cases are chosen to hit one edge case
+each (borders, strides 2 and 3, C not divisible by m, k=1, k=11, G=1, G=C, every phi). GPU-only
+cases (half precision, the LR-Net-50 stage shapes) are marked ``gpu``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from implementations import fused_triton
+from lrbench import local_relation, registry
+from lrbench.check import check_against_reference
+from lrbench.complexity import op_macs
+from lrbench.inputs import Shape, make_inputs
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+runs_here = pytest.mark.skipif(
+    registry.get("fused_triton").unavailable_reason() is not None,
+    reason="fused_triton needs CUDA or TRITON_INTERPRET=1 (and Triton)",
+)
+
+# (shape, phi): each case names the edge case it is for.
+CASES = {
+    "borders-image-smaller-than-kernel": (Shape(B=2, C=8, H=3, W=2, k=7, m=4), "sqdiff"),
+    "stride2": (Shape(B=1, C=12, H=7, W=6, k=5, m=4, stride=2), "absdiff"),
+    "stride3": (Shape(B=2, C=9, H=8, W=7, k=3, m=3, stride=3), "mult"),
+    "C20-m8-last-block-smaller": (Shape(B=1, C=20, H=5, W=6, k=3, m=8), "mult"),
+    "C100-m8-G13-stride2": (Shape(B=1, C=100, H=4, W=5, k=3, m=8, stride=2), "sqdiff"),
+    "k1-sqdiff": (Shape(B=2, C=6, H=3, W=5, k=1, m=2), "sqdiff"),
+    "k1-absdiff-stride2": (Shape(B=1, C=4, H=4, W=5, k=1, m=2, stride=2), "absdiff"),
+    "k11": (Shape(B=1, C=4, H=9, W=8, k=11, m=2), "absdiff"),
+    "k9-stride2": (Shape(B=1, C=6, H=9, W=7, k=9, m=3, stride=2), "mult"),
+    "G1-m24-two-channel-chunks": (Shape(B=1, C=24, H=5, W=5, k=3, m=24), "sqdiff"),
+    "G-equals-C": (Shape(B=2, C=5, H=5, W=4, k=5, m=1, stride=2), "absdiff"),
+    "one-pixel": (Shape(B=2, C=4, H=1, W=1, k=3, m=2), "mult"),
+}
+
+
+@runs_here
+@pytest.mark.parametrize("case", list(CASES))
+def test_float32_matches_the_float64_reference(case):
+    shape, phi = CASES[case]
+    result = check_against_reference("fused_triton", shape, dtype=torch.float32, device=DEVICE,
+                                     phi=phi, seed=len(case))
+    assert result.ok, result.failures
+    assert set(result.max_abs_err) == {"y", "x", "query", "key", "prior"}
+
+
+@runs_here
+@pytest.mark.parametrize("phi", ["sqdiff", "absdiff", "mult"])
+def test_float64_accumulates_in_float64(phi):
+    shape = Shape(B=2, C=10, H=6, W=5, k=5, m=4, stride=1)
+    result = check_against_reference("fused_triton", shape, dtype=torch.float64, device=DEVICE,
+                                     phi=phi, seed=3)
+    assert result.ok, result.failures
+    assert result.worst < 1e-12  # float32 accumulation would be ~1e-7
+
+
+@runs_here
+def test_non_contiguous_inputs():
+    shape = Shape(B=2, C=8, H=5, W=6, k=3, m=4, stride=2)
+    result = check_against_reference("fused_triton", shape, device=DEVICE, phi="sqdiff",
+                                     layout="noncontiguous", seed=5)
+    assert result.ok, result.failures
+
+
+@runs_here
+def test_gradcheck_float64_fast_mode():
+    shape = Shape(B=1, C=4, H=4, W=3, k=3, m=2, stride=1)
+    t = make_inputs(shape, dtype=torch.float64, device=DEVICE, seed=11, requires_grad=True)
+
+    def f(x, query, key, prior):
+        return local_relation(x, query, key, prior, kernel_size=shape.k, stride=shape.stride,
+                              phi="sqdiff", impl="fused_triton")
+
+    assert torch.autograd.gradcheck(f, (t["x"], t["query"], t["key"], t["prior"]),
+                                    eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+@runs_here
+def test_absdiff_gradient_of_a_tie_is_zero_like_torch():
+    # Query equal to every key: |q - k| has sign(0) = 0, so query and key get no gradient
+    # from the logits (prior and x still do).
+    shape = Shape(B=1, C=2, H=3, W=3, k=3, m=2)
+    t = make_inputs(shape, dtype=torch.float32, device=DEVICE, seed=2)
+    t["query"].fill_(0.5)
+    t["key"].fill_(0.5)
+    leaves = {n: v.clone().requires_grad_(True) for n, v in t.items()}
+    y = local_relation(leaves["x"], leaves["query"], leaves["key"], leaves["prior"],
+                       kernel_size=3, phi="absdiff", impl="fused_triton")
+    y.square().sum().backward()
+    assert torch.count_nonzero(leaves["query"].grad) == 0
+    assert torch.count_nonzero(leaves["key"].grad) == 0
+    assert torch.count_nonzero(leaves["prior"].grad) > 0
+
+
+@runs_here
+def test_impl_none_does_not_pick_the_interpreter_on_cpu():
+    spec = Shape(B=1, C=4, H=4, W=4, k=3, m=2).spec(device="cpu")
+    if DEVICE == "cpu":
+        assert registry.resolve("fused_triton", spec).name == "fused_triton"
+        assert registry.resolve(None, spec).name != "fused_triton"
+    else:
+        assert registry.resolve(None, Shape(1, 4, 4, 4, k=3, m=2).spec(device="cuda")).priority \
+            >= registry.get("fused_triton").priority
+
+
+@runs_here
+@pytest.mark.skipif(DEVICE != "cpu", reason="the interpreter's dtype limits")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused_under_the_interpreter(dtype):
+    spec = Shape(B=1, C=4, H=4, W=4, k=3, m=2).spec(dtype=dtype, device="cpu")
+    reasons = registry.get("fused_triton").why_not(spec)
+    assert reasons and "unreliable under Triton's interpreter" in reasons[0]
+
+
+@pytest.mark.parametrize("interpreted,device,needle", [
+    (False, "cpu", "TRITON_INTERPRET=1"),
+    (True, "cuda", "interpreted"),
+])
+def test_device_reasons(interpreted, device, needle):
+    spec = Shape(B=1, C=4, H=4, W=4, k=3, m=2).spec(device=device)
+    reasons = fused_triton._device_reasons(interpreted, spec)
+    assert len(reasons) == 1 and needle in reasons[0]
+    assert fused_triton._device_reasons(not interpreted, spec) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's answer")
+def test_unavailable_with_a_reason_without_cuda_or_the_interpreter():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = ("from lrbench import registry; "
+            "print(registry.get('fused_triton').unavailable_reason())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert "no CUDA device here" in out.stdout and "TRITON_INTERPRET=1" in out.stdout
+
+
+def test_fake_implementation_gives_shapes_without_running_kernels():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    shape = Shape(B=2, C=20, H=9, W=7, k=5, m=8, stride=2)
+    with FakeTensorMode():
+        t = make_inputs(shape, dtype=torch.float32)
+        y = torch.ops.lrbench.fused_triton(t["x"], t["query"], t["key"], t["prior"], 5, 2,
+                                           "sqdiff")
+        grads = torch.ops.lrbench.fused_triton_backward(y, t["x"], t["query"], t["key"],
+                                                        t["prior"], y, 5, 2, "sqdiff")
+    assert tuple(y.shape) == (2, 20, 5, 4)
+    assert [tuple(g.shape) for g in grads] == [tuple(t[n].shape)
+                                               for n in ("x", "query", "key", "prior")]
+
+
+@runs_here
+def test_flop_counter_uses_the_closed_form():
+    shape = Shape(B=1, C=6, H=5, W=4, k=3, m=2, stride=2)
+    t = make_inputs(shape, dtype=torch.float32, device=DEVICE, seed=1, requires_grad=True)
+    macs = op_macs(shape.B, shape.C, shape.G, shape.k, shape.Ho, shape.Wo)
+    with FlopCounterMode(display=False) as counter:
+        y = local_relation(t["x"], t["query"], t["key"], t["prior"], kernel_size=3, stride=2,
+                           impl="fused_triton")
+    assert counter.get_total_flops() == 2 * macs
+    with FlopCounterMode(display=False) as counter:
+        y.sum().backward()
+    assert counter.get_total_flops() == 4 * macs  # backward = 2 x forward (documented)
+    assert registry.get("fused_triton").custom_ops == ("lrbench::fused_triton",)
+
+
+# ----------------------------------------------------------------------------- GPU only
+GPU_HALF = [Shape(B=2, C=100, H=14, W=14, k=7, m=8), Shape(B=2, C=64, H=15, W=13, k=7, m=8,
+                                                             stride=2)]
+# LR-Net-50 stage shapes (batch 8, 224 input; k=7, m=8, stride 1), checked at batch 2 against
+# the float64 unfold implementation (the reference would be slow at these sizes).
+LRNET50_STAGES = [Shape(B=2, C=100, H=56, W=56), Shape(B=2, C=200, H=28, W=28),
+                  Shape(B=2, C=400, H=14, W=14), Shape(B=2, C=800, H=7, W=7)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", GPU_HALF, ids=Shape.label)
+def test_half_precision_on_gpu(shape, dtype):
+    result = check_against_reference("fused_triton", shape, dtype=dtype, device="cuda", seed=4)
+    assert result.ok, result.failures
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", LRNET50_STAGES, ids=Shape.label)
+def test_lrnet50_stage_shapes_on_gpu(shape):
+    result = check_against_reference("fused_triton", shape, dtype=torch.float32, device="cuda",
+                                     oracle="unfold", seed=6)
+    assert result.ok, result.failures
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("phi", ["sqdiff", "absdiff", "mult"])
+def test_large_kernel_and_stride_on_gpu(phi):
+    shape = Shape(B=2, C=48, H=33, W=31, k=11, m=8, stride=2)
+    result = check_against_reference("fused_triton", shape, dtype=torch.float32, device="cuda",
+                                     phi=phi, seed=8)
+    assert result.ok, result.failures
+
+
+@pytest.mark.gpu
+def test_torch_compile_traces_the_custom_op():
+    shape = Shape(B=2, C=16, H=12, W=12, k=5, m=8)
+    t = make_inputs(shape, dtype=torch.float32, device="cuda", seed=9)
+
+    def f(x, query, key, prior):
+        return local_relation(x, query, key, prior, kernel_size=5, impl="fused_triton") * 2
+
+    compiled = torch.compile(f, fullgraph=True)
+    args = (t["x"], t["query"], t["key"], t["prior"])
+    torch.testing.assert_close(compiled(*args), f(*args))
