@@ -113,7 +113,7 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, **ax
     if threads is not None:
         torch.set_num_threads(threads)
     out = out or f"reports/runs/{preset}"
-    stream = click.get_text_stream("stdout")
+    stream = sys.stdout  # the progress lines; pytest's own output goes to the run's log
     click.echo(f"{len(plan.cases)} cases ({plan.label}), {torch.get_num_threads()} threads, "
                f"-> {out}")
 

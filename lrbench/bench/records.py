@@ -22,6 +22,12 @@ COLUMNS = [
 ]
 
 
+# Columns of text: read back as strings ("" when empty), never as an all-NaN float column.
+TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "macs_source", "oracle",
+                "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
+                "reason", "status"]
+
+
 def results_path(location: str | Path) -> Path:
     """``location`` if it is a CSV file, else ``location/results.csv``."""
     location = Path(location)
@@ -48,9 +54,10 @@ def load(location: str | Path) -> pd.DataFrame:
     path = results_path(location)
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}")
-    frame = pd.read_csv(path, on_bad_lines="skip", keep_default_na=True)
-    frame = frame[frame["status"].isin(STATUSES)]
-    return frame.reindex(columns=COLUMNS).reset_index(drop=True)
+    frame = pd.read_csv(path, on_bad_lines="skip", dtype={c: str for c in TEXT_COLUMNS})
+    frame = frame[frame["status"].isin(STATUSES)].reindex(columns=COLUMNS)
+    frame[TEXT_COLUMNS] = frame[TEXT_COLUMNS].fillna("").astype(str)
+    return frame.reset_index(drop=True)
 
 
 def done_ids(location: str | Path) -> set[str]:

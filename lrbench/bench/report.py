@@ -1,0 +1,155 @@
+"""The Markdown report of a run: summary tables and PNG plots, all from the run's CSV.
+
+The headline tables are those of the fused-kernel issue: each implementation against
+``unfold`` on the op (forward and forward+backward speedups, peak memory beside the output's
+size) and the ``LocalRelation2d`` layer against the 3x3 convolution it replaces in ResNet-50
+(Hu et al., ICCV 2019, arXiv:1904.11491).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lrbench.bench import plots, records
+
+MIB = 2**20
+MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
+
+
+def _fmt(value, spec: str = ".3g") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return format(value, spec) if isinstance(value, int | float) else str(value)
+
+
+def markdown_table(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
+    """``frame`` as a GitHub Markdown table; ``formats`` gives a format spec per column."""
+    formats = formats or {}
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "---|" * len(frame.columns)]
+    for _, row in frame.iterrows():
+        cells = [_fmt(row[c], formats.get(c, ".3g")).replace("|", "\\|") for c in frame.columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _shape(case_id: str) -> str:
+    return case_id.split(":")[2]
+
+
+def versus_unfold(frame: pd.DataFrame) -> pd.DataFrame:
+    """Op cases: each implementation's forward and forward+backward time and speedup against
+    unfold, and forward peak memory beside unfold's and beside the output's size."""
+    rows = plots.timed(frame)
+    out = []
+    for (shape, dtype, device), group in rows.groupby(
+            [rows["case_id"].map(_shape), "dtype", "device"], sort=False):
+        by = {(r.impl, r["pass"]): r for _, r in group.iterrows()}
+        unfold_fwd = by.get(("unfold", "fwd"))
+        for impl in [i for i in group["impl"].unique() if i != "unfold"]:
+            fwd, both = by.get((impl, "fwd")), by.get((impl, "fwd_bwd"))
+            out.append({
+                "shape": shape, "dtype": dtype, "device": device, "impl": impl,
+                "fwd ms": fwd.median_s * 1e3 if fwd is not None else None,
+                "fwd speedup": fwd.speedup_vs_unfold if fwd is not None else None,
+                "fwd+bwd ms": both.median_s * 1e3 if both is not None else None,
+                "fwd+bwd speedup": both.speedup_vs_unfold if both is not None else None,
+                "fwd peak MiB": fwd.peak_bytes / MIB if fwd is not None else None,
+                "unfold fwd peak MiB": (unfold_fwd.peak_bytes / MIB
+                                        if unfold_fwd is not None else None),
+                "output MiB": fwd.output_bytes / MIB if fwd is not None else None,
+            })
+    return pd.DataFrame(out)
+
+
+def layer_vs_conv(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each layer case beside the 3x3 conv case at the same batch, size, stride, dtype, device
+    and pass (the conv has ResNet-50's width at that stage)."""
+    layers, convs = plots.timed(frame, "layer"), plots.timed(frame, "conv3x3")
+    if layers.empty or convs.empty:
+        return pd.DataFrame()
+    paired = layers.merge(convs, on=MATCH, suffixes=("", "_conv"))
+    return pd.DataFrame({
+        "layer": paired["case_id"].map(_shape), "impl": paired["impl"], "pass": paired["pass"],
+        "layer ms": paired["median_s"] * 1e3,
+        "conv3x3": paired["case_id_conv"].map(_shape),
+        "conv3x3 ms": paired["median_s_conv"] * 1e3,
+        "layer / conv3x3": paired["median_s"] / paired["median_s_conv"],
+    })
+
+
+def all_timed(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = plots.timed(frame, None)
+    return pd.DataFrame({
+        "case": rows["case_id"], "median ms": rows["median_s"] * 1e3,
+        "IQR ms": rows["iqr_s"] * 1e3, "rounds": rows["rounds"],
+        "GMAC/s": rows["gmacs_per_s"], "speedup vs unfold": rows["speedup_vs_unfold"],
+        "peak MiB": rows["peak_bytes"] / MIB, "max abs err": rows["max_abs_err"],
+    })
+
+
+def _machine(frame: pd.DataFrame) -> str:
+    lines = []
+    for column in ("cpu", "gpu", "threads", "torch", "triton", "fvcore", "python", "git_rev"):
+        values = sorted({str(v) for v in frame[column].dropna() if str(v)})
+        lines.append(f"- {column}: {', '.join(values) or 'none'}")
+    return "\n".join(lines)
+
+
+def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str]) -> str:
+    counts = frame["status"].value_counts()
+    parts = [
+        f"# Benchmark report: `{run_dir}`",
+        f"Written by `lrbench report {run_dir}` from `results.csv`: {len(frame)} cases ("
+        + ", ".join(f"{n} {status}" for status, n in counts.items()) + ").",
+        "Times are pytest-benchmark medians of calibrated rounds after warm-up (spread: IQR). "
+        "MACs: one multiply-add = 1 (fvcore's convention), forward closed form; GMAC/s is "
+        "given for forward passes only. Peak memory: extra bytes at the peak of one call "
+        "(CUDA allocator peak on GPU; PyTorch profiler allocation events on CPU). Every timed "
+        "case passed the accuracy gate first (`max abs err` against the float64 oracle).",
+        "## Machine\n\n" + _machine(frame),
+    ]
+    versus = versus_unfold(frame)
+    if not versus.empty:
+        parts.append("## Op: each implementation against unfold\n\nSpeedup = unfold's median "
+                     "/ the implementation's median on the same case.\n\n"
+                     + markdown_table(versus, {"fwd ms": ".4g", "fwd+bwd ms": ".4g",
+                                               "fwd speedup": ".2f", "fwd+bwd speedup": ".2f"}))
+    pairs = layer_vs_conv(frame)
+    if not pairs.empty:
+        parts.append("## The layer against the 3x3 convolution it replaces\n\n"
+                     "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
+                     "ResNet-50's 3x3 conv at the same stage.\n\n"
+                     + markdown_table(pairs, {"layer / conv3x3": ".2f"}))
+    exponents = plots.size_exponents(frame)
+    if not exponents.empty:
+        parts.append("## Scaling with input size\n\nFitted exponent `a` of `time ~ H^a` over "
+                     "the size sweep, beside the closed form's (2 at stride 1: MACs grow with "
+                     "H*W).\n\n" + markdown_table(exponents, {"fitted exponent": ".2f",
+                                                             "closed-form exponent": ".2f"}))
+    for name in drawn:
+        parts.append(f"![{name}]({name})")
+    table = all_timed(frame)
+    if not table.empty:
+        parts.append("## All timed cases\n\n" + markdown_table(table, {"rounds": ".0f"}))
+    untimed = frame[frame["status"] != "ok"][["case_id", "status", "reason"]]
+    if not untimed.empty:
+        parts.append("## Cases not timed\n\n" + markdown_table(untimed))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.md`` and the plots into ``run_dir`` from its ``results.csv``."""
+    run_dir = Path(run_dir)
+    csv_path = records.results_path(run_dir)
+    out_dir = csv_path.parent
+    frame = records.with_speedups(records.load(csv_path))
+    drawn = [name for name, draw in plots.PLOTS.items() if draw(frame, out_dir / name)]
+    for stale in set(plots.PLOTS) - set(drawn):
+        (out_dir / stale).unlink(missing_ok=True)
+    path = out_dir / "report.md"
+    path.write_text(build_markdown(frame, out_dir, drawn))
+    return path

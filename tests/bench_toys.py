@@ -1,0 +1,64 @@
+"""Toy implementations of the op, registered only inside the benchmark-harness tests.
+
+``toy_wrong`` is off by 1% (the gate must fail it and nothing may time it), ``toy_raises`` always
+raises, ``toy_interrupt`` raises ``KeyboardInterrupt`` (a killed run) while ``ARMED`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from lrbench import registry
+from lrbench.registry import Implementation
+
+TINY = {"B": 1, "C": 4, "H": 6, "W": 6, "k": 3, "m": 2, "stride": 1}
+FAST = {"min_rounds": 1, "max_time": 0.001}
+CALLS = {"toy_wrong": 0}
+ARMED = {"interrupt": False}
+
+
+def _unfold(*args):
+    return registry.get("unfold").fn(*args)
+
+
+def _wrong(*args):
+    CALLS["toy_wrong"] += 1
+    return _unfold(*args) * 1.01
+
+
+def _raises(*args):
+    raise RuntimeError("toy failure: this implementation always raises")
+
+
+def _interrupt(*args):
+    if ARMED["interrupt"]:
+        raise KeyboardInterrupt
+    return _unfold(*args)
+
+
+TOYS = {"toy_wrong": _wrong, "toy_raises": _raises, "toy_interrupt": _interrupt}
+
+
+@contextlib.contextmanager
+def registered_toys():
+    registry.implementations()  # import and register the real ones first
+    for name, fn in TOYS.items():
+        registry.register(Implementation(name=name, fn=fn, summary="test toy", devices=("cpu",),
+                                         dtypes=(torch.float32, torch.float64)))
+    try:
+        yield
+    finally:
+        for name in TOYS:
+            registry._REGISTRY.pop(name, None)
+        ARMED["interrupt"] = False
+        CALLS["toy_wrong"] = 0
+
+
+def preset(impls: list[str], shapes: list[dict] | None = None,
+           passes: tuple[str, ...] = ("fwd", "fwd_bwd")) -> dict:
+    """A one-group op preset over tiny shapes."""
+    return {"description": "test", "timing": FAST, "groups": [{
+        "target": "op", "impls": impls, "shapes": shapes or [TINY], "dtypes": ["float32"],
+        "devices": ["cpu"], "passes": list(passes)}]}

@@ -1,0 +1,90 @@
+"""compare flags regressions; the report is drawn from the CSV only, with only the plots it has
+data for; the size exponent is fitted, not assumed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lrbench.bench import plots, records
+from lrbench.bench.cases import expand
+from lrbench.bench.compare import compare_runs, parse_threshold
+from lrbench.bench.report import write_report
+from lrbench.bench.runner import Timing, run_matrix
+from tests.bench_toys import TINY, preset
+
+TIMING = Timing(min_rounds=1, max_time=0.001)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A real tiny run: unfold and im2col_matmul over a k sweep and a size sweep."""
+    out = tmp_path_factory.mktemp("run")
+    shapes = ([{**TINY, "k": k} for k in (1, 3, 5)]
+              + [{**TINY, "H": size, "W": size} for size in (4, 8)])
+    run_matrix(expand(preset(["unfold", "im2col_matmul"], shapes=shapes)), out, timing=TIMING)
+    return out
+
+
+def _slowed(run_dir, tmp_path, factor: float, impl: str) -> pd.DataFrame:
+    frame = records.load(run_dir)
+    frame.loc[frame["impl"] == impl, "median_s"] *= factor
+    records.write(frame, tmp_path)
+    return frame
+
+
+def test_compare_flags_a_planted_2x_slowdown(run_dir, tmp_path):
+    _slowed(run_dir, tmp_path, 2.0, "im2col_matmul")
+    result = compare_runs(run_dir, tmp_path, threshold=0.10)
+    flagged = set(result.regressions["case_id"])
+    frame = records.load(run_dir)
+    assert flagged == set(frame[frame["impl"] == "im2col_matmul"]["case_id"])
+    assert result.regressions["ratio"].round(6).eq(2.0).all()
+
+
+def test_compare_passes_an_unchanged_run(run_dir):
+    result = compare_runs(run_dir, run_dir, threshold=0.10)
+    assert result.regressions.empty and len(result.table) == len(records.load(run_dir))
+
+
+def test_compare_tolerates_a_slowdown_under_the_threshold(run_dir, tmp_path):
+    _slowed(run_dir, tmp_path, 1.05, "unfold")
+    assert compare_runs(run_dir, tmp_path, threshold=0.10).regressions.empty
+
+
+@pytest.mark.parametrize("text", ["10", "abc%", "-5%", "", "ten percent"])
+def test_threshold_must_be_a_percentage(text):
+    with pytest.raises(ValueError, match="threshold"):
+        parse_threshold(text)
+
+
+def test_threshold_parses():
+    assert parse_threshold("10%") == pytest.approx(0.10)
+    assert parse_threshold(" 2.5% ") == pytest.approx(0.025)
+
+
+def test_report_has_tables_and_only_the_plots_with_data(run_dir):
+    path = write_report(run_dir)
+    text = path.read_text()
+    for name in ("time_vs_k.png", "time_vs_size.png", "memory_vs_k.png",
+                 "speedup_vs_unfold.png"):
+        assert (run_dir / name).stat().st_size > 1000 and f"]({name})" in text
+    assert not (run_dir / "network_throughput.png").exists()
+    assert "each implementation against unfold" in text and "im2col_matmul" in text
+    assert "Scaling with input size" in text
+    assert text.count("\n| op:") == len(records.load(run_dir))  # every timed case listed
+
+
+def test_fitted_size_exponent_recovers_a_planted_power_law():
+    sizes = [8, 16, 32, 64]
+    frame = pd.DataFrame([{
+        "case_id": f"op:x:B1-C4-{h}x{h}-k3-m2-s1:float32:cpu:fwd", "target": "op", "impl": "x",
+        "B": 1, "C": 4, "H": h, "W": h, "k": 3, "m": 2, "stride": 1, "dtype": "float32",
+        "device": "cpu", "pass": "fwd", "status": "ok",
+        "median_s": 1e-6 * h**1.5, "macs": 100 * h * h,
+    } for h in sizes])
+    exponents = plots.size_exponents(frame)
+    assert exponents["fitted exponent"].item() == pytest.approx(1.5)
+    assert exponents["closed-form exponent"].item() == pytest.approx(2.0)
+    assert np.isclose(plots.sweep(frame, "H")["H"].nunique(), 4)

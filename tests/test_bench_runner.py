@@ -1,0 +1,150 @@
+"""The harness on CPU with toy implementations: gate before timing, reasons recorded,
+kill-and-resume, shards merged, peak memory measured."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from lrbench.bench import records
+from lrbench.bench.cases import expand, shard
+from lrbench.bench.memory import peak_extra_bytes
+from lrbench.bench.runner import Timing, run_matrix
+from tests.bench_toys import ARMED, CALLS, TINY, preset, registered_toys
+
+TIMING = Timing(min_rounds=1, max_time=0.001)
+SHAPES = [TINY, {**TINY, "k": 5}]
+
+
+@pytest.fixture
+def toys():
+    with registered_toys():
+        yield
+
+
+def _benchmarked_names(summary) -> set[str]:
+    data = json.loads(summary.json_path.read_text())
+    return {bench["param"] for bench in data["benchmarks"]}
+
+
+def test_wrong_implementation_is_recorded_failed_and_never_timed(toys, tmp_path):
+    cases = expand(preset(["unfold", "toy_wrong"]))
+    summary = run_matrix(cases, tmp_path, timing=TIMING)
+    rows = records.load(tmp_path).set_index("impl")
+    assert set(rows.loc["toy_wrong", "status"]) == {"failed"}
+    assert all("accuracy gate" in r for r in rows.loc["toy_wrong", "reason"])
+    assert rows.loc["toy_wrong", "median_s"].isna().all()
+    assert rows.loc["toy_wrong", "max_abs_err"].gt(0).all()
+    # the gate ran it (once per shape, forward and backward), the timer never did
+    assert CALLS["toy_wrong"] == 1
+    timed = _benchmarked_names(summary)
+    assert timed == {c.case_id for c in cases if c.impl == "unfold"}
+    assert set(rows.loc["unfold", "status"]) == {"ok"}
+    assert (rows.loc["unfold", "speedup_vs_unfold"] == 1.0).all()
+
+
+def test_raising_implementation_is_recorded_with_its_reason(toys, tmp_path):
+    run_matrix(expand(preset(["toy_raises", "unfold"])), tmp_path, timing=TIMING)
+    rows = records.load(tmp_path)
+    raised = rows[rows["impl"] == "toy_raises"]
+    assert len(raised) == 2 and set(raised["status"]) == {"error"}
+    assert raised["reason"].str.contains("RuntimeError: toy failure").all()
+    assert set(rows[rows["impl"] == "unfold"]["status"]) == {"ok"}
+
+
+def test_unrunnable_case_is_a_skipped_row_with_the_registry_reason(toys, tmp_path):
+    config = preset(["unfold", "toy_wrong"])
+    config["groups"][0]["dtypes"] = ["float16"]
+    run_matrix(expand(config), tmp_path, timing=TIMING)
+    rows = records.load(tmp_path).set_index("impl")
+    assert rows.loc["toy_wrong", "status"].tolist() == ["skipped", "skipped"]
+    assert rows.loc["toy_wrong", "reason"].str.contains("dtype float16 not supported").all()
+
+
+def _outcome(location) -> pd.DataFrame:
+    frame = records.load(location)
+    return frame[["case_id", "status"]].sort_values("case_id").reset_index(drop=True)
+
+
+def test_killed_run_resumed_has_the_rows_of_an_uninterrupted_run(toys, tmp_path):
+    cases = expand(preset(["unfold", "im2col_matmul", "toy_interrupt"], shapes=SHAPES))
+    run_matrix(cases, tmp_path / "whole", timing=TIMING)
+
+    ARMED["interrupt"] = True  # the run is killed when it reaches toy_interrupt
+    first = run_matrix(cases, tmp_path / "killed", timing=TIMING)
+    assert first.interrupted
+    partial = records.load(tmp_path / "killed")
+    assert 0 < len(partial) < len(cases)
+
+    ARMED["interrupt"] = False
+    second = run_matrix(cases, tmp_path / "killed", resume=True, timing=TIMING)
+    assert not second.interrupted and second.already_done == len(partial)
+    resumed = _outcome(tmp_path / "killed")
+    assert resumed["case_id"].is_unique
+    pd.testing.assert_frame_equal(resumed, _outcome(tmp_path / "whole"))
+
+
+def test_resume_drops_a_line_cut_short_by_a_kill(tmp_path):
+    cases = expand(preset(["unfold"], passes=("fwd",)))
+    run_matrix(cases, tmp_path, timing=TIMING)
+    path = records.results_path(tmp_path)
+    text = path.read_text()
+    path.write_text(text[: text.rindex(",")])  # the last line loses its status column
+    assert records.done_ids(tmp_path) == set()
+    run_matrix(cases, tmp_path, resume=True, timing=TIMING)
+    assert _outcome(tmp_path)["status"].tolist() == ["ok"]
+
+
+def test_sharded_runs_merged_equal_the_unsharded_run(toys, tmp_path):
+    cases = expand(preset(["unfold", "im2col_matmul", "toy_wrong"], shapes=SHAPES))
+    run_matrix(cases, tmp_path / "all", timing=TIMING)
+    pieces = []
+    for i in (1, 2, 3):
+        run_matrix(shard(cases, i, 3), tmp_path / f"shard{i}", timing=TIMING)
+        pieces.append(tmp_path / f"shard{i}")
+    merged = records.merge_runs(pieces)
+    records.write(merged, tmp_path / "merged")
+    pd.testing.assert_frame_equal(_outcome(tmp_path / "merged"), _outcome(tmp_path / "all"))
+    # speedups are recomputed across pieces: every timed im2col row has one
+    im2col = merged[(merged["impl"] == "im2col_matmul") & (merged["status"] == "ok")]
+    assert im2col["speedup_vs_unfold"].notna().all()
+
+
+def test_merge_prefers_ok_rows_and_dedupes(tmp_path):
+    cases = expand(preset(["unfold"], passes=("fwd",)))
+    run_matrix(cases, tmp_path / "a", timing=TIMING)
+    frame = records.load(tmp_path / "a")
+    frame.loc[:, ["status", "reason"]] = ["error", "flaky"]
+    records.write(frame, tmp_path / "b")
+    merged = records.merge_runs([tmp_path / "a", tmp_path / "b"])
+    assert merged["status"].tolist() == ["ok"]
+
+
+def test_rows_carry_the_machine_and_the_closed_form(tmp_path):
+    cases = expand(preset(["unfold"], passes=("fwd",)))
+    run_matrix(cases, tmp_path, timing=TIMING)
+    row = records.load(tmp_path).iloc[0]
+    s = cases[0].shape
+    assert row["macs"] == s.B * (2 * s.G + s.C) * s.k**2 * s.Ho * s.Wo
+    assert row["gmacs_per_s"] == pytest.approx(row["macs"] / row["median_s"] / 1e9)
+    assert row["threads"] == torch.get_num_threads()
+    assert row["torch"] == torch.__version__ and row["git_rev"] and row["cpu"]
+    assert row["output_bytes"] == s.B * s.C * s.Ho * s.Wo * 4
+    assert row["peak_bytes"] >= row["output_bytes"]
+
+
+def test_cpu_peak_memory_is_measured():
+    n = 1_000_000
+
+    def two_buffers():
+        a = torch.ones(n)  # 4 MB, freed at return
+        return a + 1  # 4 MB more at the peak; the output
+
+    peak = peak_extra_bytes(two_buffers, "cpu")
+    assert 8 * n <= peak < 8 * n + 64 * 1024
+    assert peak_extra_bytes(lambda: None, "cpu") == 0
+    with pytest.raises(ValueError, match="device"):
+        peak_extra_bytes(lambda: None, "tpu")
