@@ -7,21 +7,35 @@ An explicit im2col (a gather with precomputed indices into the zero-padded image
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
 from implementations.common import channel_blocks, composability
 from lrbench.registry import Implementation, register
 
+_INDEX_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+_INDEX_CACHE_SIZE = 64
 
-@functools.lru_cache(maxsize=64)
+
 def _im2col_index(H: int, W: int, k: int, s: int, device: torch.device):
-    """Flat indices into the ``(H+2r) x (W+2r)`` padded image, and the in-image mask.
+    """Flat indices into the ``(H+2r) x (W+2r)`` padded image, and the in-image mask, cached.
 
-    Returns ``index`` of shape ``(k*k, Ho*Wo)`` and ``inside`` of the same shape (bool).
+    Returns ``index`` of shape ``(k*k, Ho*Wo)`` and ``inside`` of the same shape (bool). Only
+    plain tensors are cached: under a tensor subclass mode (the fake tensors of
+    ``torch.compile`` or of FLOP counting without compute) the result is built and not kept.
     """
+    key = (H, W, k, s, str(device))
+    if key in _INDEX_CACHE:
+        return _INDEX_CACHE[key]
+    index, inside = _build_index(H, W, k, s, device)
+    if type(index) is torch.Tensor:
+        if len(_INDEX_CACHE) >= _INDEX_CACHE_SIZE:
+            _INDEX_CACHE.clear()
+        _INDEX_CACHE[key] = index, inside
+    return index, inside
+
+
+def _build_index(H: int, W: int, k: int, s: int, device: torch.device):
     r = (k - 1) // 2
     Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1
     Wp = W + 2 * r

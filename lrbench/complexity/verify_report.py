@@ -1,0 +1,86 @@
+"""Render and write the tables of :func:`lrbench.complexity.verify.verify` (CSV and Markdown)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lrbench.complexity.network import STAGES
+from lrbench.complexity.tables import fmt, markdown_table, write_csv
+from lrbench.models import CONFIGS, stage_rows
+
+UNITS = ("Units: MACs = multiply-adds (fvcore convention: one multiply-add = 1); "
+         "FLOPs = 2 x MACs where `torch.utils.flop_counter.FlopCounterMode` is compared. "
+         "The paper's \"GFLOPs\" are multiply-adds and are compared with GMACs. Input 224x224, "
+         "batch 1.")
+SUMMARY_COLUMNS = ["network", "params", "params paper (M)", "params gap %", "GMACs fvcore",
+                   "GMACs closed form", "GFLOPs paper", "FLOPs gap %", "FlopCounterMode GFLOPs",
+                   "fvcore == closed form"]
+
+
+def stage_comparison(report, left: str = "resnet50", right: str = "lrnet50") -> list[dict]:
+    """Per stage, the layers and the fvcore MACs of two networks side by side."""
+    macs = {(r["network"], r["stage"]): r["fvcore MACs"] for r in report.stages}
+    text = {name: {r["stage"]: r for r in stage_rows(CONFIGS[name])} for name in (left, right)}
+    return [{"stage": s, "output size": text[left][s]["output size"],
+             f"{left} layers": text[left][s]["layers"], f"{left} GMACs": _g(macs, left, s),
+             f"{right} layers": text[right][s]["layers"], f"{right} GMACs": _g(macs, right, s)}
+            for s in STAGES]
+
+
+def _g(macs: dict, name: str, stage: str) -> float | None:
+    value = macs.get((name, stage))
+    return None if value is None else value / 1e9
+
+
+def gap_findings(best: dict[str, dict]) -> str:
+    """One line per network: the variant nearest the paper and how near."""
+    lines = [f"- {name}: nearest is \"{row['variant']}\" at {row['GMACs']:.3f} GMACs vs the "
+             f"paper's {row['paper GFLOPs']} ({row['gap %']:+.1f}%)" for name, row in best.items()]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(report, best: dict[str, dict]) -> str:
+    """The whole report as Markdown."""
+    parts = ["# Complexity verification (`lrbench verify`)\n", UNITS + "\n",
+             "## Networks: ours vs the paper\n", markdown_table(report.summary, SUMMARY_COLUMNS)]
+    names = {r["network"] for r in report.summary}
+    if {"resnet50", "lrnet50"} <= names:
+        parts += ["\n## Per stage: ResNet-50 vs LR-Net-50 (fvcore GMACs)\n",
+                  markdown_table(stage_comparison(report))]
+    lr_rows = [r for r in report.lr_layers if r["network"] == "lrnet50"] or report.lr_layers
+    if lr_rows:
+        parts += [f"\n## LR layers of {lr_rows[0]['network']}: term by term (MACs)\n",
+                  "`secondary formula` is the seed article's ((1+s^2)/m + 1) C (C+k^2) HW/s^2 "
+                  "(no prior term); `predicted excess` is (s^2-1) C k^2 HW/(m s^2).\n\n",
+                  markdown_table([{k: v for k, v in r.items() if k != "network"}
+                                  for r in lr_rows])]
+    if report.gaps:
+        parts += ["\n## The FLOP gap: counted variants (GMACs vs the paper's GFLOPs)\n",
+                  markdown_table(report.gaps), "\n", gap_findings(best)]
+    parts += ["\n## Checks\n", "\n".join(f"- FAILED {f}" for f in report.failures)
+              or "All checks passed.", "\n"]
+    parts += ["\nSeconds per network: " + ", ".join(f"{n} {fmt(t)}" for n, t in
+                                                     report.seconds.items()) + "\n"]
+    return "".join(parts)
+
+
+def write_reports(report, out_dir: Path, best: dict[str, dict]) -> list[Path]:
+    """Write ``summary.csv``, ``stages.csv``, ``lr_layers.csv``, ``gaps.csv`` and ``verify.md``."""
+    tables = {"summary": report.summary, "stages": report.stages,
+              "lr_layers": report.lr_layers, "gaps": report.gaps}
+    files = [write_csv(out_dir / f"{name}.csv", rows) for name, rows in tables.items() if rows]
+    md = out_dir / "verify.md"
+    md.write_text(render_markdown(report, best))
+    return [*files, md]
+
+
+def render_summary(report, best: dict[str, dict] | None = None) -> str:
+    """What ``lrbench verify`` prints: the networks table, the gap findings and the checks."""
+    lines = [UNITS, "", markdown_table(report.summary, SUMMARY_COLUMNS)]
+    if report.gaps:
+        from lrbench.complexity.gaps import best_variants
+
+        lines += ["FLOP gap, nearest counted variant per network:",
+                  gap_findings(best or best_variants(report.gaps))]
+    lines += [f"FAILED {f}" for f in report.failures] or ["All checks passed."]
+    return "\n".join(lines)
