@@ -139,7 +139,7 @@ def lr_backward_logits_kernel(
     gq_ptr, gk_ptr, gprior_ptr,
     C, G, H, W, Wo, L, m, stride, n_tiles,
     K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """Grid (n_tiles, G, B). Writes gq (B, G, L); adds into gk (B, G, H*W, ACC dtype);
     writes gprior partial sums (B, G, n_tiles, K*K)."""
@@ -160,29 +160,45 @@ def lr_backward_logits_kernel(
     c_stop = tl.minimum(c_first + m, C)
 
     # delta = sum_c gy[c] * y[c] = sum_n w_n * dL/dw_n
-    delta = tl.zeros([BLOCK_L], ACC)
-    for c0 in range(c_first, c_stop, BLOCK_M):
-        offs_c = c0 + tl.arange(0, BLOCK_M)
-        tile = (b * C + offs_c)[:, None] * L + offs_l[None, :]  # (BLOCK_M, BLOCK_L)
-        tile_ok = (offs_c < c_stop)[:, None] & l_ok[None, :]
-        gy = tl.load(gy_ptr + tile, mask=tile_ok, other=0.0).to(ACC)
-        yv = tl.load(y_ptr + tile, mask=tile_ok, other=0.0).to(ACC)
-        delta += tl.sum(gy * yv, axis=0)
+    if ONE_CHUNK:  # the whole group fits one (BLOCK_M, BLOCK_L) tile: keep grad_y in registers
+        offs_c = c_first + tl.arange(0, BLOCK_M)
+        group_c_ok = offs_c < c_stop
+        group_rows = (b * C + offs_c)[:, None]  # (BLOCK_M, 1)
+        tile_ok = group_c_ok[:, None] & l_ok[None, :]
+        gy_group = tl.load(gy_ptr + group_rows * L + offs_l[None, :], mask=tile_ok,
+                           other=0.0).to(ACC)  # (BLOCK_M, BLOCK_L)
+        yv = tl.load(y_ptr + group_rows * L + offs_l[None, :], mask=tile_ok, other=0.0).to(ACC)
+        delta = tl.sum(gy_group * yv, axis=0)
+    else:
+        delta = tl.zeros([BLOCK_L], ACC)
+        for c0 in range(c_first, c_stop, BLOCK_M):
+            offs_c = c0 + tl.arange(0, BLOCK_M)
+            tile = (b * C + offs_c)[:, None] * L + offs_l[None, :]  # (BLOCK_M, BLOCK_L)
+            tile_ok = (offs_c < c_stop)[:, None] & l_ok[None, :]
+            gy = tl.load(gy_ptr + tile, mask=tile_ok, other=0.0).to(ACC)
+            yv = tl.load(y_ptr + tile, mask=tile_ok, other=0.0).to(ACC)
+            delta += tl.sum(gy * yv, axis=0)
 
     gq = tl.zeros([BLOCK_L], ACC)
     for n in range(K * K):
         pi, pj, ok, kv, logit = _neighbour(n, ci, cj, l_ok, q, key_base, prior_base, H, W,
                                            K, PHI, ACC)
         w = tl.where(ok, tl.exp(logit - lse), 0.0)
-        dw = tl.zeros([BLOCK_L], ACC)  # dL/dw_n = sum_c gy[c] * x[c, p_n]
-        for c0 in range(c_first, c_stop, BLOCK_M):
-            offs_c = c0 + tl.arange(0, BLOCK_M)
-            c_ok = offs_c < c_stop
-            gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + offs_l[None, :],
-                         mask=c_ok[:, None] & l_ok[None, :], other=0.0).to(ACC)
-            xv = tl.load(x_ptr + (b * C + offs_c)[:, None] * H * W + (pi * W + pj)[None, :],
-                         mask=c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
-            dw += tl.sum(gy * xv, axis=0)
+        # dL/dw_n = sum_c gy[c] * x[c, p_n]
+        if ONE_CHUNK:
+            xv = tl.load(x_ptr + group_rows * H * W + (pi * W + pj)[None, :],
+                         mask=group_c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
+            dw = tl.sum(gy_group * xv, axis=0)
+        else:
+            dw = tl.zeros([BLOCK_L], ACC)
+            for c0 in range(c_first, c_stop, BLOCK_M):
+                offs_c = c0 + tl.arange(0, BLOCK_M)
+                c_ok = offs_c < c_stop
+                gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + offs_l[None, :],
+                             mask=c_ok[:, None] & l_ok[None, :], other=0.0).to(ACC)
+                xv = tl.load(x_ptr + (b * C + offs_c)[:, None] * H * W + (pi * W + pj)[None, :],
+                             mask=c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
+                dw += tl.sum(gy * xv, axis=0)
         dlogit = w * (dw - delta)  # zero off the image
         dq, dk = _phi_grads(q, kv, PHI)
         gq += dlogit * dq
@@ -304,7 +320,7 @@ def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi
         grad_query, grad_key_acc, prior_partial,
         C, G, H, W, Wo, L, m, stride, n_tiles,
         K=kernel_size, PHI=PHI_CODES[phi], ACC=acc,
-        BLOCK_L=block_l, BLOCK_M=block_m, num_warps=NUM_WARPS,
+        BLOCK_L=block_l, BLOCK_M=block_m, ONE_CHUNK=m <= block_m, num_warps=NUM_WARPS,
     )
 
     block_p = _block_pixels(H * W)
