@@ -29,6 +29,7 @@ from lrbench.registry import Implementation, register
 from lrbench.spec import OpSpec
 
 HALF = (torch.float16, torch.bfloat16)
+GRID_LIMIT = 65535
 
 
 def kernels():
@@ -64,9 +65,17 @@ def _device_reasons(interpreted: bool, spec: OpSpec) -> list[str]:
     return []
 
 
+def _grid_reasons(spec: OpSpec) -> list[str]:
+    # Grid axes 1 and 2 (groups x channel chunks, batch) are limited to 65535 programs on CUDA.
+    chunks = -(-spec.m // kernels().block_channels(spec.m))
+    sizes = {"B": spec.B, "G * channel chunks": spec.G * chunks}
+    return [f"{name} = {size} exceeds the CUDA grid limit of {GRID_LIMIT} programs"
+            for name, size in sizes.items() if size > GRID_LIMIT]
+
+
 def limits(spec: OpSpec) -> list[str]:
     """Reasons this implementation cannot run ``spec`` beyond devices and dtypes."""
-    return _device_reasons(kernels().INTERPRETED, spec)
+    return _device_reasons(kernels().INTERPRETED, spec) + _grid_reasons(spec)
 
 
 @torch.library.custom_op(

@@ -54,7 +54,7 @@ def _constexprs(name: str, k: int, phi: str, dtype: torch.dtype, one_chunk: bool
     from implementations import triton_kernels as tk
 
     block_m = tk.MAX_BLOCK_CHANNELS if not one_chunk else 8
-    common = {"K": k, "PHI": tk.PHI_CODES[phi], "ACC": tk._acc(dtype), "BLOCK_M": block_m}
+    common = {"K": k, "PHI": tk.PHI_CODES[phi], "ACC": tk.acc_dtype(dtype), "BLOCK_M": block_m}
     per_kernel = {
         "lr_forward_kernel": {"BLOCK_L": tk.BLOCK_PIXELS, "WRITE_Y": True},
         "lr_backward_logits_kernel": {"BLOCK_L": tk.BLOCK_PIXELS, "ONE_CHUNK": one_chunk},

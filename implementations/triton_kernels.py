@@ -251,15 +251,18 @@ def lr_backward_x_kernel(
              acc.to(gx_ptr.dtype.element_ty), mask=c_ok[:, None] & p_ok[None, :])
 
 
-def _block_channels(m: int) -> int:
+def block_channels(m: int) -> int:
+    """Channels of one group aggregated per tile: ``m`` rounded up to a power of two, capped."""
     return min(max(triton.next_power_of_2(m), 2), MAX_BLOCK_CHANNELS)
 
 
-def _block_pixels(n: int) -> int:
+def block_pixels(n: int) -> int:
+    """Pixels per program: ``BLOCK_PIXELS``, or fewer (a power of two >= 16) for tiny images."""
     return min(max(triton.next_power_of_2(n), 16), BLOCK_PIXELS)
 
 
-def _acc(dtype: torch.dtype):
+def acc_dtype(dtype: torch.dtype):
+    """Triton accumulation dtype for inputs of ``dtype``: float64 for float64, else float32."""
     return ACC_DTYPES.get(dtype, tl.float32)
 
 
@@ -278,17 +281,17 @@ def forward(x, query, key, prior, kernel_size: int, stride: int, phi: str, *, wr
     B, C, H, W = x.shape
     G, Ho, Wo = query.shape[1:]
     L, m = Ho * Wo, -(-C // G)
-    acc = _acc(x.dtype)
+    acc = acc_dtype(x.dtype)
     y = x.new_empty((B, C, Ho, Wo)) if write_y else None
     lse = torch.empty((B, G, Ho, Wo), device=x.device,
                       dtype=torch.float64 if acc is tl.float64 else torch.float32)
-    block_l = _block_pixels(L)
+    block_l = block_pixels(L)
     grid = (triton.cdiv(L, block_l), G, B)
     lr_forward_kernel[grid](
         x, query, key, prior, y if write_y else x, lse,
         C, G, H, W, Wo, L, m, stride,
         K=kernel_size, PHI=PHI_CODES[phi], ACC=acc,
-        BLOCK_L=block_l, BLOCK_M=_block_channels(m), WRITE_Y=write_y, num_warps=NUM_WARPS,
+        BLOCK_L=block_l, BLOCK_M=block_channels(m), WRITE_Y=write_y, num_warps=NUM_WARPS,
     )
     return y, lse
 
@@ -307,10 +310,10 @@ def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi
     G, Ho, Wo = query.shape[1:]
     L, m, kk = Ho * Wo, -(-C // G), kernel_size * kernel_size
     _, lse = forward(x, query, key, prior, kernel_size, stride, phi, write_y=False)
-    acc = _acc(x.dtype)
-    block_m = _block_channels(m)
+    acc = acc_dtype(x.dtype)
+    block_m = block_channels(m)
 
-    block_l = _block_pixels(L)
+    block_l = block_pixels(L)
     n_tiles = triton.cdiv(L, block_l)
     grad_query = torch.empty_like(query)
     grad_key_acc = torch.zeros((B, G, H, W), device=x.device, dtype=lse.dtype)
@@ -323,7 +326,7 @@ def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi
         BLOCK_L=block_l, BLOCK_M=block_m, ONE_CHUNK=m <= block_m, num_warps=NUM_WARPS,
     )
 
-    block_p = _block_pixels(H * W)
+    block_p = block_pixels(H * W)
     n_chunks = triton.cdiv(m, block_m)
     grad_x = torch.empty_like(x)
     lr_backward_x_kernel[(triton.cdiv(H * W, block_p), G * n_chunks, B)](

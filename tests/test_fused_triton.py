@@ -134,6 +134,15 @@ def test_device_reasons(interpreted, device, needle):
     assert fused_triton._device_reasons(not interpreted, spec) == []
 
 
+@runs_here
+def test_batches_beyond_the_cuda_grid_are_refused_with_a_reason():
+    spec = Shape(B=70_000, C=4, H=2, W=2, k=3, m=2).spec(device=DEVICE)
+    reasons = registry.get("fused_triton").why_not(spec)
+    assert reasons == ["B = 70000 exceeds the CUDA grid limit of 65535 programs"]
+    assert registry.get("fused_triton").why_not(Shape(B=2, C=4, H=2, W=2, k=3, m=2)
+                                                .spec(device=DEVICE)) == []
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's answer")
 def test_unavailable_with_a_reason_without_cuda_or_the_interpreter():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
@@ -176,6 +185,20 @@ def test_fake_implementation_gives_shapes_without_running_kernels():
     assert tuple(y.shape) == (2, 20, 5, 4)
     assert [tuple(g.shape) for g in grads] == [tuple(t[n].shape)
                                                for n in ("x", "query", "key", "prior")]
+
+
+@runs_here
+def test_opcheck_schema_fake_autograd_and_aot_dispatch():
+    # torch.library.opcheck runs the ops for real and under fake tensors / AOT autograd, and
+    # compares: the fake implementations must match the kernels' outputs.
+    shape = Shape(B=1, C=4, H=4, W=3, k=3, m=2, stride=2)
+    t = make_inputs(shape, dtype=torch.float32, device=DEVICE, seed=0, requires_grad=True)
+    args = (t["x"], t["query"], t["key"], t["prior"], 3, 2, "absdiff")
+    torch.library.opcheck(torch.ops.lrbench.fused_triton.default, args)
+    y = torch.ops.lrbench.fused_triton(*args).detach()
+    inputs = [t[n].detach() for n in ("x", "query", "key", "prior")]
+    torch.library.opcheck(torch.ops.lrbench.fused_triton_backward.default,
+                          (torch.randn_like(y), *inputs, y, 3, 2, "absdiff"))
 
 
 @runs_here
@@ -238,3 +261,23 @@ def test_torch_compile_traces_the_custom_op():
     compiled = torch.compile(f, fullgraph=True)
     args = (t["x"], t["query"], t["key"], t["prior"])
     torch.testing.assert_close(compiled(*args), f(*args))
+
+
+@pytest.mark.gpu
+def test_forward_allocates_about_its_output_on_gpu():
+    # Fused: y plus the (B, G, Ho, Wo) logsumexp, nothing of size k*k*H*W.
+    shape = Shape(B=8, C=100, H=56, W=56)
+    t = make_inputs(shape, dtype=torch.float32, device="cuda", seed=10)
+    args = (t["x"], t["query"], t["key"], t["prior"])
+    local_relation(*args, kernel_size=7, impl="fused_triton")  # compile outside the measurement
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    with torch.no_grad():
+        y = local_relation(*args, kernel_size=7, impl="fused_triton")
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - before
+    output_bytes = y.numel() * y.element_size()
+    lse_bytes = shape.B * shape.G * shape.Ho * shape.Wo * 4
+    assert extra <= output_bytes + lse_bytes + (1 << 20)
+    assert extra < shape.k ** 2 * output_bytes / 10  # unfold's buffer is k*k x the output
