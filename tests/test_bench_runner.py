@@ -148,3 +148,14 @@ def test_cpu_peak_memory_is_measured():
     assert peak_extra_bytes(lambda: None, "cpu") == 0
     with pytest.raises(ValueError, match="device"):
         peak_extra_bytes(lambda: None, "tpu")
+
+
+def test_network_case_is_gated_timed_and_counted(tmp_path):
+    config = {"description": "test", "timing": {}, "groups": [{
+        "target": "lrnet50", "impls": ["unfold"], "shapes": [{"B": 2, "H": 32, "W": 32}],
+        "dtypes": ["float32"], "devices": ["cpu"], "passes": ["fwd"]}]}
+    run_matrix(expand(config), tmp_path, timing=TIMING)
+    row = records.load(tmp_path).iloc[0]
+    assert row["status"] == "ok", row["reason"]
+    assert row["oracle"].startswith("lrnet50 unfold float64") and row["max_abs_err"] >= 0
+    assert row["macs"] > 0 and row["items_per_s"] == pytest.approx(2 / row["median_s"])

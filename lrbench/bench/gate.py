@@ -22,7 +22,7 @@ from lrbench.check import check_against_reference
 
 # Neighbour-logit count B*G*k*k*Ho*Wo above which float64 unfold replaces the (slow) reference.
 REFERENCE_LIMIT = 2_000_000
-NETWORK_GATE_SIZE = 64  # side of the image the network gate uses
+NETWORK_GATE_SIZE = 32  # side of the image the network gate uses
 
 
 @dataclass(frozen=True)

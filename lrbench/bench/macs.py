@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from lrbench.bench.cases import Case
-from lrbench.complexity import op_macs
+from lrbench.complexity import lr_layer_terms, op_macs
 
 
 def op_case_macs(case: Case) -> tuple[int, str]:
@@ -18,20 +18,12 @@ def op_case_macs(case: Case) -> tuple[int, str]:
     return op_macs(s.B, s.C, s.G, s.k, s.Ho, s.Wo), "op closed form"
 
 
-def layer_macs_closed_form(case: Case) -> tuple[int, str]:
-    """MACs of one ``LocalRelation2d`` forward, term by term (SPEC.md section 4).
-
-    key projection ``B*C*G*H*W`` + query projection ``B*C*G*Ho*Wo`` + the op + final 1x1
-    ``B*C^2*Ho*Wo`` + the prior network ``2*h*k^2 + h*G*k^2`` (``h = G``; once per call,
-    independent of the batch and of H and W).
-    """
+def layer_macs(case: Case) -> tuple[int, str]:
+    """MACs of one ``LocalRelation2d`` forward: :func:`lrbench.complexity.lr_layer_terms`
+    (projections, op, final 1x1 and the prior network)."""
     s = case.shape
-    B, C, G, k = s.B, s.C, s.G, s.k
-    projections = B * C * G * s.H * s.W + B * C * G * s.Ho * s.Wo
-    prior = 2 * G * k * k + G * G * k * k
-    final = B * C * C * s.Ho * s.Wo
-    op, _ = op_case_macs(case)
-    return projections + op + final + prior, "layer closed form (projections + op + final 1x1 + prior)"
+    terms = lr_layer_terms(s.C, s.H, s.W, k=s.k, m=s.m, stride=s.stride, B=s.B)
+    return sum(terms.values()), "layer closed form (lr_layer_terms)"
 
 
 def conv3x3_macs(case: Case) -> tuple[int, str]:
@@ -41,18 +33,20 @@ def conv3x3_macs(case: Case) -> tuple[int, str]:
 
 
 def network_macs(case: Case) -> tuple[int | None, str]:
-    """The network's closed-form count from :mod:`lrbench.complexity.network` when it exists."""
+    """The network's closed form (:func:`lrbench.complexity.network.network_macs`, per image)
+    times the batch; ``None`` with the reason when that module is not there."""
     try:
         network = importlib.import_module("lrbench.complexity.network")
-        count = network.network_macs(case.target, batch=case.B, size=case.H)
-    except (ImportError, AttributeError, TypeError) as err:
+        config = importlib.import_module("lrbench.models.config").CONFIGS[case.target]
+    except (ImportError, AttributeError, KeyError) as err:
         return None, f"no closed-form network count available ({type(err).__name__}: {err})"
-    return int(count), "network closed form"
+    per_image = network.network_macs(config, case.H, case.W)
+    return case.B * per_image, "network closed form (network_macs x B)"
 
 
 MACS = {
     "op": op_case_macs,
-    "layer": layer_macs_closed_form,
+    "layer": layer_macs,
     "conv3x3": conv3x3_macs,
     "lrnet50": network_macs,
     "resnet50": network_macs,

@@ -44,9 +44,9 @@ def sweep(frame: pd.DataFrame, axis: str) -> pd.DataFrame:
 
 def _family_title(rows: pd.DataFrame, axis: str) -> str:
     first = rows.iloc[0]
-    parts = [f"B={first.B}", f"C={first.C}"]
-    parts += [f"{first.H}x{first.W}"] if axis == "k" else [f"k={first.k}"]
-    parts += [f"m={first.m}", f"s={first.stride}", first.dtype, first.device]
+    parts = [f"B={first['B']}", f"C={first['C']}"]
+    parts += [f"{first['H']}x{first['W']}"] if axis == "k" else [f"k={first['k']}"]
+    parts += [f"m={first['m']}", f"s={first['stride']}", first["dtype"], first["device"]]
     return ", ".join(str(p) for p in parts)
 
 
@@ -112,9 +112,9 @@ def time_vs_size(frame: pd.DataFrame, path: Path) -> bool:
         return False
     exponents = size_exponents(frame).set_index(["impl", "pass"])
     rows = rows.assign(impl=[
-        f"{r.impl} (fit {exponents.loc[(r.impl, r['pass']), 'fitted exponent']:.2f}, "
-        f"closed form {exponents.loc[(r.impl, r['pass']), 'closed-form exponent']:.2f})"
-        if (r.impl, r["pass"]) in exponents.index else r.impl
+        f"{r['impl']} (fit {exponents.loc[(r['impl'], r['pass']), 'fitted exponent']:.2f}, "
+        f"closed form {exponents.loc[(r['impl'], r['pass']), 'closed-form exponent']:.2f})"
+        if (r["impl"], r["pass"]) in exponents.index else r["impl"]
         for _, r in rows.iterrows()
     ])
     return _by_pass(rows, path, "H", lambda g: g["median_s"] * 1e3, "median time (ms)",
@@ -122,13 +122,15 @@ def time_vs_size(frame: pd.DataFrame, path: Path) -> bool:
 
 
 def _barh(labels: list[str], values: list[float], path: Path, xlabel: str, title: str,
-          reference: float | None = None) -> bool:
+          reference: float | None = None, log: bool = False) -> bool:
     if not values:
         return False
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(values)))
     ax.barh(range(len(values)), values, color="tab:blue")
     ax.set_yticks(range(len(values)), labels, fontsize=7)
     ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
     if reference is not None:
         ax.axvline(reference, color="black", linewidth=0.8)
     ax.set_xlabel(xlabel)
@@ -144,19 +146,19 @@ def speedup_vs_unfold(frame: pd.DataFrame, path: Path) -> bool:
     """Speedup against unfold on the same case, one bar per (implementation, case)."""
     rows = timed(frame, None)
     rows = rows[(rows["impl"] != "unfold") & rows["speedup_vs_unfold"].notna()]
-    labels = [f"{r.target} {r.impl} {r.case_id.split(':')[2]} {r.dtype} {r.device} {r['pass']}"
-              for _, r in rows.iterrows()]
+    labels = [f"{r['target']} {r['impl']} {r['case_id'].split(':')[2]} {r['dtype']} "
+              f"{r['device']} {r['pass']}" for _, r in rows.iterrows()]
     return _barh(labels, list(rows["speedup_vs_unfold"]), path,
                  "speedup vs unfold (unfold median / median; >1 is faster)",
-                 "speedup vs unfold", reference=1.0)
+                 "speedup vs unfold", reference=1.0, log=True)
 
 
 def network_throughput(frame: pd.DataFrame, path: Path) -> bool:
     """Images per second of the whole networks, forward and training step."""
     rows = timed(frame, None)
     rows = rows[rows["target"].isin(["lrnet50", "resnet50"])]
-    labels = [f"{r.target} {r.impl} B{r.B} {r.H}x{r.W} {r.dtype} {r.device} {r['pass']}"
-              for _, r in rows.iterrows()]
+    labels = [f"{r['target']} {r['impl']} B{r['B']} {r['H']}x{r['W']} {r['dtype']} "
+              f"{r['device']} {r['pass']}" for _, r in rows.iterrows()]
     return _barh(labels, list(rows["items_per_s"]), path, "images / s", "network throughput")
 
 

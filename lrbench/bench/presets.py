@@ -37,7 +37,7 @@ PRESETS: dict[str, dict] = {
     "quick": {
         "description": "CI smoke matrix on CPU: tiny shapes, every implementation, k and size "
                        "sweeps, the layer and the 3x3 conv (a few minutes on 2 cores)",
-        "timing": {"min_rounds": 3, "max_time": 0.05},
+        "timing": {"min_rounds": 5, "max_time": 0.1},
         "groups": [
             {
                 "target": "op",

@@ -40,6 +40,10 @@ def _shape(case_id: str) -> str:
     return case_id.split(":")[2]
 
 
+def _get(row: pd.Series | None, column: str, scale: float = 1.0) -> float | None:
+    return None if row is None else row[column] * scale
+
+
 def versus_unfold(frame: pd.DataFrame) -> pd.DataFrame:
     """Op cases: each implementation's forward and forward+backward time and speedup against
     unfold, and forward peak memory beside unfold's and beside the output's size."""
@@ -47,20 +51,19 @@ def versus_unfold(frame: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (shape, dtype, device), group in rows.groupby(
             [rows["case_id"].map(_shape), "dtype", "device"], sort=False):
-        by = {(r.impl, r["pass"]): r for _, r in group.iterrows()}
+        by = {(r["impl"], r["pass"]): r for _, r in group.iterrows()}
         unfold_fwd = by.get(("unfold", "fwd"))
         for impl in [i for i in group["impl"].unique() if i != "unfold"]:
             fwd, both = by.get((impl, "fwd")), by.get((impl, "fwd_bwd"))
             out.append({
                 "shape": shape, "dtype": dtype, "device": device, "impl": impl,
-                "fwd ms": fwd.median_s * 1e3 if fwd is not None else None,
-                "fwd speedup": fwd.speedup_vs_unfold if fwd is not None else None,
-                "fwd+bwd ms": both.median_s * 1e3 if both is not None else None,
-                "fwd+bwd speedup": both.speedup_vs_unfold if both is not None else None,
-                "fwd peak MiB": fwd.peak_bytes / MIB if fwd is not None else None,
-                "unfold fwd peak MiB": (unfold_fwd.peak_bytes / MIB
-                                        if unfold_fwd is not None else None),
-                "output MiB": fwd.output_bytes / MIB if fwd is not None else None,
+                "fwd ms": _get(fwd, "median_s", 1e3),
+                "fwd speedup": _get(fwd, "speedup_vs_unfold"),
+                "fwd+bwd ms": _get(both, "median_s", 1e3),
+                "fwd+bwd speedup": _get(both, "speedup_vs_unfold"),
+                "fwd peak MiB": _get(fwd, "peak_bytes", 1 / MIB),
+                "unfold fwd peak MiB": _get(unfold_fwd, "peak_bytes", 1 / MIB),
+                "output MiB": _get(fwd, "output_bytes", 1 / MIB),
             })
     return pd.DataFrame(out)
 
