@@ -15,7 +15,9 @@ Operators (namespace ``lrbench``):
 Triton is imported lazily, so this module imports (and registers the operators) without it.
 On CPU tensors the kernels run only under Triton's interpreter (``TRITON_INTERPRET=1`` set before
 the first import of Triton): that is how the tests check the kernels' logic on machines
-without a GPU. Double backward is not supported.
+without a GPU. Double backward is not supported. grad_key is accumulated with atomic adds, so on
+a GPU its float32 summation order (and last bits) may differ from run to run; the other gradients
+and the output are deterministic.
 """
 
 from __future__ import annotations
