@@ -204,8 +204,10 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
     if not todo:
         return summary
     plugin = MatrixPlugin(todo, csv_path, on_case, unfold_medians=_unfold_medians(csv_path))
+    # A fresh run replaces its JSON; each resumed piece gets its own.
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
-    summary.json_path = out / "pytest-benchmark" / f"{label}-{stamp}.json"
+    name = f"{label}-resumed-{stamp}" if done else label
+    summary.json_path = out / "pytest-benchmark" / f"{name}.json"
     summary.json_path.parent.mkdir(parents=True, exist_ok=True)
     args = [str(BENCH_MODULE), "-q", "-p", "no:cacheprovider", "-o", "addopts=",
             "--capture=no", f"--benchmark-json={summary.json_path}", *timing.pytest_args()]
