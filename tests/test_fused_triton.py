@@ -172,6 +172,22 @@ def test_kernels_compile_for_sm90_without_spills():
     assert all(int(r[3]) <= 255 for r in rows), rows
 
 
+def test_without_triton_the_package_imports_and_says_why():
+    code = ("import sys; sys.modules['triton'] = None\n"  # makes `import triton` fail
+            "import torch, lrbench\n"
+            "from lrbench import registry, local_relation\n"
+            "print(registry.get('fused_triton').unavailable_reason())\n"
+            "from lrbench.inputs import Shape, make_inputs\n"
+            "t = make_inputs(Shape(1, 4, 3, 3, k=3, m=2))\n"
+            "print(local_relation(*t.values(), kernel_size=3).shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    reason, shape = out.stdout.splitlines()
+    assert reason.startswith("triton cannot be imported:") and "import of triton halted" in reason
+    assert shape == "torch.Size([1, 4, 3, 3])"  # impl=None still runs the op
+
+
 def test_fake_implementation_gives_shapes_without_running_kernels():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
