@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrbench.complexity.network import STAGES
-from lrbench.complexity.tables import fmt, markdown_table, write_csv
+from lrbench.complexity.tables import markdown_table, write_csv
 from lrbench.models import CONFIGS, stage_rows
 
 UNITS = ("Units: MACs = multiply-adds (fvcore convention: one multiply-add = 1); "
@@ -59,8 +59,6 @@ def render_markdown(report, best: dict[str, dict]) -> str:
                   markdown_table(report.gaps), "\n", gap_findings(best)]
     parts += ["\n## Checks\n", "\n".join(f"- FAILED {f}" for f in report.failures)
               or "All checks passed.", "\n"]
-    parts += ["\nSeconds per network: " + ", ".join(f"{n} {fmt(t)}" for n, t in
-                                                     report.seconds.items()) + "\n"]
     return "".join(parts)
 
 
@@ -83,4 +81,6 @@ def render_summary(report, best: dict[str, dict] | None = None) -> str:
         lines += ["FLOP gap, nearest counted variant per network:",
                   gap_findings(best or best_variants(report.gaps))]
     lines += [f"FAILED {f}" for f in report.failures] or ["All checks passed."]
+    lines.append("Seconds per network: " + ", ".join(f"{n} {t:.1f}" for n, t in
+                                                    report.seconds.items()))
     return "\n".join(lines)
