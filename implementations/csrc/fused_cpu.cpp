@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -34,15 +35,16 @@ namespace {
 
 enum Phi : int { kSqdiff = 0, kAbsdiff = 1, kMult = 2 };
 
-// exp for x <= 0 that vectorises (no libm call): exp(x) = 2^n * exp(f), |f| <= ln2/2, degree-7
-// Taylor polynomial (relative error < 1e-7, about float32 rounding). Returns 0 below -87.
+// exp for x <= 0 that vectorises (no libm call, no floor): exp(x) = 2^n * exp(f), |f| <= ln2/2,
+// degree-7 Taylor polynomial; relative error < 1e-7 on [-87, 0] (measured 7.4e-8). Inputs below
+// -87 give exp(-87) ~ 1.6e-38 instead of less: negligible against the largest weight, 1.
 template <typename T>
 inline T exp_nonpos(T x) {
   if constexpr (std::is_same_v<T, double>) {
     return std::exp(x);
   } else {
     const float xc = std::max(x, -87.0f);
-    const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+    const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round (1.5 * 2^23)
     const float f = xc - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 split hi/lo
     float p = 1.0f / 5040.0f;
     p = p * f + 1.0f / 720.0f;
@@ -55,7 +57,7 @@ inline T exp_nonpos(T x) {
     const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof(scale));
-    return x < -87.0f ? 0.0f : p * scale;
+    return p * scale;
   }
 }
 
@@ -116,12 +118,13 @@ struct Geometry {
 };
 
 // Unnormalised softmax weights of output row i of one (b, g): e[n][j] = exp(logit - max_j) for
-// in-image neighbours (others are left unwritten and never read), and their sums.
+// in-image neighbours and 0 for the others (in the image's kernel rows [ky0, ky1); other kernel
+// rows are not written and never read), and their sums.
 // q: (Wo,) query row; key: (H, W) slab of (b, g); prior: (k*k,) of g.
-// e: (k*k, Wo) scratch; mx, sum: (Wo,) scratch.
+// e: (k*k, ld) scratch, ld >= Wo (columns Wo..ld-1 are set to 0); mx, sum: (Wo,) scratch.
 template <typename T, int PHI, int S>
 void softmax_row(const Geometry& geo, int64_t i, const T* __restrict__ q,
-                 const T* __restrict__ key, const T* __restrict__ prior,
+                 const T* __restrict__ key, const T* __restrict__ prior, int64_t ld,
                  T* __restrict__ e, T* __restrict__ mx, T* __restrict__ sum) {
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t k = geo.k, r = geo.r, Wo = geo.Wo, W = geo.W;
@@ -131,65 +134,260 @@ void softmax_row(const Geometry& geo, int64_t i, const T* __restrict__ q,
     for (int64_t kx = 0; kx < k; ++kx) {
       const int64_t n = ky * k + kx, dx = kx - r;
       const T pn = prior[n];
-      T* __restrict__ en = e + n * Wo;
+      T* __restrict__ en = e + n * ld;
       for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
         en[j] = phi_fn<PHI>(q[j], krow[j * s + dx]) + pn;
       }
     }
   }
-  const T* centre = e + (r * k + r) * Wo;  // always in the image
+  const T* centre = e + (r * k + r) * ld;  // always in the image
   for (int64_t j = 0; j < Wo; ++j) {
     mx[j] = centre[j];
     sum[j] = T(0);
   }
   for (int64_t ky = ky0; ky < ky1; ++ky) {
     for (int64_t kx = 0; kx < k; ++kx) {
-      const T* __restrict__ en = e + (ky * k + kx) * Wo;
+      const T* __restrict__ en = e + (ky * k + kx) * ld;
       for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) mx[j] = std::max(mx[j], en[j]);
     }
   }
   for (int64_t ky = ky0; ky < ky1; ++ky) {
     for (int64_t kx = 0; kx < k; ++kx) {
-      T* __restrict__ en = e + (ky * k + kx) * Wo;
-      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
+      T* __restrict__ en = e + (ky * k + kx) * ld;
+      const int64_t lo = geo.jlo[kx], hi = geo.jhi[kx];
+      for (int64_t j = 0; j < lo; ++j) en[j] = T(0);
+      for (int64_t j = lo; j < hi; ++j) {
         const T v = exp_nonpos(en[j] - mx[j]);
         en[j] = v;
         sum[j] += v;
+      }
+      for (int64_t j = hi; j < ld; ++j) en[j] = T(0);
+    }
+  }
+}
+
+// GCC/Clang vector of V elements of T (one or more SIMD registers), loads and stores.
+template <typename T, int V>
+struct VecOf {
+  typedef T type __attribute__((vector_size(V * sizeof(T))));
+};
+template <typename T, int V>
+using Vec = typename VecOf<T, V>::type;
+
+template <typename T, int V>
+inline Vec<T, V> load(const T* p) {
+  Vec<T, V> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// V elements p[0], p[s], p[2s], ...: a plain load at stride S = 1, a gather otherwise.
+template <typename T, int V, int S>
+inline Vec<T, V> load_strided(const T* p, int64_t s) {
+  if constexpr (S == 1) {
+    return load<T, V>(p);
+  } else {
+    Vec<T, V> v;
+    for (int jj = 0; jj < V; ++jj) v[jj] = p[jj * s];
+    return v;
+  }
+}
+
+template <typename T, int V>
+inline void store(T* p, const Vec<T, V>& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+template <typename T, int V>
+inline Vec<T, V> splat(T value) {
+  Vec<T, V> v = {};
+  return v + value;
+}
+
+// exp of V values, exactly 0 for -inf. float: exp(x) = 2^n * exp(f), |f| <= ln2/2, degree-7
+// Taylor polynomial, relative error < 1e-7 (measured 7.4e-8 on [-87, 0]); results below 2^-126
+// are flushed to 0. double: std::exp per element (float64 is for checking, not for speed).
+template <typename T, int V>
+inline Vec<T, V> exp_vec(Vec<T, V> x) {
+  if constexpr (std::is_same_v<T, double>) {
+    for (int jj = 0; jj < V; ++jj) x[jj] = std::exp(x[jj]);
+    return x;
+  } else {
+    using IntVec = Vec<int32_t, V>;
+    const Vec<float, V> lo = splat<float, V>(-100.0f);
+    x = x < lo ? lo : x;
+    const Vec<float, V> n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round
+    const Vec<float, V> f = x - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 split hi/lo
+    Vec<float, V> p = splat<float, V>(1.0f / 5040.0f);
+    p = p * f + 1.0f / 720.0f;
+    p = p * f + 1.0f / 120.0f;
+    p = p * f + 1.0f / 24.0f;
+    p = p * f + 1.0f / 6.0f;
+    p = p * f + 0.5f;
+    p = p * f + 1.0f;
+    p = p * f + 1.0f;
+    IntVec biased = __builtin_convertvector(n, IntVec) + 127;
+    const IntVec zero = {};
+    biased = biased < zero ? zero : biased;
+    const IntVec bits = biased << 23;
+    Vec<float, V> scale;
+    std::memcpy(&scale, &bits, sizeof(scale));
+    return p * scale;
+  }
+}
+
+template <int PHI, typename VT>
+inline VT phi_vec(VT q, VT k) {
+  if constexpr (PHI == kSqdiff) {
+    const VT d = q - k;
+    return -d * d;
+  } else if constexpr (PHI == kAbsdiff) {
+    const VT d = q - k;
+    return d < VT{} ? d : -d;  // -|d|
+  } else {
+    return q * k;
+  }
+}
+
+// Additive column mask of the forward: colmask[kx][j] = -inf where neighbour column j*s + kx - r
+// is outside the image, else 0. Padding columns j >= Wo keep only the centre (finite softmax).
+template <typename T>
+void fill_column_mask(const Geometry& geo, int64_t Wv, T* colmask) {
+  for (int64_t kx = 0; kx < geo.k; ++kx) {
+    for (int64_t j = 0; j < Wv; ++j) {
+      const bool inside = j < geo.Wo ? (geo.jlo[kx] <= j && j < geo.jhi[kx]) : kx == geo.r;
+      colmask[kx * Wv + j] = inside ? T(0) : -std::numeric_limits<T>::infinity();
+    }
+  }
+}
+
+// Softmax weights of one output row, unnormalised, over blocks of V columns: e[n][j] =
+// exp(logit - max_j), exactly 0 outside the image; inv[j] = 1 / sum_n e[n][j].
+// q: (Wv,) query row, zero-padded; kp: padded key row of kernel row 0 (row length Wx);
+// prior: (k*k,) of the group; colmask: (k, Wv); e: (k*k, Wv), rows [ky0*k, ky1*k) written.
+template <typename T, int PHI, int S, int V>
+void softmax_block(const Geometry& geo, int64_t ky0, int64_t ky1, const T* __restrict__ q,
+                   const T* __restrict__ kp, const T* __restrict__ prior,
+                   const T* __restrict__ colmask, int64_t Wv, int64_t Wx, T* __restrict__ e,
+                   T* __restrict__ inv) {
+  const int64_t s = S > 0 ? S : geo.s;
+  const int64_t k = geo.k;
+  for (int64_t jb = 0; jb < Wv; jb += V) {
+    const Vec<T, V> qv = load<T, V>(q + jb);
+    Vec<T, V> mx = splat<T, V>(-std::numeric_limits<T>::infinity());
+    for (int64_t ky = ky0; ky < ky1; ++ky) {
+      for (int64_t kx = 0; kx < k; ++kx) {
+        const int64_t n = ky * k + kx;
+        const Vec<T, V> kv = load_strided<T, V, S>(kp + ky * Wx + jb * s + kx, s);
+        const Vec<T, V> logit = phi_vec<PHI>(qv, kv) + prior[n] + load<T, V>(colmask + kx * Wv + jb);
+        store<T, V>(e + n * Wv + jb, logit);
+        mx = mx > logit ? mx : logit;
+      }
+    }
+    Vec<T, V> sum = {};
+    for (int64_t n = ky0 * k; n < ky1 * k; ++n) {
+      const Vec<T, V> w = exp_vec<T, V>(load<T, V>(e + n * Wv + jb) - mx);
+      store<T, V>(e + n * Wv + jb, w);
+      sum += w;
+    }
+    store<T, V>(inv + jb, T(1) / sum);
+  }
+}
+
+// Channels aggregated together: they share each load of the weights, and their independent
+// accumulators hide the latency of the multiply-adds.
+constexpr int64_t kChannelBlock = 4;
+
+// y[c][j] = inv[j] * sum_{ky, kx} e[ky, kx][j] * xp_c[ky][j*s + kx] for the channels of one
+// block and every block of V output columns; the sum runs over the image's kernel rows.
+// e: (k*k, Wv) weights, 0 outside the image; xcs: kernel row 0 of each channel in the padded
+// scratch (row length Wx); ys: output rows (nullptr: padding channel, not stored).
+template <typename T, int S, int V>
+void aggregate_block(const Geometry& geo, const T* __restrict__ e, const T* __restrict__ inv,
+                     const T* const* xcs, T* const* ys, int64_t Wv, int64_t Wx, int64_t ky0,
+                     int64_t ky1) {
+  const int64_t s = S > 0 ? S : geo.s;
+  const int64_t k = geo.k, Wo = geo.Wo;
+  for (int64_t jb = 0; jb < Wv; jb += V) {
+    Vec<T, V> acc[kChannelBlock] = {};
+    for (int64_t ky = ky0; ky < ky1; ++ky) {
+      const T* __restrict__ er = e + ky * k * Wv + jb;
+      for (int64_t kx = 0; kx < k; ++kx) {
+        const Vec<T, V> w = load<T, V>(er + kx * Wv);
+        for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
+          acc[cc] += w * load_strided<T, V, S>(xcs[cc] + ky * Wx + jb * s + kx, s);
+        }
+      }
+    }
+    const Vec<T, V> scale = load<T, V>(inv + jb);
+    const int64_t nv = std::min<int64_t>(V, Wo - jb);
+    for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
+      if (ys[cc] == nullptr) continue;
+      const Vec<T, V> out = acc[cc] * scale;
+      if (nv == V) {
+        store<T, V>(ys[cc] + jb, out);
+      } else {
+        for (int64_t jj = 0; jj < nv; ++jj) ys[cc][jb + jj] = out[jj];
       }
     }
   }
 }
 
-// Forward: task (b, g, i) writes y[b, c, i, :] for the m channels c of group g.
-template <typename T, int PHI, int S>
+// Output rows per forward task: the band's input rows are copied once into a zero-padded scratch.
+constexpr int64_t kForwardBand = 8;
+
+// Forward: task (b, g, band of output rows) writes y[b, c, i, :] for the m channels c of group g
+// and the rows i of the band. The band's input rows of x and key, zero-padded by r columns on
+// each side, are copied to a scratch so that the inner loops have no bounds: out-of-image
+// neighbours get the logit -inf (weight exactly 0) and read the zero padding. Each block of V
+// output columns is accumulated in registers over the k*k neighbours.
+template <typename T, int PHI, int S, int V>
 void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* key,
                     const T* prior, T* y) {
   const int64_t C = geo.C, H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
   const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
   const int64_t s = S > 0 ? S : geo.s;
-  at::parallel_for(0, geo.B * G * Ho, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(kk * Wo + 2 * Wo);
-    T* e = scratch.data();    // (k*k, Wo)
-    T* mx = e + kk * Wo;      // (Wo,)
-    T* sum = mx + Wo;         // (Wo,) then 1 / sum
+  const int64_t Wv = (Wo + V - 1) / V * V;                  // e's row length, whole blocks
+  const int64_t Wx = std::max(W + 2 * r, (Wv - 1) * s + k);  // padded input row length
+  const int64_t band = std::min(Ho, kForwardBand), bands = (Ho + band - 1) / band;
+  const int64_t rows = (band - 1) * s + k;                   // input rows read by one band
+  at::parallel_for(0, geo.B * G * bands, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(kk * Wv + 2 * Wv + k * Wv + (m + 1) * rows * Wx, T(0));
+    T* e = scratch.data();       // (k*k, Wv)
+    T* inv = e + kk * Wv;        // (Wv,)
+    T* q = inv + Wv;             // (Wv,) query row, zero-padded
+    T* colmask = q + Wv;         // (k, Wv)
+    T* kp = colmask + k * Wv;    // (rows, Wx): input column t - r at index t; margins stay 0
+    T* xp = kp + rows * Wx;      // (m, rows, Wx), the same for the group's channels
+    fill_column_mask(geo, Wv, colmask);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task % Ho, bg = task / Ho, g = bg % G, b = bg / G;
-      softmax_row<T, PHI, S>(geo, i, query + (bg * Ho + i) * Wo, key + bg * H * W,
-                             prior + g * kk, e, mx, sum);
-      for (int64_t j = 0; j < Wo; ++j) sum[j] = T(1) / sum[j];
-      const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i);
-      for (int64_t c = g * m; c < geo.channel_end(g); ++c) {
-        T* __restrict__ yrow = y + ((b * C + c) * Ho + i) * Wo;
-        for (int64_t j = 0; j < Wo; ++j) yrow[j] = T(0);
-        for (int64_t ky = ky0; ky < ky1; ++ky) {
-          const T* __restrict__ xrow = x + ((b * C + c) * H + i * s + ky - r) * W;
-          for (int64_t kx = 0; kx < k; ++kx) {
-            const T* __restrict__ en = e + (ky * k + kx) * Wo;
-            const int64_t dx = kx - r;
-            for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) yrow[j] += en[j] * xrow[j * s + dx];
-          }
+      const int64_t t = task % bands, bg = task / bands, g = bg % G, b = bg / G;
+      const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
+      const int64_t c0 = g * m, mc = geo.channel_end(g) - c0;
+      for (int64_t rr = 0; rr < rows; ++rr) {
+        const int64_t in_row = top + rr;
+        if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
+        std::memcpy(kp + rr * Wx + r, key + (bg * H + in_row) * W, W * sizeof(T));
+        for (int64_t cl = 0; cl < mc; ++cl) {
+          std::memcpy(xp + (cl * rows + rr) * Wx + r, x + ((b * C + c0 + cl) * H + in_row) * W,
+                      W * sizeof(T));
         }
-        for (int64_t j = 0; j < Wo; ++j) yrow[j] *= sum[j];
+      }
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
+        std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
+        softmax_block<T, PHI, S, V>(geo, ky0, ky1, q, kp + rr0 * Wx, prior + g * kk, colmask, Wv,
+                                    Wx, e, inv);
+        for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
+          const T* xcs[kChannelBlock];  // kernel row 0 of each channel; extra ones repeat cl
+          T* ys[kChannelBlock];
+          for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
+            const int64_t c = cl + cc < mc ? cl + cc : cl;
+            xcs[cc] = xp + (c * rows + rr0) * Wx;
+            ys[cc] = cl + cc < mc ? y + ((b * C + c0 + c) * Ho + i) * Wo : nullptr;
+          }
+          aggregate_block<T, S, V>(geo, e, inv, xcs, ys, Wv, Wx, ky0, ky1);
+        }
       }
     }
   });
@@ -207,7 +405,7 @@ void backward_row(const Geometry& geo, int64_t b, int64_t g, int64_t i, const T*
   const int64_t bg = b * G + g, ky0 = geo.ky0(i), ky1 = geo.ky1(i);
   const T* __restrict__ q = query + (bg * Ho + i) * Wo;
   const T* __restrict__ kslab = key + bg * H * W;
-  softmax_row<T, PHI, S>(geo, i, q, kslab, prior + g * kk, e, mx, sum);
+  softmax_row<T, PHI, S>(geo, i, q, kslab, prior + g * kk, Wo, e, mx, sum);
   for (int64_t j = 0; j < Wo; ++j) sum[j] = T(1) / sum[j];
   for (int64_t ky = ky0; ky < ky1; ++ky) {
     for (int64_t kx = 0; kx < k; ++kx) {
@@ -340,10 +538,17 @@ at::Tensor fused_forward(const at::Tensor& x, const at::Tensor& query, const at:
   at::Tensor y = at::empty({geo.B, geo.C, geo.Ho, geo.Wo}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_forward", [&] {
     dispatch_phi_stride(phi, stride, [&](auto P, auto S) {
-      forward_kernel<scalar_t, decltype(P)::value, decltype(S)::value>(geo, x.const_data_ptr<scalar_t>(),
-                                     query.const_data_ptr<scalar_t>(),
-                                     key.const_data_ptr<scalar_t>(),
-                                     prior.const_data_ptr<scalar_t>(), y.data_ptr<scalar_t>());
+      constexpr int PV = decltype(P)::value, SV = decltype(S)::value;
+      const scalar_t* args[] = {x.const_data_ptr<scalar_t>(), query.const_data_ptr<scalar_t>(),
+                                key.const_data_ptr<scalar_t>(), prior.const_data_ptr<scalar_t>()};
+      // Register block of output columns: 8 for short rows (7x7 maps), else 16.
+      if (geo.Wo <= 8) {
+        forward_kernel<scalar_t, PV, SV, 8>(geo, args[0], args[1], args[2], args[3],
+                                            y.data_ptr<scalar_t>());
+      } else {
+        forward_kernel<scalar_t, PV, SV, 16>(geo, args[0], args[1], args[2], args[3],
+                                             y.data_ptr<scalar_t>());
+      }
     });
   });
   return y;
