@@ -1,7 +1,8 @@
 """Toy implementations of the op, registered only inside the benchmark-harness tests.
 
-``toy_wrong`` is off by 1% (the gate must fail it and nothing may time it), ``toy_raises`` always
-raises, ``toy_interrupt`` raises ``KeyboardInterrupt`` (a killed run) while ``ARMED`` is set.
+``toy_wrong`` is off by 1% (the gate must fail it and nothing may time it), ``toy_raises``
+always raises, ``toy_oom`` runs out of memory, ``toy_interrupt`` raises ``KeyboardInterrupt``
+(a killed run) while ``ARMED`` is set.
 """
 
 from __future__ import annotations
@@ -32,13 +33,18 @@ def _raises(*args):
     raise RuntimeError("toy failure: this implementation always raises")
 
 
+def _oom(*args):
+    raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 TB")
+
+
 def _interrupt(*args):
     if ARMED["interrupt"]:
         raise KeyboardInterrupt
     return _unfold(*args)
 
 
-TOYS = {"toy_wrong": _wrong, "toy_raises": _raises, "toy_interrupt": _interrupt}
+TOYS = {"toy_wrong": _wrong, "toy_raises": _raises, "toy_oom": _oom,
+        "toy_interrupt": _interrupt}
 
 
 @contextlib.contextmanager

@@ -55,6 +55,13 @@ def test_raising_implementation_is_recorded_with_its_reason(toys, tmp_path):
     assert set(rows[rows["impl"] == "unfold"]["status"]) == {"ok"}
 
 
+def test_out_of_memory_is_named_as_such(toys, tmp_path):
+    run_matrix(expand(preset(["toy_oom"], passes=("fwd",))), tmp_path, timing=TIMING)
+    row = records.load(tmp_path).iloc[0]
+    assert row["status"] == "error"
+    assert row["reason"].startswith("accuracy gate: out of memory: RuntimeError")
+
+
 def test_unrunnable_case_is_a_skipped_row_with_the_registry_reason(toys, tmp_path):
     config = preset(["unfold", "toy_wrong"])
     config["groups"][0]["dtypes"] = ["float16"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -212,8 +213,12 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
     args = [str(BENCH_MODULE), "-q", "-p", "no:cacheprovider", "-o", "addopts=",
             "--capture=no", f"--benchmark-json={summary.json_path}", *timing.pytest_args()]
     with log_path.open("a") as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
+            contextlib.redirect_stderr(log), warnings.catch_warnings():
+        # when no case was timed, pytest-benchmark writes no JSON and says so; the CSV has why
+        warnings.filterwarnings("ignore", message="Not saving anything")
         code = pytest.main(args, plugins=[plugin])
+    if not summary.json_path.exists():
+        summary.json_path = None
     summary.statuses = plugin.statuses
     summary.interrupted = code == pytest.ExitCode.INTERRUPTED
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.INTERRUPTED):
