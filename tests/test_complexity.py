@@ -189,6 +189,10 @@ def test_gap_variants_change_the_count_as_described():
     rows = gap_rows(("resnet50",))
     best = best_variants(rows)["resnet50"]
     assert abs(best["gap %"]) == min(abs(r["gap %"]) for r in rows)
+    as_specified = best_variants(rows, architecture_as_specified=True)["resnet50"]
+    assert not as_specified["changes architecture"]
+    assert abs(as_specified["gap %"]) == min(abs(r["gap %"]) for r in rows
+                                             if not r["changes architecture"])
 
 
 def test_conventions_are_explicit_and_disjoint():

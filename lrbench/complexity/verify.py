@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from lrbench.complexity.fvcore_count import count_macs
-from lrbench.complexity.gaps import PAPER_GFLOPS, best_variants, gap_rows
+from lrbench.complexity.gaps import PAPER_GFLOPS, gap_rows
 from lrbench.complexity.layer_terms import secondary_excess, secondary_formula
 from lrbench.complexity.network import MODULE_OF_STAGE, network_layers, network_params
 from lrbench.complexity.torch_counter import cross_check
@@ -151,5 +151,5 @@ def verify(names: tuple[str, ...] = tuple(NETWORKS), *, size: int = 224, impl: s
     if out_dir is not None:
         from lrbench.complexity.verify_report import write_reports
 
-        report.files = write_reports(report, Path(out_dir), best_variants(report.gaps))
+        report.files = write_reports(report, Path(out_dir))
     return report
