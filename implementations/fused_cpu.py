@@ -87,15 +87,26 @@ def extension():
     )
 
 
+_REASON_UNKNOWN = object()
+_reason: object = _REASON_UNKNOWN  # the probe's answer, once known
+
+
 def availability() -> str | None:
-    """``None`` when the extension builds and loads here, else the reason (first line of the error)."""
-    try:
-        extension()
-    except Exception as err:  # noqa: BLE001 (any build failure means "unavailable", with its reason)
-        lines = [line for line in str(err).splitlines() if line.strip()]
-        first = lines[0] if lines else type(err).__name__
-        return first if first.startswith("no C++ compiler") else f"C++ extension build failed: {first}"
-    return None
+    """``None`` when the extension builds and loads here, else the reason (first line of the error).
+
+    The answer is kept in a module global, so that torch.compile, tracing ``local_relation``,
+    reads a constant instead of tracing the build.
+    """
+    global _reason
+    if _reason is _REASON_UNKNOWN:
+        try:
+            extension()
+            _reason = None
+        except Exception as err:  # any build failure means "unavailable", with its reason
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            first = lines[0] if lines else type(err).__name__
+            _reason = first if first.startswith("no C++") else f"C++ extension build failed: {first}"
+    return _reason
 
 
 @torch.library.custom_op("lrbench::fused_cpu", mutates_args=(), device_types="cpu")

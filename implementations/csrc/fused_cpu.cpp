@@ -115,6 +115,13 @@ struct Geometry {
   int64_t ky0(int64_t i) const { return std::max<int64_t>(0, r - i * s); }
   int64_t ky1(int64_t i) const { return std::min<int64_t>(k, H - i * s + r); }
   int64_t channel_end(int64_t g) const { return std::min(C, (g + 1) * m); }
+
+  // Tasks per thread chunk for at::parallel_for so that a chunk has at least ~32k multiply-adds
+  // (ATen's GRAIN_SIZE): tiny calls then run inline, without waking the thread pool.
+  int64_t grain(int64_t rows_per_task) const {
+    const int64_t work = std::max<int64_t>(1, rows_per_task * (m + 2) * k * k * Wo);
+    return std::max<int64_t>(1, at::internal::GRAIN_SIZE / work);
+  }
 };
 
 // Unnormalised softmax weights of output row i of one (b, g): e[n][j] = exp(logit - max_j) for
@@ -351,7 +358,7 @@ void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* ke
   const int64_t Wx = std::max(W + 2 * r, (Wv - 1) * s + k);  // padded input row length
   const int64_t band = std::min(Ho, kForwardBand), bands = (Ho + band - 1) / band;
   const int64_t rows = (band - 1) * s + k;                   // input rows read by one band
-  at::parallel_for(0, geo.B * G * bands, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, geo.B * G * bands, geo.grain(band), [&](int64_t begin, int64_t end) {
     std::vector<T> scratch(kk * Wv + 2 * Wv + k * Wv + (m + 1) * rows * Wx, T(0));
     T* e = scratch.data();       // (k*k, Wv)
     T* inv = e + kk * Wv;        // (Wv,)
@@ -475,7 +482,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
   const int64_t bands = (Ho + band - 1) / band;
   const int64_t per_parity = (bands + 1) / 2;
   for (int64_t parity = 0; parity < 2; ++parity) {
-    at::parallel_for(0, geo.B * G * per_parity, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
       std::vector<T> scratch(2 * kk * Wo + 2 * Wo);
       T* e = scratch.data();   // (k*k, Wo)
       T* dw = e + kk * Wo;     // (k*k, Wo)
