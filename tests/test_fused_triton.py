@@ -2,7 +2,8 @@
 
 Without a GPU the kernels run under Triton's CPU interpreter (``TRITON_INTERPRET=1``, set by
 conftest.py), which is slow: shapes stay tiny, and the cases are chosen to hit one edge case
-each (borders, strides 2 and 3, C not divisible by m, k=1, k=11, G=1, G=C, every phi). GPU-only
+each (borders, strides 2 and 3, C not divisible by m, k=1, k=11, G=1, G=C, several pixel
+tiles, every phi). GPU-only
 cases (half precision, the LR-Net-50 stage shapes) are marked ``gpu``.
 """
 
@@ -42,6 +43,9 @@ CASES = {
     "G1-m24-two-channel-chunks": (Shape(B=1, C=24, H=5, W=5, k=3, m=24), "sqdiff"),
     "G-equals-C": (Shape(B=1, C=4, H=5, W=4, k=5, m=1, stride=2), "absdiff"),
     "one-pixel": (Shape(B=2, C=4, H=1, W=1, k=3, m=2), "mult"),
+    # More than one tile of 128 pixels: partial last tile, several grad_prior partial sums.
+    "multi-tile": (Shape(B=1, C=4, H=13, W=12, k=3, m=4), "sqdiff"),
+    "multi-tile-stride2": (Shape(B=1, C=6, H=25, W=23, k=5, m=3, stride=2), "absdiff"),
 }
 
 
