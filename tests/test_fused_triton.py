@@ -3,8 +3,7 @@
 Without a GPU the kernels run under Triton's CPU interpreter (``TRITON_INTERPRET=1``, set by
 conftest.py), which is slow: shapes stay tiny, and the cases are chosen to hit one edge case
 each (borders, strides 2 and 3, C not divisible by m, k=1, k=11, G=1, G=C, several pixel
-tiles, every phi). GPU-only
-cases (half precision, the LR-Net-50 stage shapes) are marked ``gpu``.
+tiles, every phi). GPU-only cases (half precision, the LR-Net-50 stage shapes) are marked ``gpu``.
 """
 
 from __future__ import annotations
