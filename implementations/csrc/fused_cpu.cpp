@@ -124,55 +124,6 @@ struct Geometry {
   }
 };
 
-// Unnormalised softmax weights of output row i of one (b, g): e[n][j] = exp(logit - max_j) for
-// in-image neighbours and 0 for the others (in the image's kernel rows [ky0, ky1); other kernel
-// rows are not written and never read), and their sums.
-// q: (Wo,) query row; key: (H, W) slab of (b, g); prior: (k*k,) of g.
-// e: (k*k, ld) scratch, ld >= Wo (columns Wo..ld-1 are set to 0); mx, sum: (Wo,) scratch.
-template <typename T, int PHI, int S>
-void softmax_row(const Geometry& geo, int64_t i, const T* __restrict__ q,
-                 const T* __restrict__ key, const T* __restrict__ prior, int64_t ld,
-                 T* __restrict__ e, T* __restrict__ mx, T* __restrict__ sum) {
-  const int64_t s = S > 0 ? S : geo.s;
-  const int64_t k = geo.k, r = geo.r, Wo = geo.Wo, W = geo.W;
-  const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i);
-  for (int64_t ky = ky0; ky < ky1; ++ky) {
-    const T* __restrict__ krow = key + (i * s + ky - r) * W;
-    for (int64_t kx = 0; kx < k; ++kx) {
-      const int64_t n = ky * k + kx, dx = kx - r;
-      const T pn = prior[n];
-      T* __restrict__ en = e + n * ld;
-      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
-        en[j] = phi_fn<PHI>(q[j], krow[j * s + dx]) + pn;
-      }
-    }
-  }
-  const T* centre = e + (r * k + r) * ld;  // always in the image
-  for (int64_t j = 0; j < Wo; ++j) {
-    mx[j] = centre[j];
-    sum[j] = T(0);
-  }
-  for (int64_t ky = ky0; ky < ky1; ++ky) {
-    for (int64_t kx = 0; kx < k; ++kx) {
-      const T* __restrict__ en = e + (ky * k + kx) * ld;
-      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) mx[j] = std::max(mx[j], en[j]);
-    }
-  }
-  for (int64_t ky = ky0; ky < ky1; ++ky) {
-    for (int64_t kx = 0; kx < k; ++kx) {
-      T* __restrict__ en = e + (ky * k + kx) * ld;
-      const int64_t lo = geo.jlo[kx], hi = geo.jhi[kx];
-      for (int64_t j = 0; j < lo; ++j) en[j] = T(0);
-      for (int64_t j = lo; j < hi; ++j) {
-        const T v = exp_nonpos(en[j] - mx[j]);
-        en[j] = v;
-        sum[j] += v;
-      }
-      for (int64_t j = hi; j < ld; ++j) en[j] = T(0);
-    }
-  }
-}
-
 // GCC/Clang vector of V elements of T (one or more SIMD registers), loads and stores.
 template <typename T, int V>
 struct VecOf {
@@ -271,12 +222,13 @@ void fill_column_mask(const Geometry& geo, int64_t Wv, T* colmask) {
 // Softmax weights of one output row, unnormalised, over blocks of V columns: e[n][j] =
 // exp(logit - max_j), exactly 0 outside the image; inv[j] = 1 / sum_n e[n][j].
 // q: (Wv,) query row, zero-padded; kp: padded key row of kernel row 0 (row length Wx);
-// prior: (k*k,) of the group; colmask: (k, Wv); e: (k*k, Wv), rows [ky0*k, ky1*k) written.
+// prior: (k*k,) of the group; colmask: (k, Wv); e: (k*k, ld) with ld >= Wv, columns [0, Wv) of
+// rows [ky0*k, ky1*k) written.
 template <typename T, int PHI, int S, int V>
 void softmax_block(const Geometry& geo, int64_t ky0, int64_t ky1, const T* __restrict__ q,
                    const T* __restrict__ kp, const T* __restrict__ prior,
-                   const T* __restrict__ colmask, int64_t Wv, int64_t Wx, T* __restrict__ e,
-                   T* __restrict__ inv) {
+                   const T* __restrict__ colmask, int64_t Wv, int64_t Wx, int64_t ld,
+                   T* __restrict__ e, T* __restrict__ inv) {
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t k = geo.k;
   for (int64_t jb = 0; jb < Wv; jb += V) {
@@ -287,14 +239,14 @@ void softmax_block(const Geometry& geo, int64_t ky0, int64_t ky1, const T* __res
         const int64_t n = ky * k + kx;
         const Vec<T, V> kv = load_strided<T, V, S>(kp + ky * Wx + jb * s + kx, s);
         const Vec<T, V> logit = phi_vec<PHI>(qv, kv) + prior[n] + load<T, V>(colmask + kx * Wv + jb);
-        store<T, V>(e + n * Wv + jb, logit);
+        store<T, V>(e + n * ld + jb, logit);
         mx = mx > logit ? mx : logit;
       }
     }
     Vec<T, V> sum = {};
     for (int64_t n = ky0 * k; n < ky1 * k; ++n) {
-      const Vec<T, V> w = exp_vec<T, V>(load<T, V>(e + n * Wv + jb) - mx);
-      store<T, V>(e + n * Wv + jb, w);
+      const Vec<T, V> w = exp_vec<T, V>(load<T, V>(e + n * ld + jb) - mx);
+      store<T, V>(e + n * ld + jb, w);
       sum += w;
     }
     store<T, V>(inv + jb, T(1) / sum);
@@ -384,7 +336,7 @@ void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* ke
         const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
         std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
         softmax_block<T, PHI, S, V>(geo, ky0, ky1, q, kp + rr0 * Wx, prior + g * kk, colmask, Wv,
-                                    Wx, e, inv);
+                                    Wx, Wv, e, inv);
         for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
           const T* xcs[kChannelBlock];  // kernel row 0 of each channel; extra ones repeat cl
           T* ys[kChannelBlock];
@@ -400,102 +352,172 @@ void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* ke
   });
 }
 
-// Backward of one output row i of one (b, g): accumulates into gx, gkey (scatters; the caller
-// guarantees no other thread touches the same input rows), writes gq's row, adds to gprior.
-template <typename T, int PHI, int S>
-void backward_row(const Geometry& geo, int64_t b, int64_t g, int64_t i, const T* gy, const T* x,
-                  const T* query, const T* key, const T* prior, T* gx, T* gq, T* gkey,
-                  double* gprior, T* e, T* dw, T* mx, T* sum) {
-  const int64_t C = geo.C, H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
-  const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
-  const int64_t s = S > 0 ? S : geo.s;
-  const int64_t bg = b * G + g, ky0 = geo.ky0(i), ky1 = geo.ky1(i);
-  const T* __restrict__ q = query + (bg * Ho + i) * Wo;
-  const T* __restrict__ kslab = key + bg * H * W;
-  softmax_row<T, PHI, S>(geo, i, q, kslab, prior + g * kk, Wo, e, mx, sum);
-  for (int64_t j = 0; j < Wo; ++j) sum[j] = T(1) / sum[j];
-  for (int64_t ky = ky0; ky < ky1; ++ky) {
-    for (int64_t kx = 0; kx < k; ++kx) {
-      T* __restrict__ en = e + (ky * k + kx) * Wo;
-      T* __restrict__ dn = dw + (ky * k + kx) * Wo;
-      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
-        en[j] *= sum[j];  // normalised weights
-        dn[j] = T(0);
-      }
-    }
+template <int PHI, typename VT>
+inline void phi_grad_vec(VT q, VT k, VT& dq, VT& dk) {
+  if constexpr (PHI == kSqdiff) {
+    dq = (k - q) * 2;
+    dk = -dq;
+  } else if constexpr (PHI == kAbsdiff) {
+    const VT d = q - k, zero = {}, one = zero + 1;
+    dk = d > zero ? one : (d < zero ? -one : zero);  // sign(q - k), sign(0) = 0 as in torch
+    dq = -dk;
+  } else {
+    dq = k;
+    dk = q;
   }
-  // dw[n][j] = sum_c gy[c, j] x[c, p(n, j)];  gx[c, p(n, j)] += w[n][j] gy[c, j].
-  for (int64_t c = g * m; c < geo.channel_end(g); ++c) {
-    const T* __restrict__ gyrow = gy + ((b * C + c) * Ho + i) * Wo;
-    for (int64_t ky = ky0; ky < ky1; ++ky) {
-      const int64_t row = ((b * C + c) * H + i * s + ky - r) * W;
-      const T* __restrict__ xrow = x + row;
-      T* __restrict__ gxrow = gx + row;
+}
+
+// dst[j*s + kx] += src[kx][j] * mul[j] (mul = 1 when MUL is false) for the k neighbours kx of
+// one kernel row and all output columns j: the transpose of the forward's read. At stride 1 it
+// runs as a gather over the padded input columns t (t - kx = j), so no two writes collide.
+// src: (k, ld) rows and mul: (ld,), both pointing at column 0 after a left margin of k - 1
+// zeros, 0 from column Wv on; dst: (Wx,) padded input row.
+template <typename T, int S, int V, bool MUL>
+void scatter_row(const Geometry& geo, const T* __restrict__ src, const T* __restrict__ mul,
+                 int64_t ld, int64_t Wv, int64_t Wx, T* __restrict__ dst) {
+  const int64_t k = geo.k;
+  if constexpr (S == 1) {
+    for (int64_t tb = 0; tb < Wx; tb += V) {
+      Vec<T, V> acc = load<T, V>(dst + tb);
       for (int64_t kx = 0; kx < k; ++kx) {
-        const T* __restrict__ en = e + (ky * k + kx) * Wo;
-        T* __restrict__ dn = dw + (ky * k + kx) * Wo;
-        const int64_t dx = kx - r;
-        for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
-          dn[j] += gyrow[j] * xrow[j * s + dx];
-          gxrow[j * s + dx] += en[j] * gyrow[j];
+        if constexpr (MUL) {
+          acc += load<T, V>(src + kx * ld + tb - kx) * load<T, V>(mul + tb - kx);
+        } else {
+          acc += load<T, V>(src + kx * ld + tb - kx);
         }
       }
+      store<T, V>(dst + tb, acc);
     }
-  }
-  // Softmax backward: dlogit = w * (dw - sum_n w dw); mx holds sum_n w dw.
-  for (int64_t j = 0; j < Wo; ++j) mx[j] = T(0);
-  for (int64_t ky = ky0; ky < ky1; ++ky) {
+  } else {
+    const int64_t s = geo.s;
     for (int64_t kx = 0; kx < k; ++kx) {
-      const T* __restrict__ en = e + (ky * k + kx) * Wo;
-      const T* __restrict__ dn = dw + (ky * k + kx) * Wo;
-      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) mx[j] += en[j] * dn[j];
-    }
-  }
-  T* __restrict__ gqrow = gq + (bg * Ho + i) * Wo;
-  for (int64_t j = 0; j < Wo; ++j) gqrow[j] = T(0);
-  for (int64_t ky = ky0; ky < ky1; ++ky) {
-    const T* __restrict__ krow = kslab + (i * s + ky - r) * W;
-    T* __restrict__ gkrow = gkey + bg * H * W + (i * s + ky - r) * W;
-    for (int64_t kx = 0; kx < k; ++kx) {
-      const int64_t n = ky * k + kx, dx = kx - r;
-      const T* __restrict__ en = e + n * Wo;
-      const T* __restrict__ dn = dw + n * Wo;
-      T prior_sum = T(0);
-      for (int64_t j = geo.jlo[kx]; j < geo.jhi[kx]; ++j) {
-        const T dlogit = en[j] * (dn[j] - mx[j]);
-        T dq, dk;
-        phi_grad<PHI>(q[j], krow[j * s + dx], dq, dk);
-        gqrow[j] += dlogit * dq;
-        gkrow[j * s + dx] += dlogit * dk;
-        prior_sum += dlogit;
+      for (int64_t j = 0; j < Wv; ++j) {
+        dst[j * s + kx] += MUL ? src[kx * ld + j] * mul[j] : src[kx * ld + j];
       }
-      gprior[n] += static_cast<double>(prior_sum);
     }
   }
 }
 
-template <typename T, int PHI, int S>
+// Backward: task (b, g, band of output rows). Recomputes each row's softmax, then
+//   dw[n][j] = sum_c gy[c][j] x_c[p(n, j)],            grad_x_c[p(n, j)] += w[n][j] gy[c][j],
+//   dlogit = w * (dw - sum_n w dw),  grad_q[j] = sum_n dlogit dphi/dq,
+//   grad_key[p(n, j)] += dlogit dphi/dk,  grad_prior[n] += sum_j dlogit.
+// Scatters go to zero-padded band buffers, added to grad_x / grad_key at the end of the task;
+// bands of one parity touch disjoint input rows, so each parity runs in parallel without races.
+template <typename T, int PHI, int S, int V>
 void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* query, const T* key,
-                     const T* prior, T* gx, T* gq, T* gkey, double* gprior_parts,
-                     int64_t band) {
-  const int64_t G = geo.G, Ho = geo.Ho, Wo = geo.Wo, kk = geo.k * geo.k;
-  const int64_t bands = (Ho + band - 1) / band;
-  const int64_t per_parity = (bands + 1) / 2;
+                     const T* prior, T* gx, T* gq, T* gkey, double* gprior_parts, int64_t band) {
+  const int64_t C = geo.C, H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
+  const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
+  const int64_t s = S > 0 ? S : geo.s;
+  const int64_t Wv = (Wo + V - 1) / V * V;
+  const int64_t Wx = (std::max(W + 2 * r, (Wv - 1) * s + k) + V - 1) / V * V;
+  const int64_t LM = k - 1, ld = LM + Wx;  // left margin and row stride of e, d and gyp
+  const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
+  const int64_t rows = (band - 1) * s + k;
   for (int64_t parity = 0; parity < 2; ++parity) {
     at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
-      std::vector<T> scratch(2 * kk * Wo + 2 * Wo);
-      T* e = scratch.data();   // (k*k, Wo)
-      T* dw = e + kk * Wo;     // (k*k, Wo)
-      T* mx = dw + kk * Wo;    // (Wo,)
-      T* sum = mx + Wo;        // (Wo,)
+      std::vector<T> scratch((2 * kk + m) * ld + (3 + k) * Wv + (2 * m + 2) * rows * Wx, T(0));
+      T* e = scratch.data() + LM;  // (k*k, ld): weights; columns -LM..-1 and >= Wv stay 0
+      T* d = e + kk * ld;          // (k*k, ld): dw, then dlogit * dphi/dk
+      T* gyp = d + kk * ld;        // (m, ld): grad_y rows, 0 beyond Wo
+      T* inv = gyp - LM + m * ld;  // (Wv,)
+      T* q = inv + Wv;             // (Wv,)
+      T* gqv = q + Wv;             // (Wv,)
+      T* colmask = gqv + Wv;       // (k, Wv)
+      T* kp = colmask + k * Wv;    // (rows, Wx) padded key rows of the band
+      T* xp = kp + rows * Wx;      // (m, rows, Wx) padded x rows
+      T* gkp = xp + m * rows * Wx; // (rows, Wx) grad_key of the band
+      T* gxp = gkp + rows * Wx;    // (m, rows, Wx) grad_x of the band
+      fill_column_mask(geo, Wv, colmask);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t t = 2 * (task % per_parity) + parity, bg = task / per_parity;
         if (t >= bands) continue;
-        const int64_t g = bg % G, b = bg / G;
-        double* gp = gprior_parts + (bg * bands + t) * kk;  // this task's own slot
-        for (int64_t i = t * band; i < std::min(Ho, (t + 1) * band); ++i) {
-          backward_row<T, PHI, S>(geo, b, g, i, gy, x, query, key, prior, gx, gq, gkey, gp, e,
-                                  dw, mx, sum);
+        const int64_t g = bg % G, b = bg / G, c0 = g * m, mc = geo.channel_end(g) - c0;
+        const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
+        std::fill(kp, kp + (2 * m + 2) * rows * Wx, T(0));
+        for (int64_t rr = 0; rr < rows; ++rr) {
+          const int64_t in_row = top + rr;
+          if (in_row < 0 || in_row >= H) continue;
+          std::memcpy(kp + rr * Wx + r, key + (bg * H + in_row) * W, W * sizeof(T));
+          for (int64_t cl = 0; cl < mc; ++cl) {
+            std::memcpy(xp + (cl * rows + rr) * Wx + r, x + ((b * C + c0 + cl) * H + in_row) * W,
+                        W * sizeof(T));
+          }
+        }
+        std::vector<double> gprior_task(kk, 0.0);
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
+          const int64_t n0 = ky0 * k, n1 = ky1 * k;
+          std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
+          softmax_block<T, PHI, S, V>(geo, ky0, ky1, q, kp + rr0 * Wx, prior + g * kk, colmask,
+                                      Wv, Wx, ld, e, inv);
+          for (int64_t n = n0; n < n1; ++n) {
+            for (int64_t jb = 0; jb < Wv; jb += V) {
+              store<T, V>(e + n * ld + jb, load<T, V>(e + n * ld + jb) * load<T, V>(inv + jb));
+            }
+          }
+          for (int64_t cl = 0; cl < mc; ++cl) {
+            std::memcpy(gyp + cl * ld, gy + ((b * C + c0 + cl) * Ho + i) * Wo, Wo * sizeof(T));
+          }
+          // dw, accumulated over the channels in registers.
+          for (int64_t n = n0; n < n1; ++n) {
+            const int64_t ky = n / k, kx = n % k;
+            for (int64_t jb = 0; jb < Wv; jb += V) {
+              Vec<T, V> acc = {};
+              for (int64_t cl = 0; cl < mc; ++cl) {
+                acc += load<T, V>(gyp + cl * ld + jb) *
+                       load_strided<T, V, S>(xp + (cl * rows + rr0 + ky) * Wx + jb * s + kx, s);
+              }
+              store<T, V>(d + n * ld + jb, acc);
+            }
+          }
+          // grad_x += w * gy, scattered kernel row by kernel row.
+          for (int64_t cl = 0; cl < mc; ++cl) {
+            for (int64_t ky = ky0; ky < ky1; ++ky) {
+              scatter_row<T, S, V, true>(geo, e + ky * k * ld, gyp + cl * ld, ld, Wv, Wx,
+                                         gxp + (cl * rows + rr0 + ky) * Wx);
+            }
+          }
+          // softmax backward, grad_q, grad_prior, and dlogit * dphi/dk into d.
+          for (int64_t jb = 0; jb < Wv; jb += V) {
+            Vec<T, V> dot = {};
+            for (int64_t n = n0; n < n1; ++n) {
+              dot += load<T, V>(e + n * ld + jb) * load<T, V>(d + n * ld + jb);
+            }
+            const Vec<T, V> qv = load<T, V>(q + jb);
+            Vec<T, V> gq_acc = {};
+            for (int64_t n = n0; n < n1; ++n) {
+              const int64_t ky = n / k, kx = n % k;
+              const Vec<T, V> dlogit = load<T, V>(e + n * ld + jb) * (load<T, V>(d + n * ld + jb) - dot);
+              Vec<T, V> dq, dk;
+              phi_grad_vec<PHI>(qv, load_strided<T, V, S>(kp + (rr0 + ky) * Wx + jb * s + kx, s),
+                                dq, dk);
+              gq_acc += dlogit * dq;
+              store<T, V>(d + n * ld + jb, dlogit * dk);
+              T lanes = T(0);
+              for (int jj = 0; jj < V; ++jj) lanes += dlogit[jj];
+              gprior_task[n] += static_cast<double>(lanes);
+            }
+            store<T, V>(gqv + jb, gq_acc);
+          }
+          std::memcpy(gq + (bg * Ho + i) * Wo, gqv, Wo * sizeof(T));
+          for (int64_t ky = ky0; ky < ky1; ++ky) {
+            scatter_row<T, S, V, false>(geo, d + ky * k * ld, nullptr, ld, Wv, Wx,
+                                        gkp + (rr0 + ky) * Wx);
+          }
+        }
+        for (int64_t n = 0; n < kk; ++n) gprior_parts[(bg * bands + t) * kk + n] = gprior_task[n];
+        for (int64_t rr = 0; rr < rows; ++rr) {
+          const int64_t in_row = top + rr;
+          if (in_row < 0 || in_row >= H) continue;
+          T* gkrow = gkey + (bg * H + in_row) * W;
+          for (int64_t col = 0; col < W; ++col) gkrow[col] += gkp[rr * Wx + r + col];
+          for (int64_t cl = 0; cl < mc; ++cl) {
+            T* gxrow = gx + ((b * C + c0 + cl) * H + in_row) * W;
+            const T* src = gxp + (cl * rows + rr) * Wx + r;
+            for (int64_t col = 0; col < W; ++col) gxrow[col] += src[col];
+          }
         }
       }
     });
@@ -572,10 +594,8 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
   const Geometry geo(x, key, kernel_size, stride);
   TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({geo.B, geo.C, geo.Ho, geo.Wo}),
               "grad_y must have the output's shape");
-  // Bands of output rows: same-parity bands touch disjoint input rows when band*s >= 2r.
-  const int64_t min_band = std::max<int64_t>(1, (2 * geo.r + geo.s - 1) / geo.s);
-  const int64_t want_tasks = 4 * at::get_num_threads();
-  const int64_t band = geo.B * geo.G >= want_tasks ? geo.Ho : min_band;
+  // Bands of output rows; band * s >= k - s makes bands of one parity touch disjoint input rows.
+  const int64_t band = std::max(kForwardBand, (geo.k - 1) / geo.s);
   const int64_t bands = (geo.Ho + band - 1) / band;
   at::Tensor gx = at::zeros_like(x);
   at::Tensor gq = at::empty_like(query);
@@ -584,11 +604,21 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
                                       x.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_backward", [&] {
     dispatch_phi_stride(phi, stride, [&](auto P, auto S) {
-      backward_kernel<scalar_t, decltype(P)::value, decltype(S)::value>(
-          geo, grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-          query.const_data_ptr<scalar_t>(), key.const_data_ptr<scalar_t>(),
-          prior.const_data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(),
-          gkey.data_ptr<scalar_t>(), gprior_parts.data_ptr<double>(), band);
+      constexpr int PV = decltype(P)::value, SV = decltype(S)::value;
+      const scalar_t* args[] = {grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                query.const_data_ptr<scalar_t>(), key.const_data_ptr<scalar_t>(),
+                                prior.const_data_ptr<scalar_t>()};
+      scalar_t* grads[] = {gx.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(),
+                           gkey.data_ptr<scalar_t>()};
+      if (geo.Wo <= 8) {
+        backward_kernel<scalar_t, PV, SV, 8>(geo, args[0], args[1], args[2], args[3], args[4],
+                                             grads[0], grads[1], grads[2],
+                                             gprior_parts.data_ptr<double>(), band);
+      } else {
+        backward_kernel<scalar_t, PV, SV, 16>(geo, args[0], args[1], args[2], args[3], args[4],
+                                              grads[0], grads[1], grads[2],
+                                              gprior_parts.data_ptr<double>(), band);
+      }
     });
   });
   at::Tensor gprior = gprior_parts.sum({0, 2}).view({geo.G, geo.k, geo.k}).to(x.scalar_type());
