@@ -85,8 +85,9 @@ def verify_network(name: str, model: nn.Module, report: VerifyReport, size: int 
     for stage, module in MODULE_OF_STAGE.items():
         stage_closed = sum(layer.total for layer in layers if layer.stage == stage)
         stage_fv = fv.by_module.get(module, 0)
+        stage_params = sum(layer.params for layer in layers if layer.stage == stage)
         report.stages.append({"network": name, "stage": stage, "closed form MACs": stage_closed,
-                              "fvcore MACs": stage_fv})
+                              "fvcore MACs": stage_fv, "closed form params": stage_params})
         if stage_fv != stage_closed:
             failures.append(f"fvcore vs closed form: {name} stage {stage}: fvcore {stage_fv:,}, "
                             f"closed form {stage_closed:,}")

@@ -19,17 +19,18 @@ SUMMARY_COLUMNS = ["network", "params", "params paper (M)", "params gap %", "GMA
 
 def stage_comparison(report, left: str = "resnet50", right: str = "lrnet50") -> list[dict]:
     """Per stage, the layers and the fvcore MACs of two networks side by side."""
-    macs = {(r["network"], r["stage"]): r["fvcore MACs"] for r in report.stages}
+    rows = {(r["network"], r["stage"]): r for r in report.stages}
     text = {name: {r["stage"]: r for r in stage_rows(CONFIGS[name])} for name in (left, right)}
-    return [{"stage": s, "output size": text[left][s]["output size"],
-             f"{left} layers": text[left][s]["layers"], f"{left} GMACs": _g(macs, left, s),
-             f"{right} layers": text[right][s]["layers"], f"{right} GMACs": _g(macs, right, s)}
-            for s in STAGES]
-
-
-def _g(macs: dict, name: str, stage: str) -> float | None:
-    value = macs.get((name, stage))
-    return None if value is None else value / 1e9
+    table = []
+    for s in STAGES:
+        row = {"stage": s, "output size": text[left][s]["output size"]}
+        for name in (left, right):
+            counted = rows.get((name, s), {})
+            row[f"{name} layers"] = text[name][s]["layers"]
+            row[f"{name} params (M)"] = counted.get("closed form params", 0) / 1e6
+            row[f"{name} GMACs"] = counted.get("fvcore MACs", 0) / 1e9
+        table.append(row)
+    return table
 
 
 def gap_findings(rows: list[dict]) -> str:
@@ -52,7 +53,7 @@ def render_markdown(report) -> str:
              "## Networks: ours vs the paper\n", markdown_table(report.summary, SUMMARY_COLUMNS)]
     names = {r["network"] for r in report.summary}
     if {"resnet50", "lrnet50"} <= names:
-        parts += ["\n## Per stage: ResNet-50 vs LR-Net-50 (fvcore GMACs)\n",
+        parts += ["\n## Per stage: ResNet-50 vs LR-Net-50 (closed-form params, fvcore GMACs)\n",
                   markdown_table(stage_comparison(report))]
     lr_rows = [r for r in report.lr_layers if r["network"] == "lrnet50"] or report.lr_layers
     if lr_rows:
