@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -55,6 +56,14 @@ def machine_info() -> dict[str, str]:
         "python": platform.python_version(),
         "git_rev": _git_revision(),
     }
+
+
+def load_now() -> float | None:
+    """The 1-minute load average (other processes competing for the cores), if the OS has one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def threads_now() -> int:

@@ -17,7 +17,7 @@ COLUMNS = [
     "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations",
     "macs", "macs_source", "gmacs_per_s", "items_per_s", "speedup_vs_unfold",
     "peak_bytes", "output_bytes", "max_abs_err", "oracle",
-    "threads", "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
+    "threads", "load_1m", "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
     "reason", "status",
 ]
 
@@ -43,9 +43,12 @@ def append_row(path: str | Path, row: dict) -> None:
         raise ValueError(f"row has unknown columns {sorted(unknown)}")
     if row.get("status") not in STATUSES:
         raise ValueError(f"row status must be one of {STATUSES}, got {row.get('status')!r}")
-    frame = pd.DataFrame([row]).reindex(columns=COLUMNS)
+    # An existing file keeps its own header (e.g. written by an older version, without a column).
+    existing = path.exists() and path.stat().st_size > 0
+    columns = path.open().readline().strip().split(",") if existing else COLUMNS
+    frame = pd.DataFrame([row]).reindex(columns=columns)
     with path.open("a", newline="") as handle:
-        frame.to_csv(handle, header=handle.tell() == 0, index=False)
+        frame.to_csv(handle, header=not existing, index=False)
         handle.flush()
 
 

@@ -9,6 +9,7 @@ size) and the ``LocalRelation2d`` layer against the 3x3 convolution it replaces 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,7 @@ MIB = 2**20
 MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
 
 
-def _fmt(value, spec: str = ".3g") -> str:
+def _fmt(value, spec: str = ".4g") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return format(value, spec) if isinstance(value, int | float) else str(value)
@@ -31,7 +32,7 @@ def markdown_table(frame: pd.DataFrame, formats: dict[str, str] | None = None) -
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
              "|" + "---|" * len(frame.columns)]
     for _, row in frame.iterrows():
-        cells = [_fmt(row[c], formats.get(c, ".3g")).replace("|", "\\|") for c in frame.columns]
+        cells = [_fmt(row[c], formats.get(c, ".4g")).replace("|", "\\|") for c in frame.columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -99,6 +100,11 @@ def _machine(frame: pd.DataFrame) -> str:
     for column in ("cpu", "gpu", "threads", "torch", "triton", "fvcore", "python", "git_rev"):
         values = sorted({str(v) for v in frame[column].dropna() if str(v)})
         lines.append(f"- {column}: {', '.join(values) or 'none'}")
+    load = frame["load_1m"].dropna()
+    if not load.empty:
+        lines.append(f"- 1-minute load average during the run: {load.min():.1f} to "
+                     f"{load.max():.1f} on {os.cpu_count()} logical CPUs (above the CPU count, "
+                     "other processes shared the cores and the times are inflated)")
     return "\n".join(lines)
 
 

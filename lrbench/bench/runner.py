@@ -24,7 +24,7 @@ import torch
 from lrbench.bench import records, targets
 from lrbench.bench.cases import Case
 from lrbench.bench.gate import Gate
-from lrbench.bench.machine import machine_info, threads_now
+from lrbench.bench.machine import load_now, machine_info, threads_now
 from lrbench.bench.macs import case_macs
 from lrbench.bench.memory import peak_extra_bytes
 
@@ -91,6 +91,7 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
     """
     macs, macs_source = case_macs(case)
     row = {"case_id": case.case_id, **case.as_row(), **machine_info(), "threads": threads_now(),
+           "load_1m": load_now(),
            "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
            "macs": macs, "macs_source": macs_source}
     reasons = targets.why_not(case)
