@@ -221,6 +221,25 @@ def test_opcheck_schema_fake_autograd_and_aot_dispatch():
 
 
 @runs_here
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools")
+def test_torch_compile_fullgraph_forward_and_backward():
+    # aot_eager: Dynamo and AOT autograd trace the custom op (fake impl, autograd) with no graph
+    # break, without Inductor's code generation; the GPU test below runs Inductor.
+    shape = Shape(B=1, C=8, H=6, W=6, k=3, m=4)
+    t = make_inputs(shape, dtype=torch.float32, device=DEVICE, seed=9, requires_grad=True)
+
+    def f(x, query, key, prior):
+        return local_relation(x, query, key, prior, kernel_size=3, impl="fused_triton") * 2
+
+    args = (t["x"], t["query"], t["key"], t["prior"])
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    grads = torch.autograd.grad(compiled(*args).square().sum(), args)
+    expected = torch.autograd.grad(f(*args).square().sum(), args)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+@runs_here
 def test_flop_counter_uses_the_closed_form():
     shape = Shape(B=1, C=6, H=5, W=4, k=3, m=2, stride=2)
     t = make_inputs(shape, dtype=torch.float32, device=DEVICE, seed=1, requires_grad=True)
@@ -270,6 +289,7 @@ def test_large_kernel_and_stride_on_gpu(phi):
 
 
 @pytest.mark.gpu
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools")
 def test_torch_compile_traces_the_custom_op():
     shape = Shape(B=2, C=16, H=12, W=12, k=5, m=8)
     t = make_inputs(shape, dtype=torch.float32, device="cuda", seed=9)
