@@ -352,6 +352,9 @@ void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* ke
   });
 }
 
+// Neighbours whose dw the backward accumulates together over the channels.
+constexpr int64_t kNeighbourBlock = 4;
+
 template <int PHI, typename VT>
 inline void phi_grad_vec(VT q, VT k, VT& dq, VT& dk) {
   if constexpr (PHI == kSqdiff) {
@@ -417,7 +420,8 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
   const int64_t rows = (band - 1) * s + k;
   for (int64_t parity = 0; parity < 2; ++parity) {
     at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
-      std::vector<T> scratch((2 * kk + m) * ld + (3 + k) * Wv + (2 * m + 2) * rows * Wx, T(0));
+      std::vector<T> scratch((2 * kk + m) * ld + (3 + k) * Wv + (2 * m + 2) * rows * Wx + kk * V,
+                             T(0));
       T* e = scratch.data() + LM;  // (k*k, ld): weights; columns -LM..-1 and >= Wv stay 0
       T* d = e + kk * ld;          // (k*k, ld): dw, then dlogit * dphi/dk
       T* gyp = d + kk * ld;        // (m, ld): grad_y rows, 0 beyond Wo
@@ -429,6 +433,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
       T* xp = kp + rows * Wx;      // (m, rows, Wx) padded x rows
       T* gkp = xp + m * rows * Wx; // (rows, Wx) grad_key of the band
       T* gxp = gkp + rows * Wx;    // (m, rows, Wx) grad_x of the band
+      T* gpv = gxp + m * rows * Wx;  // (k*k, V) grad_prior of the band, per lane
       fill_column_mask(geo, Wv, colmask);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t t = 2 * (task % per_parity) + parity, bg = task / per_parity;
@@ -445,7 +450,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
                         W * sizeof(T));
           }
         }
-        std::vector<double> gprior_task(kk, 0.0);
+        std::fill(gpv, gpv + kk * V, T(0));
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
           const int64_t n0 = ky0 * k, n1 = ky1 * k;
@@ -460,16 +465,25 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
           for (int64_t cl = 0; cl < mc; ++cl) {
             std::memcpy(gyp + cl * ld, gy + ((b * C + c0 + cl) * Ho + i) * Wo, Wo * sizeof(T));
           }
-          // dw, accumulated over the channels in registers.
-          for (int64_t n = n0; n < n1; ++n) {
-            const int64_t ky = n / k, kx = n % k;
+          // dw, accumulated over the channels in registers, kNeighbourBlock neighbours at a time
+          // (they share each load of grad_y; the last block repeats n1 - 1 and stores it once).
+          for (int64_t nb = n0; nb < n1; nb += kNeighbourBlock) {
+            const T* xs[kNeighbourBlock];
+            for (int64_t u = 0; u < kNeighbourBlock; ++u) {
+              const int64_t n = std::min(nb + u, n1 - 1);
+              xs[u] = xp + (rr0 + n / k) * Wx + n % k;
+            }
             for (int64_t jb = 0; jb < Wv; jb += V) {
-              Vec<T, V> acc = {};
+              Vec<T, V> acc[kNeighbourBlock] = {};
               for (int64_t cl = 0; cl < mc; ++cl) {
-                acc += load<T, V>(gyp + cl * ld + jb) *
-                       load_strided<T, V, S>(xp + (cl * rows + rr0 + ky) * Wx + jb * s + kx, s);
+                const Vec<T, V> gyv = load<T, V>(gyp + cl * ld + jb);
+                for (int64_t u = 0; u < kNeighbourBlock; ++u) {
+                  acc[u] += gyv * load_strided<T, V, S>(xs[u] + cl * rows * Wx + jb * s, s);
+                }
               }
-              store<T, V>(d + n * ld + jb, acc);
+              for (int64_t u = 0; u < kNeighbourBlock && nb + u < n1; ++u) {
+                store<T, V>(d + (nb + u) * ld + jb, acc[u]);
+              }
             }
           }
           // grad_x += w * gy, scattered kernel row by kernel row.
@@ -495,9 +509,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
                                 dq, dk);
               gq_acc += dlogit * dq;
               store<T, V>(d + n * ld + jb, dlogit * dk);
-              T lanes = T(0);
-              for (int jj = 0; jj < V; ++jj) lanes += dlogit[jj];
-              gprior_task[n] += static_cast<double>(lanes);
+              store<T, V>(gpv + n * V, load<T, V>(gpv + n * V) + dlogit);
             }
             store<T, V>(gqv + jb, gq_acc);
           }
@@ -507,7 +519,11 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
                                         gkp + (rr0 + ky) * Wx);
           }
         }
-        for (int64_t n = 0; n < kk; ++n) gprior_parts[(bg * bands + t) * kk + n] = gprior_task[n];
+        for (int64_t n = 0; n < kk; ++n) {  // this task's own slot, summed by the caller
+          double lanes = 0.0;
+          for (int64_t jj = 0; jj < V; ++jj) lanes += static_cast<double>(gpv[n * V + jj]);
+          gprior_parts[(bg * bands + t) * kk + n] = lanes;
+        }
         for (int64_t rr = 0; rr < rows; ++rr) {
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
