@@ -31,6 +31,8 @@ from lrbench.bench.memory import peak_extra_bytes
 PLUGIN_KEY = pytest.StashKey["MatrixPlugin"]()
 BENCH_MODULE = Path(__file__).with_name("bench_matrix.py")
 REASON_CHARS = 300
+EXTRA_INFO = ("macs", "gmacs_per_s", "peak_bytes", "output_bytes", "max_abs_err", "oracle",
+              "threads", "load_1m")
 # A case's own failure becomes a row; these mean the run itself must stop.
 OOM_MARKERS = ("out of memory", "can't allocate memory")
 
@@ -150,6 +152,8 @@ class MatrixPlugin:
             return {**_stats_row(benchmark.stats.stats), "iterations": benchmark.stats.iterations}
 
         row = execute_case(case, time_fn, self.gate)
+        if row["status"] == "ok":  # beside pytest-benchmark's statistics in its JSON
+            benchmark.extra_info.update({key: row[key] for key in EXTRA_INFO if key in row})
         if row["status"] == "ok":
             if case.impl == "unfold":
                 self.unfold_medians[case.case_id] = row["median_s"]
