@@ -177,22 +177,20 @@ def _impls(group: dict, axes: dict, overrides: dict) -> list[str]:
 
 
 def _shapes(group: dict, axes: dict, overrides: dict) -> list[dict]:
-    fields = axes["fields"]
+    """Each preset shape, repeated for every combination of the overridden fields."""
+    fields, fixed = axes["fields"], axes["fixed"]
+    sizes = overrides.get("size") if "H" in fields else None
     shapes = []
     for base in group["shapes"]:
-        choices = {field: [base.get(field, axes["fixed"].get(field))] for field in SHAPE_FIELDS}
-        choices.update({f: [axes["fixed"][f]] for f in axes["fixed"]})
+        choices = {f: [fixed[f]] if f in fixed else [base[f]] for f in SHAPE_FIELDS}
         for option, field in SHAPE_OVERRIDES.items():
             if option in overrides and field in fields:
                 choices[field] = overrides[option]
-        if "size" in overrides and "H" in fields:
-            sizes = overrides["size"]
-            combos = [dict(zip(SHAPE_FIELDS, values, strict=True))
-                      for values in itertools.product(*(choices[f] for f in SHAPE_FIELDS))]
-            shapes += [{**combo, "H": size, "W": size} for combo in combos for size in sizes]
-        else:
-            shapes += [dict(zip(SHAPE_FIELDS, values, strict=True))
-                       for values in itertools.product(*(choices[f] for f in SHAPE_FIELDS))]
+        if sizes:
+            choices["H"] = sizes  # W follows H
+        for values in itertools.product(*choices.values()):
+            shape = dict(zip(choices, values, strict=True))
+            shapes.append({**shape, "W": shape["H"]} if sizes else shape)
     return shapes
 
 

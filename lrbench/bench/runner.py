@@ -33,7 +33,7 @@ BENCH_MODULE = Path(__file__).with_name("bench_matrix.py")
 REASON_CHARS = 300
 EXTRA_INFO = ("macs", "gmacs_per_s", "peak_bytes", "output_bytes", "max_abs_err", "oracle",
               "threads", "load_1m")
-# A case's own failure becomes a row; these mean the run itself must stop.
+# Substrings of the allocators' out-of-memory messages (CUDA caching allocator, CPU allocator).
 OOM_MARKERS = ("out of memory", "can't allocate memory")
 
 # time_fn(fn) -> pytest-benchmark's statistics of fn, in seconds
