@@ -2,11 +2,14 @@
 
 Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019, arXiv:1904.11491.
 The kernels (``csrc/fused_cpu.cpp``) compute logits, prior, border mask, softmax and aggregation
-per (batch, group, output row) with the k*k weights in a per-thread scratch, never in memory as a
-``k*k*H*W`` buffer; the backward recomputes the softmax instead of saving it.
+per (batch, group, band of output rows), in parallel over these tasks (ATen's OpenMP pool, so
+``torch.set_num_threads`` applies), with one row's k*k weights at a time in a per-thread scratch,
+never in memory as a ``k*k*H*W`` buffer; the backward recomputes the softmax instead of saving it.
 
-The extension is compiled with ``torch.utils.cpp_extension.load`` on first use (about a minute on
-two cores) and cached in ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``).
+The extension is compiled with ``torch.utils.cpp_extension.load`` on first use (30-60 s on two
+cores) and cached in ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), under a name
+that includes a hash of this CPU (it is built with ``-march=native``). Set
+``LRBENCH_VERBOSE_BUILD=1`` to see the compiler's command lines.
 Importing this module compiles nothing; without a C++ compiler the implementation is listed as
 unavailable with the reason.
 
@@ -193,8 +196,9 @@ register(
         devices=("cpu",),
         dtypes=(torch.float32, torch.float64),
         priority=30,
-        # float32: weights from a polynomial exp (relative error < 1e-7) and float32 sums of k*k
-        # terms; the default float32 tolerance holds. float64 is exact up to summation order.
+        # float32: weights from a polynomial exp (relative error < 3e-7) and float32 sums of k*k
+        # terms; the default float32 tolerance holds. float64 uses std::exp: exact up to the
+        # order of summation.
         tolerances={dt: DEFAULT_TOLERANCES[dt] for dt in (torch.float32, torch.float64)},
         availability=availability,
         custom_ops=("lrbench::fused_cpu",),
