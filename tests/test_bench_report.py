@@ -88,3 +88,15 @@ def test_fitted_size_exponent_recovers_a_planted_power_law():
     assert exponents["fitted exponent"].item() == pytest.approx(1.5)
     assert exponents["closed-form exponent"].item() == pytest.approx(2.0)
     assert np.isclose(plots.sweep(frame, "H")["H"].nunique(), 4)
+
+
+def test_network_rows_get_their_table_and_throughput_plot(run_dir, tmp_path):
+    frame = records.load(run_dir)
+    network = frame.iloc[[0]].copy()
+    network[["case_id", "target", "impl", "H", "W", "pass"]] = [
+        "lrnet50:unfold:B1-32x32:float32:cpu:train", "lrnet50", "unfold", 32, 32, "train"]
+    network["items_per_s"] = 1 / network["median_s"]
+    records.write(pd.concat([frame, network], ignore_index=True), tmp_path)
+    text = write_report(tmp_path).read_text()
+    assert "## Whole networks" in text and "lrnet50:unfold:B1-32x32" in text
+    assert (tmp_path / "network_throughput.png").stat().st_size > 1000

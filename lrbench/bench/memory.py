@@ -4,7 +4,9 @@ CUDA: the caching allocator's peak (``torch.cuda.max_memory_allocated``) during 
 what was allocated before it. CPU: PyTorch's profiler with ``profile_memory=True`` records every
 allocation and free made through PyTorch's CPU allocator; the running sum of those events, in
 time order, peaks at the call's peak extra memory (its output included, as it is alive at the end
-of the call). Memory that a kernel allocates outside PyTorch's allocator is not seen.
+of the call). Memory that a kernel allocates outside PyTorch's allocator is not seen, and frees of
+blocks allocated before the call (e.g. a training step dropping old gradients) cannot be sized by
+the profiler and are left out, so such a call's peak is an upper bound.
 """
 
 from __future__ import annotations

@@ -85,6 +85,17 @@ def layer_vs_conv(frame: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def networks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Whole-network cases: time per batch, images per second, closed-form GMAC/s."""
+    rows = plots.timed(frame, None)
+    rows = rows[rows["target"].isin(["lrnet50", "resnet50"])]
+    return pd.DataFrame({
+        "case": rows["case_id"], "median ms": rows["median_s"] * 1e3,
+        "images/s": rows["items_per_s"], "GMAC/s": rows["gmacs_per_s"],
+        "peak MiB": rows["peak_bytes"] / MIB,
+    })
+
+
 def all_timed(frame: pd.DataFrame) -> pd.DataFrame:
     rows = plots.timed(frame, None)
     return pd.DataFrame({
@@ -139,6 +150,11 @@ def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str]) -> str:
                      "the size sweep, beside the closed form's (2 at stride 1: MACs grow with "
                      "H*W).\n\n" + markdown_table(exponents, {"fitted exponent": ".2f",
                                                              "closed-form exponent": ".2f"}))
+    nets = networks(frame)
+    if not nets.empty:
+        parts.append("## Whole networks\n\n`fwd`: eval-mode forward without autograd; `train`: "
+                     "forward, cross-entropy, backward and an SGD step.\n\n"
+                     + markdown_table(nets))
     for name in drawn:
         parts.append(f"![{name}]({name})")
     table = all_timed(frame)

@@ -33,12 +33,10 @@ class Prepared:
     Attributes:
         fn: zero-argument callable running one pass (synchronised on CUDA).
         output_bytes: bytes of the forward output (the fused kernels' memory yardstick).
-        items: images per call (for throughput).
     """
 
     fn: Callable[[], object]
     output_bytes: int
-    items: int
 
 
 def _sync(device: str) -> Callable[[], None]:
@@ -102,7 +100,7 @@ def build_op(case: Case) -> Prepared:
                               impl=case.impl)  # (B, C, Ho, Wo)
 
     fn = PASS_BUILDERS[case.pass_](forward, [x, query, key, prior], case.device)
-    return Prepared(fn=fn, output_bytes=_output_bytes(case, s.C), items=s.B)
+    return Prepared(fn=fn, output_bytes=_output_bytes(case, s.C))
 
 
 def _module_case(case: Case, module: nn.Module, out_channels: int) -> Prepared:
@@ -111,7 +109,7 @@ def _module_case(case: Case, module: nn.Module, out_channels: int) -> Prepared:
     x = _images(case, s.C)  # (B, C, H, W)
     leaves = [x.requires_grad_(case.pass_ != "fwd"), *module.parameters()]
     fn = PASS_BUILDERS[case.pass_](lambda: module(x), leaves, case.device)
-    return Prepared(fn=fn, output_bytes=_output_bytes(case, out_channels), items=s.B)
+    return Prepared(fn=fn, output_bytes=_output_bytes(case, out_channels))
 
 
 def _images(case: Case, channels: int) -> torch.Tensor:
@@ -152,8 +150,7 @@ def build_network(case: Case) -> Prepared:
     if case.pass_ == "fwd":
         model.eval()
         return Prepared(fn=_fwd(lambda: model(images), [], case.device),
-                        output_bytes=case.B * NUM_CLASSES * case.torch_dtype.itemsize,
-                        items=case.B)
+                        output_bytes=case.B * NUM_CLASSES * case.torch_dtype.itemsize)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
@@ -165,8 +162,7 @@ def build_network(case: Case) -> Prepared:
         sync()
         return loss
 
-    return Prepared(fn=train_step, output_bytes=case.B * NUM_CLASSES * case.torch_dtype.itemsize,
-                    items=case.B)
+    return Prepared(fn=train_step, output_bytes=case.B * NUM_CLASSES * case.torch_dtype.itemsize)
 
 
 BUILDERS: dict[str, Callable[[Case], Prepared]] = {
