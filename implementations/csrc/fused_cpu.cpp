@@ -368,7 +368,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
   const int64_t LM = k - 1, ld = LM + Wx;  // left margin and row stride of e, d and gyp
   const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
   const int64_t rows = (band - 1) * s + k;
-  for (int64_t parity = 0; parity < 2; ++parity) {
+  for (int64_t parity = 0; parity < std::min<int64_t>(2, bands); ++parity) {  // 1 band: 1 phase
     at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
       std::vector<T> scratch((2 * kk + m) * ld + (3 + k) * Wv + (2 * m + 2) * rows * Wx + kk * V,
                              T(0));
