@@ -169,8 +169,11 @@ def compare_cmd(base, new, threshold) -> None:
     for row in result.regressions.itertuples():
         click.echo(f"REGRESSED {row.case_id}: {row.base_s * 1e3:.3f} ms -> "
                    f"{row.new_s * 1e3:.3f} ms ({row.ratio:.2f}x)")
-    if len(result.regressions):
-        click.echo(f"{len(result.regressions)} regression(s) beyond {threshold:.0%}", err=True)
+    for case_id in result.broken:
+        click.echo(f"BROKEN {case_id}: timed in BASE, failed or raised in NEW")
+    if len(result.regressions) or result.broken:
+        click.echo(f"{len(result.regressions)} regression(s) beyond {threshold:.0%}, "
+                   f"{len(result.broken)} broken case(s)", err=True)
         sys.exit(1)
     click.echo(f"no regression beyond {threshold:.0%}")
 

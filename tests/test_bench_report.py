@@ -100,3 +100,11 @@ def test_network_rows_get_their_table_and_throughput_plot(run_dir, tmp_path):
     text = write_report(tmp_path).read_text()
     assert "## Whole networks" in text and "lrnet50:unfold:B1-32x32" in text
     assert (tmp_path / "network_throughput.png").stat().st_size > 1000
+
+
+def test_compare_flags_a_case_that_broke(run_dir, tmp_path):
+    frame = records.load(run_dir)
+    frame.loc[0, ["status", "reason", "median_s"]] = ["failed", "accuracy gate", float("nan")]
+    records.write(frame, tmp_path)
+    result = compare_runs(run_dir, tmp_path, threshold=0.10)
+    assert result.broken == [frame.loc[0, "case_id"]] and result.regressions.empty

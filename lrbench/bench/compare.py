@@ -32,12 +32,14 @@ class Comparison:
         table: one row per common ``ok`` case: case_id, base_s, new_s, ratio, regressed.
         threshold: fraction; a case regressed when ``ratio > 1 + threshold``.
         only_base, only_new: case ids timed in one run only.
+        broken: case ids timed in BASE that NEW recorded as ``failed`` or ``error``.
     """
 
     table: pd.DataFrame
     threshold: float
     only_base: list[str]
     only_new: list[str]
+    broken: list[str]
 
     @property
     def regressions(self) -> pd.DataFrame:
@@ -49,12 +51,14 @@ def compare_runs(base: str | Path, new: str | Path, threshold: float) -> Compari
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
 
-    def timed(location) -> pd.Series:
-        frame = records.load(location)
+    base_rows, new_rows = records.load(base), records.load(new)
+
+    def timed(frame: pd.DataFrame) -> pd.Series:
         frame = frame[frame["status"] == "ok"]
         return frame.set_index("case_id")["median_s"].astype(float)
 
-    base_s, new_s = timed(base), timed(new)
+    base_s, new_s = timed(base_rows), timed(new_rows)
+    new_bad = new_rows[new_rows["status"].isin(["failed", "error"])]["case_id"]
     common = base_s.index.intersection(new_s.index)
     table = pd.DataFrame({"base_s": base_s[common], "new_s": new_s[common]})
     table["ratio"] = table["new_s"] / table["base_s"]
@@ -62,4 +66,5 @@ def compare_runs(base: str | Path, new: str | Path, threshold: float) -> Compari
     table = table.sort_values("ratio", ascending=False).reset_index(names="case_id")
     return Comparison(table=table, threshold=threshold,
                       only_base=sorted(set(base_s.index) - set(common)),
-                      only_new=sorted(set(new_s.index) - set(common)))
+                      only_new=sorted(set(new_s.index) - set(common)),
+                      broken=sorted(set(base_s.index) & set(new_bad)))
