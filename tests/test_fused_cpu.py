@@ -153,6 +153,16 @@ def test_flop_counter_sees_the_op_with_the_closed_form():
     assert counter.get_total_flops() == 6 * macs
 
 
+def test_fvcore_counts_the_op_with_the_closed_form():
+    from lrbench import LocalRelation2d
+    from lrbench.complexity.fvcore_count import count_macs
+
+    layer = LocalRelation2d(16, kernel_size=5, m=4, impl="fused_cpu")
+    count = count_macs(layer, (torch.randn(2, 16, 9, 9),))
+    assert count.unsupported == {}
+    assert count.by_operator["fused_cpu"] == op_macs(2, 16, 4, 5, 9, 9)
+
+
 def _bytes_allocated(fn) -> int:
     """Total bytes the CPU allocator hands out during ``fn()`` (an upper bound on its peak)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
