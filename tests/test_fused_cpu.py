@@ -138,6 +138,18 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(got, expected)
 
 
+def test_torch_compile_backward_through_the_custom_op():
+    shape = Shape(B=2, C=6, H=5, W=6, k=3, m=3, stride=2)
+    t = make_inputs(shape, dtype=torch.float64, seed=4, requires_grad=True)
+    f = _op(shape, "absdiff")
+    expected = torch.autograd.grad(f(*_args(t)).square().sum(), _args(t))
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    got = torch.autograd.grad(compiled(*_args(t)).square().sum(), _args(t))
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e)
+
+
 def test_flop_counter_sees_the_op_with_the_closed_form():
     shape = Shape(B=2, C=12, H=7, W=6, k=5, m=4, stride=2)
     t = make_inputs(shape, requires_grad=True)
