@@ -108,7 +108,8 @@ def availability() -> str | None:
         except Exception as err:  # any build failure means "unavailable", with its reason
             lines = [line for line in str(err).splitlines() if line.strip()]
             first = lines[0] if lines else type(err).__name__
-            _reason = first if first.startswith("no C++") else f"C++ extension build failed: {first}"
+            no_compiler = first.startswith("no C++")
+            _reason = first if no_compiler else f"C++ extension build failed: {first}"
     return _reason
 
 

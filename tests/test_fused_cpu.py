@@ -61,7 +61,7 @@ def test_gradcheck_float64(shape, phi):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_bands_and_threads_agree_with_reference(threads):
     """Row bands and parity phases of the backward: results must not depend on the thread count."""
-    shape = Shape(B=3, C=10, H=21, W=13, k=7, m=4, stride=1)  # B*G = 9: small bands when threads > 2
+    shape = Shape(B=3, C=10, H=21, W=13, k=7, m=4, stride=1)  # 3 bands of 8 rows: both parities
     t = make_inputs(shape, dtype=torch.float64, seed=3, requires_grad=True)
     grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
     before = torch.get_num_threads()
