@@ -75,6 +75,33 @@ struct Geometry {
   }
 };
 
+// Layout of the zero-padded scratch rows of x and key: padded column t (input column t - r) is
+// stored at (t % s) * Wp + t / s, so that the neighbours j*s + kx of consecutive output columns j
+// are consecutive in memory and load as one vector (at stride 1: the plain padded row).
+struct PaddedRows {
+  int64_t s, r, Wp, len;       // len = s * Wp: the row stride
+  std::vector<int64_t> koff;   // (k,): where neighbour kx of output column 0 is stored
+
+  PaddedRows(const Geometry& geo, int64_t Wx)
+      : s(geo.s), r(geo.r), Wp((Wx + geo.s - 1) / geo.s), len(geo.s * Wp), koff(geo.k) {
+    for (int64_t kx = 0; kx < geo.k; ++kx) koff[kx] = (kx % s) * Wp + kx / s;
+  }
+
+  // Writes the W input values of one row; the padding positions are never written (stay 0).
+  template <typename T>
+  void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W) const {
+    if (s == 1) {
+      std::memcpy(dst + r, src, W * sizeof(T));
+      return;
+    }
+    for (int64_t phase = 0; phase < s; ++phase) {  // padded columns t = u*s + phase
+      T* __restrict__ out = dst + phase * Wp;
+      const int64_t u0 = r > phase ? (r - phase + s - 1) / s : 0;  // first t >= r
+      for (int64_t u = u0; u * s + phase < r + W; ++u) out[u] = src[u * s + phase - r];
+    }
+  }
+};
+
 // GCC/Clang vector of V elements of T (one or more SIMD registers), loads and stores.
 template <typename T, int V>
 struct VecOf {
@@ -88,18 +115,6 @@ inline Vec<T, V> load(const T* p) {
   Vec<T, V> v;
   std::memcpy(&v, p, sizeof(v));
   return v;
-}
-
-// V elements p[0], p[s], p[2s], ...: a plain load at stride S = 1, a gather otherwise.
-template <typename T, int V, int S>
-inline Vec<T, V> load_strided(const T* p, int64_t s) {
-  if constexpr (S == 1) {
-    return load<T, V>(p);
-  } else {
-    Vec<T, V> v;
-    for (int jj = 0; jj < V; ++jj) v[jj] = p[jj * s];
-    return v;
-  }
 }
 
 template <typename T, int V>
@@ -172,15 +187,14 @@ void fill_column_mask(const Geometry& geo, int64_t Wv, T* colmask) {
 
 // Softmax weights of one output row, unnormalised, over blocks of V columns: e[n][j] =
 // exp(logit - max_j), exactly 0 outside the image; inv[j] = 1 / sum_n e[n][j].
-// q: (Wv,) query row, zero-padded; kp: padded key row of kernel row 0 (row length Wx);
+// q: (Wv,) query row, zero-padded; kp: padded key row of kernel row 0 (layout pr);
 // prior: (k*k,) of the group; colmask: (k, Wv); e: (k*k, ld) with ld >= Wv, columns [0, Wv) of
 // rows [ky0*k, ky1*k) written.
-template <typename T, int PHI, int S, int V>
+template <typename T, int PHI, int V>
 void softmax_block(const Geometry& geo, int64_t ky0, int64_t ky1, const T* __restrict__ q,
                    const T* __restrict__ kp, const T* __restrict__ prior,
-                   const T* __restrict__ colmask, int64_t Wv, int64_t Wx, int64_t ld,
+                   const T* __restrict__ colmask, const PaddedRows& pr, int64_t Wv, int64_t ld,
                    T* __restrict__ e, T* __restrict__ inv) {
-  const int64_t s = S > 0 ? S : geo.s;
   const int64_t k = geo.k;
   for (int64_t jb = 0; jb < Wv; jb += V) {
     const Vec<T, V> qv = load<T, V>(q + jb);
@@ -188,7 +202,7 @@ void softmax_block(const Geometry& geo, int64_t ky0, int64_t ky1, const T* __res
     for (int64_t ky = ky0; ky < ky1; ++ky) {
       for (int64_t kx = 0; kx < k; ++kx) {
         const int64_t n = ky * k + kx;
-        const Vec<T, V> kv = load_strided<T, V, S>(kp + ky * Wx + jb * s + kx, s);
+        const Vec<T, V> kv = load<T, V>(kp + ky * pr.len + pr.koff[kx] + jb);
         const Vec<T, V> mask = load<T, V>(colmask + kx * Wv + jb);
         const Vec<T, V> logit = phi_vec<PHI>(qv, kv) + prior[n] + mask;
         store<T, V>(e + n * ld + jb, logit);
@@ -212,12 +226,11 @@ constexpr int64_t kChannelBlock = 4;
 // y[c][j] = inv[j] * sum_{ky, kx} e[ky, kx][j] * xp_c[ky][j*s + kx] for the channels of one
 // block and every block of V output columns; the sum runs over the image's kernel rows.
 // e: (k*k, Wv) weights, 0 outside the image; xcs: kernel row 0 of each channel in the padded
-// scratch (row length Wx); ys: output rows (nullptr: padding channel, not stored).
-template <typename T, int S, int V>
+// scratch (layout pr); ys: output rows (nullptr: padding channel, not stored).
+template <typename T, int V>
 void aggregate_block(const Geometry& geo, const T* __restrict__ e, const T* __restrict__ inv,
-                     const T* const* xcs, T* const* ys, int64_t Wv, int64_t Wx, int64_t ky0,
-                     int64_t ky1) {
-  const int64_t s = S > 0 ? S : geo.s;
+                     const T* const* xcs, T* const* ys, const PaddedRows& pr, int64_t Wv,
+                     int64_t ky0, int64_t ky1) {
   const int64_t k = geo.k, Wo = geo.Wo;
   for (int64_t jb = 0; jb < Wv; jb += V) {
     Vec<T, V> acc[kChannelBlock] = {};
@@ -226,7 +239,7 @@ void aggregate_block(const Geometry& geo, const T* __restrict__ e, const T* __re
       for (int64_t kx = 0; kx < k; ++kx) {
         const Vec<T, V> w = load<T, V>(er + kx * Wv);
         for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
-          acc[cc] += w * load_strided<T, V, S>(xcs[cc] + ky * Wx + jb * s + kx, s);
+          acc[cc] += w * load<T, V>(xcs[cc] + ky * pr.len + pr.koff[kx] + jb);
         }
       }
     }
@@ -259,17 +272,17 @@ void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* ke
   const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t Wv = (Wo + V - 1) / V * V;                  // e's row length, whole blocks
-  const int64_t Wx = std::max(W + 2 * r, (Wv - 1) * s + k);  // padded input row length
+  const PaddedRows pr(geo, std::max(W + 2 * r, (Wv - 1) * s + k));
   const int64_t band = std::min(Ho, kForwardBand), bands = (Ho + band - 1) / band;
   const int64_t rows = (band - 1) * s + k;                   // input rows read by one band
   at::parallel_for(0, geo.B * G * bands, geo.grain(band), [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(kk * Wv + 2 * Wv + k * Wv + (m + 1) * rows * Wx, T(0));
+    std::vector<T> scratch(kk * Wv + 2 * Wv + k * Wv + (m + 1) * rows * pr.len, T(0));
     T* e = scratch.data();       // (k*k, Wv)
     T* inv = e + kk * Wv;        // (Wv,)
     T* q = inv + Wv;             // (Wv,) query row, zero-padded
     T* colmask = q + Wv;         // (k, Wv)
-    T* kp = colmask + k * Wv;    // (rows, Wx): input column t - r at index t; margins stay 0
-    T* xp = kp + rows * Wx;      // (m, rows, Wx), the same for the group's channels
+    T* kp = colmask + k * Wv;    // (rows, pr.len): padded key rows; padding stays 0
+    T* xp = kp + rows * pr.len;  // (m, rows, pr.len), the same for the group's channels
     fill_column_mask(geo, Wv, colmask);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task % bands, bg = task / bands, g = bg % G, b = bg / G;
@@ -278,26 +291,25 @@ void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* ke
       for (int64_t rr = 0; rr < rows; ++rr) {
         const int64_t in_row = top + rr;
         if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
-        std::memcpy(kp + rr * Wx + r, key + (bg * H + in_row) * W, W * sizeof(T));
+        pr.copy(kp + rr * pr.len, key + (bg * H + in_row) * W, W);
         for (int64_t cl = 0; cl < mc; ++cl) {
-          std::memcpy(xp + (cl * rows + rr) * Wx + r, x + ((b * C + c0 + cl) * H + in_row) * W,
-                      W * sizeof(T));
+          pr.copy(xp + (cl * rows + rr) * pr.len, x + ((b * C + c0 + cl) * H + in_row) * W, W);
         }
       }
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
         std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
-        softmax_block<T, PHI, S, V>(geo, ky0, ky1, q, kp + rr0 * Wx, prior + g * kk, colmask, Wv,
-                                    Wx, Wv, e, inv);
+        softmax_block<T, PHI, V>(geo, ky0, ky1, q, kp + rr0 * pr.len, prior + g * kk, colmask,
+                                 pr, Wv, Wv, e, inv);
         for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
           const T* xcs[kChannelBlock];  // kernel row 0 of each channel; extra ones repeat cl
           T* ys[kChannelBlock];
           for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
             const int64_t c = cl + cc < mc ? cl + cc : cl;
-            xcs[cc] = xp + (c * rows + rr0) * Wx;
+            xcs[cc] = xp + (c * rows + rr0) * pr.len;
             ys[cc] = cl + cc < mc ? y + ((b * C + c0 + c) * Ho + i) * Wo : nullptr;
           }
-          aggregate_block<T, S, V>(geo, e, inv, xcs, ys, Wv, Wx, ky0, ky1);
+          aggregate_block<T, V>(geo, e, inv, xcs, ys, pr, Wv, ky0, ky1);
         }
       }
     }
@@ -370,10 +382,12 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
   const int64_t LM = k - 1, ld = LM + Wx;  // left margin and row stride of e, d and gyp
   const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
   const int64_t rows = (band - 1) * s + k;
+  const PaddedRows pr(geo, Wx);
+  const int64_t pl = pr.len;
   for (int64_t parity = 0; parity < std::min<int64_t>(2, bands); ++parity) {  // 1 band: 1 phase
     at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
-      std::vector<T> scratch((2 * kk + m) * ld + (3 + k) * Wv + (2 * m + 2) * rows * Wx + kk * V,
-                             T(0));
+      std::vector<T> scratch(
+          (2 * kk + m) * ld + (3 + k) * Wv + (m + 1) * rows * (pl + Wx) + kk * V, T(0));
       T* e = scratch.data() + LM;  // (k*k, ld): weights; columns -LM..-1 and >= Wv stay 0
       T* d = e + kk * ld;          // (k*k, ld): dw, then dlogit * dphi/dk
       T* gyp = d + kk * ld;        // (m, ld): grad_y rows, 0 beyond Wo
@@ -381,9 +395,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
       T* q = inv + Wv;             // (Wv,)
       T* gqv = q + Wv;             // (Wv,)
       T* colmask = gqv + Wv;       // (k, Wv)
-      T* kp = colmask + k * Wv;    // (rows, Wx) padded key rows of the band
-      T* xp = kp + rows * Wx;      // (m, rows, Wx) padded x rows
-      T* gkp = xp + m * rows * Wx; // (rows, Wx) grad_key of the band
+      T* kp = colmask + k * Wv;    // (rows, pl) padded key rows of the band (layout pr)
+      T* xp = kp + rows * pl;      // (m, rows, pl) padded x rows
+      T* gkp = xp + m * rows * pl; // (rows, Wx) grad_key of the band, plain padded rows
       T* gxp = gkp + rows * Wx;    // (m, rows, Wx) grad_x of the band
       T* gpv = gxp + m * rows * Wx;  // (k*k, V) grad_prior of the band, per lane
       fill_column_mask(geo, Wv, colmask);
@@ -392,14 +406,13 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
         if (t >= bands) continue;
         const int64_t g = bg % G, b = bg / G, c0 = g * m, mc = geo.channel_end(g) - c0;
         const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
-        std::fill(kp, kp + (2 * m + 2) * rows * Wx, T(0));
+        std::fill(kp, kp + (m + 1) * rows * (pl + Wx), T(0));
         for (int64_t rr = 0; rr < rows; ++rr) {
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
-          std::memcpy(kp + rr * Wx + r, key + (bg * H + in_row) * W, W * sizeof(T));
+          pr.copy(kp + rr * pl, key + (bg * H + in_row) * W, W);
           for (int64_t cl = 0; cl < mc; ++cl) {
-            std::memcpy(xp + (cl * rows + rr) * Wx + r, x + ((b * C + c0 + cl) * H + in_row) * W,
-                        W * sizeof(T));
+            pr.copy(xp + (cl * rows + rr) * pl, x + ((b * C + c0 + cl) * H + in_row) * W, W);
           }
         }
         std::fill(gpv, gpv + kk * V, T(0));
@@ -407,8 +420,8 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
           const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
           const int64_t n0 = ky0 * k, n1 = ky1 * k;
           std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
-          softmax_block<T, PHI, S, V>(geo, ky0, ky1, q, kp + rr0 * Wx, prior + g * kk, colmask,
-                                      Wv, Wx, ld, e, inv);
+          softmax_block<T, PHI, V>(geo, ky0, ky1, q, kp + rr0 * pl, prior + g * kk, colmask, pr,
+                                   Wv, ld, e, inv);
           for (int64_t n = n0; n < n1; ++n) {
             for (int64_t jb = 0; jb < Wv; jb += V) {
               store<T, V>(e + n * ld + jb, load<T, V>(e + n * ld + jb) * load<T, V>(inv + jb));
@@ -423,14 +436,14 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
             const T* xs[kNeighbourBlock];
             for (int64_t u = 0; u < kNeighbourBlock; ++u) {
               const int64_t n = std::min(nb + u, n1 - 1);
-              xs[u] = xp + (rr0 + n / k) * Wx + n % k;
+              xs[u] = xp + (rr0 + n / k) * pl + pr.koff[n % k];
             }
             for (int64_t jb = 0; jb < Wv; jb += V) {
               Vec<T, V> acc[kNeighbourBlock] = {};
               for (int64_t cl = 0; cl < mc; ++cl) {
                 const Vec<T, V> gyv = load<T, V>(gyp + cl * ld + jb);
                 for (int64_t u = 0; u < kNeighbourBlock; ++u) {
-                  acc[u] += gyv * load_strided<T, V, S>(xs[u] + cl * rows * Wx + jb * s, s);
+                  acc[u] += gyv * load<T, V>(xs[u] + cl * rows * pl + jb);
                 }
               }
               for (int64_t u = 0; u < kNeighbourBlock && nb + u < n1; ++u) {
@@ -458,8 +471,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
               const Vec<T, V> w = load<T, V>(e + n * ld + jb);
               const Vec<T, V> dlogit = w * (load<T, V>(d + n * ld + jb) - dot);
               Vec<T, V> dq, dk;
-              phi_grad_vec<PHI>(qv, load_strided<T, V, S>(kp + (rr0 + ky) * Wx + jb * s + kx, s),
-                                dq, dk);
+              phi_grad_vec<PHI>(qv, load<T, V>(kp + (rr0 + ky) * pl + pr.koff[kx] + jb), dq, dk);
               gq_acc += dlogit * dq;
               store<T, V>(d + n * ld + jb, dlogit * dk);
               store<T, V>(gpv + n * V, load<T, V>(gpv + n * V) + dlogit);
