@@ -166,3 +166,35 @@ def test_network_case_is_gated_timed_and_counted(tmp_path):
     assert row["status"] == "ok", row["reason"]
     assert row["oracle"].startswith("lrnet50 unfold float64") and row["max_abs_err"] >= 0
     assert row["macs"] > 0 and row["items_per_s"] == pytest.approx(2 / row["median_s"])
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_rows(tmp_path):
+    """A real kill: `lrbench run` in a subprocess, SIGKILLed once some rows are written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "cli", "run", "--preset", "quick", "--impl",
+            "unfold,reference", "--kernel", "3", "--size", "6,8", "--channels", "4", "--m", "2",
+            "--batch", "1", "--pass", "fwd", "--min-rounds", "2", "--max-time", "0.02"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    proc = subprocess.Popen([*args, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    csv, deadline = records.results_path(killed), time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if csv.exists() and len(csv.read_text().splitlines()) >= 3:  # header + 2 rows
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    partial = len(records.load(killed))
+    subprocess.run([*args, "--out", str(killed), "--resume"], env=env, check=True,
+                   capture_output=True)
+    subprocess.run([*args, "--out", str(whole)], env=env, check=True, capture_output=True)
+    resumed = _outcome(killed)
+    assert resumed["case_id"].is_unique and len(resumed) > partial
+    pd.testing.assert_frame_equal(resumed, _outcome(whole))
