@@ -16,20 +16,6 @@ def composability(q: torch.Tensor, k: torch.Tensor, phi: str) -> torch.Tensor:
     raise ValueError(f"phi must be one of ('sqdiff', 'absdiff', 'mult'), got {phi!r}")
 
 
-def pad_channels(x: torch.Tensor, G: int) -> tuple[torch.Tensor, int]:
-    """Zero-pad ``x``'s channels from ``C`` to ``G * m`` so they view as ``(B, G, m, ...)``.
-
-    Returns the padded tensor and ``m = ceil(C / G)``. The padded channels are sliced off
-    after aggregation, so they never reach the output or its gradient.
-    """
-    C = x.shape[1]
-    m = -(-C // G)
-    if G * m == C:
-        return x, m
-    pad = x.new_zeros((x.shape[0], G * m - C, *x.shape[2:]))
-    return torch.cat([x, pad], dim=1), m
-
-
 def channel_blocks(C: int, G: int) -> list[tuple[slice, slice, int]]:
     """Split ``C`` channels into runs of equal-sized blocks, without padding.
 
@@ -45,3 +31,21 @@ def channel_blocks(C: int, G: int) -> list[tuple[slice, slice, int]]:
     if full * m < C:
         runs.append((slice(full * m, C), slice(full, G), C - full * m))
     return runs
+
+
+def neighbour_weights(query: torch.Tensor, keys: torch.Tensor, prior: torch.Tensor,
+                      inside: torch.Tensor, phi: str) -> torch.Tensor:
+    """Softmax weights over the k*k neighbours, out-of-image ones excluded.
+
+    Args:
+        query: ``(B, G, L)`` one query per output pixel.
+        keys: ``(B, G, kk, L)`` the neighbours' keys (any value where ``inside`` is False).
+        prior: ``(G, k, k)`` prior logits.
+        inside: ``(kk, L)`` bool, True where the neighbour lies in the image.
+
+    Returns:
+        ``(B, G, kk, L)`` weights summing to 1 over ``kk``.
+    """
+    B, G, kk, L = keys.shape
+    logits = composability(query.reshape(B, G, 1, L), keys, phi) + prior.reshape(1, G, kk, 1)
+    return torch.softmax(logits.masked_fill(~inside, float("-inf")), dim=2)  # (B, G, kk, L)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from lrbench.complexity import op_macs
+from lrbench.complexity.op_terms import op_macs_from_shapes
 from lrbench.registry import Implementation, register
 from lrbench.spec import OpSpec
 
@@ -131,18 +131,11 @@ def _backward(ctx, grad_y):
 fused_triton_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _macs_of(x_shape, query_shape, key_shape, kernel_size) -> int:
-    B, C = x_shape[:2]
-    G = key_shape[1]
-    Ho, Wo = query_shape[-2:]
-    return op_macs(B, C, G, kernel_size, Ho, Wo)
-
-
 @register_flop_formula(torch.ops.lrbench.fused_triton)
 def forward_flops(x_shape, query_shape, key_shape, prior_shape, kernel_size, stride, phi,
                   *args, out_shape=None, **kwargs) -> int:
     """FLOPs = 2 x :func:`lrbench.complexity.op_macs` (composability, softmax, aggregation)."""
-    return 2 * _macs_of(x_shape, query_shape, key_shape, kernel_size)
+    return 2 * op_macs_from_shapes(x_shape, query_shape, key_shape, kernel_size)
 
 
 @register_flop_formula(torch.ops.lrbench.fused_triton_backward)
@@ -155,7 +148,7 @@ def backward_flops(grad_y_shape, x_shape, query_shape, key_shape, prior_shape, y
     convention does not count), the softmax backward and the query/key gradients (1 x), and two
     aggregations (``dL/dw`` and grad_x, 2 x the aggregation term).
     """
-    return 4 * _macs_of(x_shape, query_shape, key_shape, kernel_size)
+    return 4 * op_macs_from_shapes(x_shape, query_shape, key_shape, kernel_size)
 
 
 def local_relation_fused_triton(x, query, key, prior, kernel_size, stride, phi):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from implementations.common import channel_blocks, composability
+from implementations.common import channel_blocks, neighbour_weights
 from lrbench.registry import Implementation, register
 
 _INDEX_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -64,9 +64,8 @@ def local_relation_im2col_matmul(x, query, key, prior, kernel_size, stride, phi)
     L, kk = Ho * Wo, k * k
     index, inside = _im2col_index(H, W, k, s, x.device)
 
-    logits = composability(query.reshape(B, G, 1, L), im2col(key, index, r), phi)
-    logits = logits + prior.reshape(1, G, kk, 1)  # (B, G, kk, L)
-    weights = torch.softmax(logits.masked_fill(~inside, float("-inf")), dim=2)
+    keys = im2col(key, index, r)  # (B, G, kk, L)
+    weights = neighbour_weights(query, keys, prior, inside, phi)  # (B, G, kk, L)
 
     cols = im2col(x, index, r)  # (B, C, kk, L)
     w = weights.permute(0, 1, 3, 2).unsqueeze(-1)  # (B, G, L, kk, 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from implementations.common import channel_blocks, composability
+from implementations.common import channel_blocks, neighbour_weights
 from lrbench.registry import Implementation, register
 
 
@@ -24,9 +24,8 @@ def local_relation_unfold(x, query, key, prior, kernel_size, stride, phi):
         return F.unfold(t, kernel_size=k, padding=r, stride=s)  # (B', c * k*k, L)
 
     keys = unfold(key).view(B, G, kk, L)
-    inside = unfold(x.new_ones(1, 1, H, W)).view(1, 1, kk, L) > 0  # in-image neighbours
-    logits = composability(query.reshape(B, G, 1, L), keys, phi) + prior.reshape(1, G, kk, 1)
-    weights = torch.softmax(logits.masked_fill(~inside, float("-inf")), dim=2)  # (B, G, kk, L)
+    inside = unfold(x.new_ones(1, 1, H, W)).view(kk, L) > 0  # in-image neighbours
+    weights = neighbour_weights(query, keys, prior, inside, phi)  # (B, G, kk, L)
 
     values = unfold(x).view(B, C, kk, L)
     parts = []

@@ -11,10 +11,15 @@ the profiler and are left out, so such a call's peak is an upper bound.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+# Kineto logs an ERROR line per profile on machines without a GPU ("gpuGetDeviceCount failed");
+# level 5 keeps only its fatal messages. Read when the profiler first starts, so set it here.
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 
 def _cuda_peak(fn: Callable[[], object]) -> int:

@@ -35,3 +35,14 @@ def op_terms(B: int, C: int, G: int, k: int, Ho: int, Wo: int) -> dict[str, int]
 def op_macs(B: int, C: int, G: int, k: int, Ho: int, Wo: int) -> int:
     """Total MACs of one call of the op: the sum of :func:`op_terms`."""
     return sum(op_terms(B, C, G, k, Ho, Wo).values())
+
+
+def op_macs_from_shapes(x_shape, query_shape, key_shape, kernel_size: int) -> int:
+    """:func:`op_macs` from the shapes of ``x`` (B, C, H, W), ``query`` (B, G, Ho, Wo) and ``key``.
+
+    The form a FLOP formula of a custom operator receives its arguments in.
+    """
+    B, C = x_shape[:2]
+    G = key_shape[1]
+    Ho, Wo = query_shape[-2:]
+    return op_macs(B, C, G, kernel_size, Ho, Wo)
