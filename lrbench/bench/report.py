@@ -113,9 +113,12 @@ def _machine(frame: pd.DataFrame) -> str:
         lines.append(f"- {column}: {', '.join(values) or 'none'}")
     load = frame["load_1m"].dropna()
     if not load.empty:
+        cpus = os.cpu_count() or 1
+        verdict = ("other processes shared the cores: the times are inflated"
+                   if load.max() > cpus + 0.5 else "about the run's own threads or less")
+        # The run's own threads count in the load: only clearly more than the cores means sharing.
         lines.append(f"- 1-minute load average during the run: {load.min():.1f} to "
-                     f"{load.max():.1f} on {os.cpu_count()} logical CPUs (above the CPU count, "
-                     "other processes shared the cores and the times are inflated)")
+                     f"{load.max():.1f} on {cpus} logical CPUs ({verdict})")
     return "\n".join(lines)
 
 
