@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
-from lrbench.complexity.op_terms import op_macs_from_shapes
+from implementations.op_wiring import wire
 from lrbench.registry import Implementation, register
 from lrbench.spec import OpSpec
 
@@ -92,13 +91,6 @@ def fused_triton_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel
     return y
 
 
-@fused_triton_op.register_fake
-def _(x, query, key, prior, kernel_size, stride, phi):
-    B, C = x.shape[:2]
-    Ho, Wo = query.shape[-2:]
-    return x.new_empty((B, C, Ho, Wo))
-
-
 @torch.library.custom_op(
     "lrbench::fused_triton_backward", mutates_args=(),
     schema="(Tensor grad_y, Tensor x, Tensor query, Tensor key, Tensor prior, Tensor y, "
@@ -111,44 +103,7 @@ def fused_triton_backward_op(grad_y: Tensor, x: Tensor, query: Tensor, key: Tens
     return kernels().backward(grad_y, x, query, key, prior, y, kernel_size, stride, phi)
 
 
-@fused_triton_backward_op.register_fake
-def _(grad_y, x, query, key, prior, y, kernel_size, stride, phi):
-    return (torch.empty_like(x), torch.empty_like(query), torch.empty_like(key),
-            torch.empty_like(prior))
-
-
-def _setup_context(ctx, inputs, output):
-    x, query, key, prior, kernel_size, stride, phi = inputs
-    ctx.save_for_backward(x, query, key, prior, output)
-    ctx.args = (kernel_size, stride, phi)
-
-
-def _backward(ctx, grad_y):
-    grads = fused_triton_backward_op(grad_y, *ctx.saved_tensors, *ctx.args)
-    return (*grads, None, None, None)
-
-
-fused_triton_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-@register_flop_formula(torch.ops.lrbench.fused_triton)
-def forward_flops(x_shape, query_shape, key_shape, prior_shape, kernel_size, stride, phi,
-                  *args, out_shape=None, **kwargs) -> int:
-    """FLOPs = 2 x :func:`lrbench.complexity.op_macs` (composability, softmax, aggregation)."""
-    return 2 * op_macs_from_shapes(x_shape, query_shape, key_shape, kernel_size)
-
-
-@register_flop_formula(torch.ops.lrbench.fused_triton_backward)
-def backward_flops(grad_y_shape, x_shape, query_shape, key_shape, prior_shape, y_shape,
-                   kernel_size, stride, phi, *args, out_shape=None, **kwargs) -> int:
-    """FLOPs = 4 x ``op_macs``: twice the forward, the usual convention for a backward pass.
-
-    The kernels' work matches it term by term: the logits and softmax recomputed (1 x the
-    forward's logit terms; the kernels actually evaluate the logits three times, which this
-    convention does not count), the softmax backward and the query/key gradients (1 x), and two
-    aggregations (``dL/dw`` and grad_x, 2 x the aggregation term).
-    """
-    return 4 * op_macs_from_shapes(x_shape, query_shape, key_shape, kernel_size)
+wire(fused_triton_op, fused_triton_backward_op, save_output=True)
 
 
 def local_relation_fused_triton(x, query, key, prior, kernel_size, stride, phi):

@@ -7,7 +7,6 @@ op, the tests and the benchmark can all ask the same question and report the sam
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -69,8 +68,14 @@ class Implementation:
     custom_ops: tuple[str, ...] = ()
 
     def unavailable_reason(self) -> str | None:
-        """Why this implementation cannot run on this machine at all (``None`` if it can)."""
-        return _cached_availability(self.name, self.availability)
+        """Why this implementation cannot run on this machine at all (``None`` if it can).
+
+        Probed once per process (a probe may build an extension); a plain dict rather than
+        ``functools.cache`` so that ``torch.compile`` traces the lookup without a warning.
+        """
+        if self.name not in _AVAILABILITY:
+            _AVAILABILITY[self.name] = self.availability()
+        return _AVAILABILITY[self.name]
 
     def devices_here(self) -> list[str]:
         """The supported device types present on this machine."""
@@ -96,11 +101,6 @@ class Implementation:
         return self.tolerances.get(dtype, DEFAULT_TOLERANCES[torch.float32])
 
 
-@functools.cache
-def _cached_availability(name: str, probe: Callable[[], str | None]) -> str | None:
-    return probe()
-
-
 def device_present(device: str) -> bool:
     if device == "cpu":
         return True
@@ -110,6 +110,7 @@ def device_present(device: str) -> bool:
 
 
 _REGISTRY: dict[str, Implementation] = {}
+_AVAILABILITY: dict[str, str | None] = {}
 
 
 def register(impl: Implementation) -> Implementation:

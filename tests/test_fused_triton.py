@@ -221,7 +221,6 @@ def test_opcheck_schema_fake_autograd_and_aot_dispatch():
 
 
 @runs_here
-@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools")
 def test_torch_compile_fullgraph_forward_and_backward():
     # aot_eager: Dynamo and AOT autograd trace the custom op (fake impl, autograd) with no graph
     # break, without Inductor's code generation; the GPU test below runs Inductor.
@@ -289,7 +288,6 @@ def test_large_kernel_and_stride_on_gpu(phi):
 
 
 @pytest.mark.gpu
-@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools")
 def test_torch_compile_traces_the_custom_op():
     shape = Shape(B=2, C=16, H=12, W=12, k=5, m=8)
     t = make_inputs(shape, dtype=torch.float32, device="cuda", seed=9)

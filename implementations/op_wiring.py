@@ -1,0 +1,67 @@
+"""What every fused implementation's custom operators share: fake impls, autograd, FLOP formulas.
+
+A fused implementation registers two ``torch.library`` operators, the op
+``(x, query, key, prior, kernel_size, stride, phi) -> y`` and its backward
+``(grad_y, x, query, key, prior, [y,] kernel_size, stride, phi) -> (gx, gquery, gkey, gprior)``,
+and hands both to :func:`wire`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import register_flop_formula
+
+from lrbench.complexity.op_terms import op_macs_from_shapes
+
+
+def wire(forward_op, backward_op, *, save_output: bool) -> None:
+    """Give ``forward_op``/``backward_op`` fake impls, autograd and FLOP formulas.
+
+    Args:
+        forward_op, backward_op: the custom operators (``torch.library.custom_op`` results).
+        save_output: whether the backward takes ``y`` after ``prior`` (and autograd saves it).
+
+    FLOPs: forward ``2 x op_macs`` (:func:`lrbench.complexity.op_macs`: composability, softmax,
+    aggregation); backward ``4 x op_macs``, twice the forward, the usual convention for a backward
+    pass: the weights recomputed (1 x the logit terms), the softmax backward and the query/key
+    gradients (1 x), and two aggregations (``dL/dw`` and ``grad_x``, 2 x the aggregation term).
+    """
+
+    @forward_op.register_fake
+    def _(x, query, key, prior, kernel_size, stride, phi):
+        B, C = x.shape[:2]
+        Ho, Wo = query.shape[-2:]
+        return x.new_empty((B, C, Ho, Wo))  # (B, C, Ho, Wo)
+
+    @backward_op.register_fake
+    def _(grad_y, x, query, key, prior, *rest):
+        return (torch.empty_like(x), torch.empty_like(query), torch.empty_like(key),
+                torch.empty_like(prior))
+
+    def setup_context(ctx, inputs, output):
+        x, query, key, prior, kernel_size, stride, phi = inputs
+        saved = (x, query, key, prior, output) if save_output else (x, query, key, prior)
+        ctx.save_for_backward(*saved)
+        ctx.args = (kernel_size, stride, phi)
+
+    def backward(ctx, grad_y):
+        grads = backward_op(grad_y, *ctx.saved_tensors, *ctx.args)
+        return (*grads, None, None, None)
+
+    forward_op.register_autograd(backward, setup_context=setup_context)
+
+    # FLOP formulas receive the tensors' shapes; k is the last dimension of prior (G, k, k).
+    @register_flop_formula(_packet(forward_op))
+    def forward_flops(x_shape, query_shape, key_shape, prior_shape, *args, **kwargs) -> int:
+        return 2 * op_macs_from_shapes(x_shape, query_shape, key_shape, prior_shape[-1])
+
+    @register_flop_formula(_packet(backward_op))
+    def backward_flops(grad_y_shape, x_shape, query_shape, key_shape, prior_shape, *args,
+                       **kwargs) -> int:
+        return 4 * op_macs_from_shapes(x_shape, query_shape, key_shape, prior_shape[-1])
+
+
+def _packet(op):
+    """``torch.ops.<namespace>.<name>`` of a ``torch.library.custom_op`` result."""
+    namespace, name = op._qualname.split("::")
+    return getattr(getattr(torch.ops, namespace), name)
