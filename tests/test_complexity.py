@@ -60,6 +60,8 @@ def test_fvcore_counts_every_implementation_exactly(impl, k, stride, C, m):
     terms = lr_layer_terms(C, H, W, k, m, stride, B=B)
     assert result.unsupported == {}
     assert result.total == sum(terms.values())
+    convs = terms["key"] + terms["query"] + terms["final"] + terms["prior"]
+    assert result.by_operator["_convolution"] == convs
     for part in ("key", "query", "final", "prior"):  # each projection module counts its own term
         assert result.by_module[part] == terms[part], part
 

@@ -87,22 +87,3 @@ def test_bad_layer_arguments(kwargs, word):
 def test_set_implementation_rejects_unknown_names():
     with pytest.raises(ValueError, match="impl must be one of"):
         set_implementation(LocalRelation2d(8, 3, m=2), "nope")
-
-
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("stride", [1, 2, 3])
-def test_conv1x1_equals_nn_conv2d(stride, layout):
-    """The layer's matmul 1x1 has nn.Conv2d's state dict and result, forward and backward."""
-    from lrbench.inputs import to_layout
-    from lrbench.layer import Conv1x1
-
-    ours, theirs = Conv1x1(10, 7, stride=stride), nn.Conv2d(10, 7, 1, stride=stride, bias=False)
-    theirs.load_state_dict(ours.state_dict())
-    x = to_layout(torch.randn(2, 10, 9, 8, dtype=torch.float64), layout).requires_grad_(True)
-    y_ours, y_theirs = ours.double()(x), theirs.double()(x)
-    torch.testing.assert_close(y_ours, y_theirs)
-    g = torch.randn_like(y_ours)
-    gx_ours, gw_ours = torch.autograd.grad(y_ours, (x, ours.weight), g)
-    gx_theirs, gw_theirs = torch.autograd.grad(y_theirs, (x, theirs.weight), g)
-    torch.testing.assert_close(gx_ours, gx_theirs)
-    torch.testing.assert_close(gw_ours, gw_theirs)
