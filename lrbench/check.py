@@ -13,8 +13,6 @@ from lrbench import registry
 from lrbench.inputs import Shape, make_inputs, to_layout
 from lrbench.op import local_relation
 
-TENSORS = ("y", "x", "query", "key", "prior")  # output, then the gradient of each input
-
 
 @dataclass
 class CheckResult:

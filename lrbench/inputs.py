@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -44,9 +44,6 @@ class Shape:
 
     def label(self) -> str:
         return f"B{self.B}-C{self.C}-{self.H}x{self.W}-k{self.k}-m{self.m}-s{self.stride}"
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
     def spec(self, *, phi: str = "sqdiff", dtype: torch.dtype = torch.float32,
              device: str = "cpu") -> OpSpec:

@@ -33,6 +33,12 @@ def _stage_shapes(stages: list[dict], batch: int, k: int = 7, m: int = 8) -> lis
     return [{"B": batch, **stage, "k": k, "m": m, "stride": 1} for stage in stages]
 
 
+def _op_group(shapes: list[dict]) -> dict:
+    """The op alone, every contender, float32, CPU and CUDA, forward and forward+backward."""
+    return {"target": "op", "impls": CONTENDERS, "shapes": shapes, "dtypes": ["float32"],
+            "devices": ["cpu", "cuda"], "passes": ["fwd", "fwd_bwd"]}
+
+
 PRESETS: dict[str, dict] = {
     "quick": {
         "description": "CI smoke matrix on CPU: tiny shapes, every implementation, k and size "
@@ -43,7 +49,7 @@ PRESETS: dict[str, dict] = {
                 "target": "op",
                 "impls": "all",
                 "shapes": [{"B": 2, "C": 32, "H": 16, "W": 16, "k": k, "m": 8, "stride": 1}
-                           for k in (3, 5, 7, 9)]
+                       for k in (3, 5, 7, 9)]
                 + [{"B": 2, "C": 32, "H": size, "W": size, "k": 7, "m": 8, "stride": 1}
                    for size in (8, 24, 32)],
                 "dtypes": ["float32"],
@@ -72,14 +78,7 @@ PRESETS: dict[str, dict] = {
                        "implementation, the layer, and ResNet-50's 3x3 conv at the same stages",
         "timing": {"min_rounds": 5, "max_time": 1.0},
         "groups": [
-            {
-                "target": "op",
-                "impls": CONTENDERS,
-                "shapes": _stage_shapes(LRNET50_STAGES, batch=8),
-                "dtypes": ["float32"],
-                "devices": ["cpu", "cuda"],
-                "passes": ["fwd", "fwd_bwd"],
-            },
+            _op_group(_stage_shapes(LRNET50_STAGES, batch=8)),
             {
                 "target": "layer",
                 "impls": CONTENDERS,
@@ -101,45 +100,24 @@ PRESETS: dict[str, dict] = {
         "description": "k = 3..11 at LR-Net-50's second stage (B=8, C=200, 28x28, m=8)",
         "timing": {"min_rounds": 5, "max_time": 1.0},
         "groups": [
-            {
-                "target": "op",
-                "impls": CONTENDERS,
-                "shapes": [{"B": 8, "C": 200, "H": 28, "W": 28, "k": k, "m": 8, "stride": 1}
-                           for k in (3, 5, 7, 9, 11)],
-                "dtypes": ["float32"],
-                "devices": ["cpu", "cuda"],
-                "passes": ["fwd", "fwd_bwd"],
-            },
+            _op_group([{"B": 8, "C": 200, "H": 28, "W": 28, "k": k, "m": 8, "stride": 1}
+                       for k in (3, 5, 7, 9, 11)]),
         ],
     },
     "size-sweep": {
         "description": "H = W from 14 to 112 at B=4, C=100, k=7, m=8 (the time-vs-size exponent)",
         "timing": {"min_rounds": 5, "max_time": 1.0},
         "groups": [
-            {
-                "target": "op",
-                "impls": CONTENDERS,
-                "shapes": [{"B": 4, "C": 100, "H": size, "W": size, "k": 7, "m": 8, "stride": 1}
-                           for size in (14, 28, 56, 112)],
-                "dtypes": ["float32"],
-                "devices": ["cpu", "cuda"],
-                "passes": ["fwd", "fwd_bwd"],
-            },
+            _op_group([{"B": 4, "C": 100, "H": size, "W": size, "k": 7, "m": 8, "stride": 1}
+                       for size in (14, 28, 56, 112)]),
         ],
     },
     "channel-sweep": {
         "description": "C from 32 to 512 at B=8, 28x28, k=7, m=8",
         "timing": {"min_rounds": 5, "max_time": 1.0},
         "groups": [
-            {
-                "target": "op",
-                "impls": CONTENDERS,
-                "shapes": [{"B": 8, "C": C, "H": 28, "W": 28, "k": 7, "m": 8, "stride": 1}
-                           for C in (32, 64, 128, 256, 512)],
-                "dtypes": ["float32"],
-                "devices": ["cpu", "cuda"],
-                "passes": ["fwd", "fwd_bwd"],
-            },
+            _op_group([{"B": 8, "C": C, "H": 28, "W": 28, "k": 7, "m": 8, "stride": 1}
+                       for C in (32, 64, 128, 256, 512)]),
         ],
     },
     "network": {

@@ -152,11 +152,3 @@ def network_macs(config: NetConfig, H: int = 224, W: int = 224) -> int:
 def network_params(config: NetConfig) -> int:
     """Closed-form learnable parameters (BN: scale and shift; fc: weight and bias)."""
     return sum(layer.params for layer in network_layers(config, 32, 32))
-
-
-def stage_macs(config: NetConfig, H: int = 224, W: int = 224) -> dict[str, int]:
-    """MACs per paper stage (``conv1`` includes the stem's max pool, ``fc`` the global pool)."""
-    totals = dict.fromkeys(STAGES, 0)
-    for layer in network_layers(config, H, W):
-        totals[layer.stage] += layer.total
-    return totals

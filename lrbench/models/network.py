@@ -12,8 +12,6 @@ from torch import nn
 from lrbench.models.blocks import Bottleneck, conv_spatial, lr_spatial, make_stem
 from lrbench.models.config import STAGE_STRIDES, NetConfig
 
-STAGE_MODULES = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
-
 
 class BottleneckNet(nn.Module):
     """Stem, four stages of bottleneck blocks, global average pool, fc.
