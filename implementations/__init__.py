@@ -1,13 +1,8 @@
-"""Implementations of the local relation op, one file each; importing this package registers them.
+"""The implementations of the local relation op that ship with lrbench, one module each.
 
-Each module calls :func:`lrbench.registry.register` with an :class:`Implementation` that
-states the devices and dtypes it supports and why it cannot run elsewhere. The order below is
-the order ``lrbench list`` shows: the oracle first, then from plainest to most fused.
+Installed as the package ``lrbench.impls`` (the folder keeps its place in the checkout).
+Importing this package registers nothing: :mod:`lrbench.registry` imports the modules named in
+``lrbench.registry.BUILTIN`` when the registry is first read, and each module calls
+:func:`lrbench.registry.register` with an :class:`~lrbench.registry.Implementation` that states
+the devices and dtypes it supports and why it cannot run elsewhere.
 """
-
-import importlib
-
-MODULES = ("reference", "unfold", "im2col_matmul", "fused_cpu", "fused_triton")
-
-for _module in MODULES:
-    importlib.import_module(f"implementations.{_module}")

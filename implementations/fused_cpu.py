@@ -30,9 +30,9 @@ import shutil
 from pathlib import Path
 
 import torch
+from lrbench.impls.op_wiring import wire
 from torch import Tensor
 
-from implementations.op_wiring import wire
 from lrbench.registry import DEFAULT_TOLERANCES, Implementation, register
 
 SOURCE = Path(__file__).parent / "csrc" / "fused_cpu.cpp"

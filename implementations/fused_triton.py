@@ -1,7 +1,7 @@
 """The "CUDA fused" implementation: Triton kernels registered as PyTorch custom operators.
 
 Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019, arXiv:1904.11491.
-The kernels (:mod:`implementations.triton_kernels`) compute logits, prior, border mask, softmax
+The kernels (:mod:`lrbench.impls.triton_kernels`) compute logits, prior, border mask, softmax
 and aggregation in one pass per (tile of output pixels, group, batch), keeping the k*k weights
 on chip; nothing of size k*k*H*W is written to memory. Any odd k and any stride >= 1 run.
 
@@ -23,9 +23,9 @@ and the output are deterministic.
 from __future__ import annotations
 
 import torch
+from lrbench.impls.op_wiring import wire
 from torch import Tensor
 
-from implementations.op_wiring import wire
 from lrbench.registry import Implementation, register
 from lrbench.spec import OpSpec
 
@@ -35,7 +35,7 @@ GRID_LIMIT = 65535
 
 def kernels():
     """The Triton kernels module (imports Triton on first use)."""
-    from implementations import triton_kernels
+    from lrbench.impls import triton_kernels
 
     return triton_kernels
 
@@ -118,10 +118,10 @@ register(
                 "stride, custom op",
         devices=("cuda", "cpu"),
         dtypes=(torch.float32, torch.float16, torch.bfloat16, torch.float64),
-        # Without CUDA it only runs under the interpreter (tests), far slower than any other
+        # On CPU tensors it only runs under the interpreter (tests), far slower than any other
         # implementation: rank it below the reference (priority 0, always usable) so that
         # impl=None never picks it there, while naming it explicitly still works.
-        priority=40 if torch.cuda.is_available() else -1,
+        priority={"cuda": 40, "cpu": -1},
         availability=availability,
         limits=limits,
         custom_ops=("lrbench::fused_triton",),

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from lrbench.impls.common import composability
 
-from implementations.common import composability
 from lrbench.registry import Implementation, register
 
 

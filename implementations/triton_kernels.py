@@ -16,7 +16,7 @@ from ``query``, ``key`` and ``prior`` whenever they are needed and never written
 - backward, input order: grad_x is gathered per input pixel ``p`` from the output pixels whose
   window covers it, ``gx[c, p] = sum_n w_n(p - offset_n) * gy[c, p - offset_n]`` (any stride).
 
-This module imports Triton and is imported lazily by :mod:`implementations.fused_triton`.
+This module imports Triton and is imported lazily by :mod:`lrbench.impls.fused_triton`.
 ``TRITON_INTERPRET=1`` must be set before it is first imported for the kernels to run on CPU tensors.
 """
 

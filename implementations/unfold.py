@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from lrbench.impls.common import channel_blocks, neighbour_weights
 
-from implementations.common import channel_blocks, neighbour_weights
 from lrbench.registry import Implementation, register
 
 

@@ -3,12 +3,25 @@
 A plain dict from name to :class:`Implementation`. Each implementation states what it
 supports (devices, dtypes, limits) and answers *why not* as a list of reasons, so that the
 op, the tests and the benchmark can all ask the same question and report the same answer.
+
+Where implementations come from, in this order, the first time the registry is read:
+
+1. ``BUILTIN``: the modules of :mod:`lrbench.impls` that ship with lrbench;
+2. the entry-point group ``lrbench.implementations`` of every installed distribution: each entry
+   point names a module that calls :func:`register` when imported, or an :class:`Implementation`
+   (or a list of them) to register;
+3. :func:`load_plugin` (``lrbench run --plugin MODULE``): the same, for a module on ``sys.path``.
+
+Nothing is imported at ``import lrbench`` time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import importlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 
 import torch
 
@@ -46,7 +59,9 @@ class Implementation:
         summary: one line for ``lrbench list``.
         devices: device types it runs on (``"cpu"``, ``"cuda"``).
         dtypes: input dtypes it accepts.
-        priority: ``impl=None`` picks the usable implementation with the highest priority.
+        priority: ``impl=None`` picks the usable implementation with the highest priority on
+            the call's device: one number for every device, or a dict from device type to
+            number (devices not in it rank 0).
         tolerances: per-dtype ``(atol, rtol)`` against the float64 reference.
         availability: returns why it cannot run on this machine at all, or ``None``.
         limits: returns extra reasons it cannot run a given call (e.g. unsupported stride).
@@ -59,7 +74,7 @@ class Implementation:
     summary: str
     devices: tuple[str, ...]
     dtypes: tuple[torch.dtype, ...]
-    priority: int = 0
+    priority: int | Mapping[str, int] = 0
     tolerances: Mapping[torch.dtype, tuple[float, float]] = field(
         default_factory=lambda: dict(DEFAULT_TOLERANCES)
     )
@@ -100,6 +115,12 @@ class Implementation:
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         return self.tolerances.get(dtype, DEFAULT_TOLERANCES[torch.float32])
 
+    def rank(self, device: str) -> int:
+        """Priority on ``device`` (higher is picked first by ``impl=None``)."""
+        if isinstance(self.priority, Mapping):
+            return self.priority.get(device, 0)
+        return self.priority
+
 
 def device_present(device: str) -> bool:
     if device == "cpu":
@@ -109,21 +130,118 @@ def device_present(device: str) -> bool:
     return False
 
 
+BUILTIN = tuple(f"lrbench.impls.{name}" for name in (
+    "reference", "unfold", "im2col_matmul", "fused_cpu", "fused_triton",
+))  # the order ``lrbench list`` shows: the oracle first, then from plainest to most fused
+ENTRY_POINT_GROUP = "lrbench.implementations"
+
 _REGISTRY: dict[str, Implementation] = {}
 _AVAILABILITY: dict[str, str | None] = {}
+_LOADED: list[bool] = []  # non-empty once BUILTIN and the entry points are loaded
+PLUGIN_ERRORS: dict[str, str] = {}  # entry point or module -> why it could not be loaded
+
+
+class PluginError(ValueError):
+    """A plugin module or entry point could not be imported or registered nothing usable."""
 
 
 def register(impl: Implementation) -> Implementation:
-    """Add ``impl`` to the registry (its name must be new)."""
+    """Add ``impl`` to the registry (its name must be new); returns it.
+
+    The public way to add an implementation, from a plugin module or a notebook::
+
+        lrbench.register(lrbench.Implementation(name="mine", fn=my_fn, summary="...",
+                                                devices=("cpu",), dtypes=(torch.float32,)))
+    """
+    if not isinstance(impl, Implementation):
+        raise TypeError(f"register() takes an lrbench.Implementation, got {type(impl).__name__}")
     if impl.name in _REGISTRY:
+        if _REGISTRY[impl.name] is impl:
+            return impl
         raise ValueError(f"implementation {impl.name!r} is already registered")
     _REGISTRY[impl.name] = impl
     return impl
 
 
-def _registry() -> dict[str, Implementation]:
-    import implementations  # noqa: F401  (registers every implementation on import)
+def unregister(name: str) -> Implementation:
+    """Remove ``name`` from the registry (tests and notebooks); returns what was removed."""
+    _registry()
+    _AVAILABILITY.pop(name, None)
+    try:
+        return _REGISTRY.pop(name)
+    except KeyError:
+        raise ValueError(f"impl must be one of {list(_REGISTRY)}, got {name!r}") from None
 
+
+@contextlib.contextmanager
+def registered(*impls: Implementation) -> Iterator[tuple[Implementation, ...]]:
+    """Register ``impls`` for the duration of a ``with`` block (tests, experiments)."""
+    _registry()  # the built-in ones first, so the block's additions come after them
+    for impl in impls:
+        register(impl)
+    try:
+        yield impls
+    finally:
+        for impl in impls:
+            if _REGISTRY.get(impl.name) is impl:
+                unregister(impl.name)
+
+
+def _register_loaded(obj: object, origin: str) -> None:
+    """Register what an entry point or plugin module handed over (a module registers itself)."""
+    if isinstance(obj, Implementation):
+        register(obj)
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            _register_loaded(item, origin)
+    elif callable(obj) and not isinstance(obj, type):
+        _register_loaded(obj(), origin)
+    elif obj is not None and not hasattr(obj, "__file__") and not hasattr(obj, "__path__"):
+        raise PluginError(f"{origin}: expected a module, an Implementation, a list of them or a "
+                          f"function returning them, got {type(obj).__name__}")
+
+
+def _load_entry_points() -> None:
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        origin = f"entry point {entry.name} = {entry.value}"
+        try:
+            _register_loaded(entry.load(), origin)
+        except Exception as err:  # a broken plugin must not take the registry down with it
+            PLUGIN_ERRORS[origin] = f"{type(err).__name__}: {err}"
+
+
+def load_plugin(module: str) -> list[str]:
+    """Import ``module`` (dotted name on ``sys.path``), which registers implementations; returns
+    the names it added.
+
+    Raises:
+        PluginError: the module cannot be imported, raises on import, or registers nothing.
+    """
+    before = set(_registry())
+    try:
+        loaded = importlib.import_module(module)
+    except Exception as err:
+        raise PluginError(f"plugin {module!r} could not be imported: "
+                          f"{type(err).__name__}: {err}") from err
+    added = [name for name in _REGISTRY if name not in before]
+    if not added:
+        factory = getattr(loaded, "IMPLEMENTATIONS", None)
+        if factory is not None:
+            _register_loaded(factory, f"plugin {module}")
+            added = [name for name in _REGISTRY if name not in before]
+    if not added and not any(_REGISTRY[n].fn.__module__ == module for n in _REGISTRY):
+        raise PluginError(f"plugin {module!r} registered no implementation: call "
+                          "lrbench.register(lrbench.Implementation(...)) in it, or define "
+                          "IMPLEMENTATIONS")
+    return added
+
+
+def _registry() -> dict[str, Implementation]:
+    if not _LOADED:
+        _LOADED.append(True)
+        for module in BUILTIN:
+            importlib.import_module(module)
+        _load_entry_points()
     return _REGISTRY
 
 
@@ -141,8 +259,9 @@ def get(name: str) -> Implementation:
 
 
 def usable(spec: OpSpec) -> list[str]:
-    """Names of the implementations that can run ``spec``, best (highest priority) first."""
-    ranked = sorted(_registry().values(), key=lambda impl: -impl.priority)
+    """Names of the implementations that can run ``spec``, best (highest priority on the call's
+    device) first."""
+    ranked = sorted(_registry().values(), key=lambda impl: -impl.rank(spec.device))
     return [impl.name for impl in ranked if not impl.why_not(spec)]
 
 
@@ -151,8 +270,10 @@ def resolve(name: str | None, spec: OpSpec) -> Implementation:
     if name is None:
         candidates = usable(spec)
         if not candidates:
+            reasons = "; ".join(f"{impl.name}: {', '.join(impl.why_not(spec))}"
+                                for impl in _registry().values())
             raise ValueError(f"impl: no implementation can run {spec.label()} on "
-                             f"{spec.device}/{spec.dtype}")
+                             f"{spec.device}/{spec.dtype} ({reasons})")
         return get(candidates[0])
     impl = get(name)
     reasons = impl.why_not(spec)

@@ -49,15 +49,12 @@ TOYS = {"toy_wrong": _wrong, "toy_raises": _raises, "toy_oom": _oom,
 
 @contextlib.contextmanager
 def registered_toys():
-    registry.implementations()  # import and register the real ones first
-    for name, fn in TOYS.items():
-        registry.register(Implementation(name=name, fn=fn, summary="test toy", devices=("cpu",),
-                                         dtypes=(torch.float32, torch.float64)))
+    toys = [Implementation(name=name, fn=fn, summary="test toy", devices=("cpu",),
+                           dtypes=(torch.float32, torch.float64)) for name, fn in TOYS.items()]
     try:
-        yield
+        with registry.registered(*toys):
+            yield
     finally:
-        for name in TOYS:
-            registry._REGISTRY.pop(name, None)
         ARMED["interrupt"] = False
         CALLS["toy_wrong"] = 0
 

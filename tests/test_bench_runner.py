@@ -176,7 +176,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_rows(tmp_path):
     import sys
     import time
 
-    args = [sys.executable, "-m", "cli", "run", "--preset", "quick", "--impl",
+    args = [sys.executable, "-m", "lrbench", "run", "--preset", "quick", "--impl",
             "unfold,reference", "--kernel", "3", "--size", "6,8", "--channels", "4", "--m", "2",
             "--batch", "1", "--pass", "fwd", "--min-rounds", "2", "--max-time", "0.02"]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from cli import main
 from lrbench.bench import records
+from lrbench.cli import main
 
 TINY_RUN = ["run", "--preset", "quick", "--impl", "unfold,im2col_matmul", "--kernel", "3",
             "--size", "6", "--channels", "4", "--m", "2", "--batch", "1", "--pass", "fwd",

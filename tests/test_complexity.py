@@ -119,7 +119,7 @@ def test_einsum_is_counted_exactly():
     assert result.total == b * i * j * k
 
 
-def test_custom_ops_of_registered_implementations_get_the_op_closed_form(monkeypatch):
+def test_custom_ops_of_registered_implementations_get_the_op_closed_form():
     @torch.library.custom_op("lrbench_test::toy_lr", mutates_args=())
     def toy_lr(x: torch.Tensor, query: torch.Tensor, key: torch.Tensor, prior: torch.Tensor,
                kernel_size: int, stride: int, phi: str) -> torch.Tensor:
@@ -128,21 +128,20 @@ def test_custom_ops_of_registered_implementations_get_the_op_closed_form(monkeyp
     toy = registry.Implementation(name="toy_custom", fn=torch.ops.lrbench_test.toy_lr,
                                   summary="test", devices=("cpu",), dtypes=(torch.float32,),
                                   custom_ops=("lrbench_test::toy_lr",))
-    registry.implementations()  # import the real ones before adding the toy
-    monkeypatch.setitem(registry._REGISTRY, "toy_custom", toy)
-    assert "lrbench_test::toy_lr" in custom_op_names()
-    assert "lrbench_test::toy_lr" in handles()
+    with registry.registered(toy):
+        assert "lrbench_test::toy_lr" in custom_op_names()
+        assert "lrbench_test::toy_lr" in handles()
 
-    class Call(nn.Module):
-        def forward(self, x, q, k, p):
-            return torch.ops.lrbench_test.toy_lr(x, q, k, p, 5, 2, "sqdiff")
+        class Call(nn.Module):
+            def forward(self, x, q, k, p):
+                return torch.ops.lrbench_test.toy_lr(x, q, k, p, 5, 2, "sqdiff")
 
-    B, C, G, H, W, k = 2, 12, 3, 9, 8, 5
-    inputs = (torch.randn(B, C, H, W), torch.randn(B, G, 5, 4), torch.randn(B, G, H, W),
-              torch.randn(G, k, k))
-    result = count_macs(Call(), inputs)
-    assert result.unsupported == {}
-    assert result.total == op_macs(B, C, G, k, 5, 4)
+        B, C, G, H, W, k = 2, 12, 3, 9, 8, 5
+        inputs = (torch.randn(B, C, H, W), torch.randn(B, G, 5, 4), torch.randn(B, G, H, W),
+                  torch.randn(G, k, k))
+        result = count_macs(Call(), inputs)
+        assert result.unsupported == {}
+        assert result.total == op_macs(B, C, G, k, 5, 4)
 
 
 @pytest.mark.parametrize("C,H,W,k,m", [(64, 8, 8, 7, 8), (96, 12, 6, 3, 4), (32, 4, 10, 5, 32)])

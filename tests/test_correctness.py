@@ -86,15 +86,15 @@ def test_light_cases_float32(impl, shape, phi):
     _assert_matches(impl, shape, torch.float32, phi)
 
 
-def test_check_catches_a_wrong_result(monkeypatch):
+def test_check_catches_a_wrong_result():
     """The gate itself can fail: a perturbed implementation is reported, with the tensor named."""
     from lrbench import registry
 
     unfold = registry.get("unfold")
     wrong = type(unfold)(**{**unfold.__dict__, "name": "wrong_for_test",
                             "fn": lambda *a: unfold.fn(*a) * 1.001})
-    monkeypatch.setitem(registry._REGISTRY, "wrong_for_test", wrong)
-    result = check_against_reference("wrong_for_test", Shape(1, 4, 5, 5, k=3, m=2),
-                                     dtype=torch.float64)
+    with registry.registered(wrong):
+        result = check_against_reference("wrong_for_test", Shape(1, 4, 5, 5, k=3, m=2),
+                                         dtype=torch.float64)
     assert not result.ok
     assert any(f.startswith("y:") for f in result.failures)

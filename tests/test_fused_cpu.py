@@ -13,9 +13,9 @@ import shutil
 
 import pytest
 import torch
+from lrbench.impls import fused_cpu
 from torch.utils.flop_counter import FlopCounterMode
 
-from implementations import fused_cpu
 from lrbench import local_relation, registry
 from lrbench.complexity import op_macs
 from lrbench.inputs import Shape, make_inputs

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from lrbench.impls import fused_triton
 from torch.utils.flop_counter import FlopCounterMode
 
-from implementations import fused_triton
 from lrbench import local_relation, registry
 from lrbench.check import check_against_reference
 from lrbench.complexity import op_macs
@@ -46,6 +47,8 @@ CASES = {
     "multi-tile": (Shape(B=1, C=4, H=13, W=12, k=3, m=4), "sqdiff"),
     "multi-tile-stride2": (Shape(B=1, C=6, H=25, W=23, k=5, m=3, stride=2), "absdiff"),
 }
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @runs_here
@@ -113,8 +116,8 @@ def test_impl_none_does_not_pick_the_interpreter_on_cpu():
         assert registry.resolve("fused_triton", spec).name == "fused_triton"
         assert registry.resolve(None, spec).name != "fused_triton"
     else:
-        assert registry.resolve(None, Shape(1, 4, 4, 4, k=3, m=2).spec(device="cuda")).priority \
-            >= registry.get("fused_triton").priority
+        assert registry.resolve(None, Shape(1, 4, 4, 4, k=3, m=2).spec(device="cuda")).rank(
+            "cuda") >= registry.get("fused_triton").rank("cuda")
 
 
 @runs_here
@@ -161,11 +164,12 @@ def test_kernels_compile_for_sm90_without_spills():
     # The interpreter does not compile: run Triton's real path (PTX and cubin via the bundled
     # ptxas) in a process without TRITON_INTERPRET, so CPU-only CI still checks the GPU code.
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    code = ("from implementations.triton_aot import compile_all\n"
+    code = ("import sys; sys.path.insert(0, 'scripts')\n"
+            "from triton_aot import compile_all\n"
             "for r in compile_all(90): print(r.kernel, r.dtype, r.variant, r.registers, "
             "r.spill_bytes)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=600)
+                         timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line.split() for line in out.stdout.splitlines()]
     assert {r[0] for r in rows} == {"lr_forward_kernel", "lr_backward_logits_kernel",

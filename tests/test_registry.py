@@ -26,7 +26,7 @@ def test_auto_choice_is_the_highest_priority_usable_implementation():
     usable = registry.usable(spec)
     chosen = registry.resolve(None, spec)
     assert chosen.name == usable[0]
-    priorities = [registry.get(n).priority for n in usable]
+    priorities = [registry.get(n).rank(spec.device) for n in usable]
     assert priorities == sorted(priorities, reverse=True)
     assert chosen.why_not(spec) == []
 

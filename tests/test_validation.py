@@ -73,13 +73,12 @@ def test_bad_tensors(case):
         assert word in str(info.value)
 
 
-def test_implementation_that_cannot_run_names_the_ones_that_can(monkeypatch):
+def test_implementation_that_cannot_run_names_the_ones_that_can():
     from lrbench import registry
 
     unfold = registry.get("unfold")
     only64 = type(unfold)(**{**unfold.__dict__, "name": "only_float64", "dtypes": (torch.float64,)})
-    monkeypatch.setitem(registry._REGISTRY, "only_float64", only64)
-    with pytest.raises(ValueError) as info:
+    with registry.registered(only64), pytest.raises(ValueError) as info:
         _call(_inputs(), impl="only_float64")
     message = str(info.value)
     assert "only_float64" in message and "float32 not supported" in message

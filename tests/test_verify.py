@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from torch import nn
 
-from cli import main
+from lrbench.cli import main
 from lrbench.complexity.network import network_macs
 from lrbench.complexity.verify import verify
 from lrbench.models import CONFIGS, lrnet26, resnet50, zoo

@@ -51,7 +51,7 @@ class Compiled:
 
 
 def _constexprs(name: str, k: int, phi: str, dtype: torch.dtype, one_chunk: bool) -> dict:
-    from implementations import triton_kernels as tk
+    from lrbench.impls import triton_kernels as tk
 
     block_m = tk.MAX_BLOCK_CHANNELS if not one_chunk else 8
     common = {"K": k, "PHI": tk.PHI_CODES[phi], "ACC": tk.acc_dtype(dtype), "BLOCK_M": block_m}
@@ -89,10 +89,9 @@ def compile_kernel(name: str, dtype: torch.dtype, k: int, phi: str, *, arch: int
         triton.CompilationError (or another error): the kernel does not compile.
     """
     import triton
+    from lrbench.impls import triton_kernels as tk
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-
-    from implementations import triton_kernels as tk
 
     if tk.INTERPRETED:
         raise RuntimeError("the kernels were defined under TRITON_INTERPRET=1; "
