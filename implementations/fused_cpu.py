@@ -112,11 +112,19 @@ def availability() -> str | None:
     return _reason
 
 
+def _dense(t: Tensor) -> Tensor:
+    """``t`` itself when contiguous or channels_last (the kernels read both through strides)."""
+    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
+        return t
+    return t.contiguous()
+
+
 @torch.library.custom_op("lrbench::fused_cpu", mutates_args=(), device_types="cpu")
 def fused_cpu_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel_size: int,
                  stride: int, phi: str) -> Tensor:
-    """The op on CPU tensors (any layout); ``(B, C, H, W)`` -> ``(B, C, Ho, Wo)``."""
-    return extension().forward(x.contiguous(), query.contiguous(), key.contiguous(),
+    """The op on CPU tensors (any layout); ``(B, C, H, W)`` -> ``(B, C, Ho, Wo)``, in x's memory
+    format when x is channels_last (read and written in place, no layout copy)."""
+    return extension().forward(_dense(x), query.contiguous(), key.contiguous(),
                                prior.contiguous(), kernel_size, stride, PHI_CODES[phi])
 
 
@@ -124,14 +132,15 @@ def fused_cpu_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel_si
 def fused_cpu_backward_op(grad_y: Tensor, x: Tensor, query: Tensor, key: Tensor, prior: Tensor,
                           kernel_size: int, stride: int, phi: str
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients ``(x, query, key, prior)`` of ``sum(grad_y * y)``; recomputes the softmax."""
-    grads = extension().backward(grad_y.contiguous(), x.contiguous(), query.contiguous(),
+    """Gradients ``(x, query, key, prior)`` of ``sum(grad_y * y)``; recomputes the softmax.
+    ``grad_x`` has x's memory format."""
+    grads = extension().backward(_dense(grad_y), _dense(x), query.contiguous(),
                                  key.contiguous(), prior.contiguous(), kernel_size, stride,
                                  PHI_CODES[phi])
     return tuple(grads)
 
 
-wire(fused_cpu_op, fused_cpu_backward_op, save_output=False)
+wire(fused_cpu_op, fused_cpu_backward_op, save_output=False, keeps_memory_format=True)
 
 
 def local_relation_fused_cpu(x, query, key, prior, kernel_size, stride, phi):

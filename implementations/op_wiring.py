@@ -14,12 +14,14 @@ from torch.utils.flop_counter import register_flop_formula
 from lrbench.complexity.op_terms import op_macs_from_shapes
 
 
-def wire(forward_op, backward_op, *, save_output: bool) -> None:
+def wire(forward_op, backward_op, *, save_output: bool, keeps_memory_format: bool = False) -> None:
     """Give ``forward_op``/``backward_op`` fake impls, autograd and FLOP formulas.
 
     Args:
         forward_op, backward_op: the custom operators (``torch.library.custom_op`` results).
         save_output: whether the backward takes ``y`` after ``prior`` (and autograd saves it).
+        keeps_memory_format: whether ``y`` comes in x's memory format (channels_last x gives a
+            channels_last y), else ``y`` is contiguous.
 
     FLOPs: forward ``2 x op_macs`` (:func:`lrbench.complexity.op_macs`: composability, softmax,
     aggregation); backward ``4 x op_macs``, twice the forward, the usual convention for a backward
@@ -31,7 +33,10 @@ def wire(forward_op, backward_op, *, save_output: bool) -> None:
     def _(x, query, key, prior, kernel_size, stride, phi):
         B, C = x.shape[:2]
         Ho, Wo = query.shape[-2:]
-        return x.new_empty((B, C, Ho, Wo))  # (B, C, Ho, Wo)
+        channels_last = (keeps_memory_format and not x.is_contiguous()
+                         and x.is_contiguous(memory_format=torch.channels_last))
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return x.new_empty((B, C, Ho, Wo)).contiguous(memory_format=fmt)  # (B, C, Ho, Wo), x's format
 
     @backward_op.register_fake
     def _(grad_y, x, query, key, prior, *rest):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lrbench import registry
@@ -55,6 +56,12 @@ class LocalRelation2d(nn.Module):
             the paper's G* variant) or ``"none"``.
         impl: implementation name or ``None`` for the fastest usable one; not part of the state dict.
 
+    Attribute ``fast`` (default ``True``, not in the state dict): keys and queries by one 1x1 conv
+    whose weight is made from both at call time (stride 1), the strided query from the subsampled
+    input in NCHW (oneDNN's strided 1x1 conv is slow there). Same values and gradients; ``False``
+    (and any ``torch.jit`` trace, so that counters see each projection module) calls ``key`` and
+    ``query`` themselves.
+
     Shapes: ``(B, C, H, W) -> (B, C, (H-1)//stride + 1, (W-1)//stride + 1)``.
     """
 
@@ -98,9 +105,23 @@ class LocalRelation2d(nn.Module):
         """The ``(G, k, k)`` prior passed to the op."""
         return self.prior() if isinstance(self.prior, GeometricPrior) else self.prior
 
+    fast = True
+
+    def key_query(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(key, query)``: ``(B, G, H, W)`` and ``(B, G, Ho, Wo)``, the fast way when on."""
+        if not self.fast or torch.jit.is_tracing():
+            return self.key(x), self.query(x)
+        G, s = self.groups, self.stride
+        if s == 1:
+            weight = torch.cat([self.key.weight, self.query.weight])  # (2G, C, 1, 1)
+            both = F.conv2d(x, weight)  # (B, 2G, H, W)
+            return both[:, :G], both[:, G:]
+        if x.is_contiguous():  # NCHW: a 1x1 conv of the subsampled input, not a strided conv
+            return self.key(x), F.conv2d(x[:, :, ::s, ::s], self.query.weight)
+        return self.key(x), self.query(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        key = self.key(x)  # (B, G, H, W)
-        query = self.query(x)  # (B, G, Ho, Wo)
+        key, query = self.key_query(x)  # (B, G, H, W), (B, G, Ho, Wo)
         prior = self.prior_logits().to(x.dtype)  # (G, k, k)
         y = local_relation(x, query, key, prior, kernel_size=self.kernel_size,
                            stride=self.stride, phi=self.phi, impl=self.impl)  # (B, C, Ho, Wo)

@@ -75,6 +75,16 @@ struct Geometry {
   }
 };
 
+// Element strides of a (B, C, H, W) tensor: x, y, grad_y and grad_x may be contiguous (NCHW) or
+// channels_last (NHWC, w stride C), read and written in place, without a layout copy.
+struct Strides {
+  int64_t b, c, h, w;
+  explicit Strides(const at::Tensor& t)
+      : b(t.stride(0)), c(t.stride(1)), h(t.stride(2)), w(t.stride(3)) {}
+  // Offset of element (b, c, h, 0): the start of one row of one channel.
+  int64_t row(int64_t bi, int64_t ci, int64_t hi) const { return bi * b + ci * c + hi * h; }
+};
+
 // Layout of the zero-padded scratch rows of x and key: padded column t (input column t - r) is
 // stored at (t % s) * Wp + t / s, so that the neighbours j*s + kx of consecutive output columns j
 // are consecutive in memory and load as one vector (at stride 1: the plain padded row).
@@ -87,17 +97,18 @@ struct PaddedRows {
     for (int64_t kx = 0; kx < geo.k; ++kx) koff[kx] = (kx % s) * Wp + kx / s;
   }
 
-  // Writes the W input values of one row; the padding positions are never written (stay 0).
+  // Writes the W input values of one row (element w at src[w * sw]); the padding positions are
+  // never written (stay 0).
   template <typename T>
-  void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W) const {
-    if (s == 1) {
+  void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_t sw = 1) const {
+    if (s == 1 && sw == 1) {
       std::memcpy(dst + r, src, W * sizeof(T));
       return;
     }
     for (int64_t phase = 0; phase < s; ++phase) {  // padded columns t = u*s + phase
       T* __restrict__ out = dst + phase * Wp;
       const int64_t u0 = r > phase ? (r - phase + s - 1) / s : 0;  // first t >= r
-      for (int64_t u = u0; u * s + phase < r + W; ++u) out[u] = src[u * s + phase - r];
+      for (int64_t u = u0; u * s + phase < r + W; ++u) out[u] = src[(u * s + phase - r) * sw];
     }
   }
 };
@@ -226,11 +237,12 @@ constexpr int64_t kChannelBlock = 4;
 // y[c][j] = inv[j] * sum_{ky, kx} e[ky, kx][j] * xp_c[ky][j*s + kx] for the channels of one
 // block and every block of V output columns; the sum runs over the image's kernel rows.
 // e: (k*k, Wv) weights, 0 outside the image; xcs: kernel row 0 of each channel in the padded
-// scratch (layout pr); ys: output rows (nullptr: padding channel, not stored).
+// scratch (layout pr); ys: output rows, element j at ys[cc][j * ysw] (nullptr: padding channel,
+// not stored).
 template <typename T, int V>
 void aggregate_block(const Geometry& geo, const T* __restrict__ e, const T* __restrict__ inv,
-                     const T* const* xcs, T* const* ys, const PaddedRows& pr, int64_t Wv,
-                     int64_t ky0, int64_t ky1) {
+                     const T* const* xcs, T* const* ys, int64_t ysw, const PaddedRows& pr,
+                     int64_t Wv, int64_t ky0, int64_t ky1) {
   const int64_t k = geo.k, Wo = geo.Wo;
   for (int64_t jb = 0; jb < Wv; jb += V) {
     Vec<T, V> acc[kChannelBlock] = {};
@@ -248,10 +260,10 @@ void aggregate_block(const Geometry& geo, const T* __restrict__ e, const T* __re
     for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
       if (ys[cc] == nullptr) continue;
       const Vec<T, V> out = acc[cc] * scale;
-      if (nv == V) {
+      if (nv == V && ysw == 1) {
         store<T, V>(ys[cc] + jb, out);
       } else {
-        for (int64_t jj = 0; jj < nv; ++jj) ys[cc][jb + jj] = out[jj];
+        for (int64_t jj = 0; jj < nv; ++jj) ys[cc][(jb + jj) * ysw] = out[jj];
       }
     }
   }
@@ -266,9 +278,9 @@ constexpr int64_t kForwardBand = 8;
 // neighbours get the logit -inf (weight exactly 0) and read the zero padding. Each block of V
 // output columns is accumulated in registers over the k*k neighbours.
 template <typename T, int PHI, int S, int V>
-void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* key,
-                    const T* prior, T* y) {
-  const int64_t C = geo.C, H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
+void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T* query,
+                    const T* key, const T* prior, T* y, const Strides& ys_) {
+  const int64_t H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
   const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t Wv = (Wo + V - 1) / V * V;                  // e's row length, whole blocks
@@ -293,7 +305,7 @@ void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* ke
         if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
         pr.copy(kp + rr * pr.len, key + (bg * H + in_row) * W, W);
         for (int64_t cl = 0; cl < mc; ++cl) {
-          pr.copy(xp + (cl * rows + rr) * pr.len, x + ((b * C + c0 + cl) * H + in_row) * W, W);
+          pr.copy(xp + (cl * rows + rr) * pr.len, x + xs.row(b, c0 + cl, in_row), W, xs.w);
         }
       }
       for (int64_t i = i0; i < i1; ++i) {
@@ -307,9 +319,9 @@ void forward_kernel(const Geometry& geo, const T* x, const T* query, const T* ke
           for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
             const int64_t c = cl + cc < mc ? cl + cc : cl;
             xcs[cc] = xp + (c * rows + rr0) * pr.len;
-            ys[cc] = cl + cc < mc ? y + ((b * C + c0 + c) * Ho + i) * Wo : nullptr;
+            ys[cc] = cl + cc < mc ? y + ys_.row(b, c0 + c, i) : nullptr;
           }
-          aggregate_block<T, V>(geo, e, inv, xcs, ys, pr, Wv, ky0, ky1);
+          aggregate_block<T, V>(geo, e, inv, xcs, ys, ys_.w, pr, Wv, ky0, ky1);
         }
       }
     }
@@ -372,9 +384,10 @@ void scatter_row(const Geometry& geo, const T* __restrict__ src, const T* __rest
 // Scatters go to zero-padded band buffers, added to grad_x / grad_key at the end of the task;
 // bands of one parity touch disjoint input rows, so each parity runs in parallel without races.
 template <typename T, int PHI, int S, int V>
-void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* query, const T* key,
-                     const T* prior, T* gx, T* gq, T* gkey, double* gprior_parts, int64_t band) {
-  const int64_t C = geo.C, H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
+void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const T* x,
+                     const Strides& xs, const T* query, const T* key, const T* prior, T* gx,
+                     const Strides& gxs, T* gq, T* gkey, double* gprior_parts, int64_t band) {
+  const int64_t H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
   const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t Wv = (Wo + V - 1) / V * V;
@@ -412,7 +425,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
           if (in_row < 0 || in_row >= H) continue;
           pr.copy(kp + rr * pl, key + (bg * H + in_row) * W, W);
           for (int64_t cl = 0; cl < mc; ++cl) {
-            pr.copy(xp + (cl * rows + rr) * pl, x + ((b * C + c0 + cl) * H + in_row) * W, W);
+            pr.copy(xp + (cl * rows + rr) * pl, x + xs.row(b, c0 + cl, in_row), W, xs.w);
           }
         }
         std::fill(gpv, gpv + kk * V, T(0));
@@ -428,7 +441,12 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
             }
           }
           for (int64_t cl = 0; cl < mc; ++cl) {
-            std::memcpy(gyp + cl * ld, gy + ((b * C + c0 + cl) * Ho + i) * Wo, Wo * sizeof(T));
+            const T* gyrow = gy + gys.row(b, c0 + cl, i);
+            if (gys.w == 1) {
+              std::memcpy(gyp + cl * ld, gyrow, Wo * sizeof(T));
+            } else {
+              for (int64_t j = 0; j < Wo; ++j) gyp[cl * ld + j] = gyrow[j * gys.w];
+            }
           }
           // dw, accumulated over the channels in registers, kNeighbourBlock neighbours at a time
           // (they share each load of grad_y; the last block repeats n1 - 1 and stores it once).
@@ -495,9 +513,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const T* x, const T* quer
           T* gkrow = gkey + (bg * H + in_row) * W;
           for (int64_t col = 0; col < W; ++col) gkrow[col] += gkp[rr * Wx + r + col];
           for (int64_t cl = 0; cl < mc; ++cl) {
-            T* gxrow = gx + ((b * C + c0 + cl) * H + in_row) * W;
+            T* gxrow = gx + gxs.row(b, c0 + cl, in_row);
             const T* src = gxp + (cl * rows + rr) * Wx + r;
-            for (int64_t col = 0; col < W; ++col) gxrow[col] += src[col];
+            for (int64_t col = 0; col < W; ++col) gxrow[col * gxs.w] += src[col];
           }
         }
       }
@@ -511,8 +529,12 @@ void check_inputs(const at::Tensor& x, const at::Tensor& query, const at::Tensor
   TORCH_CHECK(stride >= 1, "stride must be >= 1");
   for (const at::Tensor* t : {&x, &query, &key, &prior}) {
     TORCH_CHECK(t->device().is_cpu(), "fused_cpu runs on CPU tensors only");
-    TORCH_CHECK(t->is_contiguous(), "fused_cpu kernels expect contiguous tensors");
     TORCH_CHECK(t->scalar_type() == x.scalar_type(), "all inputs must share x's dtype");
+  }
+  // x is read through its strides (contiguous or channels_last); the small ones are contiguous.
+  TORCH_CHECK(x.dim() == 4 && x.is_non_overlapping_and_dense(), "x must be a dense 4-d tensor");
+  for (const at::Tensor* t : {&query, &key, &prior}) {
+    TORCH_CHECK(t->is_contiguous(), "fused_cpu kernels expect contiguous query, key and prior");
   }
 }
 
@@ -539,13 +561,15 @@ void dispatch_phi_stride(int64_t phi, int64_t stride, F&& fn) {
 
 }  // namespace
 
-// y = local_relation(x, query, key, prior); all contiguous, same dtype (float32/float64).
+// y = local_relation(x, query, key, prior); same dtype (float32/float64); query, key, prior
+// contiguous; x contiguous or channels_last, and y in x's memory format.
 at::Tensor fused_forward(const at::Tensor& x, const at::Tensor& query, const at::Tensor& key,
                          const at::Tensor& prior, int64_t kernel_size, int64_t stride,
                          int64_t phi) {
   check_inputs(x, query, key, prior, kernel_size, stride);
   const Geometry geo(x, key, kernel_size, stride);
-  at::Tensor y = at::empty({geo.B, geo.C, geo.Ho, geo.Wo}, x.options());
+  at::Tensor y = at::empty({geo.B, geo.C, geo.Ho, geo.Wo},
+                           x.options().memory_format(x.suggest_memory_format()));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_forward", [&] {
     dispatch_phi_stride(phi, stride, [&](auto P, auto S) {
       constexpr int PV = decltype(P)::value, SV = decltype(S)::value;
@@ -553,11 +577,11 @@ at::Tensor fused_forward(const at::Tensor& x, const at::Tensor& query, const at:
                                 key.const_data_ptr<scalar_t>(), prior.const_data_ptr<scalar_t>()};
       // Register block of output columns: 8 for short rows (7x7 maps), else 16.
       if (geo.Wo <= 8) {
-        forward_kernel<scalar_t, PV, SV, 8>(geo, args[0], args[1], args[2], args[3],
-                                            y.data_ptr<scalar_t>());
+        forward_kernel<scalar_t, PV, SV, 8>(geo, args[0], Strides(x), args[1], args[2], args[3],
+                                            y.data_ptr<scalar_t>(), Strides(y));
       } else {
-        forward_kernel<scalar_t, PV, SV, 16>(geo, args[0], args[1], args[2], args[3],
-                                             y.data_ptr<scalar_t>());
+        forward_kernel<scalar_t, PV, SV, 16>(geo, args[0], Strides(x), args[1], args[2], args[3],
+                                             y.data_ptr<scalar_t>(), Strides(y));
       }
     });
   });
@@ -570,15 +594,15 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
                                        const at::Tensor& prior, int64_t kernel_size,
                                        int64_t stride, int64_t phi) {
   check_inputs(x, query, key, prior, kernel_size, stride);
-  TORCH_CHECK(grad_y.is_contiguous() && grad_y.scalar_type() == x.scalar_type(),
-              "grad_y must be contiguous with x's dtype");
+  TORCH_CHECK(grad_y.is_non_overlapping_and_dense() && grad_y.scalar_type() == x.scalar_type(),
+              "grad_y must be dense with x's dtype");
   const Geometry geo(x, key, kernel_size, stride);
   TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({geo.B, geo.C, geo.Ho, geo.Wo}),
               "grad_y must have the output's shape");
   // Bands of output rows; band * s >= k - s makes bands of one parity touch disjoint input rows.
   const int64_t band = std::max(kForwardBand, (geo.k - 1) / geo.s);
   const int64_t bands = (geo.Ho + band - 1) / band;
-  at::Tensor gx = at::zeros_like(x);
+  at::Tensor gx = at::zeros_like(x);  // x's memory format
   at::Tensor gq = at::empty_like(query);
   at::Tensor gkey = at::zeros_like(key);
   at::Tensor gprior_parts = at::zeros({geo.B, geo.G, bands, geo.k * geo.k},
@@ -592,13 +616,13 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
       scalar_t* grads[] = {gx.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(),
                            gkey.data_ptr<scalar_t>()};
       if (geo.Wo <= 8) {
-        backward_kernel<scalar_t, PV, SV, 8>(geo, args[0], args[1], args[2], args[3], args[4],
-                                             grads[0], grads[1], grads[2],
-                                             gprior_parts.data_ptr<double>(), band);
+        backward_kernel<scalar_t, PV, SV, 8>(
+            geo, args[0], Strides(grad_y), args[1], Strides(x), args[2], args[3], args[4],
+            grads[0], Strides(gx), grads[1], grads[2], gprior_parts.data_ptr<double>(), band);
       } else {
-        backward_kernel<scalar_t, PV, SV, 16>(geo, args[0], args[1], args[2], args[3], args[4],
-                                              grads[0], grads[1], grads[2],
-                                              gprior_parts.data_ptr<double>(), band);
+        backward_kernel<scalar_t, PV, SV, 16>(
+            geo, args[0], Strides(grad_y), args[1], Strides(x), args[2], args[3], args[4],
+            grads[0], Strides(gx), grads[1], grads[2], gprior_parts.data_ptr<double>(), band);
       }
     });
   });

@@ -7,7 +7,7 @@ Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019,
 """
 
 from lrbench.models.config import CONFIGS, NetConfig, lrnet_config, resnet_config
-from lrbench.models.network import BottleneckNet, parameter_count
+from lrbench.models.network import BottleneckNet, parameter_count, set_fast_path
 from lrbench.models.stages import describe, stage_rows
 from lrbench.models.zoo import (
     NETWORKS,
@@ -36,5 +36,6 @@ __all__ = [
     "resnet50",
     "resnet101",
     "resnet_config",
+    "set_fast_path",
     "stage_rows",
 ]

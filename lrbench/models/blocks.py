@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lrbench.layer import LocalRelation2d
+from lrbench.models.stem import Stem
 
 # spatial(channels, stride) -> the k x k layer of a block (or of the stem)
 SpatialFactory = Callable[[int, int], nn.Module]
@@ -97,6 +98,7 @@ STEMS: dict[str, Callable[[SpatialFactory], list[nn.Module]]] = {
 }
 
 
-def make_stem(kind: str, spatial_stem: SpatialFactory) -> nn.Sequential:
-    """The stem ``(B, 3, H, W) -> (B, 64, H/4, W/4)``, its 3x3 stride-2 max pool included."""
-    return nn.Sequential(*STEMS[kind](spatial_stem), nn.MaxPool2d(3, stride=2, padding=1))
+def make_stem(kind: str, spatial_stem: SpatialFactory) -> Stem:
+    """The stem ``(B, 3, H, W) -> (B, 64, H/4, W/4)``, its 3x3 stride-2 max pool included (a
+    ``Stem``: an ``nn.Sequential`` with a fast path for a leading 1x1 conv, BN, ReLU)."""
+    return Stem(*STEMS[kind](spatial_stem), nn.MaxPool2d(3, stride=2, padding=1))

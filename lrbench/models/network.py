@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lrbench.layer import LocalRelation2d
 from lrbench.models.blocks import Bottleneck, conv_spatial, lr_spatial, make_stem
 from lrbench.models.config import STAGE_STRIDES, NetConfig
+from lrbench.models.stem import Stem
 
 
 class BottleneckNet(nn.Module):
@@ -55,3 +57,12 @@ class BottleneckNet(nn.Module):
 def parameter_count(model: nn.Module) -> int:
     """Number of learnable parameters (buffers such as BN running statistics excluded)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def set_fast_path(model: nn.Module, on: bool) -> int:
+    """Switch the fast path of every ``LocalRelation2d`` and ``Stem`` in ``model`` (same state
+    dict, same outputs and gradients up to rounding); returns how many modules were switched."""
+    switched = [mod for mod in model.modules() if isinstance(mod, (LocalRelation2d, Stem))]
+    for mod in switched:
+        mod.fast = bool(on)
+    return len(switched)

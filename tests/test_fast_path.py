@@ -1,0 +1,124 @@
+"""The fast path (fused key/query projection, folded stem, channels_last) computes what the plain
+path computes: outputs, every parameter's gradient, the input's gradient and the state dict
+(running statistics included), in float64, for every implementation that runs on CPU."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import lrbench
+from lrbench.layer import LocalRelation2d
+from lrbench.models import lrnet26, set_fast_path
+from lrbench.models.stem import Stem, conv_bn_relu, foldable
+from tests.impls import runnable_on_cpu
+
+CPU_IMPLS = [name for name in runnable_on_cpu(include_reference=True, include_interpreted=False)
+             if torch.float64 in lrbench.registry.get(name).dtypes]
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor, train: bool):
+    """Output, the input's and every parameter's gradient, the state dict after one pass."""
+    model.train(train)
+    x = x.detach().clone().requires_grad_()
+    out = model(x)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=out.dtype)
+    params = list(model.parameters())
+    grads = torch.autograd.grad(out, [x, *params], grad_out)
+    return out.detach(), grads, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same(plain, fast, rtol=1e-9, atol=1e-10):
+    (out_p, grads_p, state_p), (out_f, grads_f, state_f) = plain, fast
+    torch.testing.assert_close(out_f.contiguous(), out_p.contiguous(), rtol=rtol, atol=atol)
+    assert len(grads_p) == len(grads_f)
+    for i, (gp, gf) in enumerate(zip(grads_p, grads_f, strict=True)):
+        torch.testing.assert_close(gf.contiguous(), gp.contiguous(), rtol=rtol, atol=atol,
+                                   msg=lambda m, i=i: f"gradient {i}: {m}")
+    assert state_p.keys() == state_f.keys()
+    for name in state_p:
+        torch.testing.assert_close(state_f[name], state_p[name], rtol=rtol, atol=atol,
+                                   msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_layer_fast_path_equals_plain(impl, stride, channels_last):
+    torch.manual_seed(0)
+    plain = LocalRelation2d(16, kernel_size=5, stride=stride, m=4, impl=impl).double()
+    plain.fast = False
+    fast = copy.deepcopy(plain)
+    fast.fast = True
+    x = torch.randn(2, 16, 9, 11, dtype=torch.float64)
+    x_fast = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    _assert_same(_run(plain, x, True), _run(fast, x_fast, True))
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_folded_stem_equals_conv_bn_relu(train):
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=False), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU()).double()
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        plain[1].running_mean.uniform_(-1, 1)
+        plain[1].running_var.uniform_(0.5, 2)
+        plain[1].weight.uniform_(0.5, 2)
+        plain[1].bias.uniform_(-1, 1)
+    fast = Stem(*copy.deepcopy(list(plain)))
+    x = torch.randn(4, 3, 6, 5, dtype=torch.float64) * 2 + 0.5
+    for _ in range(2):  # twice: the running statistics are updated the same way each time
+        _assert_same(_run(plain, x, train), _run(fast, x, train))
+
+
+def test_folded_stem_with_conv_bias_in_eval():
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=True), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU()).double().eval()
+    fast = Stem(*copy.deepcopy(list(plain)))
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(conv_bn_relu(plain[0], plain[1], x), plain(x), rtol=1e-12, atol=1e-12)
+
+
+def test_stem_without_a_foldable_head_runs_its_layers():
+    conv3 = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert not foldable(conv3, torch.nn.BatchNorm2d(8), torch.nn.ReLU())
+    stem = Stem(conv3, torch.nn.BatchNorm2d(8), torch.nn.ReLU()).double()
+    plain = torch.nn.Sequential(*stem).double()
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(stem(x), plain(x), rtol=0, atol=0)
+
+
+# Training mode: BatchNorm over the few values of res5 (2 x 2 x 2 here) amplifies rounding (on
+# 2 x 32 x 32 images a 1e-15 relative change of the input moved the output by ~4e-9), so the bound
+# is looser there; eval mode is tight. A wrong fast path is off by O(1).
+NETWORK_TOL = {True: (1e-6, 1e-7), False: (1e-10, 1e-12)}
+
+
+# The whole network with the CPU default (every implementation is checked layer by layer above).
+NETWORK_IMPL = "fused_cpu" if "fused_cpu" in CPU_IMPLS else "unfold"
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_network_fast_path_equals_plain(channels_last, train):
+    """LR-Net-26 (2 x 64x64 images in training mode, 32x32 in eval mode), one pass: outputs,
+    gradients, BN running statistics."""
+    impl = NETWORK_IMPL
+    torch.manual_seed(0)
+    plain = lrnet26(impl=impl).double()
+    assert set_fast_path(plain, False) == 1 + 1 + 8  # the stem, its LR layer, eight in the stages
+    fast = copy.deepcopy(plain)
+    set_fast_path(fast, True)
+    size = 64 if train else 32
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+        x_fast = x.contiguous(memory_format=torch.channels_last)
+    else:
+        x_fast = x
+    rtol, atol = NETWORK_TOL[train]
+    _assert_same(_run(plain, x, train), _run(fast, x_fast, train), rtol=rtol, atol=atol)
