@@ -21,9 +21,10 @@ SMALL = 1e-3  # below this magnitude, scientific notation reads better than a ro
 def fmt_number(value: object, digits: int = SIGNIFICANT) -> str:
     """One table cell: numbers human-readable, ``None``/NaN blank, booleans yes/no, text as is.
 
-    Integers (and floats of 1,000 or more) are rounded to whole numbers with thousands
-    separators, never to fewer digits than they have: ``14,580``, ``25,557,032``. Other floats
-    get ``digits`` significant digits in fixed notation: ``0.224``, ``12.3``, ``1.50``.
+    Integers, whole floats (a count read back from a CSV column with blanks) and values of
+    ``10**(digits-1)`` or more print as whole numbers with thousands separators, never with
+    fewer digits than they have: ``14,580``, ``25,557,032``, ``43``. Other floats get ``digits``
+    significant digits in fixed notation: ``0.224``, ``12.3``, ``1.50``.
     """
     if value is None:
         return ""
@@ -39,7 +40,7 @@ def fmt_number(value: object, digits: int = SIGNIFICANT) -> str:
     if math.isinf(value) or value == 0:
         return "0" if value == 0 else str(value)
     magnitude = abs(value)
-    if magnitude >= 10 ** (digits - 1) or magnitude >= 1000:
+    if value.is_integer() or magnitude >= 10 ** (digits - 1) or magnitude >= 1000:
         return f"{round(value):,}"
     if magnitude < SMALL:
         return f"{value:.{digits}g}"

@@ -15,6 +15,7 @@ PLANTED = [
     (0.2237, "0.224"),  # a percentage that used to print as 0.2237
     (12.345, "12.3"),
     (1.5, "1.50"),  # significant digits keep their trailing zeros: columns line up
+    (43.0, "43"),  # a count read from a CSV column with blanks (float) stays a count
     (0.9996, "1.00"),  # rounding up to the next decade does not add a digit
     (99.96, "100"),
     (999.6, "1,000"),
@@ -45,8 +46,8 @@ def test_no_exponent_for_ordinary_values():
 def test_one_table_helper_for_dicts_and_frames():
     rows = [{"case": "a|b", "ms": 1.458e04, "speedup": 0.2237}, {"case": "c", "ms": None, "speedup": 2.0}]
     expected = ("| case | ms | speedup |\n|---|---|---|\n| a\\|b | 14,580 | 0.224 |\n"
-                "| c |  | 2.00 |\n")
+                "| c |  | 2 |\n")
     assert markdown_table(rows) == expected
     assert markdown_table(pd.DataFrame(rows)) == expected  # None becomes NaN in a frame: blank too
-    assert markdown_table(rows, ["speedup"]) == "| speedup |\n|---|\n| 0.224 |\n| 2.00 |\n"
+    assert markdown_table(rows, ["speedup"]) == "| speedup |\n|---|\n| 0.224 |\n| 2 |\n"
     assert markdown_table([]) == "(no rows)\n"
