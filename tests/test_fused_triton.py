@@ -61,6 +61,45 @@ def test_float32_matches_the_float64_reference(case):
     assert set(result.max_abs_err) == {"y", "x", "query", "key", "prior"}
 
 
+DET_CASES = ["stride3", "C100-m8-G13-stride2", "G1-m24-two-channel-chunks", "k11",
+             "multi-tile-stride2", "borders-image-smaller-than-kernel"]
+
+
+@runs_here
+@pytest.mark.parametrize("case", DET_CASES)
+def test_deterministic_backward_matches_the_float64_reference(case):
+    shape, phi = CASES[case]
+    result = check_against_reference("fused_triton_det", shape, dtype=torch.float32,
+                                     device=DEVICE, phi=phi, seed=len(case))
+    assert result.ok, result.failures
+
+
+@runs_here
+def test_deterministic_backward_gives_the_same_gradients_as_the_atomic_one():
+    shape = Shape(B=2, C=20, H=9, W=7, k=5, m=8, stride=2)
+    t = make_inputs(shape, dtype=torch.float64, device=DEVICE, seed=12)
+    grad_y = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64,
+                         device=DEVICE)
+    args = (t["x"], t["query"], t["key"], t["prior"])
+    y = torch.ops.lrbench.fused_triton(*args, 5, 2, "mult")
+    atomic = torch.ops.lrbench.fused_triton_backward(grad_y, *args, y, 5, 2, "mult")
+    gathered = torch.ops.lrbench.fused_triton_det_backward(grad_y, *args, y, 5, 2, "mult")
+    for a, b in zip(atomic, gathered, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_the_tile_table():
+    tk = fused_triton.kernels()
+    assert tk.tile_config(56 * 56, 8, torch.float32) == tk.TileConfig(128, 8, 4)  # LR-Net-50
+    assert tk.tile_config(7 * 7, 8, torch.float32) == tk.TileConfig(64, 8, 2)
+    assert tk.tile_config(3, 1, torch.float32) == tk.TileConfig(32, 2, 1)
+    assert tk.tile_config(56 * 56, 24, torch.float32) == tk.TileConfig(128, 16, 8)
+    assert tk.tile_config(56 * 56, 8, torch.float64).num_warps == 8  # two registers a value
+    configs = tk.all_tile_configs()
+    assert len(configs) == len(set(configs)) == len(tk.PIXEL_TILES) * len(tk.CHANNEL_TILES)
+    assert all(1 <= c.num_warps <= 8 for c in configs)
+
+
 @runs_here
 @pytest.mark.parametrize("phi", ["sqdiff", "absdiff", "mult"])
 def test_float64_accumulates_in_float64(phi):
