@@ -92,7 +92,7 @@ def lr_forward_kernel(
     x_ptr, q_ptr, k_ptr, prior_ptr, y_ptr, lse_ptr,
     C, G, H, W, Wo, L, m, stride,
     K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, WRITE_Y: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, N_CHUNKS: tl.constexpr, WRITE_Y: tl.constexpr,
 ):
     """Grid (cdiv(L, BLOCK_L), G, B). Writes lse (B, G, L) and, if WRITE_Y, y (B, C, L)."""
     pid_l = tl.program_id(0)
@@ -126,10 +126,10 @@ def lr_forward_kernel(
     if WRITE_Y:
         c_first = g * m
         c_stop = tl.minimum(c_first + m, C)
-        # The trip count comes from the argument m alone: Triton 3.6's interpreter cannot loop
-        # up to a tl.minimum result; the last group's surplus channels are masked off instead.
-        for c0 in range(0, m, BLOCK_M):
-            offs_c = c_first + c0 + tl.arange(0, BLOCK_M)  # (BLOCK_M,)
+        # A constexpr trip count, cdiv(m, BLOCK_M): Triton 3.6's interpreter cannot loop up to a
+        # runtime value; the last group's surplus channels are masked off instead.
+        for chunk in range(N_CHUNKS):
+            offs_c = c_first + chunk * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,)
             c_ok = offs_c < c_stop
             x_rows = x_ptr + (b * C + offs_c) * H * W  # (BLOCK_M,) channel planes
             acc = tl.zeros([BLOCK_M, BLOCK_L], ACC)
@@ -151,7 +151,7 @@ def lr_backward_logits_kernel(
     gq_ptr, gk_ptr, gprior_ptr, delta_ptr,
     C, G, H, W, Wo, L, m, stride, n_tiles,
     K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, ONE_CHUNK: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, N_CHUNKS: tl.constexpr,
     DETERMINISTIC: tl.constexpr,
 ):
     """Grid (n_tiles, G, B). Writes gq (B, G, L); writes gprior partial sums
@@ -174,7 +174,7 @@ def lr_backward_logits_kernel(
     c_stop = tl.minimum(c_first + m, C)
 
     # delta = sum_c gy[c] * y[c] = sum_n w_n * dL/dw_n
-    if ONE_CHUNK:  # the whole group fits one (BLOCK_M, BLOCK_L) tile: keep grad_y in registers
+    if N_CHUNKS == 1:  # the whole group fits one (BLOCK_M, BLOCK_L) tile: keep grad_y in registers
         offs_c = c_first + tl.arange(0, BLOCK_M)
         group_c_ok = offs_c < c_stop
         group_rows = (b * C + offs_c)[:, None]  # (BLOCK_M, 1)
@@ -185,8 +185,8 @@ def lr_backward_logits_kernel(
         delta = tl.sum(gy_group * yv, axis=0)
     else:
         delta = tl.zeros([BLOCK_L], ACC)
-        for c0 in range(0, m, BLOCK_M):  # (trip count from m: see the forward kernel)
-            offs_c = c_first + c0 + tl.arange(0, BLOCK_M)
+        for chunk in range(N_CHUNKS):  # (a constexpr trip count: see the forward kernel)
+            offs_c = c_first + chunk * BLOCK_M + tl.arange(0, BLOCK_M)
             tile = (b * C + offs_c)[:, None] * L + offs_l[None, :]  # (BLOCK_M, BLOCK_L)
             tile_ok = (offs_c < c_stop)[:, None] & l_ok[None, :]
             gy = tl.load(gy_ptr + tile, mask=tile_ok, other=0.0).to(ACC)
@@ -202,14 +202,14 @@ def lr_backward_logits_kernel(
                                            K, PHI, ACC)
         w = tl.where(ok, tl.exp(logit - lse), 0.0)
         # dL/dw_n = sum_c gy[c] * x[c, p_n]
-        if ONE_CHUNK:
+        if N_CHUNKS == 1:
             xv = tl.load(x_ptr + group_rows * H * W + (pi * W + pj)[None, :],
                          mask=group_c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
             dw = tl.sum(gy_group * xv, axis=0)
         else:
             dw = tl.zeros([BLOCK_L], ACC)
-            for c0 in range(0, m, BLOCK_M):
-                offs_c = c_first + c0 + tl.arange(0, BLOCK_M)
+            for chunk in range(N_CHUNKS):
+                offs_c = c_first + chunk * BLOCK_M + tl.arange(0, BLOCK_M)
                 c_ok = offs_c < c_stop
                 gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + offs_l[None, :],
                              mask=c_ok[:, None] & l_ok[None, :], other=0.0).to(ACC)
@@ -274,7 +274,7 @@ def lr_backward_key_kernel(
     x_ptr, q_ptr, k_ptr, prior_ptr, gy_ptr, lse_ptr, delta_ptr, gk_ptr,
     C, G, H, W, Ho, Wo, L, m, stride,
     K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, ONE_CHUNK: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, N_CHUNKS: tl.constexpr,
 ):
     """Grid (cdiv(H*W, BLOCK_P), G, B). Writes gk (B, G, H*W) by gathering (deterministic)."""
     pid_p = tl.program_id(0)
@@ -289,7 +289,7 @@ def lr_backward_key_kernel(
     kv = tl.load(k_ptr + bg * H * W + offs_p, mask=p_ok, other=0.0).to(ACC)
     c_first = g * m
     c_stop = tl.minimum(c_first + m, C)
-    if ONE_CHUNK:  # the group's x at these pixels, read once
+    if N_CHUNKS == 1:  # the group's x at these pixels, read once
         offs_c = c_first + tl.arange(0, BLOCK_M)
         group_c_ok = offs_c < c_stop
         x_group = tl.load(x_ptr + (b * C + offs_c)[:, None] * H * W + offs_p[None, :],
@@ -311,14 +311,14 @@ def lr_backward_key_kernel(
         logit = _phi(q, kv, PHI) + tl.load(prior_ptr + g * (K * K) + n).to(ACC)
         w = tl.where(ok, tl.exp(logit - lse), 0.0)  # (BLOCK_P,)
         # dL/dw_n at output pixel l = sum_c gy[c, l] * x[c, p]
-        if ONE_CHUNK:
+        if N_CHUNKS == 1:
             gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + l[None, :],
                          mask=group_c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
             dw = tl.sum(gy * x_group, axis=0)
         else:
             dw = tl.zeros([BLOCK_P], ACC)
-            for c0 in range(0, m, BLOCK_M):  # (trip count from m: see the forward kernel)
-                offs_c = c_first + c0 + tl.arange(0, BLOCK_M)
+            for chunk in range(N_CHUNKS):  # (a constexpr trip count: see the forward kernel)
+                offs_c = c_first + chunk * BLOCK_M + tl.arange(0, BLOCK_M)
                 c_ok = offs_c < c_stop
                 gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + l[None, :],
                              mask=c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
@@ -411,8 +411,8 @@ def forward(x, query, key, prior, kernel_size: int, stride: int, phi: str, *, wr
         x, query, key, prior, y if write_y else x, lse,
         C, G, H, W, Wo, L, m, stride,
         K=kernel_size, PHI=PHI_CODES[phi], ACC=acc,
-        BLOCK_L=tile.block_pixels, BLOCK_M=tile.block_channels, WRITE_Y=write_y,
-        num_warps=tile.num_warps,
+        BLOCK_L=tile.block_pixels, BLOCK_M=tile.block_channels,
+        N_CHUNKS=triton.cdiv(m, tile.block_channels), WRITE_Y=write_y, num_warps=tile.num_warps,
     )
     return y, lse
 
@@ -437,7 +437,7 @@ def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi
     constants = dict(K=kernel_size, PHI=PHI_CODES[phi], ACC=acc)
 
     out_tile = tile_config(L, m, x.dtype)
-    one_chunk = m <= out_tile.block_channels
+    n_chunks = triton.cdiv(m, out_tile.block_channels)  # channel chunks of a group
     n_tiles = triton.cdiv(L, out_tile.block_pixels)
     grad_query = torch.empty_like(query)
     grad_key_acc = (torch.empty if deterministic else torch.zeros)(
@@ -448,7 +448,7 @@ def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi
         x, query, key, prior, y, grad_y, lse,
         grad_query, grad_key_acc, prior_partial, delta,
         C, G, H, W, Wo, L, m, stride, n_tiles, **constants,
-        BLOCK_L=out_tile.block_pixels, BLOCK_M=out_tile.block_channels, ONE_CHUNK=one_chunk,
+        BLOCK_L=out_tile.block_pixels, BLOCK_M=out_tile.block_channels, N_CHUNKS=n_chunks,
         DETERMINISTIC=deterministic, num_warps=out_tile.num_warps,
     )
 
@@ -458,10 +458,9 @@ def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi
         lr_backward_key_kernel[(in_tiles, G, B)](
             x, query, key, prior, grad_y, lse, delta, grad_key_acc,
             C, G, H, W, Ho, Wo, L, m, stride, **constants,
-            BLOCK_P=in_tile.block_pixels, BLOCK_M=in_tile.block_channels, ONE_CHUNK=one_chunk,
+            BLOCK_P=in_tile.block_pixels, BLOCK_M=in_tile.block_channels, N_CHUNKS=n_chunks,
             num_warps=in_tile.num_warps,
         )
-    n_chunks = triton.cdiv(m, in_tile.block_channels)
     grad_x = torch.empty_like(x)
     lr_backward_x_kernel[(in_tiles, G * n_chunks, B)](
         query, key, prior, grad_y, lse, grad_x,

@@ -69,13 +69,14 @@ def _constexprs(name: str, k: int, phi: str, dtype: torch.dtype, tile, one_chunk
                 deterministic: bool) -> dict:
     from lrbench.impls import triton_kernels as tk
 
+    n_chunks = 1 if one_chunk else 3  # chunked: a group of 3 channel tiles (m = 48 on 16)
     common = {"K": k, "PHI": tk.PHI_CODES[phi], "ACC": tk.acc_dtype(dtype),
               "BLOCK_M": tile.block_channels}
     per_kernel = {
-        "lr_forward_kernel": {"BLOCK_L": tile.block_pixels, "WRITE_Y": True},
-        "lr_backward_logits_kernel": {"BLOCK_L": tile.block_pixels, "ONE_CHUNK": one_chunk,
+        "lr_forward_kernel": {"BLOCK_L": tile.block_pixels, "N_CHUNKS": n_chunks, "WRITE_Y": True},
+        "lr_backward_logits_kernel": {"BLOCK_L": tile.block_pixels, "N_CHUNKS": n_chunks,
                                       "DETERMINISTIC": deterministic},
-        "lr_backward_key_kernel": {"BLOCK_P": tile.block_pixels, "ONE_CHUNK": one_chunk},
+        "lr_backward_key_kernel": {"BLOCK_P": tile.block_pixels, "N_CHUNKS": n_chunks},
         "lr_backward_x_kernel": {"BLOCK_P": tile.block_pixels},
     }
     return {**common, **per_kernel[name]}
@@ -149,7 +150,7 @@ def compile_all(arch: int = 90) -> list[Compiled]:
         results += [compile_kernel(name, dtype, k, phi, arch=arch, tile=largest)
                     for name in KERNEL_ARGS]
     largest = tk.all_tile_configs(torch.float32)[-1]
-    for name in ("lr_backward_logits_kernel", "lr_backward_key_kernel"):
+    for name in ("lr_forward_kernel", "lr_backward_logits_kernel", "lr_backward_key_kernel"):
         results.append(compile_kernel(name, torch.float32, 7, "sqdiff", arch=arch, tile=largest,
                                       one_chunk=False))
     results.append(compile_kernel("lr_backward_logits_kernel", torch.float32, 7, "sqdiff",
