@@ -42,7 +42,11 @@ def check_cmd(dtype: str, device: str) -> None:
     import torch
 
     from lrbench.listing import quick_check
+    from lrbench.registry import device_present
 
+    if not device_present(device):
+        click.echo(f"no {device} device here: no implementation can run {dtype} on {device} here")
+        sys.exit(1)
     results = quick_check(dtype=getattr(torch, dtype), device=device)
     if not results:
         click.echo(f"no implementation can run {dtype} on {device} here (see `lrbench list`)")
