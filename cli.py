@@ -32,15 +32,25 @@ def list_cmd() -> None:
 
 
 @main.command("check")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
-              show_default=True, help="dtype the implementations run in (oracle: float64).")
-def check_cmd(dtype: str) -> None:
+@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16"]),
+              default="float32", show_default=True,
+              help="dtype the implementations run in (oracle: float64).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="device the implementations run on (oracle: CPU).")
+def check_cmd(dtype: str, device: str) -> None:
     """Check every implementation that runs here against the float64 reference (outputs and grads)."""
     import torch
 
     from lrbench.listing import quick_check
+    from lrbench.registry import device_present
 
-    results = quick_check(dtype=getattr(torch, dtype))
+    if not device_present(device):
+        click.echo(f"no {device} device here: no implementation can run {dtype} on {device} here")
+        sys.exit(1)
+    results = quick_check(dtype=getattr(torch, dtype), device=device)
+    if not results:
+        click.echo(f"no implementation can run {dtype} on {device} here (see `lrbench list`)")
+        sys.exit(1)
     for r in results:
         status = "ok  " if r.ok else "FAIL"
         click.echo(f"{status} {r.impl:<15} {r.label:<32} max abs err {r.worst:.2e}"
