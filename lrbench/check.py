@@ -23,6 +23,7 @@ class CheckResult:
     label: str = ""
     max_abs_err: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    unchecked: str = ""  # why the gradients were not compared (the implementation has no backward)
 
     @property
     def ok(self) -> bool:
@@ -60,7 +61,14 @@ def check_against_reference(
 
     ``oracle="unfold"`` (float64) stands in for the reference on shapes too large for it.
     ``layout`` ("contiguous", "channels_last", "noncontiguous") applies to ``impl``'s inputs only.
+    Where ``impl`` refuses the backward pass of this call (a registry reason), only the output is
+    compared and ``unchecked`` says why.
     """
+    spec = shape.spec(phi=phi, dtype=dtype, device=device)
+    implementation = registry.get(impl)
+    no_backward = (implementation.why_not(spec, backward=True)
+                   if backward and not implementation.why_not(spec) else [])
+    backward = backward and not no_backward
     inputs = make_inputs(shape, dtype=torch.float64, seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     grad_out = torch.randn((shape.B, shape.C, shape.Ho, shape.Wo), generator=gen,
@@ -75,7 +83,8 @@ def check_against_reference(
             expected = {"y": local_relation(*_ordered(inputs), impl=oracle, **kwargs)}
             got = {"y": local_relation(*_ordered(cast), impl=impl, **kwargs)}
     atol, rtol = registry.get(impl).tolerance(dtype)
-    result = CheckResult(impl=impl, dtype=dtype, label=f"{shape.label()} {phi}")
+    result = CheckResult(impl=impl, dtype=dtype, label=f"{shape.label()} {phi}",
+                         unchecked="; ".join(no_backward))
     for name, ref in expected.items():
         value = got[name].double().cpu()
         err = (value - ref).abs()

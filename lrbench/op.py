@@ -44,5 +44,7 @@ def local_relation(
         ``(B, C, Ho, Wo)``, same dtype and device as ``x``.
     """
     spec = validate(x, query, key, prior, kernel_size, stride, phi)
-    implementation = registry.resolve(impl, spec)
+    backward = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, query, key, prior))
+    implementation = registry.resolve(impl, spec, backward=backward)
     return implementation.fn(x, query, key, prior, kernel_size, stride, phi)

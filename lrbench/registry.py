@@ -65,6 +65,9 @@ class Implementation:
         tolerances: per-dtype ``(atol, rtol)`` against the float64 reference.
         availability: returns why it cannot run on this machine at all, or ``None``.
         limits: returns extra reasons it cannot run a given call (e.g. unsupported stride).
+        backward_limits: returns extra reasons it cannot run the backward pass of a call (e.g. a
+            peer whose kernel is inference-only on some device).
+        compile_limits: returns reasons ``torch.compile`` cannot compile it for a call.
         custom_ops: names of the ``torch.library`` operators it emits (``"lrbench::fused_cpu"``),
             so the FLOP counters can give them the op's closed-form count.
     """
@@ -80,6 +83,8 @@ class Implementation:
     )
     availability: Callable[[], str | None] = _always_available
     limits: Callable[[OpSpec], list[str]] = _no_limits
+    backward_limits: Callable[[OpSpec], list[str]] = _no_limits
+    compile_limits: Callable[[OpSpec], list[str]] = _no_limits
     custom_ops: tuple[str, ...] = ()
 
     def unavailable_reason(self) -> str | None:
@@ -96,8 +101,9 @@ class Implementation:
         """The supported device types present on this machine."""
         return [d for d in self.devices if device_present(d)]
 
-    def why_not(self, spec: OpSpec) -> list[str]:
-        """Reasons this implementation cannot run the call described by ``spec`` (empty: it can)."""
+    def why_not(self, spec: OpSpec, *, backward: bool = False, compiled: bool = False) -> list[str]:
+        """Reasons this implementation cannot run the call described by ``spec`` (empty: it can);
+        with ``backward``, its backward pass too; with ``compiled``, under ``torch.compile``."""
         reasons = []
         unavailable = self.unavailable_reason()
         if unavailable:
@@ -110,6 +116,10 @@ class Implementation:
                            f"(supports {names})")
         if not reasons:
             reasons.extend(self.limits(spec))
+        if not reasons and backward:
+            reasons.extend(self.backward_limits(spec))
+        if not reasons and compiled:
+            reasons.extend(self.compile_limits(spec))
         return reasons
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
@@ -131,8 +141,8 @@ def device_present(device: str) -> bool:
 
 
 BUILTIN = tuple(f"lrbench.impls.{name}" for name in (
-    "reference", "unfold", "im2col_matmul", "fused_cpu", "fused_triton",
-))  # the order ``lrbench list`` shows: the oracle first, then from plainest to most fused
+    "reference", "unfold", "im2col_matmul", "fused_cpu", "fused_triton", "flex_attention",
+))  # the order ``lrbench list`` shows: the oracle first, then from plainest to most fused, peers last
 ENTRY_POINT_GROUP = "lrbench.implementations"
 
 _REGISTRY: dict[str, Implementation] = {}
@@ -258,28 +268,30 @@ def get(name: str) -> Implementation:
     return registry[name]
 
 
-def usable(spec: OpSpec) -> list[str]:
-    """Names of the implementations that can run ``spec``, best (highest priority on the call's
-    device) first."""
+def usable(spec: OpSpec, *, backward: bool = False) -> list[str]:
+    """Names of the implementations that can run ``spec`` (and its backward pass, with
+    ``backward``), best (highest priority on the call's device) first."""
     ranked = sorted(_registry().values(), key=lambda impl: -impl.rank(spec.device))
-    return [impl.name for impl in ranked if not impl.why_not(spec)]
+    return [impl.name for impl in ranked if not impl.why_not(spec, backward=backward)]
 
 
-def resolve(name: str | None, spec: OpSpec) -> Implementation:
-    """Pick the implementation for one call: ``name``, or the best usable one when ``None``."""
+def resolve(name: str | None, spec: OpSpec, *, backward: bool = False) -> Implementation:
+    """Pick the implementation for one call: ``name``, or the best usable one when ``None``;
+    ``backward``: the call will be differentiated."""
     if name is None:
-        candidates = usable(spec)
+        candidates = usable(spec, backward=backward)
         if not candidates:
-            reasons = "; ".join(f"{impl.name}: {', '.join(impl.why_not(spec))}"
+            reasons = "; ".join(f"{impl.name}: {', '.join(impl.why_not(spec, backward=backward))}"
                                 for impl in _registry().values())
             raise ValueError(f"impl: no implementation can run {spec.label()} on "
                              f"{spec.device}/{spec.dtype} ({reasons})")
         return get(candidates[0])
     impl = get(name)
-    reasons = impl.why_not(spec)
+    reasons = impl.why_not(spec, backward=backward)
     if reasons:
+        what = "these inputs with gradients" if backward else "these inputs"
         raise ValueError(
-            f"impl={name!r} cannot run these inputs ({spec.device}, {spec.dtype}): "
-            f"{'; '.join(reasons)}. Implementations that can: {usable(spec)}"
+            f"impl={name!r} cannot run {what} ({spec.device}, {spec.dtype}): "
+            f"{'; '.join(reasons)}. Implementations that can: {usable(spec, backward=backward)}"
         )
     return impl
