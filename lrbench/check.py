@@ -34,14 +34,34 @@ class CheckResult:
         return max(self.max_abs_err.values(), default=float("nan"))
 
 
+class BadOutput(ValueError):
+    """An implementation returned something that cannot be compared (wrong shape, no gradient)."""
+
+
+def _checked_output(y: object, expected_shape: torch.Size) -> torch.Tensor:
+    if not isinstance(y, torch.Tensor):
+        raise BadOutput(f"y: expected a tensor, got {type(y).__name__}")
+    if y.shape != expected_shape:
+        raise BadOutput(f"y: shape {tuple(y.shape)}, expected {tuple(expected_shape)}")
+    return y
+
+
 def run_with_grads(inputs, *, impl, kernel_size, stride, phi, grad_out):
-    """Forward and backward of the op; returns ``{"y": y, "x": dx, ...}`` (detached)."""
+    """Forward and backward of the op; returns ``{"y": y, "x": dx, ...}`` (detached).
+
+    Raises:
+        BadOutput: ``y`` has the wrong shape, or an input got no gradient.
+    """
     leaves = {n: t.detach().requires_grad_(True) for n, t in inputs.items()}  # keeps strides
     y = local_relation(leaves["x"], leaves["query"], leaves["key"], leaves["prior"],
                        kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
+    y = _checked_output(y, grad_out.shape)
     y.backward(grad_out.to(y.dtype))
     out = {"y": y.detach()}
-    out.update({n: leaves[n].grad.detach() for n in ("x", "query", "key", "prior")})
+    for name in ("x", "query", "key", "prior"):
+        if leaves[name].grad is None:
+            raise BadOutput(f"{name}: no gradient (the output does not depend on it through autograd)")
+        out[name] = leaves[name].grad.detach()
     return out
 
 
@@ -75,16 +95,24 @@ def check_against_reference(
                            dtype=torch.float64)
     kwargs = dict(kernel_size=shape.k, stride=shape.stride, phi=phi)
     cast = {n: to_layout(t.to(device, dtype), layout) for n, t in inputs.items()}
+    result = CheckResult(impl=impl, dtype=dtype, label=f"{shape.label()} {phi}",
+                         unchecked="; ".join(no_backward))
     if backward:
         expected = run_with_grads(inputs, impl=oracle, grad_out=grad_out, **kwargs)
-        got = run_with_grads(cast, impl=impl, grad_out=grad_out.to(device), **kwargs)
     else:
         with torch.no_grad():
             expected = {"y": local_relation(*_ordered(inputs), impl=oracle, **kwargs)}
-            got = {"y": local_relation(*_ordered(cast), impl=impl, **kwargs)}
+    try:
+        if backward:
+            got = run_with_grads(cast, impl=impl, grad_out=grad_out.to(device), **kwargs)
+        else:
+            with torch.no_grad():
+                got = {"y": _checked_output(local_relation(*_ordered(cast), impl=impl, **kwargs),
+                                            grad_out.shape)}
+    except BadOutput as err:
+        result.failures.append(str(err))
+        return result
     atol, rtol = registry.get(impl).tolerance(dtype)
-    result = CheckResult(impl=impl, dtype=dtype, label=f"{shape.label()} {phi}",
-                         unchecked="; ".join(no_backward))
     for name, ref in expected.items():
         value = got[name].double().cpu()
         err = (value - ref).abs()

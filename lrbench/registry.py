@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
+import sys
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
@@ -149,6 +153,7 @@ _REGISTRY: dict[str, Implementation] = {}
 _AVAILABILITY: dict[str, str | None] = {}
 _LOADED: list[bool] = []  # non-empty once BUILTIN and the entry points are loaded
 PLUGIN_ERRORS: dict[str, str] = {}  # entry point or module -> why it could not be loaded
+_ENTRY_POINTS_SEEN: set[str] = set()
 
 
 class PluginError(ValueError):
@@ -198,48 +203,97 @@ def registered(*impls: Implementation) -> Iterator[tuple[Implementation, ...]]:
 
 
 def _register_loaded(obj: object, origin: str) -> None:
-    """Register what an entry point or plugin module handed over (a module registers itself)."""
+    """Register what an entry point or plugin module handed over: an Implementation, a list of
+    them, a function returning them, or a module (which registers itself when imported, or
+    defines ``IMPLEMENTATIONS``)."""
     if isinstance(obj, Implementation):
         register(obj)
     elif isinstance(obj, list | tuple):
         for item in obj:
             _register_loaded(item, origin)
+    elif isinstance(obj, types.ModuleType):
+        if getattr(obj, "IMPLEMENTATIONS", None) is not None:
+            _register_loaded(obj.IMPLEMENTATIONS, origin)
     elif callable(obj) and not isinstance(obj, type):
         _register_loaded(obj(), origin)
-    elif obj is not None and not hasattr(obj, "__file__") and not hasattr(obj, "__path__"):
+    else:
         raise PluginError(f"{origin}: expected a module, an Implementation, a list of them or a "
                           f"function returning them, got {type(obj).__name__}")
 
 
-def _load_entry_points() -> None:
+def load_entry_points() -> list[str]:
+    """Load every entry point of the group ``lrbench.implementations`` not loaded yet; returns the
+    names they added. A broken entry point (it raises, or registers nothing) is recorded in
+    :data:`PLUGIN_ERRORS` (``lrbench list`` shows them) and the others still load."""
+    _registry()
+    return _load_entry_points()
+
+
+def _load_entry_points() -> list[str]:
+    added = []
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         origin = f"entry point {entry.name} = {entry.value}"
+        if origin in _ENTRY_POINTS_SEEN:
+            continue
+        _ENTRY_POINTS_SEEN.add(origin)
+        before = set(_REGISTRY)
         try:
             _register_loaded(entry.load(), origin)
         except Exception as err:  # a broken plugin must not take the registry down with it
             PLUGIN_ERRORS[origin] = f"{type(err).__name__}: {err}"
+            continue
+        new = [name for name in _REGISTRY if name not in before]
+        if not new:
+            PLUGIN_ERRORS[origin] = ("registered no implementation (its module must call "
+                                     "lrbench.register or define IMPLEMENTATIONS)")
+        added += new
+    return added
+
+
+def _import_plugin(module: str):
+    """Import a dotted module name, or a ``.py`` file by its path (named after its stem)."""
+    path = Path(module)
+    if module.endswith(".py"):
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {module}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = loaded
+        try:
+            spec.loader.exec_module(loaded)
+        except BaseException:
+            del sys.modules[path.stem]
+            raise
+        return loaded
+    return importlib.import_module(module)
 
 
 def load_plugin(module: str) -> list[str]:
-    """Import ``module`` (dotted name on ``sys.path``), which registers implementations; returns
-    the names it added.
+    """Import ``module``, which registers implementations; returns the names it added.
+
+    Args:
+        module: a dotted module name on ``sys.path`` (``my_kernels.lr``), or the path of a
+            ``.py`` file (``./my_impl.py``). The module calls :func:`register` when imported,
+            or defines ``IMPLEMENTATIONS`` (an :class:`Implementation`, a list of them, or a
+            function returning them).
 
     Raises:
         PluginError: the module cannot be imported, raises on import, or registers nothing.
     """
     before = set(_registry())
     try:
-        loaded = importlib.import_module(module)
+        loaded = _import_plugin(module)
     except Exception as err:
         raise PluginError(f"plugin {module!r} could not be imported: "
                           f"{type(err).__name__}: {err}") from err
     added = [name for name in _REGISTRY if name not in before]
     if not added:
-        factory = getattr(loaded, "IMPLEMENTATIONS", None)
-        if factory is not None:
-            _register_loaded(factory, f"plugin {module}")
-            added = [name for name in _REGISTRY if name not in before]
-    if not added and not any(_REGISTRY[n].fn.__module__ == module for n in _REGISTRY):
+        try:
+            _register_loaded(loaded, f"plugin {module}")
+        except (PluginError, TypeError, ValueError) as err:
+            raise PluginError(f"plugin {module!r}: {err}") from err
+        added = [name for name in _REGISTRY if name not in before]
+    if not added and not any(_REGISTRY[n].fn.__module__ == loaded.__name__ for n in _REGISTRY):
         raise PluginError(f"plugin {module!r} registered no implementation: call "
                           "lrbench.register(lrbench.Implementation(...)) in it, or define "
                           "IMPLEMENTATIONS")
