@@ -45,12 +45,13 @@ class ShardJob:
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
+        stream = sys.stdout  # the runner sends pytest's own output to the shard's log
         stopped: list[BaseException] = []
         restore = _stop_pytest_on_preemption(stopped)
         try:
             with runlock.hold(self.folder):
                 summary = run_matrix(self.cases, self.folder, resume=self.resume,
-                                     timing=self.timing, on_case=_print_progress,
+                                     timing=self.timing, on_case=lambda i, n, row: _progress(stream, i, n, row),
                                      label=f"{self.label}-shard-{self.index}-of-{self.count}")
         finally:
             restore()
@@ -70,9 +71,9 @@ class ShardJob:
         return DelayedSubmission(dataclasses.replace(self, resume=True))
 
 
-def _print_progress(index: int, total: int, row: dict) -> None:
+def _progress(stream, index: int, total: int, row: dict) -> None:
     """One line per case in the job's log."""
-    print(f"[{index:>4}/{total}] {row['status']:<7} {row['case_id']}", flush=True)
+    print(f"[{index:>4}/{total}] {row['status']:<7} {row['case_id']}", file=stream, flush=True)
 
 
 def _stop_pytest_on_preemption(stopped: list[BaseException]):

@@ -1,0 +1,166 @@
+"""Sharded runs through submitit: options refused before submission, N local shards equal a serial
+run, a killed or preempted shard resumes, `lrbench status` counts, the merge of several machines.
+
+The local executor starts real subprocesses (one Python with torch per shard job), so the shapes
+are tiny and the shards few.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pandas as pd
+import pytest
+
+from lrbench.bench import records, status
+from lrbench.bench.cases import shard
+from lrbench.bench.cluster_options import ClusterOptions, make_options, parse_slurm_args, parse_time
+from lrbench.bench.manifest import Manifest, ShardPlan, shard_folder
+from lrbench.bench.plan import make_plan
+from lrbench.bench.runner import run_matrix
+
+# op only, unfold and im2col_matmul on 6x6 and 8x8, CPU and CUDA: 8 cases (the CUDA ones are
+# skipped rows on a machine without a GPU), each well under a second
+AXES = {"impl": "unfold,im2col_matmul", "kernel": "3", "size": "6,8", "channels": "4", "m": "2",
+        "batch": "1", "pass": "fwd", "device": "cpu,cuda"}
+ARGS = ["--preset", "kernel-sweep", *[f"--{k}={v}" for k, v in AXES.items()], "--min-rounds", "2",
+        "--max-time", "0.02"]
+
+
+def _plan(max_time: float = 0.02):
+    return make_plan("kernel-sweep", AXES, None, min_rounds=2, max_time=max_time)
+
+
+def _outcome(location) -> pd.DataFrame:
+    frame = records.load(location)
+    return frame[["case_id", "status"]].sort_values("case_id").reset_index(drop=True)
+
+
+needs_submitit = pytest.mark.skipif(
+    importlib.util.find_spec("submitit") is None,
+    reason="submitit (the optional extra lrbench[cluster]) is not installed")
+
+
+# --- options, checked before anything is submitted -------------------------------------------
+
+@pytest.mark.parametrize(("text", "minutes"), [
+    ("90", 90), ("1:30", 2), ("1:30:00", 90), ("2-00", 2880), ("1-12:30", 2190),
+    ("0-00:00:30", 1)])
+def test_slurm_time_formats_become_minutes(text, minutes):
+    assert parse_time(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["1h", "1:2:3:4", "", "0", "-5", "1-"])
+def test_a_bad_time_is_refused_naming_the_option(text):
+    with pytest.raises(ValueError, match="--time"):
+        parse_time(text)
+
+
+def test_bad_node_counts_and_misplaced_slurm_options_are_refused():
+    with pytest.raises(ValueError, match="--nodes must be an integer >= 1"):
+        ClusterOptions(executor="local", nodes=0)
+    with pytest.raises(ValueError, match="--executor must be one of"):
+        ClusterOptions(executor="pbs")
+    with pytest.raises(ValueError, match="--partition: a Slurm option"):
+        ClusterOptions(executor="local", partition="gpu")
+
+
+def test_slurm_args_must_be_known_key_value_pairs():
+    known = {"qos", "mem_per_gpu", "cpus_per_task", "account", "nodes"}
+    assert parse_slurm_args(["qos=high", "mem-per-gpu=80G", "cpus_per_task=16"], known) == {
+        "qos": "high", "mem_per_gpu": "80G", "cpus_per_task": 16}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_slurm_args(["qos"], known)
+    with pytest.raises(ValueError, match="--slurm-arg colour: not a submitit Slurm parameter"):
+        parse_slurm_args(["colour=red"], known)
+    with pytest.raises(ValueError, match="--slurm-arg nodes: set by lrbench; use --nodes"):
+        parse_slurm_args(["nodes=4"], known)
+
+
+def test_without_submitit_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    for executor in ("local", "slurm"):
+        with pytest.raises(RuntimeError, match=r"lrbench\[cluster\]"):
+            make_options(executor, nodes=2)
+
+
+@needs_submitit
+def test_submitits_own_parameter_list_checks_the_names():
+    options = make_options("slurm", nodes=3, partition="h100", gpus_per_node=8, time="1:30:00",
+                           slurm_args=("qos=high", "account=lr"))
+    with pytest.raises(ValueError, match="--slurm-arg gpu_type"):
+        make_options("slurm", nodes=3, slurm_args=("gpu_type=h100",))
+    params = options.slurm_parameters(shards=3)
+    assert params == {"nodes": 1, "exclusive": True, "array_parallelism": 3, "job_name": "lrbench",
+                      "qos": "high", "account": "lr", "partition": "h100", "gpus_per_node": 8,
+                      "time": 90}
+    # what sbatch would get for the array of 3 shards (submitit renders it; no cluster needed)
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    text = _make_sbatch_string(command="true", folder="/tmp/x", map_count=3, **params)
+    for line in ("#SBATCH --exclusive", "#SBATCH --nodes=1", "#SBATCH --array=0-2%3",
+                 "#SBATCH --time=90", "#SBATCH --partition=h100", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --qos=high"):
+        assert line in text.splitlines()
+
+
+@needs_submitit
+def test_slurm_executor_without_slurm_is_refused_before_submitting(tmp_path, monkeypatch):
+    from lrbench.bench import cluster
+
+    monkeypatch.setattr(cluster.shutil, "which", lambda name: None)
+    options = make_options("slurm", nodes=2)
+    with pytest.raises(RuntimeError, match="sbatch and srun"):
+        cluster.run_sharded(_plan(), tmp_path, options)
+    assert not (tmp_path / "submitit").exists()
+
+
+# --- running shards ------------------------------------------------------------------------
+
+@needs_submitit
+def test_three_local_shards_give_the_cases_and_statuses_of_a_serial_run(tmp_path):
+    from lrbench.bench.cluster import run_sharded
+
+    plan = _plan()
+    run_matrix(plan.cases, tmp_path / "serial", timing=plan.timing)
+    events = []
+    summary = run_sharded(plan, tmp_path / "sharded", make_options("local", nodes=3),
+                          on_event=events.append)
+    assert summary.complete and summary.merged == len(plan.cases)
+    for i in (1, 2, 3):  # each shard wrote its own slice
+        assert set(_outcome(tmp_path / "sharded" / shard_folder(i))["case_id"]) == {
+            c.case_id for c in shard(plan.cases, i, 3)}
+    merged = _outcome(tmp_path / "sharded")
+    assert merged["case_id"].is_unique
+    pd.testing.assert_frame_equal(merged, _outcome(tmp_path / "serial"))
+    assert set(merged["status"]) >= {"ok"}
+    manifest = Manifest.load(tmp_path / "sharded")
+    assert [s.jobs[-1]["state"] for s in manifest.shards] == ["COMPLETED"] * 3
+    assert sum("job" in e for e in events) >= 3
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def test_status_of_a_half_finished_run(tmp_path):
+    plan = _plan()
+    slices = [shard(plan.cases, i, 3) for i in (1, 2, 3)]
+    Manifest(executor="local", label=plan.label, shards=[
+        ShardPlan(index=i, folder=shard_folder(i), case_ids=[c.case_id for c in cases],
+                  jobs=[{"job_id": f"10{i}", "attempt": 1, "state": "RUNNING"}] if i < 3 else [])
+        for i, cases in enumerate(slices, start=1)]).save(tmp_path)
+    run_matrix(slices[0], tmp_path / shard_folder(1), timing=plan.timing)  # shard 1 finished
+    run_matrix(slices[1][:1], tmp_path / shard_folder(2), timing=plan.timing)  # one case done
+    expected = [records.load(tmp_path / shard_folder(1))["status"].value_counts().to_dict(),
+                records.load(tmp_path / shard_folder(2))["status"].value_counts().to_dict(), {}]
+
+    manifest, shards = status.run_status(tmp_path)
+    assert [s.planned for s in shards] == [len(c) for c in slices]
+    assert [dict(s.counts) for s in shards] == expected
+    assert [s.pending for s in shards] == [0, len(slices[1]) - 1, len(slices[2])]
+    assert shards[0].job == "job 101 (attempt 1): RUNNING" and shards[2].job == ""
+    text = status.render(tmp_path, manifest, shards)
+    pending = len(slices[1]) - 1 + len(slices[2])
+    assert f"{pending} case(s) pending" in text and "not merged yet" in text
+    total_line = next(line for line in text.splitlines() if line.startswith("all"))
+    assert total_line.split()[1:3] == [str(len(plan.cases)), str(len(plan.cases) - pending)]
