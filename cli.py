@@ -51,25 +51,14 @@ def check_cmd(dtype: str) -> None:
         sys.exit(1)
 
 
-AXIS_OPTIONS = (
-    ("--impl", "implementations, e.g. unfold,fused_cpu"),
-    ("--dtype", "dtypes: float32,float64,float16,bfloat16"),
-    ("--device", "devices: cpu,cuda"),
-    ("--pass", "passes: fwd,bwd,fwd_bwd (op, layer, conv3x3); fwd,train (networks)"),
-    ("--batch", "batch sizes B"),
-    ("--channels", "channels C"),
-    ("--size", "input sizes H = W"),
-    ("--kernel", "kernel sizes k (odd)"),
-    ("--m", "channels per weight map m"),
-    ("--stride", "strides"),
-)
-
-
 def _axis_options(command):
-    for flag, help_text in reversed(AXIS_OPTIONS):
-        name = flag.removeprefix("--").replace("-", "_") + "_axis"
-        command = click.option(flag, name, default=None, metavar="LIST",
-                               help=f"Comma-separated {help_text} (replaces the preset's).")(command)
+    """One ``--NAME LIST`` option per axis of the matrix (:data:`lrbench.bench.axes.AXES`)."""
+    from lrbench.bench.axes import AXES
+
+    for axis in reversed(AXES):
+        command = click.option(f"--{axis.name}", axis.name.replace("-", "_") + "_axis",
+                               default=None, metavar="LIST",
+                               help=f"Comma-separated {axis.help} (replaces the preset's).")(command)
     return command
 
 

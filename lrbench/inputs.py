@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from lrbench.spec import OpSpec, check_groups, check_kernel_stride_phi, output_size
+from lrbench.spec import OpSpec, check_groups, check_kernel_stride_phi, output_size, weight_maps
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Shape:
 
     @property
     def G(self) -> int:
-        return math.ceil(self.C / self.m)
+        return weight_maps(self.C, self.m)
 
     @property
     def Ho(self) -> int:

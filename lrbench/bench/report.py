@@ -1,8 +1,9 @@
 """The Markdown report of a run: summary tables and PNG plots, all from the run's CSV.
 
-The headline tables are those of the fused-kernel issue: each implementation against
-``unfold`` on the op (forward and forward+backward speedups, peak memory beside the output's
-size) and the ``LocalRelation2d`` layer against the 3x3 convolution it replaces in ResNet-50
+The headline tables are those of the fused-kernel issue: each implementation against the
+matrix's baseline on the op (forward and forward+backward speedups, peak memory beside the
+baseline's and the output's size; the baseline is read from the rows) and the
+``LocalRelation2d`` layer against the 3x3 convolution it replaces in ResNet-50
 (Hu et al., ICCV 2019, arXiv:1904.11491).
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lrbench.bench import plots, records
+from lrbench.bench.metrics import shape_of
 
 MIB = 2**20
 MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
@@ -37,33 +39,31 @@ def markdown_table(frame: pd.DataFrame, formats: dict[str, str] | None = None) -
     return "\n".join(lines)
 
 
-def _shape(case_id: str) -> str:
-    return case_id.split(":")[2]
-
-
 def _get(row: pd.Series | None, column: str, scale: float = 1.0) -> float | None:
     return None if row is None else row[column] * scale
 
 
-def versus_unfold(frame: pd.DataFrame) -> pd.DataFrame:
+def versus_baseline(frame: pd.DataFrame) -> pd.DataFrame:
     """Op cases: each implementation's forward and forward+backward time and speedup against
-    unfold, and forward peak memory beside unfold's and beside the output's size."""
+    the case's baseline (the ``baseline`` column), and forward peak memory beside the
+    baseline's and beside the output's size."""
     rows = plots.timed(frame)
     out = []
-    for (shape, dtype, device), group in rows.groupby(
-            [rows["case_id"].map(_shape), "dtype", "device"], sort=False):
+    for (shape, dtype, device, baseline), group in rows.groupby(
+            [rows["case_id"].map(shape_of), "dtype", "device", "baseline"], sort=False):
         by = {(r["impl"], r["pass"]): r for _, r in group.iterrows()}
-        unfold_fwd = by.get(("unfold", "fwd"))
-        for impl in [i for i in group["impl"].unique() if i != "unfold"]:
+        baseline_fwd = by.get((baseline, "fwd"))
+        for impl in [i for i in group["impl"].unique() if i != baseline]:
             fwd, both = by.get((impl, "fwd")), by.get((impl, "fwd_bwd"))
             out.append({
                 "shape": shape, "dtype": dtype, "device": device, "impl": impl,
+                "baseline": baseline,
                 "fwd ms": _get(fwd, "median_s", 1e3),
-                "fwd speedup": _get(fwd, "speedup_vs_unfold"),
+                "fwd speedup": _get(fwd, "speedup_vs_baseline"),
                 "fwd+bwd ms": _get(both, "median_s", 1e3),
-                "fwd+bwd speedup": _get(both, "speedup_vs_unfold"),
+                "fwd+bwd speedup": _get(both, "speedup_vs_baseline"),
                 "fwd peak MiB": _get(fwd, "peak_bytes", 1 / MIB),
-                "unfold fwd peak MiB": _get(unfold_fwd, "peak_bytes", 1 / MIB),
+                "baseline fwd peak MiB": _get(baseline_fwd, "peak_bytes", 1 / MIB),
                 "output MiB": _get(fwd, "output_bytes", 1 / MIB),
             })
     return pd.DataFrame(out)
@@ -77,9 +77,9 @@ def layer_vs_conv(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     paired = layers.merge(convs, on=MATCH, suffixes=("", "_conv"))
     return pd.DataFrame({
-        "layer": paired["case_id"].map(_shape), "impl": paired["impl"], "pass": paired["pass"],
+        "layer": paired["case_id"].map(shape_of), "impl": paired["impl"], "pass": paired["pass"],
         "layer ms": paired["median_s"] * 1e3,
-        "conv3x3": paired["case_id_conv"].map(_shape),
+        "conv3x3": paired["case_id_conv"].map(shape_of),
         "conv3x3 ms": paired["median_s_conv"] * 1e3,
         "layer / conv3x3": paired["median_s"] / paired["median_s_conv"],
     })
@@ -101,7 +101,8 @@ def all_timed(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "case": rows["case_id"], "median ms": rows["median_s"] * 1e3,
         "IQR ms": rows["iqr_s"] * 1e3, "min ms": rows["min_s"] * 1e3, "rounds": rows["rounds"],
-        "GMAC/s": rows["gmacs_per_s"], "speedup vs unfold": rows["speedup_vs_unfold"],
+        "GMAC/s": rows["gmacs_per_s"], "baseline": rows["baseline"],
+        "speedup vs baseline": rows["speedup_vs_baseline"],
         "peak MiB": rows["peak_bytes"] / MIB, "max abs err": rows["max_abs_err"],
     })
 
@@ -135,10 +136,12 @@ def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str]) -> str:
         "case passed the accuracy gate first (`max abs err` against the float64 oracle).",
         "## Machine\n\n" + _machine(frame),
     ]
-    versus = versus_unfold(frame)
+    versus = versus_baseline(frame)
     if not versus.empty:
-        parts.append("## Op: each implementation against unfold\n\nSpeedup = unfold's median "
-                     "/ the implementation's median on the same case.\n\n"
+        baselines = ", ".join(sorted(versus["baseline"].unique()))
+        parts.append(f"## Op: each implementation against the baseline ({baselines})\n\n"
+                     "Speedup = the baseline's median / the implementation's median on the same "
+                     "case; the baseline is the one the matrix named for the case.\n\n"
                      + markdown_table(versus, {"fwd ms": ".4g", "fwd+bwd ms": ".4g",
                                                "fwd speedup": ".2f", "fwd+bwd speedup": ".2f"}))
     pairs = layer_vs_conv(frame)
@@ -174,7 +177,7 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     csv_path = records.results_path(run_dir)
     out_dir = csv_path.parent
-    frame = records.with_speedups(records.load(csv_path))
+    frame = records.load(csv_path)
     drawn = [name for name, draw in plots.PLOTS.items() if draw(frame, out_dir / name)]
     for stale in set(plots.PLOTS) - set(drawn):
         (out_dir / stale).unlink(missing_ok=True)
