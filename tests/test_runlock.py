@@ -57,9 +57,8 @@ def test_a_held_folder_is_refused_naming_the_holder_and_freed_by_a_kill(tmp_path
 
 
 def test_two_holds_in_one_process_conflict_and_release_frees(tmp_path):
-    with runlock.hold(tmp_path):
-        with pytest.raises(runlock.FolderInUse, match=f"PID {os.getpid()}"):
-            runlock.acquire(tmp_path)
+    with runlock.hold(tmp_path), pytest.raises(runlock.FolderInUse, match=f"PID {os.getpid()}"):
+        runlock.acquire(tmp_path)
     with runlock.hold(tmp_path) as lock:
         assert lock.took_over is None
 

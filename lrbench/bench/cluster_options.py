@@ -102,10 +102,9 @@ class ClusterOptions:
             raise ValueError(f"--nodes must be an integer >= 1, got {self.nodes!r}")
         if self.gpus_per_node is not None and self.gpus_per_node < 0:
             raise ValueError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node!r}")
-        if self.executor == "local":
-            if self.partition is not None or self.slurm_args:
-                given = "--partition" if self.partition is not None else "--slurm-arg"
-                raise ValueError(f"{given}: a Slurm option; it needs --executor slurm")
+        if self.executor == "local" and (self.partition is not None or self.slurm_args):
+            given = "--partition" if self.partition is not None else "--slurm-arg"
+            raise ValueError(f"{given}: a Slurm option; it needs --executor slurm")
 
     def slurm_parameters(self, shards: int) -> dict:
         """submitit ``SlurmExecutor`` parameters of the job array: one node per shard, to itself,

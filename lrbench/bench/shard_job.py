@@ -1,8 +1,8 @@
 """What one shard of a sharded run does inside its job (a submitit job on a node or locally).
 
-It is the plain run path (:func:`lrbench.bench.runner.run_matrix`) on ``OUT/shards/I`` with that
-shard's cases, holding that folder. When the scheduler preempts the job or its time runs out,
-submitit calls :meth:`ShardJob.checkpoint`, which resubmits the same shard with ``resume``: the
+It is the plain run path (:func:`lrbench.bench.runner.run_matrix`, which holds the folder) on
+``OUT/shards/I`` with that shard's cases. When the scheduler preempts the job or its time runs
+out, submitit calls :meth:`ShardJob.checkpoint`, which resubmits the same shard with ``resume``: the
 requeued job skips every case its CSV already has. The last shard to finish merges all of them
 into ``OUT/results.csv``.
 """
@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lrbench.bench import runlock
 from lrbench.bench.cases import Case
 from lrbench.bench.manifest import shard_folder
 from lrbench.bench.runner import Timing, run_matrix
@@ -49,10 +48,9 @@ class ShardJob:
         stopped: list[BaseException] = []
         restore = _stop_pytest_on_preemption(stopped)
         try:
-            with runlock.hold(self.folder):
-                summary = run_matrix(self.cases, self.folder, resume=self.resume,
-                                     timing=self.timing, on_case=lambda i, n, row: _progress(stream, i, n, row),
-                                     label=f"{self.label}-shard-{self.index}-of-{self.count}")
+            summary = run_matrix(self.cases, self.folder, resume=self.resume, timing=self.timing,
+                                 on_case=lambda i, n, row: _progress(stream, i, n, row),
+                                 label=f"{self.label}-shard-{self.index}-of-{self.count}")
         finally:
             restore()
         if stopped:  # preempted: submitit has resubmitted us (checkpoint); leave as it asked
