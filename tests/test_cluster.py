@@ -8,17 +8,23 @@ are tiny and the shards few.
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
-from lrbench.bench import records, status
+from lrbench.bench import records, runlock, status
 from lrbench.bench.cases import shard
 from lrbench.bench.cluster_options import ClusterOptions, make_options, parse_slurm_args, parse_time
 from lrbench.bench.manifest import Manifest, ShardPlan, shard_folder
 from lrbench.bench.plan import make_plan
 from lrbench.bench.runner import run_matrix
+from lrbench.cli import main
 
 # op only, unfold and im2col_matmul on 6x6 and 8x8, CPU and CUDA: 8 cases (the CUDA ones are
 # skipped rows on a machine without a GPU), each well under a second
@@ -164,3 +170,76 @@ def test_status_of_a_half_finished_run(tmp_path):
     assert f"{pending} case(s) pending" in text and "not merged yet" in text
     total_line = next(line for line in text.splitlines() if line.startswith("all"))
     assert total_line.split()[1:3] == [str(len(plan.cases)), str(len(plan.cases) - pending)]
+
+
+# --- the command line, end to end ----------------------------------------------------------
+
+def _wait_for(predicate, what: str, proc, timeout: float = 180.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        assert proc.poll() is None, f"the run ended before {what}:\n{proc.stdout.read()}"
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _shard_pid(out, index: int, rows: int):
+    """The PID of shard ``index``'s job once its CSV has ``rows`` rows (from its run lock)."""
+    folder = out / shard_folder(index)
+    csv = records.results_path(folder)
+    if not csv.exists() or len(csv.read_text().splitlines()) < rows + 1:
+        return None
+    holder = runlock.live_holder(folder)
+    return holder.pid if holder is not None else None
+
+
+@needs_submitit
+def test_killed_and_preempted_shards_resume_to_the_rows_of_a_serial_run(tmp_path):
+    """`lrbench run --executor local --nodes 3`: a second run into the folder is refused; shard 1
+    is SIGKILLed and resubmitted, shard 2 is preempted (submitit's signal: checkpoint, requeue);
+    the merged rows equal those of a serial run, and `lrbench status` says so."""
+    axes = {**AXES, "impl": "unfold,im2col_matmul,reference"}
+    plan = make_plan("kernel-sweep", axes, None, min_rounds=2, max_time=0.02)
+    run_matrix(plan.cases, tmp_path / "serial", timing=plan.timing)
+    out = tmp_path / "sharded"
+    args = [sys.executable, "-m", "lrbench", "run", "--preset", "kernel-sweep",
+            *[f"--{k}={v}" for k, v in axes.items()], "--min-rounds", "2", "--max-time", "0.2",
+            "--executor", "local", "--nodes", "3", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        _wait_for(lambda: runlock.live_holder(out), "the run held its folder", proc)
+        second = CliRunner().invoke(main, ["run", *ARGS, "--out", str(out)])
+        assert second.exit_code == 1 and "in use by another lrbench run" in second.output
+        assert f"PID {proc.pid}" in second.output
+
+        killed = _wait_for(lambda: _shard_pid(out, 1, rows=1), "shard 1 wrote a row", proc)
+        assert killed != proc.pid
+        os.kill(killed, signal.SIGKILL)
+        preempted = _wait_for(lambda: _shard_pid(out, 2, rows=1), "shard 2 wrote a row", proc)
+        os.kill(preempted, signal.SIGUSR2)  # what Slurm sends before preempting or timing out
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "shard 1: job" in output and "resubmitting it to resume" in output
+
+    merged = _outcome(out)
+    assert merged["case_id"].is_unique
+    pd.testing.assert_frame_equal(merged, _outcome(tmp_path / "serial"))
+    assert set(merged["status"]) == {"ok", "skipped"}
+    manifest = Manifest.load(out)
+    assert [len(s.jobs) for s in manifest.shards] == [2, 1, 1]  # shard 2 requeued in its job
+    assert [s.jobs[-1]["state"] for s in manifest.shards] == ["COMPLETED"] * 3
+    for i in (1, 2):  # the resumed attempt ran only what was missing, in a JSON of its own
+        assert list((out / shard_folder(i) / "pytest-benchmark").glob("*-resumed-*.json"))
+    log = "".join(p.read_text() for p in (out / "submitit").glob("*_log.err"))
+    assert "this job is preempted" in log
+
+    shown = CliRunner().invoke(main, ["status", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert "finished" in shown.output and f"merged: {len(plan.cases)} rows" in shown.output
+    assert "(attempt 2): COMPLETED" in shown.output

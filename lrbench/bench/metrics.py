@@ -7,8 +7,8 @@ Measured columns (written by the runner): ``median_s``, ``macs``, ``B``, ``statu
 - ``items_per_s``: ``B`` / median (images per second for the networks);
 - ``speedup_vs_baseline``: the baseline implementation's median on the same case (same target,
   shape, dtype, device and pass) and the same machine (:func:`machine_of`) / this median; the
-  baseline is the row's ``baseline`` column, set by the matrix (:data:`lrbench.bench.cases.DEFAULT_BASELINE` unless a preset group names
-  another);
+  baseline is the row's ``baseline`` column, set by the matrix
+  (:data:`lrbench.bench.cases.DEFAULT_BASELINE` unless a preset group names another);
 - ``speedup_vs_unfold``: the same number where the baseline is ``unfold`` (the column of earlier
   versions, kept for the scripts that read it).
 

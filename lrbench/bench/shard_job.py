@@ -51,6 +51,9 @@ class ShardJob:
             summary = run_matrix(self.cases, self.folder, resume=self.resume, timing=self.timing,
                                  on_case=lambda i, n, row: _progress(stream, i, n, row),
                                  label=f"{self.label}-shard-{self.index}-of-{self.count}")
+        except KeyboardInterrupt:  # preempted outside the benchmark session (before or after)
+            if not stopped:
+                raise
         finally:
             restore()
         if stopped:  # preempted: submitit has resubmitted us (checkpoint); leave as it asked
