@@ -122,30 +122,6 @@ def test_slurm_executor_without_slurm_is_refused_before_submitting(tmp_path, mon
     assert not (tmp_path / "submitit").exists()
 
 
-# --- running shards ------------------------------------------------------------------------
-
-@needs_submitit
-def test_three_local_shards_give_the_cases_and_statuses_of_a_serial_run(tmp_path):
-    from lrbench.bench.cluster import run_sharded
-
-    plan = _plan()
-    run_matrix(plan.cases, tmp_path / "serial", timing=plan.timing)
-    events = []
-    summary = run_sharded(plan, tmp_path / "sharded", make_options("local", nodes=3),
-                          on_event=events.append)
-    assert summary.complete and summary.merged == len(plan.cases)
-    for i in (1, 2, 3):  # each shard wrote its own slice
-        assert set(_outcome(tmp_path / "sharded" / shard_folder(i))["case_id"]) == {
-            c.case_id for c in shard(plan.cases, i, 3)}
-    merged = _outcome(tmp_path / "sharded")
-    assert merged["case_id"].is_unique
-    pd.testing.assert_frame_equal(merged, _outcome(tmp_path / "serial"))
-    assert set(merged["status"]) >= {"ok"}
-    manifest = Manifest.load(tmp_path / "sharded")
-    assert [s.jobs[-1]["state"] for s in manifest.shards] == ["COMPLETED"] * 3
-    assert sum("job" in e for e in events) >= 3
-
-
 # --- status ----------------------------------------------------------------------------------
 
 def test_status_of_a_half_finished_run(tmp_path):
@@ -155,21 +131,28 @@ def test_status_of_a_half_finished_run(tmp_path):
         ShardPlan(index=i, folder=shard_folder(i), case_ids=[c.case_id for c in cases],
                   jobs=[{"job_id": f"10{i}", "attempt": 1, "state": "RUNNING"}] if i < 3 else [])
         for i, cases in enumerate(slices, start=1)]).save(tmp_path)
-    run_matrix(slices[0], tmp_path / shard_folder(1), timing=plan.timing)  # shard 1 finished
-    run_matrix(slices[1][:1], tmp_path / shard_folder(2), timing=plan.timing)  # one case done
-    expected = [records.load(tmp_path / shard_folder(1))["status"].value_counts().to_dict(),
-                records.load(tmp_path / shard_folder(2))["status"].value_counts().to_dict(), {}]
+    # shard 1 finished (one case of each status), shard 2 has one row, shard 3 has not started
+    one_each = ["ok", "failed", "error", "skipped"]
+    for case, outcome in zip(slices[0], one_each, strict=False):
+        records.append_row(tmp_path / shard_folder(1) / "results.csv",
+                           {"case_id": case.case_id, "status": outcome})
+    csv2 = tmp_path / shard_folder(2) / "results.csv"
+    records.append_row(csv2, {"case_id": slices[1][0].case_id, "status": "ok"})
+    records.append_row(csv2, {"case_id": "op:unfold:B9-C4-6x6-k3-m2-s1:float32:cpu:fwd",
+                              "status": "ok"})  # a row of an earlier plan: not counted
 
     manifest, shards = status.run_status(tmp_path)
-    assert [s.planned for s in shards] == [len(c) for c in slices]
-    assert [dict(s.counts) for s in shards] == expected
-    assert [s.pending for s in shards] == [0, len(slices[1]) - 1, len(slices[2])]
+    assert [s.planned for s in shards] == [len(c) for c in slices] == [3, 3, 2]
+    assert [dict(s.counts) for s in shards] == [{"ok": 1, "failed": 1, "error": 1}, {"ok": 1}, {}]
+    assert [s.pending for s in shards] == [0, 2, 2]
     assert shards[0].job == "job 101 (attempt 1): RUNNING" and shards[2].job == ""
     text = status.render(tmp_path, manifest, shards)
-    pending = len(slices[1]) - 1 + len(slices[2])
-    assert f"{pending} case(s) pending" in text and "not merged yet" in text
-    total_line = next(line for line in text.splitlines() if line.startswith("all"))
-    assert total_line.split()[1:3] == [str(len(plan.cases)), str(len(plan.cases) - pending)]
+    assert "4 case(s) pending" in text and "not merged yet" in text
+    lines = text.splitlines()
+    assert lines[1].split() == ["shard", "planned", "done", "ok", "failed", "error", "skipped",
+                                "pending", "job"]
+    assert lines[2].split()[:8] == ["1", "3", "3", "1", "1", "1", "0", "0"]
+    assert lines[5].split() == ["all", "8", "4", "2", "1", "1", "0", "4"]
 
 
 # --- the command line, end to end ----------------------------------------------------------
@@ -199,7 +182,9 @@ def _shard_pid(out, index: int, rows: int):
 def test_killed_and_preempted_shards_resume_to_the_rows_of_a_serial_run(tmp_path):
     """`lrbench run --executor local --nodes 3`: a second run into the folder is refused; shard 1
     is SIGKILLed and resubmitted, shard 2 is preempted (submitit's signal: checkpoint, requeue);
-    the merged rows equal those of a serial run, and `lrbench status` says so."""
+    each shard wrote its own slice, and the merged rows (cases and statuses) equal those of a
+    serial run; `lrbench status` says so. (One test for all of it: each shard job is a Python
+    process that imports torch.)"""
     axes = {**AXES, "impl": "unfold,im2col_matmul,reference"}
     plan = make_plan("kernel-sweep", axes, None, min_rounds=2, max_time=0.02)
     run_matrix(plan.cases, tmp_path / "serial", timing=plan.timing)
@@ -227,6 +212,9 @@ def test_killed_and_preempted_shards_resume_to_the_rows_of_a_serial_run(tmp_path
     assert proc.returncode == 0, output
     assert "shard 1: job" in output and "resubmitting it to resume" in output
 
+    for i in (1, 2, 3):  # each shard wrote its own slice
+        assert set(_outcome(out / shard_folder(i))["case_id"]) == {
+            c.case_id for c in shard(plan.cases, i, 3)}
     merged = _outcome(out)
     assert merged["case_id"].is_unique
     pd.testing.assert_frame_equal(merged, _outcome(tmp_path / "serial"))
@@ -243,3 +231,38 @@ def test_killed_and_preempted_shards_resume_to_the_rows_of_a_serial_run(tmp_path
     assert shown.exit_code == 0, shown.output
     assert "finished" in shown.output and f"merged: {len(plan.cases)} rows" in shown.output
     assert "(attempt 2): COMPLETED" in shown.output
+
+
+# --- results of several machines -------------------------------------------------------------
+
+def test_a_merge_of_two_machines_keeps_both_and_never_divides_across_them(tmp_path):
+    plan = make_plan("kernel-sweep", {**AXES, "size": "6", "device": "cpu"}, None, min_rounds=2,
+                     max_time=0.02)
+    run_matrix(plan.cases, tmp_path / "cpu-box", timing=plan.timing)
+    rows = records.load(tmp_path / "cpu-box")
+    assert set(rows["status"]) == {"ok"} and set(rows["impl"]) == {"unfold", "im2col_matmul"}
+    other = rows.copy()  # the same cases timed on another machine, every time 10x shorter
+    other[["cpu", "gpu", "threads"]] = ["Other CPU 9000", "NVIDIA H100 80GB HBM3", 16]
+    other["median_s"] = rows["median_s"] / 10
+    records.write(other, tmp_path / "gpu-box")
+
+    result = CliRunner().invoke(main, ["merge", str(tmp_path / "cpu-box"), str(tmp_path / "gpu-box"),
+                                       "--out", str(tmp_path / "both")])
+    assert result.exit_code == 0, result.output
+    merged = records.load(tmp_path / "both")
+    assert len(merged) == 2 * len(rows)  # one row per case and machine
+    speedups = merged[merged["impl"] == "im2col_matmul"].set_index("cpu")["speedup_vs_baseline"]
+    # each machine's speedup uses its own unfold time: equal here, never off by the factor 10
+    assert speedups["Other CPU 9000"] == pytest.approx(speedups[rows["cpu"].iloc[0]])
+
+    report = (tmp_path / "both" / "report.md")
+    assert CliRunner().invoke(main, ["report", str(tmp_path / "both")]).exit_code == 0
+    text = report.read_text()
+    assert "These rows come from 2 machines" in text
+    sections = text.split("\n## Machine ")[1:]
+    assert len(sections) == 2
+    assert sections[1].startswith("2: Other CPU 9000 / NVIDIA H100 80GB HBM3 / 16 threads")
+    for section, frame in zip(sections, (rows, other), strict=True):  # each its own times only
+        unfold_ms = frame.loc[frame["impl"] == "unfold", "median_s"].iloc[0] * 1e3
+        assert f"{unfold_ms:.4g}" in section
+        assert section.count("| op:") == len(rows)  # all timed cases: this machine's only

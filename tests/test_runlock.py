@@ -89,3 +89,21 @@ def test_without_flock_a_dead_pid_of_this_host_is_taken_over(tmp_path, monkeypat
     (tmp_path / runlock.LOCK_NAME).write_text(json.dumps(other))
     with pytest.raises(runlock.FolderInUse, match="another-node"):
         runlock.acquire(tmp_path)
+
+
+def test_lrbench_run_into_a_held_folder_is_refused_and_writes_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from lrbench.cli import main
+
+    proc = _holding_process(tmp_path)
+    try:
+        result = CliRunner().invoke(main, ["run", "--preset", "quick", "--impl", "unfold",
+                                           "--size", "8", "--out", str(tmp_path)])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert result.exit_code == 1
+    assert f"in use by another lrbench run: PID {proc.pid} on host {socket.gethostname()}" \
+        in result.output
+    assert not (tmp_path / "results.csv").exists() and not (tmp_path / "plan.json").exists()
