@@ -228,7 +228,10 @@ def compare_cmd(base, new, threshold) -> None:
     """Compare two runs (directories or CSVs) case by case; exit 1 if any case regressed."""
     from lrbench.bench.compare import compare_runs
 
-    result = compare_runs(base, new, threshold)
+    try:
+        result = compare_runs(base, new, threshold)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
     click.echo(f"{len(result.table)} cases in both runs; {len(result.only_base)} only in BASE, "
                f"{len(result.only_new)} only in NEW")
     for row in result.regressions.itertuples():

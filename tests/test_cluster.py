@@ -145,7 +145,7 @@ def test_status_of_a_half_finished_run(tmp_path):
     assert [s.planned for s in shards] == [len(c) for c in slices] == [3, 3, 2]
     assert [dict(s.counts) for s in shards] == [{"ok": 1, "failed": 1, "error": 1}, {"ok": 1}, {}]
     assert [s.pending for s in shards] == [0, 2, 2]
-    assert shards[0].job == "job 101 (attempt 1): RUNNING" and shards[2].job == ""
+    assert shards[0].job == "job 101 (attempt 1): RUNNING" and shards[2].job == "not submitted yet"
     text = status.render(tmp_path, manifest, shards)
     assert "4 case(s) pending" in text and "not merged yet" in text
     lines = text.splitlines()
@@ -266,3 +266,5 @@ def test_a_merge_of_two_machines_keeps_both_and_never_divides_across_them(tmp_pa
         unfold_ms = frame.loc[frame["impl"] == "unfold", "median_s"].iloc[0] * 1e3
         assert f"{unfold_ms:.4g}" in section
         assert section.count("| op:") == len(rows)  # all timed cases: this machine's only
+    refused = CliRunner().invoke(main, ["compare", str(tmp_path / "both"), str(tmp_path / "cpu-box")])
+    assert refused.exit_code == 2 and "BASE has rows of 2 machines" in refused.output

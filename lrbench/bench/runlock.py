@@ -146,9 +146,6 @@ def acquire(folder: str | Path) -> RunLock:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    for shard_lock in sorted((folder / SHARDS).glob(f"*/{LOCK_NAME}")):
-        if (holder := live_holder(shard_lock.parent)) is not None:
-            raise FolderInUse(shard_lock.parent, holder)
     deadline = time.monotonic() + 0.5
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -170,6 +167,10 @@ def acquire(folder: str | Path) -> RunLock:
         if same:
             break
         os.close(fd)
+    for shard_lock in sorted((folder / SHARDS).glob(f"*/{LOCK_NAME}")):
+        if (holder := live_holder(shard_lock.parent)) is not None:
+            os.close(fd)  # the folder itself was free, but a shard of an earlier run still runs
+            raise FolderInUse(shard_lock.parent, holder)
     me = Holder.me()
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(asdict(me)).encode(), 0)

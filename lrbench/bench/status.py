@@ -54,7 +54,7 @@ def _job(manifest: Manifest, out: Path, plan: ShardPlan) -> str:
     else:
         state = _live_slurm_state(manifest, out, plan) or plan.job_state
     if not plan.jobs:
-        return state
+        return state or ("not submitted yet" if manifest.executor in ("local", "slurm") else "")
     last = plan.jobs[-1]
     return f"job {last['job_id']} (attempt {last['attempt']}): {state}"
 
@@ -104,6 +104,12 @@ def render(out: str | Path, manifest: Manifest | None, statuses: list[ShardStatu
         state = (f"merged: {len(records.load(merged))} rows in {merged}" if merged.exists()
                  else "not merged yet (lrbench merge OUT)")
         lines.append(state)
-    lines.append("finished" if pending == 0 else f"{pending} case(s) pending; continue with "
-                 "the same command and --resume")
+    running = [s.index for s in statuses if "running" in s.job]
+    if pending == 0:
+        lines.append("finished")
+    elif running or runlock.live_holder(out) is not None:
+        lines.append(f"{pending} case(s) pending; the run is going")
+    else:
+        lines.append(f"{pending} case(s) pending and nothing running; continue with the same "
+                     "command and --resume")
     return "\n".join(lines)
