@@ -117,9 +117,11 @@ def test_slurm_executor_without_slurm_is_refused_before_submitting(tmp_path, mon
 
     monkeypatch.setattr(cluster.shutil, "which", lambda name: None)
     options = make_options("slurm", nodes=2)
+    records.append_row(tmp_path / "results.csv", {"case_id": "op:x", "status": "ok"})
     with pytest.raises(RuntimeError, match="sbatch and srun"):
         cluster.run_sharded(_plan(), tmp_path, options)
-    assert not (tmp_path / "submitit").exists()
+    assert not (tmp_path / "submitit").exists() and not (tmp_path / "plan.json").exists()
+    assert len(records.load(tmp_path)) == 1  # the folder's earlier results are untouched
 
 
 # --- status ----------------------------------------------------------------------------------

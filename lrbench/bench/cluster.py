@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ def merge_shards(out: str | Path) -> tuple[Path, int]:
     if not pieces:
         raise FileNotFoundError(f"no shard results under {out / runlock.SHARDS}")
     merged = records.merge_runs(pieces)
-    tmp = out / f".results.{os.getpid()}.csv"
+    tmp = out / f".results.{socket.gethostname()}.{os.getpid()}.csv"  # shards on several nodes
     records.write(merged, tmp)
     os.replace(tmp, records.results_path(out))  # readers never see half a file
     return records.results_path(out), len(merged)
@@ -134,12 +135,13 @@ def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume:
     with runlock.hold(out) as lock:
         if lock.took_over is not None:
             say(f"took over {out} from a run that is gone: {lock.took_over.describe()}")
+        manifest = _plan_shards(out, plan, options, resume)
+        # Slurm present, parameters accepted: checked before anything in OUT is replaced
+        executor = _executor(submitit, options, out / SUBMITIT_DIR, options.nodes)
         if not resume:
             shutil.rmtree(out / runlock.SHARDS, ignore_errors=True)
             records.results_path(out).unlink(missing_ok=True)
-        manifest = _plan_shards(out, plan, options, resume)
         manifest.save(out)
-        executor = _executor(submitit, options, out / SUBMITIT_DIR, options.nodes)
         jobs = {s.index: ShardJob(out=str(out), index=s.index, count=options.nodes,
                                   cases=shard(plan.cases, s.index, options.nodes),
                                   timing=plan.timing, label=plan.label, resume=resume,

@@ -46,7 +46,7 @@ class Manifest:
         """Write ``out/plan.json`` in one step (a reader never sees half a file)."""
         path = Path(out) / PLAN
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{PLAN}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{PLAN}.{socket.gethostname()}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(asdict(self), indent=1))
         os.replace(tmp, path)
         return path
