@@ -27,7 +27,7 @@ from lrbench.bench.plan import Plan
 from lrbench.bench.shard_job import ShardJob
 
 SUBMITIT_DIR = "submitit"
-POLL_S = {"local": 0.2, "slurm": 30.0}
+POLL_S = {"local": 0.5, "slurm": 30.0}  # the local shard times on the same cores
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 min) would cut every real run short
 
 # on_event(message): progress lines for the user
@@ -200,11 +200,13 @@ def _drive(executor, manifest: Manifest, out: Path, shards: list[ShardPlan],
             state = job.state
             if plan.job_state != state and not job.done():
                 record(index, job, state)
-            recorded = len(plan.case_ids) - len(pending_ids(out, plan))
-            if seen.get(index) != recorded:
-                seen[index] = recorded
+            csv = records.results_path(out / plan.folder)
+            size = csv.stat().st_size if csv.exists() else 0
+            if seen.get(index) != size:  # read the CSV only when it grew (the timings run beside)
+                seen[index] = size
+                recorded = len(plan.case_ids) - len(pending_ids(out, plan))
                 say(f"shard {index}/{len(manifest.shards)}: {recorded}/{len(plan.case_ids)} "
-                    f"cases recorded ({state.lower()})")
+                    f"cases recorded")
             if not job.done():
                 continue
             del running[index]
