@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from lrbench.spec import OpSpec, check_groups, check_kernel_stride_phi, output_size
+from lrbench.spec import OpSpec, check_groups, check_kernel_stride_phi, output_size, weight_maps
 
 
 @dataclass(frozen=True)
@@ -24,15 +23,15 @@ class Shape:
 
     def __post_init__(self) -> None:
         for name in ("B", "C", "H", "W", "m"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            value, least = getattr(self, name), 0 if name == "B" else 1  # an empty batch is valid
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         check_kernel_stride_phi(self.k, self.stride, "sqdiff")
         check_groups(self.C, self.G)
 
     @property
     def G(self) -> int:
-        return math.ceil(self.C / self.m)
+        return weight_maps(self.C, self.m)
 
     @property
     def Ho(self) -> int:

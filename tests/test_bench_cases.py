@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from lrbench.bench.cases import Case, expand, parse_list, parse_shard, shard
+from lrbench.bench import axes
+from lrbench.bench.axes import parse_values
+from lrbench.bench.cases import (
+    DEFAULT_BASELINE,
+    Case,
+    expand,
+    parse_case_id,
+    parse_shard,
+    shard,
+    with_impl,
+)
 from lrbench.bench.plan import make_plan
 from lrbench.bench.presets import LRNET50_STAGES, PRESETS, get_preset
 
@@ -26,13 +36,51 @@ def test_paper_preset_has_the_lrnet50_stage_shapes_and_the_resnet_conv():
     assert {c.impl for c in cases if c.target == "layer"} >= {"unfold", "fused_cpu"}
 
 
-def test_unfold_comes_first_so_speedups_have_a_baseline():
+def test_the_baseline_comes_first_and_every_case_names_it():
     cases = [c for c in expand(get_preset("paper")) if c.target == "op"]
+    assert {c.baseline for c in cases} == {DEFAULT_BASELINE}
     first_seen = {}
     for index, case in enumerate(cases):
-        first_seen.setdefault(case.baseline("x").case_id, index)
-        if case.impl == "unfold":
-            assert first_seen[case.baseline("x").case_id] == index
+        first_seen.setdefault(with_impl(case.case_id, "x"), index)
+        if case.impl == case.baseline:
+            assert first_seen[with_impl(case.case_id, "x")] == index
+
+
+def test_a_group_can_name_another_baseline_and_fixed_targets_have_none():
+    preset = {"groups": [
+        {"target": "op", "impls": ["unfold", "reference"], "baseline": "reference",
+         "shapes": [{"B": 1, "C": 4, "H": 5, "W": 5, "k": 3, "m": 2, "stride": 1}],
+         "dtypes": ["float32"], "devices": ["cpu"], "passes": ["fwd"]},
+        {"target": "conv3x3", "shapes": [{"B": 1, "C": 4, "H": 5, "W": 5, "stride": 1}],
+         "dtypes": ["float32"], "devices": ["cpu"], "passes": ["fwd"]}]}
+    cases = expand(preset)
+    assert [(c.impl, c.baseline) for c in cases if c.target == "op"] == [
+        ("reference", "reference"), ("unfold", "reference")]
+    assert [c.baseline for c in cases if c.target == "conv3x3"] == [""]
+
+
+def test_case_ids_round_trip_through_one_vocabulary():
+    case = expand(get_preset("quick"))[0]
+    parts = parse_case_id(case.case_id)
+    assert parts == {"target": case.target, "impl": case.impl, "shape": case.label(),
+                     "dtype": case.dtype, "device": case.device, "pass": case.pass_}
+    assert parse_case_id(with_impl(case.case_id, "other"))["impl"] == "other"
+    with pytest.raises(ValueError, match="case id"):
+        parse_case_id("op:unfold:B1")
+
+
+def test_every_axis_is_a_cli_option_and_an_override():
+    from lrbench.cli import run_cmd
+
+    options = {p.name for p in run_cmd.params}
+    for axis in axes.AXES:
+        assert f"{axis.name}_axis" in options
+    plan = make_plan("quick", {"kernel": "3", "channels": "8", "m": "4", "batch": "1",
+                               "size": "6", "stride": "2", "impl": "unfold", "dtype": "float32",
+                               "device": "cpu", "pass": "fwd"})
+    op = [c for c in plan.cases if c.target == "op"]
+    assert {(c.k, c.C, c.m, c.B, c.H, c.stride, c.impl) for c in op} == {
+        (3, 8, 4, 1, 6, 2, "unfold")}
 
 
 def test_overrides_replace_axes_only_where_they_apply():
@@ -62,12 +110,14 @@ def test_bad_overrides_are_value_errors_naming_the_axis(overrides, match):
         expand(get_preset("quick"), overrides)
 
 
-def test_parse_list():
-    assert parse_list("3, 5,7", name="kernel", kind=int) == [3, 5, 7]
+def test_parse_values():
+    assert parse_values("kernel", "3, 5,7") == [3, 5, 7]
     with pytest.raises(ValueError, match="--kernel"):
-        parse_list("3,x", name="kernel", kind=int)
+        parse_values("kernel", "3,x")
     with pytest.raises(ValueError, match="--batch"):
-        parse_list("0", name="batch", kind=int)
+        parse_values("batch", "0")
+    with pytest.raises(ValueError, match="unknown override"):
+        parse_values("colour", "red")
 
 
 @pytest.mark.parametrize("text", ["3/2", "0/2", "1/0", "a/b", "1", "1/2/3"])

@@ -68,10 +68,10 @@ def test_report_has_tables_and_only_the_plots_with_data(run_dir):
     path = write_report(run_dir)
     text = path.read_text()
     for name in ("time_vs_k.png", "time_vs_size.png", "memory_vs_k.png",
-                 "speedup_vs_unfold.png"):
+                 "speedup_vs_baseline.png"):
         assert (run_dir / name).stat().st_size > 1000 and f"]({name})" in text
     assert not (run_dir / "network_throughput.png").exists()
-    assert "each implementation against unfold" in text and "im2col_matmul" in text
+    assert "each implementation against the baseline (unfold)" in text and "im2col_matmul" in text
     assert "Scaling with input size" in text
     assert text.count("\n| op:") == len(records.load(run_dir))  # every timed case listed
 

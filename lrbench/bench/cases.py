@@ -13,14 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from lrbench import registry
+from lrbench.bench.axes import AXES, SHAPE_FIELDS, check_choices, get_axis
 from lrbench.inputs import Shape
-
-SHAPE_FIELDS = ("B", "C", "H", "W", "k", "m", "stride")
-DTYPES = ("float32", "float64", "float16", "bfloat16")
-DEVICES = ("cpu", "cuda")
-# fwd: forward without autograd; bwd: backward alone (graph built outside the timed region);
-# fwd_bwd: forward and backward; train: forward, cross-entropy, backward and an SGD step.
-PASSES = ("fwd", "bwd", "fwd_bwd", "train")
 
 # What each target varies. ``impl``: None when the target runs one fixed implementation
 # (the name recorded instead); ``fixed``: values of the shape fields it does not vary.
@@ -36,8 +30,28 @@ TARGET_AXES: dict[str, dict] = {
     "resnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": "torch",
                  "fixed": {"C": 3, "k": 3, "m": 1, "stride": 1}},
 }
-# Axis overrides accepted by :func:`expand`: CLI name -> shape field.
-SHAPE_OVERRIDES = {"batch": "B", "channels": "C", "kernel": "k", "m": "m", "stride": "stride"}
+# The implementation a group's speedups are measured against, unless the group names another.
+DEFAULT_BASELINE = "unfold"
+# A case id: these parts joined by ":" (``shape`` is :meth:`Case.label`).
+CASE_ID_PARTS = ("target", "impl", "shape", "dtype", "device", "pass")
+
+
+def case_id(**parts: str) -> str:
+    """``target:impl:shape:dtype:device:pass`` from its parts (:data:`CASE_ID_PARTS`)."""
+    return ":".join(str(parts[name]) for name in CASE_ID_PARTS)
+
+
+def parse_case_id(text: str) -> dict[str, str]:
+    """The parts of a case id, by name; a ValueError when it has not six parts."""
+    parts = str(text).split(":")
+    if len(parts) != len(CASE_ID_PARTS):
+        raise ValueError(f"case id must look like {':'.join(CASE_ID_PARTS)}, got {text!r}")
+    return dict(zip(CASE_ID_PARTS, parts, strict=True))
+
+
+def with_impl(text: str, impl: str) -> str:
+    """The same case id with another implementation (the baseline's case, for a speedup)."""
+    return case_id(**{**parse_case_id(text), "impl": impl})
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,7 @@ class Case:
     dtype: str
     device: str
     pass_: str
+    baseline: str = ""  # the implementation its speedup is measured against ("" for none)
 
     def __post_init__(self) -> None:
         if self.target not in TARGET_AXES:
@@ -84,38 +99,15 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        """Stable identifier: ``target:impl:shape:dtype:device:pass``."""
-        return ":".join([self.target, self.impl, self.label(), self.dtype, self.device,
-                         self.pass_])
-
-    def baseline(self, impl: str = "unfold") -> Case:
-        """The same case run by ``impl`` (the speedup's denominator)."""
-        return Case(**{**asdict(self), "impl": impl})
+        """Stable identifier: ``target:impl:shape:dtype:device:pass`` (the baseline is not
+        part of it)."""
+        return case_id(target=self.target, impl=self.impl, shape=self.label(),
+                       dtype=self.dtype, device=self.device, **{"pass": self.pass_})
 
     def as_row(self) -> dict:
         row = asdict(self)
         row["pass"] = row.pop("pass_")
         return row
-
-
-def parse_list(text: str, *, name: str, kind: type = str) -> list:
-    """``"3,5,7"`` -> ``[3, 5, 7]``; a clear ValueError naming the option otherwise."""
-    items = [item.strip() for item in str(text).split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"--{name} needs at least one value, got {text!r}")
-    if kind is int:
-        bad = [item for item in items if not item.isdigit() or int(item) < 1]
-        if bad:
-            raise ValueError(f"--{name} takes positive integers, got {', '.join(bad)}")
-        return [int(item) for item in items]
-    return items
-
-
-def _check_choices(values: list[str], choices, name: str) -> None:
-    bad = [v for v in values if v not in choices]
-    if bad:
-        raise ValueError(f"--{name}: unknown {', '.join(map(repr, bad))}; "
-                         f"choose from {', '.join(choices)}")
 
 
 def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
@@ -129,28 +121,24 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
             not apply to a target are left alone).
 
     Returns:
-        Unique cases, in preset order, with ``unfold`` first among the implementations of
-        each shape so that its time is known when the others' speedups are recorded.
+        Unique cases, in preset order, with the group's baseline (``"baseline"``, default
+        :data:`DEFAULT_BASELINE`) first among the implementations of each shape; each case
+        records its baseline (empty for targets that run one fixed implementation).
 
     Raises:
         ValueError: an unknown implementation, dtype, device or pass, an invalid shape, or an
             override that leaves no case.
     """
     overrides = {key: value for key, value in (overrides or {}).items() if value}
-    known = set(SHAPE_OVERRIDES) | {"impl", "dtype", "device", "pass", "size"}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"unknown override(s) {sorted(unknown)}; known: {sorted(known)}")
-    if "impl" in overrides:
-        _check_choices(overrides["impl"], registry.implementations(), "impl")
-    _check_choices(overrides.get("dtype", []), DTYPES, "dtype")
-    _check_choices(overrides.get("device", []), DEVICES, "device")
-    _check_choices(overrides.get("pass", []), PASSES, "pass")
+    for name, values in overrides.items():
+        get_axis(name)  # raises on an unknown axis
+        check_choices(name, values, registry.implementations() if name == "impl" else None)
 
     cases: dict[str, Case] = {}
     for group in preset["groups"]:
         axes = TARGET_AXES[group["target"]]
-        impls = _impls(group, axes, overrides)
+        baseline = "" if axes["impl"] is not None else group.get("baseline", DEFAULT_BASELINE)
+        impls = _impls(group, axes, overrides, baseline)
         passes = [p for p in overrides.get("pass", group["passes"]) if p in axes["passes"]]
         for shape in _shapes(group, axes, overrides):
             for dtype, device, pass_ in itertools.product(
@@ -158,7 +146,7 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
                     overrides.get("device", group["devices"]), passes):
                 for impl in impls:
                     case = Case(target=group["target"], impl=impl, dtype=dtype, device=device,
-                                pass_=pass_, **shape)
+                                pass_=pass_, baseline=baseline, **shape)
                     cases.setdefault(case.case_id, case)
     if not cases:
         raise ValueError("the overrides leave no case to run (e.g. a --pass that no target "
@@ -167,13 +155,13 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
     return list(cases.values())
 
 
-def _impls(group: dict, axes: dict, overrides: dict) -> list[str]:
+def _impls(group: dict, axes: dict, overrides: dict, baseline: str) -> list[str]:
     if axes["impl"] is not None:
         return [axes["impl"]]
     impls = overrides.get("impl", group.get("impls", "all"))
     if impls == "all":
         impls = registry.implementations()
-    return sorted(impls, key=lambda name: name != "unfold")  # stable: unfold first
+    return sorted(impls, key=lambda name: name != baseline)  # stable: the baseline first
 
 
 def _shapes(group: dict, axes: dict, overrides: dict) -> list[dict]:
@@ -183,9 +171,9 @@ def _shapes(group: dict, axes: dict, overrides: dict) -> list[dict]:
     shapes = []
     for base in group["shapes"]:
         choices = {f: [fixed[f]] if f in fixed else [base[f]] for f in SHAPE_FIELDS}
-        for option, field in SHAPE_OVERRIDES.items():
-            if option in overrides and field in fields:
-                choices[field] = overrides[option]
+        for axis in AXES:
+            if axis.field and axis.name in overrides and axis.field in fields:
+                choices[axis.field] = overrides[axis.name]
         if sizes:
             choices["H"] = sizes  # W follows H
         for values in itertools.product(*choices.values()):

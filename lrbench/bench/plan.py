@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lrbench.bench.cases import Case, expand, parse_list, parse_shard, shard
+from lrbench.bench.axes import parse_values
+from lrbench.bench.cases import Case, expand, parse_shard, shard
 from lrbench.bench.presets import get_preset
 from lrbench.bench.runner import Timing
-
-# option -> element type of its comma-separated list
-OVERRIDE_TYPES = {"impl": str, "dtype": str, "device": str, "pass": str, "batch": int,
-                  "channels": int, "size": int, "kernel": int, "m": int, "stride": int}
 
 
 @dataclass(frozen=True)
@@ -39,10 +36,7 @@ def make_plan(preset: str, overrides: dict[str, str | None] | None = None,
         min_rounds, max_time: replace the preset's timing.
     """
     config = get_preset(preset)
-    unknown = set(overrides or {}) - set(OVERRIDE_TYPES)
-    if unknown:
-        raise ValueError(f"unknown override(s) {sorted(unknown)}; known: {list(OVERRIDE_TYPES)}")
-    parsed = {name: parse_list(text, name=name, kind=OVERRIDE_TYPES[name])
+    parsed = {name: parse_values(name, text)
               for name, text in (overrides or {}).items() if text is not None}
     cases = expand(config, parsed)
     label = preset

@@ -1,4 +1,8 @@
-"""PNG plots of a run, drawn from its CSV rows only (matplotlib, Agg backend).
+"""PNG plots of a run, drawn from its CSV rows only (matplotlib).
+
+Figures are ``matplotlib.figure.Figure`` objects saved directly (Agg, chosen by the file type),
+never through pyplot: importing or calling this module leaves the user's backend and pyplot's
+figure list alone (a notebook keeps its inline backend).
 
 Each function takes the run's rows and a path, draws only from the data present, and returns
 ``False`` (writing nothing) when the rows hold nothing to plot.
@@ -8,12 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from lrbench.bench.metrics import shape_of
 
 MIB = 2**20
 FAMILY = ["target", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device"]
@@ -55,7 +58,8 @@ def _by_pass(rows: pd.DataFrame, path: Path, axis: str, value, ylabel: str, titl
     if rows.empty:
         return False
     passes = sorted(rows["pass"].unique())
-    fig, axes = plt.subplots(1, len(passes), figsize=(5.5 * len(passes), 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(passes), 4))
+    axes = fig.subplots(1, len(passes), squeeze=False)
     for ax, pass_ in zip(axes[0], passes, strict=True):
         for impl, group in rows[rows["pass"] == pass_].groupby("impl"):
             group = group.sort_values(axis)
@@ -71,7 +75,6 @@ def _by_pass(rows: pd.DataFrame, path: Path, axis: str, value, ylabel: str, titl
     fig.suptitle(_family_title(rows, axis), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 
@@ -125,7 +128,8 @@ def _barh(labels: list[str], values: list[float], path: Path, xlabel: str, title
           reference: float | None = None, log: bool = False) -> bool:
     if not values:
         return False
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(values)))
+    fig = Figure(figsize=(8, 1.2 + 0.28 * len(values)))
+    ax = fig.subplots()
     ax.barh(range(len(values)), values, color="tab:blue")
     ax.set_yticks(range(len(values)), labels, fontsize=7)
     ax.invert_yaxis()
@@ -138,19 +142,19 @@ def _barh(labels: list[str], values: list[float], path: Path, xlabel: str, title
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 
-def speedup_vs_unfold(frame: pd.DataFrame, path: Path) -> bool:
-    """Speedup against unfold on the same case, one bar per (implementation, case)."""
+def speedup_vs_baseline(frame: pd.DataFrame, path: Path) -> bool:
+    """Speedup against the case's baseline, one bar per (implementation, case)."""
     rows = timed(frame, None)
-    rows = rows[(rows["impl"] != "unfold") & rows["speedup_vs_unfold"].notna()]
-    labels = [f"{r['target']} {r['impl']} {r['case_id'].split(':')[2]} {r['dtype']} "
+    rows = rows[(rows["impl"] != rows["baseline"]) & rows["speedup_vs_baseline"].notna()]
+    labels = [f"{r['target']} {r['impl']} {shape_of(r['case_id'])} {r['dtype']} "
               f"{r['device']} {r['pass']}" for _, r in rows.iterrows()]
-    return _barh(labels, list(rows["speedup_vs_unfold"]), path,
-                 "speedup vs unfold (unfold median / median; >1 is faster)",
-                 "speedup vs unfold", reference=1.0, log=True)
+    names = ", ".join(sorted(rows["baseline"].unique()))
+    return _barh(labels, list(rows["speedup_vs_baseline"]), path,
+                 f"speedup vs baseline ({names}): baseline median / median; >1 is faster",
+                 "speedup vs baseline", reference=1.0, log=True)
 
 
 def network_throughput(frame: pd.DataFrame, path: Path) -> bool:
@@ -166,6 +170,6 @@ PLOTS = {
     "time_vs_k.png": time_vs_k,
     "time_vs_size.png": time_vs_size,
     "memory_vs_k.png": memory_vs_k,
-    "speedup_vs_unfold.png": speedup_vs_unfold,
+    "speedup_vs_baseline.png": speedup_vs_baseline,
     "network_throughput.png": network_throughput,
 }

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from lrbench.bench import metrics
+
 RESULTS = "results.csv"
 STATUSES = ("ok", "skipped", "failed", "error")
 COLUMNS = [
     "case_id", "target", "impl", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device", "pass",
     "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations",
     "macs", "macs_source", "gmacs_per_s", "items_per_s", "speedup_vs_unfold",
+    "baseline", "speedup_vs_baseline",
     "peak_bytes", "output_bytes", "max_abs_err", "oracle",
     "threads", "load_1m", "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
     "reason", "status",
@@ -24,6 +27,7 @@ COLUMNS = [
 
 # Columns of text: read back as strings ("" when empty), never as an all-NaN float column.
 TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "macs_source", "oracle",
+                "baseline",
                 "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
                 "reason", "status"]
 
@@ -45,7 +49,11 @@ def append_row(path: str | Path, row: dict) -> None:
         raise ValueError(f"row status must be one of {STATUSES}, got {row.get('status')!r}")
     # An existing file keeps its own header (e.g. written by an older version, without a column).
     existing = path.exists() and path.stat().st_size > 0
-    columns = path.open().readline().strip().split(",") if existing else COLUMNS
+    if existing:
+        with path.open() as handle:
+            columns = handle.readline().strip().split(",")
+    else:
+        columns = COLUMNS
     frame = pd.DataFrame([row]).reindex(columns=columns)
     with path.open("a", newline="") as handle:
         frame.to_csv(handle, header=not existing, index=False)
@@ -53,14 +61,15 @@ def append_row(path: str | Path, row: dict) -> None:
 
 
 def load(location: str | Path) -> pd.DataFrame:
-    """The rows of a run (a CSV or a run directory); rows without a valid status are dropped."""
+    """The rows of a run (a CSV or a run directory), with the derived metrics
+    (:func:`lrbench.bench.metrics.derive`); rows without a valid status are dropped."""
     path = results_path(location)
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}")
     frame = pd.read_csv(path, on_bad_lines="skip", dtype={c: str for c in TEXT_COLUMNS})
     frame = frame[frame["status"].isin(STATUSES)].reindex(columns=COLUMNS)
-    frame[TEXT_COLUMNS] = frame[TEXT_COLUMNS].fillna("").astype(str)
-    return frame.reset_index(drop=True)
+    frame[TEXT_COLUMNS] = frame[TEXT_COLUMNS].astype(object).fillna("").astype(str)
+    return metrics.derive(frame.reset_index(drop=True))
 
 
 def done_ids(location: str | Path) -> set[str]:
@@ -69,31 +78,19 @@ def done_ids(location: str | Path) -> set[str]:
     return set(load(path)["case_id"]) if path.exists() else set()
 
 
-def _without_impl(case_ids: pd.Series) -> pd.Series:
-    """``target:impl:shape:dtype:device:pass`` -> ``target:shape:dtype:device:pass``."""
-    return case_ids.str.split(":").map(lambda parts: ":".join(parts[:1] + parts[2:]))
-
-
-def with_speedups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Recompute ``speedup_vs_unfold`` = unfold's median / this median, on the same case."""
-    frame = frame.copy()
-    unfold = frame[(frame["status"] == "ok") & (frame["impl"] == "unfold")]
-    unfold_median = pd.Series(unfold["median_s"].to_numpy(), index=_without_impl(unfold["case_id"]))
-    baseline = _without_impl(frame["case_id"]).map(unfold_median)
-    frame["speedup_vs_unfold"] = (baseline / frame["median_s"]).where(frame["status"] == "ok")
-    return frame
-
-
 def merge_runs(locations: list[str | Path]) -> pd.DataFrame:
-    """Rows of several runs (e.g. shards) joined: one per case id, an ``ok`` row preferred,
-    later pieces winning ties; speedups recomputed across pieces."""
+    """Rows of several runs (e.g. shards, or machines) joined: one per case id and machine
+    (:func:`lrbench.bench.metrics.machine_of`), an ``ok`` row preferred, later pieces winning
+    ties; derived metrics (speedups, within each machine) recomputed across pieces."""
     if not locations:
         raise ValueError("merge needs at least one run to read")
     frame = pd.concat([load(location) for location in locations], ignore_index=True)
     frame["_rank"] = (frame["status"] == "ok").astype(int)
+    frame["_machine"] = metrics.machine_of(frame)
     frame = frame.reset_index().sort_values(["_rank", "index"], kind="stable")
-    frame = frame.drop_duplicates("case_id", keep="last").sort_values("index")
-    return with_speedups(frame.drop(columns=["_rank", "index"]).reset_index(drop=True))
+    frame = frame.drop_duplicates(["_machine", "case_id"], keep="last").sort_values("index")
+    return metrics.derive(frame.drop(columns=["_rank", "_machine", "index"])
+                          .reset_index(drop=True))
 
 
 def write(frame: pd.DataFrame, location: str | Path) -> Path:

@@ -1,69 +1,52 @@
 """The Markdown report of a run: summary tables and PNG plots, all from the run's CSV.
 
-The headline tables are those of the fused-kernel issue: each implementation against
-``unfold`` on the op (forward and forward+backward speedups, peak memory beside the output's
-size) and the ``LocalRelation2d`` layer against the 3x3 convolution it replaces in ResNet-50
+The headline tables are those of the fused-kernel issue: each implementation against the
+matrix's baseline on the op (forward and forward+backward speedups, peak memory beside the
+baseline's and the output's size; the baseline is read from the rows) and the
+``LocalRelation2d`` layer against the 3x3 convolution it replaces in ResNet-50
 (Hu et al., ICCV 2019, arXiv:1904.11491).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from lrbench.bench import plots, records
+from lrbench.bench.metrics import machine_of, shape_of
+from lrbench.tables import markdown_table
 
 MIB = 2**20
 MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
-
-
-def _fmt(value, spec: str = ".4g") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return format(value, spec) if isinstance(value, int | float) else str(value)
-
-
-def markdown_table(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
-    """``frame`` as a GitHub Markdown table; ``formats`` gives a format spec per column."""
-    formats = formats or {}
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
-             "|" + "---|" * len(frame.columns)]
-    for _, row in frame.iterrows():
-        cells = [_fmt(row[c], formats.get(c, ".4g")).replace("|", "\\|") for c in frame.columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _shape(case_id: str) -> str:
-    return case_id.split(":")[2]
 
 
 def _get(row: pd.Series | None, column: str, scale: float = 1.0) -> float | None:
     return None if row is None else row[column] * scale
 
 
-def versus_unfold(frame: pd.DataFrame) -> pd.DataFrame:
+def versus_baseline(frame: pd.DataFrame) -> pd.DataFrame:
     """Op cases: each implementation's forward and forward+backward time and speedup against
-    unfold, and forward peak memory beside unfold's and beside the output's size."""
+    the case's baseline (the ``baseline`` column), and forward peak memory beside the
+    baseline's and beside the output's size."""
     rows = plots.timed(frame)
     out = []
-    for (shape, dtype, device), group in rows.groupby(
-            [rows["case_id"].map(_shape), "dtype", "device"], sort=False):
+    for (shape, dtype, device, baseline), group in rows.groupby(
+            [rows["case_id"].map(shape_of), "dtype", "device", "baseline"], sort=False):
         by = {(r["impl"], r["pass"]): r for _, r in group.iterrows()}
-        unfold_fwd = by.get(("unfold", "fwd"))
-        for impl in [i for i in group["impl"].unique() if i != "unfold"]:
+        baseline_fwd = by.get((baseline, "fwd"))
+        for impl in [i for i in group["impl"].unique() if i != baseline]:
             fwd, both = by.get((impl, "fwd")), by.get((impl, "fwd_bwd"))
             out.append({
                 "shape": shape, "dtype": dtype, "device": device, "impl": impl,
+                "baseline": baseline,
                 "fwd ms": _get(fwd, "median_s", 1e3),
-                "fwd speedup": _get(fwd, "speedup_vs_unfold"),
+                "fwd speedup": _get(fwd, "speedup_vs_baseline"),
                 "fwd+bwd ms": _get(both, "median_s", 1e3),
-                "fwd+bwd speedup": _get(both, "speedup_vs_unfold"),
+                "fwd+bwd speedup": _get(both, "speedup_vs_baseline"),
                 "fwd peak MiB": _get(fwd, "peak_bytes", 1 / MIB),
-                "unfold fwd peak MiB": _get(unfold_fwd, "peak_bytes", 1 / MIB),
+                "baseline fwd peak MiB": _get(baseline_fwd, "peak_bytes", 1 / MIB),
                 "output MiB": _get(fwd, "output_bytes", 1 / MIB),
             })
     return pd.DataFrame(out)
@@ -77,9 +60,9 @@ def layer_vs_conv(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     paired = layers.merge(convs, on=MATCH, suffixes=("", "_conv"))
     return pd.DataFrame({
-        "layer": paired["case_id"].map(_shape), "impl": paired["impl"], "pass": paired["pass"],
+        "layer": paired["case_id"].map(shape_of), "impl": paired["impl"], "pass": paired["pass"],
         "layer ms": paired["median_s"] * 1e3,
-        "conv3x3": paired["case_id_conv"].map(_shape),
+        "conv3x3": paired["case_id_conv"].map(shape_of),
         "conv3x3 ms": paired["median_s_conv"] * 1e3,
         "layer / conv3x3": paired["median_s"] / paired["median_s_conv"],
     })
@@ -101,7 +84,8 @@ def all_timed(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "case": rows["case_id"], "median ms": rows["median_s"] * 1e3,
         "IQR ms": rows["iqr_s"] * 1e3, "min ms": rows["min_s"] * 1e3, "rounds": rows["rounds"],
-        "GMAC/s": rows["gmacs_per_s"], "speedup vs unfold": rows["speedup_vs_unfold"],
+        "GMAC/s": rows["gmacs_per_s"], "baseline": rows["baseline"],
+        "speedup vs baseline": rows["speedup_vs_baseline"],
         "peak MiB": rows["peak_bytes"] / MIB, "max abs err": rows["max_abs_err"],
     })
 
@@ -122,7 +106,47 @@ def _machine(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str]) -> str:
+def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
+    """The tables (and plots) of one machine's rows, under headings of ``level`` ("##")."""
+    parts = []
+    versus = versus_baseline(frame)
+    if not versus.empty:
+        baselines = ", ".join(sorted(versus["baseline"].unique()))
+        parts.append(f"{level} Op: each implementation against the baseline ({baselines})\n\n"
+                     "Speedup = the baseline's median / the implementation's median on the same "
+                     "case; the baseline is the one the matrix named for the case.\n\n"
+                     + markdown_table(versus))
+    pairs = layer_vs_conv(frame)
+    if not pairs.empty:
+        parts.append(f"{level} The layer against the 3x3 convolution it replaces\n\n"
+                     "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
+                     "ResNet-50's 3x3 conv at the same stage.\n\n"
+                     + markdown_table(pairs))
+    exponents = plots.size_exponents(frame)
+    if not exponents.empty:
+        parts.append(f"{level} Scaling with input size\n\nFitted exponent `a` of `time ~ H^a` "
+                     "over the size sweep, beside the closed form's (2 at stride 1: MACs grow "
+                     "with H*W).\n\n" + markdown_table(exponents))
+    nets = networks(frame)
+    if not nets.empty:
+        parts.append(f"{level} Whole networks\n\n`fwd`: eval-mode forward without autograd; "
+                     "`train`: forward, cross-entropy, backward and an SGD step.\n\n"
+                     + markdown_table(nets))
+    for name in drawn:
+        parts.append(f"![{name}]({name})")
+    table = all_timed(frame)
+    if not table.empty:
+        parts.append(f"{level} All timed cases\n\n" + markdown_table(table))
+    untimed = frame[frame["status"] != "ok"][["case_id", "status", "reason"]]
+    if not untimed.empty:
+        parts.append(f"{level} Cases not timed\n\n" + markdown_table(untimed))
+    return parts
+
+
+def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str] | dict[str, list[str]]
+                   ) -> str:
+    """The report. Rows of several machines (:func:`lrbench.bench.metrics.machine_of`) get one
+    section each; ``drawn`` is then the plots per machine label."""
     counts = frame["status"].value_counts()
     parts = [
         f"# Benchmark report: `{run_dir}`",
@@ -133,39 +157,22 @@ def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str]) -> str:
         "given for forward passes only. Peak memory: extra bytes at the peak of one call "
         "(CUDA allocator peak on GPU; PyTorch profiler allocation events on CPU). Every timed "
         "case passed the accuracy gate first (`max abs err` against the float64 oracle).",
-        "## Machine\n\n" + _machine(frame),
     ]
-    versus = versus_unfold(frame)
-    if not versus.empty:
-        parts.append("## Op: each implementation against unfold\n\nSpeedup = unfold's median "
-                     "/ the implementation's median on the same case.\n\n"
-                     + markdown_table(versus, {"fwd ms": ".4g", "fwd+bwd ms": ".4g",
-                                               "fwd speedup": ".2f", "fwd+bwd speedup": ".2f"}))
-    pairs = layer_vs_conv(frame)
-    if not pairs.empty:
-        parts.append("## The layer against the 3x3 convolution it replaces\n\n"
-                     "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
-                     "ResNet-50's 3x3 conv at the same stage.\n\n"
-                     + markdown_table(pairs, {"layer / conv3x3": ".2f"}))
-    exponents = plots.size_exponents(frame)
-    if not exponents.empty:
-        parts.append("## Scaling with input size\n\nFitted exponent `a` of `time ~ H^a` over "
-                     "the size sweep, beside the closed form's (2 at stride 1: MACs grow with "
-                     "H*W).\n\n" + markdown_table(exponents, {"fitted exponent": ".2f",
-                                                             "closed-form exponent": ".2f"}))
-    nets = networks(frame)
-    if not nets.empty:
-        parts.append("## Whole networks\n\n`fwd`: eval-mode forward without autograd; `train`: "
-                     "forward, cross-entropy, backward and an SGD step.\n\n"
-                     + markdown_table(nets))
-    for name in drawn:
-        parts.append(f"![{name}]({name})")
-    table = all_timed(frame)
-    if not table.empty:
-        parts.append("## All timed cases\n\n" + markdown_table(table, {"rounds": ".0f"}))
-    untimed = frame[frame["status"] != "ok"][["case_id", "status", "reason"]]
-    if not untimed.empty:
-        parts.append("## Cases not timed\n\n" + markdown_table(untimed))
+    machines = machine_of(frame)
+    if machines.nunique() <= 1:
+        return "\n\n".join([*parts, "## Machine\n\n" + _machine(frame),
+                             *_tables(frame, list(drawn), "##")]) + "\n"
+    labels = list(dict.fromkeys(machines))
+    parts.append(f"These rows come from {len(labels)} machines (CPU model / GPU model / "
+                 "threads). Each has its own section below; every speedup and ratio is "
+                 "between times of one machine, never across machines.\n\n"
+                 + "\n".join(f"{i}. {label}: {int((machines == label).sum())} cases"
+                             for i, label in enumerate(labels, start=1)))
+    for i, label in enumerate(labels, start=1):
+        rows = frame[machines == label]
+        plots_here = drawn.get(label, []) if isinstance(drawn, dict) else []
+        parts += [f"## Machine {i}: {label}\n\n" + _machine(rows),
+                  *_tables(rows, plots_here, "###")]
     return "\n\n".join(parts) + "\n"
 
 
@@ -174,10 +181,21 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     csv_path = records.results_path(run_dir)
     out_dir = csv_path.parent
-    frame = records.with_speedups(records.load(csv_path))
-    drawn = [name for name, draw in plots.PLOTS.items() if draw(frame, out_dir / name)]
-    for stale in set(plots.PLOTS) - set(drawn):
-        (out_dir / stale).unlink(missing_ok=True)
+    frame = records.load(csv_path)
+    machines = machine_of(frame)
+    if machines.nunique() <= 1:
+        drawn = [name for name, draw in plots.PLOTS.items() if draw(frame, out_dir / name)]
+        kept = set(drawn)
+    else:  # one set of plots per machine: machine-1-time_vs_k.png, ...
+        drawn, kept = {}, set()
+        for i, label in enumerate(dict.fromkeys(machines), start=1):
+            rows = frame[machines == label]
+            drawn[label] = [f"machine-{i}-{name}" for name, draw in plots.PLOTS.items()
+                            if draw(rows, out_dir / f"machine-{i}-{name}")]
+            kept.update(drawn[label])
+    for stale in [*plots.PLOTS, *(p.name for p in out_dir.glob("machine-*-*.png"))]:
+        if stale not in kept:
+            (out_dir / stale).unlink(missing_ok=True)
     path = out_dir / "report.md"
     path.write_text(build_markdown(frame, out_dir, drawn))
     return path

@@ -18,14 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
-from lrbench.bench import records, targets
+from lrbench.bench import metrics, records, runlock, targets
 from lrbench.bench.cases import Case
 from lrbench.bench.gate import Gate
 from lrbench.bench.machine import load_now, machine_info, threads_now
 from lrbench.bench.macs import case_macs
+from lrbench.bench.manifest import Manifest, ShardPlan
 from lrbench.bench.memory import peak_extra_bytes
 
 PLUGIN_KEY = pytest.StashKey["MatrixPlugin"]()
@@ -121,9 +123,6 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
         gc.collect()
         if case.device == "cuda":
             torch.cuda.empty_cache()
-    if macs and case.pass_ == "fwd":
-        row["gmacs_per_s"] = macs / row["median_s"] / 1e9
-    row["items_per_s"] = case.B / row["median_s"]
     return {**row, "status": "ok", "reason": ""}
 
 
@@ -134,7 +133,6 @@ class MatrixPlugin:
     cases: list[Case]
     csv_path: Path
     on_case: OnCase | None = None
-    unfold_medians: dict[str, float] = field(default_factory=dict)
     statuses: Counter = field(default_factory=Counter)
     gate: Gate = field(default_factory=Gate)
 
@@ -153,12 +151,9 @@ class MatrixPlugin:
 
         row = execute_case(case, time_fn, self.gate)
         if row["status"] == "ok":  # beside pytest-benchmark's statistics in its JSON
-            benchmark.extra_info.update({key: row[key] for key in EXTRA_INFO if key in row})
-        if row["status"] == "ok":
-            if case.impl == "unfold":
-                self.unfold_medians[case.case_id] = row["median_s"]
-            baseline = self.unfold_medians.get(case.baseline().case_id)
-            row["speedup_vs_unfold"] = baseline / row["median_s"] if baseline else None
+            derived = metrics.derive(pd.DataFrame([row]).reindex(columns=records.COLUMNS))
+            info = {**row, **derived.iloc[0].dropna().to_dict()}
+            benchmark.extra_info.update({key: info[key] for key in EXTRA_INFO if key in info})
         records.append_row(self.csv_path, row)
         self.statuses[row["status"]] += 1
         if self.on_case is not None:
@@ -185,6 +180,9 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
                label: str = "run") -> RunSummary:
     """Run ``cases``, writing ``out_dir/results.csv`` row by row and pytest-benchmark's JSON.
 
+    The run holds ``out_dir`` (:mod:`lrbench.bench.runlock`: a second run into it is refused
+    with ``FolderInUse``) and records its planned case ids in ``out_dir/plan.json``.
+
     Args:
         cases: the cases (see :func:`lrbench.bench.cases.expand` and ``shard``).
         out_dir: run directory; created if needed.
@@ -197,6 +195,15 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
     Returns:
         A :class:`RunSummary`; ``interrupted`` is set when the run was stopped (Ctrl-C).
     """
+    with runlock.hold(out_dir):
+        Manifest(executor="in-process", label=label, shards=[
+            ShardPlan(index=1, folder=".", case_ids=[c.case_id for c in cases])]).save(out_dir)
+        return _run_held(cases, out_dir, resume=resume, timing=timing, on_case=on_case,
+                         label=label)
+
+
+def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: Timing | None,
+              on_case: OnCase | None, label: str) -> RunSummary:
     timing = timing or Timing()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +216,7 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
                          already_done=len(cases) - len(todo), statuses=Counter())
     if not todo:
         return summary
-    plugin = MatrixPlugin(todo, csv_path, on_case, unfold_medians=_unfold_medians(csv_path))
+    plugin = MatrixPlugin(todo, csv_path, on_case)
     # A fresh run replaces its JSON; each resumed piece gets its own.
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     name = f"{label}-resumed-{stamp}" if done else label
@@ -221,7 +228,11 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
             contextlib.redirect_stderr(log), warnings.catch_warnings():
         # when no case was timed, pytest-benchmark writes no JSON and says so; the CSV has why
         warnings.filterwarnings("ignore", message="Not saving anything")
-        code = pytest.main(args, plugins=[plugin])
+        try:
+            code = pytest.main(args, plugins=[plugin])
+        finally:  # the CSV gets the derived columns (speedups across the run's rows)
+            if csv_path.exists():
+                records.write(records.load(csv_path), csv_path)
     if not summary.json_path.exists():
         summary.json_path = None
     summary.statuses = plugin.statuses
@@ -230,11 +241,3 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
         raise RuntimeError(f"the benchmark session failed (pytest exit code {int(code)}); "
                            f"see {log_path}")
     return summary
-
-
-def _unfold_medians(csv_path: Path) -> dict[str, float]:
-    if not csv_path.exists():
-        return {}
-    frame = records.load(csv_path)
-    unfold = frame[(frame["impl"] == "unfold") & (frame["status"] == "ok")]
-    return dict(zip(unfold["case_id"], unfold["median_s"], strict=True))

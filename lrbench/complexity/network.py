@@ -8,27 +8,26 @@ names (``layer1.0.conv2``); stages are the paper's (``conv1``, ``res2``..``res5`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from lrbench.complexity.layer_terms import lr_layer_terms
 from lrbench.layer import parameter_count as lr_parameter_count
 from lrbench.models.config import STAGE_STRIDES, NetConfig
-from lrbench.spec import output_size
+from lrbench.spec import output_size, weight_maps
 
 STAGES = ("conv1", "res2", "res3", "res4", "res5", "fc")
-MODULE_OF_STAGE = dict(zip(STAGES, ("stem", "layer1", "layer2", "layer3", "layer4", "fc"),
-                           strict=True))
+STEM_MODULES = ("conv1", "bn1", "relu", "maxpool")  # torchvision's names for the stem's parts
+MODULES_OF_STAGE = dict(zip(STAGES, (STEM_MODULES, ("layer1",), ("layer2",), ("layer3",),
+                                     ("layer4",), ("fc",)), strict=True))
 
-# The stems as steps (kind, arguments); "k" of an "lr" step comes from the config.
+# The parts of the stems' ``conv1`` as steps (kind, arguments); "k" of an "lr" step comes from
+# the config. A single step is the module ``conv1`` itself, several are ``conv1.0``, ``conv1.1``...
 STEM_STEPS: dict[str, list[tuple[str, dict]]] = {
-    "conv7": [("conv", {"c_out": 64, "k": 7, "stride": 2}), ("bn", {}), ("relu", {}),
-              ("maxpool", {})],
-    "lr7": [("conv", {"c_out": 64, "k": 1}), ("bn", {}), ("relu", {}),
-            ("lr", {"stride": 2}), ("bn", {}), ("relu", {}), ("maxpool", {})],
+    "conv7": [("conv", {"c_out": 64, "k": 7, "stride": 2})],
+    "lr7": [("conv", {"c_out": 64, "k": 1}), ("bn", {}), ("relu", {}), ("lr", {"stride": 2})],
     "deep": [("conv", {"c_out": 32, "k": 3, "stride": 2}), ("bn", {}), ("relu", {}),
              ("conv", {"c_out": 32, "k": 3}), ("bn", {}), ("relu", {}),
-             ("conv", {"c_out": 64, "k": 3}), ("bn", {}), ("relu", {}), ("maxpool", {})],
+             ("conv", {"c_out": 64, "k": 3})],
 }
 
 
@@ -84,7 +83,7 @@ class _Walker:
         self._add(name, "lr", macs=lr_layer_terms(C, self.H, self.W, k, m, stride),
                   params=lr_parameter_count(C, k, m), elements=C * Ho * Wo,
                   info={"C": C, "H": self.H, "W": self.W, "k": k, "m": m, "stride": stride,
-                        "G": math.ceil(C / m)})
+                        "G": weight_maps(C, m)})
         self.H, self.W = Ho, Wo
 
     def bn(self, name: str) -> None:
@@ -124,8 +123,12 @@ class _Walker:
 
     def walk(self) -> list[LayerCount]:
         cfg = self.config
-        for i, (kind, args) in enumerate(STEM_STEPS[cfg.stem]):
-            getattr(self, kind)(f"stem.{i}", **args)
+        steps = STEM_STEPS[cfg.stem]
+        for i, (kind, args) in enumerate(steps):
+            getattr(self, kind)("conv1" if len(steps) == 1 else f"conv1.{i}", **args)
+        self.bn("bn1")
+        self.relu("relu")
+        self.maxpool("maxpool")
         for s, (n, mid, out, stride) in enumerate(
             zip(cfg.blocks, cfg.widths, cfg.out_widths, STAGE_STRIDES, strict=True)
         ):

@@ -1,0 +1,78 @@
+"""Derived metrics of a run's rows, computed in this one place from the measured columns.
+
+Measured columns (written by the runner): ``median_s``, ``macs``, ``B``, ``status``,
+``baseline``... Derived here, for every ``ok`` row:
+
+- ``gmacs_per_s``: closed-form forward MACs / median, for forward passes (``fwd``) only;
+- ``items_per_s``: ``B`` / median (images per second for the networks);
+- ``speedup_vs_baseline``: the baseline implementation's median on the same case (same target,
+  shape, dtype, device and pass) and the same machine (:func:`machine_of`) / this median; the
+  baseline is the row's ``baseline`` column, set by the matrix
+  (:data:`lrbench.bench.cases.DEFAULT_BASELINE` unless a preset group names another);
+- ``speedup_vs_unfold``: the same number where the baseline is ``unfold`` (the column of earlier
+  versions, kept for the scripts that read it).
+
+:func:`derive` is idempotent: loading, merging and reporting all call it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lrbench.bench.cases import DEFAULT_BASELINE, TARGET_AXES, parse_case_id, with_impl
+
+FORWARD_PASSES = ("fwd",)  # the passes that the closed-form (forward) MAC count describes
+# What tells machines apart: a time from one is never divided by a time from another.
+MACHINE_COLUMNS = ("cpu", "gpu", "threads")
+
+
+def machine_of(frame: pd.DataFrame) -> pd.Series:
+    """Each row's machine, as a label: ``CPU model / GPU model / N threads``."""
+    def label(cpu, gpu, threads) -> str:
+        threads = pd.to_numeric(threads, errors="coerce")
+        parts = [str(cpu) if str(cpu) not in ("", "nan") else "unknown CPU",
+                 str(gpu) if str(gpu) not in ("", "nan") else "no GPU",
+                 f"{int(threads)} threads" if pd.notna(threads) else "threads unknown"]
+        return " / ".join(parts)
+
+    columns = [frame[c] if c in frame else pd.Series("", index=frame.index)
+               for c in MACHINE_COLUMNS]
+    return pd.Series([label(*values) for values in zip(*columns, strict=True)], index=frame.index,
+                     dtype=object)
+
+
+def _baselines(frame: pd.DataFrame) -> pd.Series:
+    """Each row's baseline; rows of CSVs written before the column existed get the default
+    where their target varies the implementation."""
+    baseline = frame["baseline"].fillna("").astype(str)
+    varies = frame["target"].map(lambda t: TARGET_AXES.get(t, {}).get("impl", "") is None)
+    varies = varies.astype(bool)
+    return baseline.where((baseline != "") | ~varies, DEFAULT_BASELINE)
+
+
+def derive(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every derived column recomputed from the measured ones (a copy)."""
+    frame = frame.copy()
+    ok = frame["status"] == "ok"
+    median = pd.to_numeric(frame["median_s"], errors="coerce")
+    macs = pd.to_numeric(frame["macs"], errors="coerce")
+    forward = frame["pass"].isin(FORWARD_PASSES)
+    frame["gmacs_per_s"] = (macs / median / 1e9).where(ok & forward)
+    frame["items_per_s"] = (pd.to_numeric(frame["B"], errors="coerce") / median).where(ok)
+
+    frame["baseline"] = _baselines(frame)
+    machine = machine_of(frame)  # the baseline is looked up on the row's own machine
+    timed = pd.Series(median[ok].to_numpy(),
+                      index=(machine[ok] + "|" + frame.loc[ok, "case_id"]).to_numpy())
+    timed = timed[~timed.index.duplicated(keep="last")]
+    keys = [f"{where}|{with_impl(cid, base)}" if base else "" for where, cid, base
+            in zip(machine, frame["case_id"], frame["baseline"], strict=True)]
+    frame["speedup_vs_baseline"] = (pd.Series(keys, index=frame.index).map(timed)
+                                    / median).where(ok)
+    frame["speedup_vs_unfold"] = frame["speedup_vs_baseline"].where(frame["baseline"] == "unfold")
+    return frame
+
+
+def shape_of(case_id: str) -> str:
+    """The shape label inside a case id (``B8-C100-56x56-k7-m8-s1``)."""
+    return parse_case_id(case_id)["shape"]
