@@ -248,6 +248,30 @@ def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster) -> N
         sys.exit(1)
 
 
+@main.command("machine")
+@click.option("--device", "devices", default=None, metavar="LIST",
+              help="Devices, e.g. cpu,cuda  [default: cpu, and cuda when present]")
+@click.option("--dtype", "dtypes", default="float32", show_default=True, metavar="LIST",
+              help="Dtypes of the GEMM peak, e.g. float32,float64,bfloat16.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Intra-op threads  [default: torch's current count]")
+def machine_cmd(devices, dtypes, threads) -> None:
+    """The machine and its measured limits: peak GEMM rate and copy bandwidth (the roofs of
+    every run's roofline), a second or two per device and dtype."""
+    import torch
+
+    from lrbench.bench.limits import machine_report
+
+    if devices is None:
+        devices = "cpu,cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        text = machine_report([d.strip() for d in devices.split(",") if d.strip()],
+                              [d.strip() for d in dtypes.split(",") if d.strip()], threads)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from err
+    click.echo(text)
+
+
 @main.command("status")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def status_cmd(run_dir) -> None:

@@ -10,7 +10,14 @@ Measured columns (written by the runner): ``median_s``, ``macs``, ``B``, ``statu
   baseline is the row's ``baseline`` column, set by the matrix
   (:data:`lrbench.bench.cases.DEFAULT_BASELINE` unless a preset group names another);
 - ``speedup_vs_unfold``: the same number where the baseline is ``unfold`` (the column of earlier
-  versions, kept for the scripts that read it).
+  versions, kept for the scripts that read it);
+- efficiency against the machine's measured limits (``peak_gmacs_per_s``, ``peak_gb_per_s``,
+  :mod:`lrbench.bench.limits`), for every pass, with the pass's closed-form MACs
+  (:func:`lrbench.bench.macs.pass_macs`: backward = 2x forward) and minimal bytes
+  (``min_bytes``, :func:`lrbench.bench.macs.case_min_bytes`): ``achieved_gmacs_per_s``,
+  ``pct_of_peak`` (of the GEMM peak), ``intensity_macs_per_byte``, the roofline
+  ``min(peak, intensity * bandwidth)`` as ``roofline_gmacs_per_s`` with the roof that binds
+  (``roofline_bound``: ``compute`` or ``memory``) and ``pct_of_roofline``.
 
 :func:`derive` is idempotent: loading, merging and reporting all call it.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lrbench.bench.cases import DEFAULT_BASELINE, TARGET_AXES, parse_case_id, with_impl
+from lrbench.bench.macs import PASS_MACS
 
 FORWARD_PASSES = ("fwd",)  # the passes that the closed-form (forward) MAC count describes
 # What tells machines apart: a time from one is never divided by a time from another.
@@ -70,6 +78,31 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     frame["speedup_vs_baseline"] = (pd.Series(keys, index=frame.index).map(timed)
                                     / median).where(ok)
     frame["speedup_vs_unfold"] = frame["speedup_vs_baseline"].where(frame["baseline"] == "unfold")
+    return _efficiency(frame, ok, median, macs)
+
+
+def _efficiency(frame: pd.DataFrame, ok: pd.Series, median: pd.Series,
+                macs: pd.Series) -> pd.DataFrame:
+    """The roofline columns (module docstring) from the pass's MACs, the minimal bytes and the
+    measured limits; empty where one of them is missing."""
+    def column(name: str) -> pd.Series:
+        values = frame[name] if name in frame else pd.Series(float("nan"), index=frame.index)
+        return pd.to_numeric(values, errors="coerce")
+
+    peak, bandwidth, min_bytes = (column(c) for c in
+                                  ("peak_gmacs_per_s", "peak_gb_per_s", "min_bytes"))
+    work = macs * frame["pass"].map(PASS_MACS)  # the pass's closed-form MACs
+    achieved = (work / median / 1e9).where(ok)
+    intensity = work / min_bytes  # MACs per byte
+    memory_roof = intensity * bandwidth
+    roof = memory_roof.where(memory_roof < peak, peak)
+    frame["achieved_gmacs_per_s"] = achieved
+    frame["pct_of_peak"] = 100 * achieved / peak
+    frame["intensity_macs_per_byte"] = intensity
+    frame["roofline_gmacs_per_s"] = roof.where(peak.notna() & memory_roof.notna())
+    bound = pd.Series("compute", index=frame.index).where(memory_roof >= peak, "memory")
+    frame["roofline_bound"] = bound.where(frame["roofline_gmacs_per_s"].notna(), "")
+    frame["pct_of_roofline"] = 100 * achieved / frame["roofline_gmacs_per_s"]
     return frame
 
 

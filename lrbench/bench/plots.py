@@ -166,10 +166,53 @@ def network_throughput(frame: pd.DataFrame, path: Path) -> bool:
     return _barh(labels, list(rows["items_per_s"]), path, "images / s", "network throughput")
 
 
+def roofline(frame: pd.DataFrame, path: Path) -> bool:
+    """Achieved GMAC/s against arithmetic intensity (MACs per minimal byte), log-log: one point
+    per timed case coloured by implementation, marker by pass, under the compute roof (measured
+    GEMM peak) and the bandwidth roof (measured copy rate x intensity) of each device and dtype
+    (the median of the rows' measurements)."""
+    rows = timed(frame, None)
+    needed = ["achieved_gmacs_per_s", "intensity_macs_per_byte", "peak_gmacs_per_s",
+              "peak_gb_per_s"]
+    if rows.empty or any(c not in rows for c in needed):
+        return False
+    rows = rows.dropna(subset=needed)
+    rows = rows[(rows["achieved_gmacs_per_s"] > 0) & (rows["intensity_macs_per_byte"] > 0)]
+    if rows.empty:
+        return False
+    fig = Figure(figsize=(7.5, 5))
+    ax = fig.subplots()
+    lo = rows["intensity_macs_per_byte"].min() / 4
+    hi = rows["intensity_macs_per_byte"].max() * 4
+    x = np.geomspace(lo, hi, 200)
+    for (device, dtype), group in rows.groupby(["device", "dtype"]):
+        peak, bandwidth = group["peak_gmacs_per_s"].median(), group["peak_gb_per_s"].median()
+        ax.plot(x, np.minimum(peak, bandwidth * x), color="black", linewidth=1.2)
+        ax.annotate(f"{device} {dtype}: GEMM {peak:.0f} GMAC/s, copy {bandwidth:.0f} GB/s",
+                    (x[-1], peak), ha="right", va="bottom", fontsize=7)
+    markers = dict(zip(["fwd", "bwd", "fwd_bwd", "train"], "os^D", strict=True))
+    colours = {impl: f"C{i % 10}" for i, impl in enumerate(sorted(rows["impl"].unique()))}
+    for (impl, pass_), group in rows.groupby(["impl", "pass"]):
+        ax.scatter(group["intensity_macs_per_byte"], group["achieved_gmacs_per_s"],
+                   color=colours[impl], marker=markers.get(pass_, "x"), s=22,
+                   label=f"{impl} {pass_}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (closed-form MACs / minimal bytes)")
+    ax.set_ylabel("achieved GMAC/s (backward = 2x forward MACs)")
+    ax.set_title("roofline: measured GEMM peak and copy bandwidth")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
 PLOTS = {
     "time_vs_k.png": time_vs_k,
     "time_vs_size.png": time_vs_size,
     "memory_vs_k.png": memory_vs_k,
     "speedup_vs_baseline.png": speedup_vs_baseline,
     "network_throughput.png": network_throughput,
+    "roofline.png": roofline,
 }

@@ -19,7 +19,9 @@ COLUMNS = [
     "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations",
     "macs", "macs_source", "gmacs_per_s", "items_per_s", "speedup_vs_unfold",
     "baseline", "speedup_vs_baseline",
-    "peak_bytes", "output_bytes", "max_abs_err", "oracle",
+    "peak_bytes", "output_bytes", "max_abs_err", "oracle", "memory_format",
+    "min_bytes", "peak_gmacs_per_s", "peak_gb_per_s", "achieved_gmacs_per_s", "pct_of_peak",
+    "intensity_macs_per_byte", "roofline_gmacs_per_s", "roofline_bound", "pct_of_roofline",
     "threads", "load_1m", "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
     "reason", "status",
 ]
@@ -27,7 +29,7 @@ COLUMNS = [
 
 # Columns of text: read back as strings ("" when empty), never as an all-NaN float column.
 TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "macs_source", "oracle",
-                "baseline",
+                "baseline", "memory_format", "roofline_bound",
                 "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
                 "reason", "status"]
 

@@ -22,11 +22,11 @@ import pandas as pd
 import pytest
 import torch
 
-from lrbench.bench import metrics, records, runlock, targets
+from lrbench.bench import limits, metrics, records, runlock, targets
 from lrbench.bench.cases import Case
 from lrbench.bench.gate import Gate
 from lrbench.bench.machine import load_now, machine_info, threads_now
-from lrbench.bench.macs import case_macs
+from lrbench.bench.macs import case_macs, case_min_bytes
 from lrbench.bench.manifest import Manifest, ShardPlan
 from lrbench.bench.memory import peak_extra_bytes
 
@@ -94,13 +94,18 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
         gate: ``gate(case) -> GateResult`` (see :class:`lrbench.bench.gate.Gate`).
     """
     macs, macs_source = case_macs(case)
+    min_bytes = case_min_bytes(case)
     row = {"case_id": case.case_id, **case.as_row(), **machine_info(), "threads": threads_now(),
            "load_1m": load_now(),
            "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-           "macs": macs, "macs_source": macs_source}
+           "macs": macs, "macs_source": macs_source, "min_bytes": min_bytes}
     reasons = targets.why_not(case)
     if reasons:
         return {**row, "status": "skipped", "reason": "; ".join(reasons)[:REASON_CHARS]}
+    try:  # the machine's roofs, measured once per device, dtype and thread count
+        row.update(limits.measure(case.device, case.dtype, row["threads"]).as_row())
+    except Exception as err:  # a roof that cannot be measured leaves its columns empty
+        row["reason"] = f"limits not measured: {describe(err)}"[:REASON_CHARS]
     try:
         verdict = gate(case)
     except Exception as err:  # the implementation raised: its reason goes in the row
@@ -116,6 +121,7 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
         row.update(time_fn(prepared.fn))
         row["peak_bytes"] = peak_extra_bytes(prepared.fn, case.device)
         row["output_bytes"] = prepared.output_bytes
+        row["memory_format"] = prepared.memory_format
     except Exception as err:
         return {**row, "status": "error", "reason": describe(err)}
     finally:
@@ -123,7 +129,7 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
         gc.collect()
         if case.device == "cuda":
             torch.cuda.empty_cache()
-    return {**row, "status": "ok", "reason": ""}
+    return {**row, "status": "ok", "reason": row.get("reason", "")}
 
 
 @dataclass

@@ -19,6 +19,7 @@ from torch import nn
 
 from lrbench import registry
 from lrbench.bench.cases import Case
+from lrbench.bench.formats import fastest_format
 from lrbench.inputs import Shape, make_inputs
 from lrbench.layer import LocalRelation2d
 from lrbench.op import local_relation
@@ -33,10 +34,13 @@ class Prepared:
     Attributes:
         fn: zero-argument callable running one pass (synchronised on CUDA).
         output_bytes: bytes of the forward output (the fused kernels' memory yardstick).
+        memory_format: for networks, the memory format that won the trial
+            (:func:`lrbench.bench.formats.fastest_format`).
     """
 
     fn: Callable[[], object]
     output_bytes: int
+    memory_format: str = ""  # the format a network runs in (the faster of a trial), "" otherwise
 
 
 def _sync(device: str) -> Callable[[], None]:
@@ -140,17 +144,25 @@ def load_models():
 
 
 def build_network(case: Case) -> Prepared:
+    """A whole network's forward or SGD training step, in the faster of the memory formats
+    (tried briefly, here, outside the timed region; the same trial for both networks)."""
+    name, fn = fastest_format(lambda fmt: _network_fn(case, fmt))
+    return Prepared(fn=fn, output_bytes=case.B * NUM_CLASSES * case.torch_dtype.itemsize,
+                    memory_format=name)
+
+
+def _network_fn(case: Case, memory_format: torch.memory_format) -> Callable[[], object]:
     models = load_models()
     kwargs = {} if case.target == "resnet50" else {"impl": case.impl}
     model = getattr(models, case.target)(**kwargs).to(device=case.device, dtype=case.torch_dtype)
-    images = _images(case, 3)  # (B, 3, H, W)
+    model = model.to(memory_format=memory_format)
+    images = _images(case, 3).contiguous(memory_format=memory_format)  # (B, 3, H, W)
     gen = torch.Generator().manual_seed(1)
     labels = torch.randint(0, NUM_CLASSES, (case.B,), generator=gen).to(case.device)
     sync = _sync(case.device)
     if case.pass_ == "fwd":
         model.eval()
-        return Prepared(fn=_fwd(lambda: model(images), [], case.device),
-                        output_bytes=case.B * NUM_CLASSES * case.torch_dtype.itemsize)
+        return _fwd(lambda: model(images), [], case.device)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
@@ -162,7 +174,7 @@ def build_network(case: Case) -> Prepared:
         sync()
         return loss
 
-    return Prepared(fn=train_step, output_bytes=case.B * NUM_CLASSES * case.torch_dtype.itemsize)
+    return train_step
 
 
 BUILDERS: dict[str, Callable[[Case], Prepared]] = {

@@ -1,0 +1,125 @@
+"""The machine's limits, the efficiency columns of a planted CSV row (hand-computed), the minimal
+bytes formulas, the roofline plot and the memory-format trial."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lrbench.bench import limits, metrics, plots, records
+from lrbench.bench.cases import Case
+from lrbench.bench.formats import fastest_format
+from lrbench.bench.macs import case_min_bytes, pass_macs
+from lrbench.cli import main
+
+
+def test_limits_are_positive_and_stable_to_a_factor_of_three():
+    with torch.no_grad():
+        gemm = [limits.gemm_gmacs_per_s("cpu", torch.float32, budget_s=0.1, n=256)
+                for _ in range(2)]
+        copy = [limits.copy_gb_per_s("cpu", budget_s=0.1, nbytes=32 * 2**20) for _ in range(2)]
+    for first, second in (gemm, copy):
+        assert first > 0 and second > 0
+        assert max(first, second) / min(first, second) < 3
+
+
+def test_measure_is_cached_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    found = limits.measure("cpu", "float32", 1, budget_s=0.05)
+    assert torch.get_num_threads() == before
+    assert found.threads == 1 and found.peak_gmacs_per_s > 0 and found.peak_gb_per_s > 0
+    assert limits.measure("cpu", "float32", 1, budget_s=0.05) is found
+    with pytest.raises(ValueError, match="dtype"):
+        limits.measure("cpu", "nonsense", 1)
+
+
+def _row(pass_, median_s, min_bytes, *, macs=2_000_000_000, status="ok"):
+    return {"case_id": f"op:fused_cpu:B8-C16-8x8-k3-m4-s1:float32:cpu:{pass_}", "target": "op",
+            "impl": "fused_cpu", "B": 8, "C": 16, "H": 8, "W": 8, "k": 3, "m": 4, "stride": 1,
+            "dtype": "float32", "device": "cpu", "pass": pass_, "median_s": median_s,
+            "macs": macs, "min_bytes": min_bytes, "peak_gmacs_per_s": 10.0,
+            "peak_gb_per_s": 4.0, "baseline": "unfold", "status": status}
+
+
+def test_efficiency_columns_of_a_planted_csv_row_are_exact(tmp_path):
+    path = tmp_path / "results.csv"
+    # fwd: 2e9 MACs in 0.5 s = 4 GMAC/s = 40% of 10; 2e9 MACs / 1e9 B = 2 MAC/B; the memory
+    # roof 2 x 4 GB/s = 8 GMAC/s binds (< 10): 4 / 8 = 50% of the roofline.
+    records.append_row(path, _row("fwd", 0.5, 1e9))
+    # fwd_bwd: 3 x 2e9 = 6e9 MACs in 2 s = 3 GMAC/s = 30%; 6e9 / 1e8 B = 60 MAC/B; 60 x 4 = 240
+    # > 10: the compute roof binds, 3 / 10 = 30% of the roofline.
+    records.append_row(path, _row("fwd_bwd", 2.0, 1e8))
+    records.append_row(path, _row("bwd", 1.0, 1e8, status="failed"))
+    by = records.load(path).set_index("pass")
+    fwd, both, failed = by.loc["fwd"], by.loc["fwd_bwd"], by.loc["bwd"]
+    assert fwd["achieved_gmacs_per_s"] == pytest.approx(4.0, rel=1e-12)
+    assert fwd["pct_of_peak"] == pytest.approx(40.0, rel=1e-12)
+    assert fwd["intensity_macs_per_byte"] == pytest.approx(2.0, rel=1e-12)
+    assert fwd["roofline_gmacs_per_s"] == pytest.approx(8.0, rel=1e-12)
+    assert fwd["roofline_bound"] == "memory"
+    assert fwd["pct_of_roofline"] == pytest.approx(50.0, rel=1e-12)
+    assert both["achieved_gmacs_per_s"] == pytest.approx(3.0, rel=1e-12)
+    assert both["pct_of_peak"] == pytest.approx(30.0, rel=1e-12)
+    assert both["intensity_macs_per_byte"] == pytest.approx(60.0, rel=1e-12)
+    assert both["roofline_gmacs_per_s"] == pytest.approx(10.0, rel=1e-12)
+    assert both["roofline_bound"] == "compute"
+    assert both["pct_of_roofline"] == pytest.approx(30.0, rel=1e-12)
+    assert pd.isna(failed["achieved_gmacs_per_s"]) and pd.isna(failed["pct_of_peak"])
+    assert pd.isna(both["gmacs_per_s"])  # the forward-only column keeps its meaning
+
+
+def test_rows_without_limits_have_empty_efficiency_columns():
+    row = _row("fwd", 0.5, 1e9)
+    del row["peak_gmacs_per_s"], row["peak_gb_per_s"]
+    frame = metrics.derive(pd.DataFrame([row]).reindex(columns=records.COLUMNS))
+    assert frame[["pct_of_peak", "roofline_gmacs_per_s", "pct_of_roofline"]].isna().all(axis=None)
+    assert frame.loc[0, "roofline_bound"] == ""
+    assert frame.loc[0, "intensity_macs_per_byte"] == pytest.approx(2.0)
+
+
+def test_backward_convention_and_minimal_bytes_by_hand():
+    assert pass_macs(5, "fwd") == 5 and pass_macs(5, "bwd") == 10
+    assert pass_macs(5, "fwd_bwd") == 15 and pass_macs(5, "train") == 15
+    with pytest.raises(ValueError, match="pass"):
+        pass_macs(5, "sideways")
+    case = Case(target="op", impl="unfold", B=2, C=16, H=8, W=8, k=3, m=4, stride=1,
+                dtype="float32", device="cpu", pass_="fwd")  # G = 4
+    # inputs x + query + key + prior = 2*16*64 + 2*4*64 + 2*4*64 + 4*9 = 3108; output 2048
+    assert case_min_bytes(case) == (3108 + 2048) * 4
+    backward = Case(**{**case.__dict__, "pass_": "fwd_bwd", "dtype": "float64"})
+    assert case_min_bytes(backward) == (2 * 3108 + 2048) * 8
+    conv = Case(target="conv3x3", impl="torch", B=2, C=16, H=8, W=8, k=3, m=1, stride=2,
+                dtype="float32", device="cpu", pass_="fwd")
+    assert case_min_bytes(conv) == (2 * 16 * 64 + 9 * 256 + 2 * 16 * 16) * 4
+
+
+def test_roofline_plot_is_written(tmp_path):
+    path = tmp_path / "results.csv"
+    records.append_row(path, _row("fwd", 0.5, 1e9))
+    records.append_row(path, _row("fwd_bwd", 2.0, 1e8))
+    frame = records.load(path)
+    assert plots.roofline(frame, tmp_path / "roofline.png")
+    assert (tmp_path / "roofline.png").stat().st_size > 1000
+    assert not plots.roofline(frame.iloc[:0], tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()
+
+
+def test_fastest_format_picks_the_faster_callable():
+    def make(fmt):
+        delay = 0.02 if fmt == torch.contiguous_format else 0.0
+        return lambda: time.sleep(delay)
+
+    name, fn = fastest_format(make, calls=1)
+    assert name == "channels_last" and fn is not None
+    only, _ = fastest_format(make, {"contiguous": torch.contiguous_format})
+    assert only == "contiguous"
+
+
+def test_machine_command_prints_the_limits():
+    result = CliRunner().invoke(main, ["machine", "--dtype", "float32", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "cpu float32: GEMM" in result.output and "GB/s" in result.output
