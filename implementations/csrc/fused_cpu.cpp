@@ -377,6 +377,26 @@ void scatter_row(const Geometry& geo, const T* __restrict__ src, const T* __rest
   }
 }
 
+// grad_x of up to kChannelBlock channels at stride 1, one kernel row: dsts[c][t] +=
+// sum_kx src[kx][t - kx] * gys[c][t - kx] over the padded input columns t (the gather form of
+// scatter_row). The channels share each load of the weights and their independent accumulators
+// hide the multiply-adds' latency (one channel at a time is a single dependent chain). Channels
+// c >= nc repeat channel 0's pointers and are not stored.
+template <typename T, int V>
+void scatter_row_channels(const Geometry& geo, const T* __restrict__ src, const T* const* gys,
+                          T* const* dsts, int64_t nc, int64_t ld, int64_t Wx) {
+  const int64_t k = geo.k;
+  for (int64_t tb = 0; tb < Wx; tb += V) {
+    Vec<T, V> acc[kChannelBlock];
+    for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] = load<T, V>(dsts[c] + tb);
+    for (int64_t kx = 0; kx < k; ++kx) {
+      const Vec<T, V> w = load<T, V>(src + kx * ld + tb - kx);
+      for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] += w * load<T, V>(gys[c] + tb - kx);
+    }
+    for (int64_t c = 0; c < nc; ++c) store<T, V>(dsts[c] + tb, acc[c]);
+  }
+}
+
 // Backward: task (b, g, band of output rows). Recomputes each row's softmax, then
 //   dw[n][j] = sum_c gy[c][j] x_c[p(n, j)],            grad_x_c[p(n, j)] += w[n][j] gy[c][j],
 //   dlogit = w * (dw - sum_n w dw),  grad_q[j] = sum_n dlogit dphi/dq,
@@ -435,11 +455,8 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
           softmax_block<T, PHI, V>(geo, ky0, ky1, q, kp + rr0 * pl, prior + g * kk, colmask, pr,
                                    Wv, ld, e, inv);
-          for (int64_t n = n0; n < n1; ++n) {
-            for (int64_t jb = 0; jb < Wv; jb += V) {
-              store<T, V>(e + n * ld + jb, load<T, V>(e + n * ld + jb) * load<T, V>(inv + jb));
-            }
-          }
+          // e stays unnormalised (w = e * inv): the m grad_y rows are scaled by inv for grad_x
+          // instead, and the softmax backward multiplies by inv, sparing a pass over k*k rows.
           for (int64_t cl = 0; cl < mc; ++cl) {
             const T* gyrow = gy + gys.row(b, c0 + cl, i);
             if (gys.w == 1) {
@@ -469,24 +486,52 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
               }
             }
           }
-          // grad_x += w * gy, scattered kernel row by kernel row.
-          for (int64_t cl = 0; cl < mc; ++cl) {
-            for (int64_t ky = ky0; ky < ky1; ++ky) {
-              scatter_row<T, S, V, true>(geo, e + ky * k * ld, gyp + cl * ld, ld, Wv, Wx,
-                                         gxp + (cl * rows + rr0 + ky) * Wx);
+          for (int64_t cl = 0; cl < mc; ++cl) {  // gy * inv: then sum_n e * (gy * inv) = w * gy
+            for (int64_t jb = 0; jb < Wv; jb += V) {
+              store<T, V>(gyp + cl * ld + jb, load<T, V>(gyp + cl * ld + jb) * load<T, V>(inv + jb));
+            }
+          }
+          // grad_x += w * gy, scattered kernel row by kernel row (stride 1: channels in blocks).
+          if constexpr (S == 1) {
+            for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
+              const int64_t nc = std::min<int64_t>(kChannelBlock, mc - cl);
+              for (int64_t ky = ky0; ky < ky1; ++ky) {
+                const T* gys[kChannelBlock];
+                T* dsts[kChannelBlock];
+                for (int64_t c = 0; c < kChannelBlock; ++c) {
+                  const int64_t ch = cl + (c < nc ? c : 0);
+                  gys[c] = gyp + ch * ld;
+                  dsts[c] = gxp + (ch * rows + rr0 + ky) * Wx;
+                }
+                scatter_row_channels<T, V>(geo, e + ky * k * ld, gys, dsts, nc, ld, Wx);
+              }
+            }
+          } else {
+            for (int64_t cl = 0; cl < mc; ++cl) {
+              for (int64_t ky = ky0; ky < ky1; ++ky) {
+                scatter_row<T, S, V, true>(geo, e + ky * k * ld, gyp + cl * ld, ld, Wv, Wx,
+                                           gxp + (cl * rows + rr0 + ky) * Wx);
+              }
             }
           }
           // softmax backward, grad_q, grad_prior, and dlogit * dphi/dk into d.
           for (int64_t jb = 0; jb < Wv; jb += V) {
-            Vec<T, V> dot = {};
-            for (int64_t n = n0; n < n1; ++n) {
-              dot += load<T, V>(e + n * ld + jb) * load<T, V>(d + n * ld + jb);
+            // dot = sum_n w dw, over four independent accumulators (one is a dependent chain).
+            Vec<T, V> part[4] = {};
+            int64_t n = n0;
+            for (; n + 4 <= n1; n += 4) {
+              for (int64_t u = 0; u < 4; ++u) {
+                part[u] += load<T, V>(e + (n + u) * ld + jb) * load<T, V>(d + (n + u) * ld + jb);
+              }
             }
+            for (; n < n1; ++n) part[0] += load<T, V>(e + n * ld + jb) * load<T, V>(d + n * ld + jb);
+            const Vec<T, V> scale = load<T, V>(inv + jb);
+            const Vec<T, V> dot = ((part[0] + part[1]) + (part[2] + part[3])) * scale;
             const Vec<T, V> qv = load<T, V>(q + jb);
             Vec<T, V> gq_acc = {};
             for (int64_t n = n0; n < n1; ++n) {
               const int64_t ky = n / k, kx = n % k;
-              const Vec<T, V> w = load<T, V>(e + n * ld + jb);
+              const Vec<T, V> w = load<T, V>(e + n * ld + jb) * scale;
               const Vec<T, V> dlogit = w * (load<T, V>(d + n * ld + jb) - dot);
               Vec<T, V> dq, dk;
               phi_grad_vec<PHI>(qv, load<T, V>(kp + (rr0 + ky) * pl + pr.koff[kx] + jb), dq, dk);
