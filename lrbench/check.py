@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lrbench import registry
-from lrbench.inputs import Shape, make_inputs, to_layout
+from lrbench.inputs import Inputs, Shape, make_inputs, to_layout
 from lrbench.op import local_relation
 
 
@@ -33,14 +33,13 @@ class CheckResult:
         return max(self.max_abs_err.values(), default=float("nan"))
 
 
-def run_with_grads(inputs, *, impl, kernel_size, stride, phi, grad_out):
+def run_with_grads(inputs: Inputs, *, impl, kernel_size, stride, phi, grad_out):
     """Forward and backward of the op; returns ``{"y": y, "x": dx, ...}`` (detached)."""
-    leaves = {n: t.detach().requires_grad_(True) for n, t in inputs.items()}  # keeps strides
-    y = local_relation(leaves["x"], leaves["query"], leaves["key"], leaves["prior"],
-                       kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
+    leaves = inputs.map(lambda t: t.detach().requires_grad_(True))  # keeps strides
+    y = local_relation(*leaves, kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
     y.backward(grad_out.to(y.dtype))
     out = {"y": y.detach()}
-    out.update({n: leaves[n].grad.detach() for n in ("x", "query", "key", "prior")})
+    out.update({n: t.grad.detach() for n, t in leaves.items()})
     return out
 
 
@@ -66,14 +65,14 @@ def check_against_reference(
     grad_out = torch.randn((shape.B, shape.C, shape.Ho, shape.Wo), generator=gen,
                            dtype=torch.float64)
     kwargs = dict(kernel_size=shape.k, stride=shape.stride, phi=phi)
-    cast = {n: to_layout(t.to(device, dtype), layout) for n, t in inputs.items()}
+    cast = inputs.map(lambda t: to_layout(t.to(device, dtype), layout))
     if backward:
         expected = run_with_grads(inputs, impl=oracle, grad_out=grad_out, **kwargs)
         got = run_with_grads(cast, impl=impl, grad_out=grad_out.to(device), **kwargs)
     else:
         with torch.no_grad():
-            expected = {"y": local_relation(*_ordered(inputs), impl=oracle, **kwargs)}
-            got = {"y": local_relation(*_ordered(cast), impl=impl, **kwargs)}
+            expected = {"y": local_relation(*inputs, impl=oracle, **kwargs)}
+            got = {"y": local_relation(*cast, impl=impl, **kwargs)}
     atol, rtol = registry.get(impl).tolerance(dtype)
     result = CheckResult(impl=impl, dtype=dtype, label=f"{shape.label()} {phi}")
     for name, ref in expected.items():
@@ -85,7 +84,3 @@ def check_against_reference(
                 f"{name}: max abs err {result.max_abs_err[name]:.3g} > atol {atol:g} + rtol {rtol:g}*|ref|"
             )
     return result
-
-
-def _ordered(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    return inputs["x"], inputs["query"], inputs["key"], inputs["prior"]
