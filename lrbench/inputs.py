@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-from lrbench.spec import OpSpec, check_groups, check_kernel_stride_phi, output_size
+from lrbench.spec import OpSpec, check_groups, check_kernel_stride_phi, output_size, weight_maps
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Shape:
 
     @property
     def G(self) -> int:
-        return math.ceil(self.C / self.m)
+        return weight_maps(self.C, self.m)
 
     @property
     def Ho(self) -> int:

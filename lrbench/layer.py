@@ -5,14 +5,12 @@ Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019,
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from lrbench import registry
 from lrbench.op import local_relation
-from lrbench.spec import check_kernel_stride_phi
+from lrbench.spec import check_kernel_stride_phi, weight_maps
 
 PRIORS = ("mlp", "direct", "none")
 
@@ -78,7 +76,7 @@ class LocalRelation2d(nn.Module):
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         if impl is not None:
             registry.get(impl)
-        C, G = channels, math.ceil(channels / m)
+        C, G = channels, weight_maps(channels, m)
         self.channels, self.groups = C, G
         self.kernel_size, self.stride, self.m = kernel_size, stride, m
         self.phi, self.prior_kind, self.impl = phi, prior, impl
@@ -118,7 +116,7 @@ def parameter_count(channels: int, kernel_size: int = 7, m: int = 8, prior: str 
     keys and queries ``2*C*G``; final 1x1 ``C^2``; prior ``"mlp"`` with ``h = G``:
     ``(2*h + h) + (h*G + G)``; ``"direct"``: ``G*k^2``; ``"none"``: 0.
     """
-    C, G, k = channels, math.ceil(channels / m), kernel_size
+    C, G, k = channels, weight_maps(channels, m), kernel_size
     prior_params = {"mlp": 3 * G + G * G + G, "direct": G * k * k, "none": 0}[prior]
     return 2 * C * G + C * C + prior_params
 

@@ -66,7 +66,10 @@ def local_relation(
         zero gradients), whichever implementation is named, without calling it.
     """
     spec = validate(x, query, key, prior, kernel_size, stride, phi)
-    implementation = registry.resolve(impl, spec)  # B = 0 too: an unknown name still fails
+    backward = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, query, key, prior))
+    # B = 0 too: an unknown name or an unusable implementation still fails
+    implementation = registry.resolve(impl, spec, backward=backward)
     if spec.B == 0:
         return _empty_batch(x, query, key, prior, spec)
     return implementation.fn(x, query, key, prior, kernel_size, stride, phi)

@@ -62,6 +62,11 @@ class OpSpec:
         )
 
 
+def weight_maps(C: int, m: int) -> int:
+    """``G = ceil(C / m)``: the number of weight maps of a layer with ``m`` channels per map."""
+    return -(-C // m)
+
+
 def output_size(size: int, stride: int) -> int:
     """Output length along one axis: ``(size - 1) // stride + 1``."""
     return (size - 1) // stride + 1

@@ -6,11 +6,10 @@ Unit: one multiply-add = 1 MAC (fvcore's convention); FLOPs = 2 x MACs. Hu, Zhan
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 from lrbench.complexity.op_terms import op_terms
-from lrbench.spec import output_size
+from lrbench.spec import output_size, weight_maps
 
 
 def prior_macs(k: int, G: int, prior: str = "mlp", hidden: int | None = None) -> int:
@@ -40,7 +39,7 @@ def lr_layer_terms(C: int, H: int, W: int, k: int = 7, m: int = 8, stride: int =
         ``B*G*k^2*Ho*Wo`` each, ``aggregation`` ``B*C*k^2*Ho*Wo``, ``final`` ``B*C^2*Ho*Wo``,
         ``prior`` (see :func:`prior_macs`; once per forward, not per image).
     """
-    G = math.ceil(C / m)
+    G = weight_maps(C, m)
     Ho, Wo = output_size(H, stride), output_size(W, stride)
     return {
         "key": B * C * G * H * W,

@@ -8,13 +8,12 @@ names (``layer1.0.conv2``); stages are the paper's (``conv1``, ``res2``..``res5`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from lrbench.complexity.layer_terms import lr_layer_terms
 from lrbench.layer import parameter_count as lr_parameter_count
 from lrbench.models.config import STAGE_STRIDES, NetConfig
-from lrbench.spec import output_size
+from lrbench.spec import output_size, weight_maps
 
 STAGES = ("conv1", "res2", "res3", "res4", "res5", "fc")
 STEM_MODULES = ("conv1", "bn1", "relu", "maxpool")  # torchvision's names for the stem's parts
@@ -84,7 +83,7 @@ class _Walker:
         self._add(name, "lr", macs=lr_layer_terms(C, self.H, self.W, k, m, stride),
                   params=lr_parameter_count(C, k, m), elements=C * Ho * Wo,
                   info={"C": C, "H": self.H, "W": self.W, "k": k, "m": m, "stride": stride,
-                        "G": math.ceil(C / m)})
+                        "G": weight_maps(C, m)})
         self.H, self.W = Ho, Wo
 
     def bn(self, name: str) -> None:
