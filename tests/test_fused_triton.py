@@ -16,11 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 from lrbench.impls import fused_triton
-from torch.utils.flop_counter import FlopCounterMode
 
 from lrbench import local_relation, registry
 from lrbench.check import check_against_reference
-from lrbench.complexity import op_macs
 from lrbench.inputs import Shape, make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -237,65 +235,6 @@ def test_without_triton_the_package_imports_and_says_why():
     reason, shape = out.stdout.splitlines()
     assert reason.startswith("triton cannot be imported:") and "import of triton halted" in reason
     assert shape == "torch.Size([1, 4, 3, 3])"  # impl=None still runs the op
-
-
-def test_fake_implementation_gives_shapes_without_running_kernels():
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    shape = Shape(B=2, C=20, H=9, W=7, k=5, m=8, stride=2)
-    with FakeTensorMode():
-        t = make_inputs(shape, dtype=torch.float32)
-        y = torch.ops.lrbench.fused_triton(*t, 5, 2, "sqdiff")
-        grads = torch.ops.lrbench.fused_triton_backward(y, *t, y, 5, 2, "sqdiff")
-    assert tuple(y.shape) == (2, 20, 5, 4)
-    assert [tuple(g.shape) for g in grads] == [tuple(v.shape) for v in t]
-
-
-@runs_here
-def test_opcheck_schema_fake_autograd_and_aot_dispatch():
-    # torch.library.opcheck runs the ops for real and under fake tensors / AOT autograd, and
-    # compares: the fake implementations must match the kernels' outputs.
-    shape = Shape(B=1, C=4, H=4, W=3, k=3, m=2, stride=2)
-    t = make_inputs(shape, dtype=torch.float32, device=DEVICE, seed=0, requires_grad=True)
-    args = (*t, 3, 2, "absdiff")
-    torch.library.opcheck(torch.ops.lrbench.fused_triton.default, args)
-    y = torch.ops.lrbench.fused_triton(*args).detach()
-    inputs = [v.detach() for v in t]
-    torch.library.opcheck(torch.ops.lrbench.fused_triton_backward.default,
-                          (torch.randn_like(y), *inputs, y, 3, 2, "absdiff"))
-
-
-@runs_here
-def test_torch_compile_fullgraph_forward_and_backward():
-    # aot_eager: Dynamo and AOT autograd trace the custom op (fake impl, autograd) with no graph
-    # break, without Inductor's code generation; the GPU test below runs Inductor.
-    shape = Shape(B=1, C=8, H=6, W=6, k=3, m=4)
-    t = make_inputs(shape, dtype=torch.float32, device=DEVICE, seed=9, requires_grad=True)
-
-    def f(x, query, key, prior):
-        return local_relation(x, query, key, prior, kernel_size=3, impl="fused_triton") * 2
-
-    args = t.args()
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    grads = torch.autograd.grad(compiled(*args).square().sum(), args)
-    expected = torch.autograd.grad(f(*args).square().sum(), args)
-    for got, want in zip(grads, expected, strict=True):
-        torch.testing.assert_close(got, want)
-
-
-@runs_here
-def test_flop_counter_uses_the_closed_form():
-    shape = Shape(B=1, C=6, H=5, W=4, k=3, m=2, stride=2)
-    t = make_inputs(shape, dtype=torch.float32, device=DEVICE, seed=1, requires_grad=True)
-    macs = op_macs(shape.B, shape.C, shape.G, shape.k, shape.Ho, shape.Wo)
-    with FlopCounterMode(display=False) as counter:
-        y = local_relation(*t, kernel_size=3, stride=2,
-                           impl="fused_triton")
-    assert counter.get_total_flops() == 2 * macs
-    with FlopCounterMode(display=False) as counter:
-        y.sum().backward()
-    assert counter.get_total_flops() == 4 * macs  # backward = 2 x forward (documented)
-    assert registry.get("fused_triton").custom_ops == ("lrbench::fused_triton",)
 
 
 # ----------------------------------------------------------------------------- GPU only
