@@ -93,6 +93,7 @@ def test_the_tile_table():
     assert tk.tile_config(3, 1, torch.float32) == tk.TileConfig(32, 2, 1)
     assert tk.tile_config(56 * 56, 24, torch.float32) == tk.TileConfig(128, 16, 8)
     assert tk.tile_config(56 * 56, 8, torch.float64).num_warps == 8  # two registers a value
+    assert tk.tile_config(56 * 56, 2, torch.float32).num_warps == 2  # at most 2 pixels a thread
     configs = tk.all_tile_configs()
     assert len(configs) == len(set(configs)) == len(tk.PIXEL_TILES) * len(tk.CHANNEL_TILES)
     assert all(1 <= c.num_warps <= 8 for c in configs)
