@@ -270,3 +270,13 @@ def test_a_merge_of_two_machines_keeps_both_and_never_divides_across_them(tmp_pa
         assert section.count("| op:") == len(rows)  # all timed cases: this machine's only
     refused = CliRunner().invoke(main, ["compare", str(tmp_path / "both"), str(tmp_path / "cpu-box")])
     assert refused.exit_code == 2 and "BASE has rows of 2 machines" in refused.output
+
+
+@needs_submitit
+def test_a_sharded_resume_never_merges_away_a_plain_runs_rows(tmp_path):
+    from lrbench.bench.cluster import run_sharded
+
+    records.append_row(tmp_path / "results.csv", {"case_id": "op:x", "status": "ok"})
+    with pytest.raises(ValueError, match="--resume: .* without --executor"):
+        run_sharded(_plan(), tmp_path, make_options("local", nodes=2), resume=True)
+    assert len(records.load(tmp_path)) == 1

@@ -106,6 +106,10 @@ def _executor(submitit, options: ClusterOptions, folder: Path, shards: int):
 
 def _plan_shards(out: Path, plan: Plan, options: ClusterOptions, resume: bool) -> Manifest:
     previous = Manifest.load(out) if resume else None
+    plain = previous is None or previous.executor not in ("local", "slurm")
+    if resume and plain and records.results_path(out).exists():  # its rows would be merged away
+        raise ValueError(f"--resume: {out} holds the results of a run without --executor; "
+                         "resume it without --executor, or give the sharded run another --out")
     if previous is not None and previous.executor in ("local", "slurm") \
             and len(previous.shards) != options.nodes:
         raise ValueError(f"--nodes {options.nodes}: {out} was split into "
