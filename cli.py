@@ -13,11 +13,40 @@ def main() -> None:
     """Benchmark and verify the local relation layer of LR-Net (Hu et al., ICCV 2019)."""
 
 
-@main.command("list")
-def list_cmd() -> None:
-    """Show each implementation, what it supports, and whether it can run here (and why not)."""
-    from lrbench.listing import implementation_rows
+def _plugin_option(command):
+    return click.option(
+        "--plugin", "plugins", multiple=True, metavar="MODULE",
+        help="Import MODULE (dotted name on sys.path, or a .py file) that registers "
+             "implementations; repeatable.")(command)
 
+
+def _load_plugins(plugins: tuple[str, ...]) -> None:
+    """Load each ``--plugin``; one that cannot be loaded is a usage error (exit code 2)."""
+    import lrbench
+    from lrbench.registry import PluginError
+
+    for module in plugins:
+        try:
+            names = lrbench.load_plugin(module)
+        except PluginError as err:
+            raise click.UsageError(str(err)) from err
+        click.echo(f"plugin {module}: {', '.join(names) or 'already loaded'}", err=True)
+
+
+def _warn_plugin_errors() -> None:
+    from lrbench.listing import plugin_errors
+
+    for origin, error in plugin_errors().items():
+        click.echo(f"warning: {origin} could not be loaded: {error}", err=True)
+
+
+@main.command("list")
+@_plugin_option
+def list_cmd(plugins) -> None:
+    """Show each implementation, what it supports, and whether it can run here (and why not)."""
+    from lrbench.listing import implementation_rows, plugin_errors
+
+    _load_plugins(plugins)
     for row in implementation_rows():
         click.echo(f"{row['name']:<15} {row['runs here']:<16} devices={row['devices']:<9} "
                    f"dtypes={row['dtypes']}")
@@ -29,22 +58,49 @@ def list_cmd() -> None:
     click.echo("\npresets (lrbench run --preset NAME):")
     for name, preset in PRESETS.items():
         click.echo(f"{name:<15} {preset['description']}")
+    errors = plugin_errors()
+    if errors:
+        click.echo("\nplugins that could not be loaded (entry point group lrbench.implementations):")
+        for origin, error in errors.items():
+            click.echo(f"{origin}: {error}")
 
 
 @main.command("check")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
-              show_default=True, help="dtype the implementations run in (oracle: float64).")
-def check_cmd(dtype: str) -> None:
+@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16"]),
+              default="float32", show_default=True,
+              help="dtype the implementations run in (oracle: float64).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="device the implementations run on (oracle: CPU).")
+@click.option("--impl", "impls", default=None, metavar="LIST",
+              help="Comma-separated implementations to check (default: all).")
+@_plugin_option
+def check_cmd(dtype: str, device: str, impls: str | None, plugins) -> None:
     """Check every implementation that runs here against the float64 reference (outputs and grads)."""
     import torch
 
+    from lrbench import registry
     from lrbench.listing import quick_check
+    from lrbench.registry import device_present
 
-    results = quick_check(dtype=getattr(torch, dtype))
+    _load_plugins(plugins)
+    _warn_plugin_errors()
+    names = [name.strip() for name in impls.split(",") if name.strip()] if impls else None
+    unknown = [name for name in names or [] if name not in registry.implementations()]
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from "
+                                 f"{', '.join(registry.implementations())}", param_hint="--impl")
+    if not device_present(device):
+        click.echo(f"no {device} device here: no implementation can run {dtype} on {device} here")
+        sys.exit(1)
+    results = quick_check(dtype=getattr(torch, dtype), device=device, impls=names)
+    if not results:
+        click.echo(f"no implementation can run {dtype} on {device} here (see `lrbench list`)")
+        sys.exit(1)
     for r in results:
         status = "ok  " if r.ok else "FAIL"
         click.echo(f"{status} {r.impl:<15} {r.label:<32} max abs err {r.worst:.2e}"
-                   + ("" if r.ok else "  " + "; ".join(r.failures)))
+                   + ("" if r.ok else "  " + "; ".join(r.failures))
+                   + (f"  (output only: {r.unchecked})" if r.unchecked else ""))
     failed = [r for r in results if not r.ok]
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
@@ -90,8 +146,9 @@ def _axis_options(command):
               help="Slurm time limit per shard job, e.g. 90, 1:30:00, 1-00:00:00.")
 @click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
               help="Any other submitit Slurm parameter, e.g. qos=high (repeatable).")
+@_plugin_option
 def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, executor, nodes,
-            partition, gpus_per_node, time_limit, slurm_args, **axes) -> None:
+            partition, gpus_per_node, time_limit, slurm_args, plugins, **axes) -> None:
     """Run a benchmark matrix: gate each case against the reference, time it, record one CSV row.
 
     Every row is written as soon as its case finishes; a case that cannot run, fails the accuracy
@@ -107,6 +164,8 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
     if preset not in preset_names():
         raise click.BadParameter(f"unknown preset {preset!r}; choose from {preset_names()}",
                                  param_hint="--preset")
+    _load_plugins(plugins)
+    _warn_plugin_errors()
     overrides = {name.removesuffix("_axis"): value for name, value in axes.items()}
     try:
         plan = make_plan(preset, overrides, shard_spec, min_rounds, max_time)

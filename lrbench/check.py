@@ -23,6 +23,7 @@ class CheckResult:
     label: str = ""
     max_abs_err: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    unchecked: str = ""  # why the gradients were not compared (the implementation has no backward)
 
     @property
     def ok(self) -> bool:
@@ -33,14 +34,34 @@ class CheckResult:
         return max(self.max_abs_err.values(), default=float("nan"))
 
 
+class BadOutput(ValueError):
+    """An implementation returned something that cannot be compared (wrong shape, no gradient)."""
+
+
+def _checked_output(y: object, expected_shape: torch.Size) -> torch.Tensor:
+    if not isinstance(y, torch.Tensor):
+        raise BadOutput(f"y: expected a tensor, got {type(y).__name__}")
+    if y.shape != expected_shape:
+        raise BadOutput(f"y: shape {tuple(y.shape)}, expected {tuple(expected_shape)}")
+    return y
+
+
 def run_with_grads(inputs, *, impl, kernel_size, stride, phi, grad_out):
-    """Forward and backward of the op; returns ``{"y": y, "x": dx, ...}`` (detached)."""
+    """Forward and backward of the op; returns ``{"y": y, "x": dx, ...}`` (detached).
+
+    Raises:
+        BadOutput: ``y`` has the wrong shape, or an input got no gradient.
+    """
     leaves = {n: t.detach().requires_grad_(True) for n, t in inputs.items()}  # keeps strides
     y = local_relation(leaves["x"], leaves["query"], leaves["key"], leaves["prior"],
                        kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
+    y = _checked_output(y, grad_out.shape)
     y.backward(grad_out.to(y.dtype))
     out = {"y": y.detach()}
-    out.update({n: leaves[n].grad.detach() for n in ("x", "query", "key", "prior")})
+    for name in ("x", "query", "key", "prior"):
+        if leaves[name].grad is None:
+            raise BadOutput(f"{name}: no gradient (the output does not depend on it through autograd)")
+        out[name] = leaves[name].grad.detach()
     return out
 
 
@@ -60,23 +81,48 @@ def check_against_reference(
 
     ``oracle="unfold"`` (float64) stands in for the reference on shapes too large for it.
     ``layout`` ("contiguous", "channels_last", "noncontiguous") applies to ``impl``'s inputs only.
+    The oracle runs on ``device`` too when it supports it there in float64 (a GPU's float64
+    is still float64, and it keeps the gate of a large CUDA case from waiting on the CPU).
+    Where ``impl`` refuses the backward pass of this call (a registry reason), only the output is
+    compared and ``unchecked`` says why.
     """
+    spec = shape.spec(phi=phi, dtype=dtype, device=device)
+    implementation = registry.get(impl)
+    no_backward = (implementation.why_not(spec, backward=True)
+                   if backward and not implementation.why_not(spec) else [])
+    backward = backward and not no_backward
     inputs = make_inputs(shape, dtype=torch.float64, seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     grad_out = torch.randn((shape.B, shape.C, shape.Ho, shape.Wo), generator=gen,
                            dtype=torch.float64)
     kwargs = dict(kernel_size=shape.k, stride=shape.stride, phi=phi)
     cast = {n: to_layout(t.to(device, dtype), layout) for n, t in inputs.items()}
+    result = CheckResult(impl=impl, dtype=dtype, label=f"{shape.label()} {phi}",
+                         unchecked="; ".join(no_backward))
+    oracle_device = device if not registry.get(oracle).why_not(
+        shape.spec(phi=phi, dtype=torch.float64, device=device)) else "cpu"
+    exact = {n: t.to(oracle_device) for n, t in inputs.items()}
     if backward:
-        expected = run_with_grads(inputs, impl=oracle, grad_out=grad_out, **kwargs)
-        got = run_with_grads(cast, impl=impl, grad_out=grad_out.to(device), **kwargs)
+        expected = run_with_grads(exact, impl=oracle, grad_out=grad_out.to(oracle_device),
+                                  **kwargs)
     else:
         with torch.no_grad():
-            expected = {"y": local_relation(*_ordered(inputs), impl=oracle, **kwargs)}
-            got = {"y": local_relation(*_ordered(cast), impl=impl, **kwargs)}
-    atol, rtol = registry.get(impl).tolerance(dtype)
-    result = CheckResult(impl=impl, dtype=dtype, label=f"{shape.label()} {phi}")
+            expected = {"y": local_relation(*_ordered(exact), impl=oracle, **kwargs)}
+    expected = {n: t.cpu() for n, t in expected.items()}
+    try:
+        if backward:
+            got = run_with_grads(cast, impl=impl, grad_out=grad_out.to(device), **kwargs)
+        else:
+            with torch.no_grad():
+                got = {"y": _checked_output(local_relation(*_ordered(cast), impl=impl, **kwargs),
+                                            grad_out.shape)}
+    except BadOutput as err:
+        result.failures.append(str(err))
+        return result
     for name, ref in expected.items():
+        # the output against the forward tolerance, the four gradients against the backward one
+        atol, rtol = (implementation.tolerance(dtype) if name == "y"
+                      else implementation.grad_tolerance(dtype))
         value = got[name].double().cpu()
         err = (value - ref).abs()
         result.max_abs_err[name] = err.max().item() if err.numel() else 0.0

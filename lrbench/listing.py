@@ -36,17 +36,29 @@ def implementation_rows() -> list[dict[str, str]]:
     return rows
 
 
-def quick_check(dtype: torch.dtype = torch.float32, device: str = "cpu") -> list[CheckResult]:
-    """Every implementation that can run here, against the float64 reference, on ``QUICK_CHECK_SHAPES``."""
+def quick_check(dtype: torch.dtype = torch.float32, device: str = "cpu",
+                impls: list[str] | None = None) -> list[CheckResult]:
+    """Every implementation (or those in ``impls``) that can run here, against the float64
+    reference, on ``QUICK_CHECK_SHAPES``."""
     results = []
-    for name in registry.implementations():
+    for name in impls or registry.implementations():
         impl = registry.get(name)
         for shape in QUICK_CHECK_SHAPES:
             for phi in ("sqdiff", "absdiff", "mult"):
                 if impl.why_not(shape.spec(phi=phi, dtype=dtype, device=device)):
                     continue
-                results.append(
-                    check_against_reference(name, shape, dtype=dtype, device=device, phi=phi)
-                )
+                try:
+                    result = check_against_reference(name, shape, dtype=dtype, device=device,
+                                                     phi=phi)
+                except Exception as err:  # a broken (e.g. plugin) implementation: a failure
+                    result = CheckResult(impl=name, dtype=dtype, label=f"{shape.label()} {phi}",
+                                         failures=[f"raised {type(err).__name__}: {err}"])
+                results.append(result)
     return results
+
+
+def plugin_errors() -> dict[str, str]:
+    """Entry points of the group ``lrbench.implementations`` that could not be loaded, and why."""
+    registry.implementations()  # loads them
+    return dict(registry.PLUGIN_ERRORS)
 

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
+import sys
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
@@ -62,11 +66,17 @@ class Implementation:
         priority: ``impl=None`` picks the usable implementation with the highest priority on
             the call's device: one number for every device, or a dict from device type to
             number (devices not in it rank 0).
-        tolerances: per-dtype ``(atol, rtol)`` against the float64 reference.
+        tolerances: per-dtype ``(atol, rtol)`` of the output against the float64 reference.
         availability: returns why it cannot run on this machine at all, or ``None``.
         limits: returns extra reasons it cannot run a given call (e.g. unsupported stride).
+        backward_limits: returns extra reasons it cannot run the backward pass of a call (e.g. a
+            peer whose kernel is inference-only on some device).
+        compile_limits: returns reasons ``torch.compile`` cannot compile it for a call.
         custom_ops: names of the ``torch.library`` operators it emits (``"lrbench::fused_cpu"``),
             so the FLOP counters can give them the op's closed-form count.
+        grad_tolerances: per-dtype ``(atol, rtol)`` of the four gradients; a dtype not in it
+            (or ``None``, the default) uses the output's tolerance. Gradients sum over the k*k
+            neighbours and the group's channels, so half precision may need looser limits.
     """
 
     name: str
@@ -80,7 +90,10 @@ class Implementation:
     )
     availability: Callable[[], str | None] = _always_available
     limits: Callable[[OpSpec], list[str]] = _no_limits
+    backward_limits: Callable[[OpSpec], list[str]] = _no_limits
+    compile_limits: Callable[[OpSpec], list[str]] = _no_limits
     custom_ops: tuple[str, ...] = ()
+    grad_tolerances: Mapping[torch.dtype, tuple[float, float]] | None = None
 
     def unavailable_reason(self) -> str | None:
         """Why this implementation cannot run on this machine at all (``None`` if it can).
@@ -96,8 +109,9 @@ class Implementation:
         """The supported device types present on this machine."""
         return [d for d in self.devices if device_present(d)]
 
-    def why_not(self, spec: OpSpec) -> list[str]:
-        """Reasons this implementation cannot run the call described by ``spec`` (empty: it can)."""
+    def why_not(self, spec: OpSpec, *, backward: bool = False, compiled: bool = False) -> list[str]:
+        """Reasons this implementation cannot run the call described by ``spec`` (empty: it can);
+        with ``backward``, its backward pass too; with ``compiled``, under ``torch.compile``."""
         reasons = []
         unavailable = self.unavailable_reason()
         if unavailable:
@@ -110,10 +124,21 @@ class Implementation:
                            f"(supports {names})")
         if not reasons:
             reasons.extend(self.limits(spec))
+        if not reasons and backward:
+            reasons.extend(self.backward_limits(spec))
+        if not reasons and compiled:
+            reasons.extend(self.compile_limits(spec))
         return reasons
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
+        """``(atol, rtol)`` of the output (forward pass) in ``dtype``."""
         return self.tolerances.get(dtype, DEFAULT_TOLERANCES[torch.float32])
+
+    def grad_tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
+        """``(atol, rtol)`` of the gradients (backward pass) in ``dtype``."""
+        if self.grad_tolerances is not None and dtype in self.grad_tolerances:
+            return self.grad_tolerances[dtype]
+        return self.tolerance(dtype)
 
     def rank(self, device: str) -> int:
         """Priority on ``device`` (higher is picked first by ``impl=None``)."""
@@ -131,14 +156,15 @@ def device_present(device: str) -> bool:
 
 
 BUILTIN = tuple(f"lrbench.impls.{name}" for name in (
-    "reference", "unfold", "im2col_matmul", "fused_cpu", "fused_triton",
-))  # the order ``lrbench list`` shows: the oracle first, then from plainest to most fused
+    "reference", "unfold", "im2col_matmul", "fused_cpu", "fused_triton", "flex_attention",
+))  # the order ``lrbench list`` shows: the oracle first, then from plainest to most fused, peers last
 ENTRY_POINT_GROUP = "lrbench.implementations"
 
 _REGISTRY: dict[str, Implementation] = {}
 _AVAILABILITY: dict[str, str | None] = {}
 _LOADED: list[bool] = []  # non-empty once BUILTIN and the entry points are loaded
 PLUGIN_ERRORS: dict[str, str] = {}  # entry point or module -> why it could not be loaded
+_ENTRY_POINTS_SEEN: set[str] = set()
 
 
 class PluginError(ValueError):
@@ -188,48 +214,97 @@ def registered(*impls: Implementation) -> Iterator[tuple[Implementation, ...]]:
 
 
 def _register_loaded(obj: object, origin: str) -> None:
-    """Register what an entry point or plugin module handed over (a module registers itself)."""
+    """Register what an entry point or plugin module handed over: an Implementation, a list of
+    them, a function returning them, or a module (which registers itself when imported, or
+    defines ``IMPLEMENTATIONS``)."""
     if isinstance(obj, Implementation):
         register(obj)
     elif isinstance(obj, list | tuple):
         for item in obj:
             _register_loaded(item, origin)
+    elif isinstance(obj, types.ModuleType):
+        if getattr(obj, "IMPLEMENTATIONS", None) is not None:
+            _register_loaded(obj.IMPLEMENTATIONS, origin)
     elif callable(obj) and not isinstance(obj, type):
         _register_loaded(obj(), origin)
-    elif obj is not None and not hasattr(obj, "__file__") and not hasattr(obj, "__path__"):
+    else:
         raise PluginError(f"{origin}: expected a module, an Implementation, a list of them or a "
                           f"function returning them, got {type(obj).__name__}")
 
 
-def _load_entry_points() -> None:
+def load_entry_points() -> list[str]:
+    """Load every entry point of the group ``lrbench.implementations`` not loaded yet; returns the
+    names they added. A broken entry point (it raises, or registers nothing) is recorded in
+    :data:`PLUGIN_ERRORS` (``lrbench list`` shows them) and the others still load."""
+    _registry()
+    return _load_entry_points()
+
+
+def _load_entry_points() -> list[str]:
+    added = []
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         origin = f"entry point {entry.name} = {entry.value}"
+        if origin in _ENTRY_POINTS_SEEN:
+            continue
+        _ENTRY_POINTS_SEEN.add(origin)
+        before = set(_REGISTRY)
         try:
             _register_loaded(entry.load(), origin)
         except Exception as err:  # a broken plugin must not take the registry down with it
             PLUGIN_ERRORS[origin] = f"{type(err).__name__}: {err}"
+            continue
+        new = [name for name in _REGISTRY if name not in before]
+        if not new:
+            PLUGIN_ERRORS[origin] = ("registered no implementation (its module must call "
+                                     "lrbench.register or define IMPLEMENTATIONS)")
+        added += new
+    return added
+
+
+def _import_plugin(module: str):
+    """Import a dotted module name, or a ``.py`` file by its path (named after its stem)."""
+    path = Path(module)
+    if module.endswith(".py"):
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {module}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = loaded
+        try:
+            spec.loader.exec_module(loaded)
+        except BaseException:
+            del sys.modules[path.stem]
+            raise
+        return loaded
+    return importlib.import_module(module)
 
 
 def load_plugin(module: str) -> list[str]:
-    """Import ``module`` (dotted name on ``sys.path``), which registers implementations; returns
-    the names it added.
+    """Import ``module``, which registers implementations; returns the names it added.
+
+    Args:
+        module: a dotted module name on ``sys.path`` (``my_kernels.lr``), or the path of a
+            ``.py`` file (``./my_impl.py``). The module calls :func:`register` when imported,
+            or defines ``IMPLEMENTATIONS`` (an :class:`Implementation`, a list of them, or a
+            function returning them).
 
     Raises:
         PluginError: the module cannot be imported, raises on import, or registers nothing.
     """
     before = set(_registry())
     try:
-        loaded = importlib.import_module(module)
+        loaded = _import_plugin(module)
     except Exception as err:
         raise PluginError(f"plugin {module!r} could not be imported: "
                           f"{type(err).__name__}: {err}") from err
     added = [name for name in _REGISTRY if name not in before]
     if not added:
-        factory = getattr(loaded, "IMPLEMENTATIONS", None)
-        if factory is not None:
-            _register_loaded(factory, f"plugin {module}")
-            added = [name for name in _REGISTRY if name not in before]
-    if not added and not any(_REGISTRY[n].fn.__module__ == module for n in _REGISTRY):
+        try:
+            _register_loaded(loaded, f"plugin {module}")
+        except (PluginError, TypeError, ValueError) as err:
+            raise PluginError(f"plugin {module!r}: {err}") from err
+        added = [name for name in _REGISTRY if name not in before]
+    if not added and not any(_REGISTRY[n].fn.__module__ == loaded.__name__ for n in _REGISTRY):
         raise PluginError(f"plugin {module!r} registered no implementation: call "
                           "lrbench.register(lrbench.Implementation(...)) in it, or define "
                           "IMPLEMENTATIONS")
@@ -258,28 +333,30 @@ def get(name: str) -> Implementation:
     return registry[name]
 
 
-def usable(spec: OpSpec) -> list[str]:
-    """Names of the implementations that can run ``spec``, best (highest priority on the call's
-    device) first."""
+def usable(spec: OpSpec, *, backward: bool = False) -> list[str]:
+    """Names of the implementations that can run ``spec`` (and its backward pass, with
+    ``backward``), best (highest priority on the call's device) first."""
     ranked = sorted(_registry().values(), key=lambda impl: -impl.rank(spec.device))
-    return [impl.name for impl in ranked if not impl.why_not(spec)]
+    return [impl.name for impl in ranked if not impl.why_not(spec, backward=backward)]
 
 
-def resolve(name: str | None, spec: OpSpec) -> Implementation:
-    """Pick the implementation for one call: ``name``, or the best usable one when ``None``."""
+def resolve(name: str | None, spec: OpSpec, *, backward: bool = False) -> Implementation:
+    """Pick the implementation for one call: ``name``, or the best usable one when ``None``;
+    ``backward``: the call will be differentiated."""
     if name is None:
-        candidates = usable(spec)
+        candidates = usable(spec, backward=backward)
         if not candidates:
-            reasons = "; ".join(f"{impl.name}: {', '.join(impl.why_not(spec))}"
+            reasons = "; ".join(f"{impl.name}: {', '.join(impl.why_not(spec, backward=backward))}"
                                 for impl in _registry().values())
             raise ValueError(f"impl: no implementation can run {spec.label()} on "
                              f"{spec.device}/{spec.dtype} ({reasons})")
         return get(candidates[0])
     impl = get(name)
-    reasons = impl.why_not(spec)
+    reasons = impl.why_not(spec, backward=backward)
     if reasons:
+        what = "these inputs with gradients" if backward else "these inputs"
         raise ValueError(
-            f"impl={name!r} cannot run these inputs ({spec.device}, {spec.dtype}): "
-            f"{'; '.join(reasons)}. Implementations that can: {usable(spec)}"
+            f"impl={name!r} cannot run {what} ({spec.device}, {spec.dtype}): "
+            f"{'; '.join(reasons)}. Implementations that can: {usable(spec, backward=backward)}"
         )
     return impl

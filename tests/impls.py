@@ -15,20 +15,24 @@ import lrbench
 from lrbench import registry
 
 INTERPRETED = (
-    {"fused_triton"}
+    {"fused_triton", "fused_triton_det"}
     if os.environ.get("TRITON_INTERPRET") == "1" and not torch.cuda.is_available()
     else set()
 )
 
 
-def runnable_on_cpu(*, include_reference: bool = False, include_interpreted: bool = True) -> list[str]:
+def runnable_on_cpu(*, include_reference: bool = False, include_interpreted: bool = True,
+                    needs_backward: bool = True) -> list[str]:
+    """Implementations the CPU tests run; ``needs_backward=False`` adds those whose backward is
+    refused on CPU (a registry reason, e.g. FlexAttention), for tests of the forward only."""
     names = []
+    tiny = lrbench.Shape(1, 2, 3, 3, k=1, m=1)
     for name in lrbench.implementations():
         impl = registry.get(name)
         if impl.unavailable_reason() is not None or "cpu" not in impl.devices:
             continue
-        if impl.why_not(lrbench.Shape(1, 2, 3, 3, k=1, m=1).spec(dtype=torch.float64)) and \
-                impl.why_not(lrbench.Shape(1, 2, 3, 3, k=1, m=1).spec(dtype=torch.float32)):
+        if all(impl.why_not(tiny.spec(dtype=dtype), backward=needs_backward)
+               for dtype in (torch.float64, torch.float32)):
             continue
         if name == "reference" and not include_reference:
             continue

@@ -11,7 +11,8 @@ from lrbench import local_relation
 from lrbench.inputs import Shape, make_inputs
 from tests.impls import INTERPRETED, runnable_on_cpu, supports
 
-IMPLS = [i for i in runnable_on_cpu(include_reference=True) if i not in INTERPRETED]
+IMPLS = [i for i in runnable_on_cpu(include_reference=True, needs_backward=False)
+         if i not in INTERPRETED]
 SETTINGS = settings(max_examples=15, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.filter_too_much])

@@ -9,7 +9,6 @@ baseline's and the output's size; the baseline is read from the rows) and the
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -17,26 +16,10 @@ import pandas as pd
 
 from lrbench.bench import plots, records
 from lrbench.bench.metrics import machine_of, shape_of
+from lrbench.tables import markdown_table
 
 MIB = 2**20
 MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
-
-
-def _fmt(value, spec: str = ".4g") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return format(value, spec) if isinstance(value, int | float) else str(value)
-
-
-def markdown_table(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
-    """``frame`` as a GitHub Markdown table; ``formats`` gives a format spec per column."""
-    formats = formats or {}
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
-             "|" + "---|" * len(frame.columns)]
-    for _, row in frame.iterrows():
-        cells = [_fmt(row[c], formats.get(c, ".4g")).replace("|", "\\|") for c in frame.columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _get(row: pd.Series | None, column: str, scale: float = 1.0) -> float | None:
@@ -132,20 +115,18 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
         parts.append(f"{level} Op: each implementation against the baseline ({baselines})\n\n"
                      "Speedup = the baseline's median / the implementation's median on the same "
                      "case; the baseline is the one the matrix named for the case.\n\n"
-                     + markdown_table(versus, {"fwd ms": ".4g", "fwd+bwd ms": ".4g",
-                                               "fwd speedup": ".2f", "fwd+bwd speedup": ".2f"}))
+                     + markdown_table(versus))
     pairs = layer_vs_conv(frame)
     if not pairs.empty:
         parts.append(f"{level} The layer against the 3x3 convolution it replaces\n\n"
                      "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
                      "ResNet-50's 3x3 conv at the same stage.\n\n"
-                     + markdown_table(pairs, {"layer / conv3x3": ".2f"}))
+                     + markdown_table(pairs))
     exponents = plots.size_exponents(frame)
     if not exponents.empty:
         parts.append(f"{level} Scaling with input size\n\nFitted exponent `a` of `time ~ H^a` "
                      "over the size sweep, beside the closed form's (2 at stride 1: MACs grow "
-                     "with H*W).\n\n" + markdown_table(exponents, {"fitted exponent": ".2f",
-                                                                  "closed-form exponent": ".2f"}))
+                     "with H*W).\n\n" + markdown_table(exponents))
     nets = networks(frame)
     if not nets.empty:
         parts.append(f"{level} Whole networks\n\n`fwd`: eval-mode forward without autograd; "
@@ -155,7 +136,7 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
         parts.append(f"![{name}]({name})")
     table = all_timed(frame)
     if not table.empty:
-        parts.append(f"{level} All timed cases\n\n" + markdown_table(table, {"rounds": ".0f"}))
+        parts.append(f"{level} All timed cases\n\n" + markdown_table(table))
     untimed = frame[frame["status"] != "ok"][["case_id", "status", "reason"]]
     if not untimed.empty:
         parts.append(f"{level} Cases not timed\n\n" + markdown_table(untimed))

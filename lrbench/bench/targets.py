@@ -188,9 +188,13 @@ def why_not(case: Case) -> list[str]:
         reasons.append("lrbench.models not available")
     if case.impl in registry.implementations():
         impl = registry.get(case.impl)
+        backward = case.pass_ in BACKWARD_PASSES
         for spec in _op_specs(case):
-            reasons += [r for r in impl.why_not(spec) if r not in reasons]
+            reasons += [r for r in impl.why_not(spec, backward=backward) if r not in reasons]
     return reasons
+
+
+BACKWARD_PASSES = ("bwd", "fwd_bwd", "train")  # the passes that differentiate the op
 
 
 def _network_specs(case: Case) -> list:
