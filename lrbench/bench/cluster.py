@@ -125,8 +125,11 @@ def _plan_shards(out: Path, plan: Plan, options: ClusterOptions, resume: bool) -
 
 
 def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume: bool = False,
-                threads: int | None = None, on_event: OnEvent | None = None) -> ShardedSummary:
+                threads: int | None = None, plugins: tuple[str, ...] = (),
+                on_event: OnEvent | None = None) -> ShardedSummary:
     """Run ``plan`` into ``out`` as ``options.nodes`` shards through submitit; see the module.
+
+    ``plugins`` (``--plugin`` modules or ``.py`` files) are loaded again in each shard's job.
 
     Raises:
         runlock.FolderInUse: another run holds ``out``.
@@ -149,7 +152,9 @@ def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume:
         jobs = {s.index: ShardJob(out=str(out), index=s.index, count=options.nodes,
                                   cases=shard(plan.cases, s.index, options.nodes),
                                   timing=plan.timing, label=plan.label, resume=resume,
-                                  threads=threads)
+                                  threads=threads, plugins=tuple(
+                                      str(Path(m).resolve()) if Path(m).is_file() else m
+                                      for m in plugins))
                 for s in manifest.shards}
         todo = [s for s in manifest.shards if pending_ids(out, s)]
         if not todo:
@@ -206,11 +211,12 @@ def _drive(executor, manifest: Manifest, out: Path, shards: list[ShardPlan],
                 record(index, job, state)
             csv = records.results_path(out / plan.folder)
             size = csv.stat().st_size if csv.exists() else 0
-            if seen.get(index) != size:  # read the CSV only when it grew (the timings run beside)
-                seen[index] = size
+            if seen.get(index, (None,))[0] != size:  # read the CSV only when it changed
                 recorded = len(plan.case_ids) - len(pending_ids(out, plan))
-                say(f"shard {index}/{len(manifest.shards)}: {recorded}/{len(plan.case_ids)} "
-                    f"cases recorded")
+                if seen.get(index, (None, None))[1] != recorded:
+                    say(f"shard {index}/{len(manifest.shards)}: {recorded}/{len(plan.case_ids)} "
+                        f"cases recorded")
+                seen[index] = (size, recorded)
             if not job.done():
                 continue
             del running[index]

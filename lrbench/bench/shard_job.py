@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lrbench import load_plugin
 from lrbench.bench.cases import Case
 from lrbench.bench.manifest import shard_folder
 from lrbench.bench.runner import Timing, run_matrix
@@ -32,6 +33,7 @@ class ShardJob:
     label: str
     resume: bool = False
     threads: int | None = None
+    plugins: tuple[str, ...] = ()  # --plugin modules: the job is a new process, it loads them too
 
     @property
     def folder(self) -> Path:
@@ -44,6 +46,8 @@ class ShardJob:
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
+        for module in self.plugins:
+            load_plugin(module)
         stream = sys.stdout  # the runner sends pytest's own output to the shard's log
         stopped: list[BaseException] = []
         restore = _stop_pytest_on_preemption(stopped)
