@@ -70,6 +70,8 @@ def test_bad_node_counts_and_misplaced_slurm_options_are_refused():
         ClusterOptions(executor="pbs")
     with pytest.raises(ValueError, match="--partition: a Slurm option"):
         ClusterOptions(executor="local", partition="gpu")
+    with pytest.raises(ValueError, match="--time is required with --executor slurm"):
+        ClusterOptions(executor="slurm", nodes=2)
 
 
 def test_slurm_args_must_be_known_key_value_pairs():
@@ -116,7 +118,7 @@ def test_slurm_executor_without_slurm_is_refused_before_submitting(tmp_path, mon
     from lrbench.bench import cluster
 
     monkeypatch.setattr(cluster.shutil, "which", lambda name: None)
-    options = make_options("slurm", nodes=2)
+    options = make_options("slurm", nodes=2, time="10")
     records.append_row(tmp_path / "results.csv", {"case_id": "op:x", "status": "ok"})
     with pytest.raises(RuntimeError, match="sbatch and srun"):
         cluster.run_sharded(_plan(), tmp_path, options)
