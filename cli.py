@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -229,8 +230,10 @@ def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plug
     click.echo(f"{len(plan.cases)} cases ({plan.label}) in {options.nodes} shard(s), "
                f"executor {executor}, -> {out}")
     try:
+        # the shards load the same plugins (a .py path made absolute for the job's folder)
+        shipped = tuple(str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins)
         summary = run_sharded(plan, out, options, resume=resume, threads=threads,
-                              plugins=plugins, on_event=click.echo)
+                              on_event=click.echo, plugins=shipped)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     except (FolderInUse, RuntimeError) as err:

@@ -125,8 +125,8 @@ def _plan_shards(out: Path, plan: Plan, options: ClusterOptions, resume: bool) -
 
 
 def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume: bool = False,
-                threads: int | None = None, plugins: tuple[str, ...] = (),
-                on_event: OnEvent | None = None) -> ShardedSummary:
+                threads: int | None = None, on_event: OnEvent | None = None,
+                plugins: tuple[str, ...] = ()) -> ShardedSummary:
     """Run ``plan`` into ``out`` as ``options.nodes`` shards through submitit; see the module.
 
     ``plugins`` (``--plugin`` modules or ``.py`` files) are loaded again in each shard's job.
@@ -152,9 +152,7 @@ def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume:
         jobs = {s.index: ShardJob(out=str(out), index=s.index, count=options.nodes,
                                   cases=shard(plan.cases, s.index, options.nodes),
                                   timing=plan.timing, label=plan.label, resume=resume,
-                                  threads=threads, plugins=tuple(
-                                      str(Path(m).resolve()) if Path(m).is_file() else m
-                                      for m in plugins))
+                                  threads=threads, plugins=tuple(plugins))
                 for s in manifest.shards}
         todo = [s for s in manifest.shards if pending_ids(out, s)]
         if not todo:

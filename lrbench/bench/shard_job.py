@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lrbench import load_plugin
 from lrbench.bench.cases import Case
 from lrbench.bench.manifest import shard_folder
 from lrbench.bench.runner import Timing, run_matrix
@@ -33,7 +32,7 @@ class ShardJob:
     label: str
     resume: bool = False
     threads: int | None = None
-    plugins: tuple[str, ...] = ()  # --plugin modules: the job is a new process, it loads them too
+    plugins: tuple[str, ...] = ()  # ``--plugin`` modules, loaded in the shard's process too
 
     @property
     def folder(self) -> Path:
@@ -42,12 +41,13 @@ class ShardJob:
     def __call__(self) -> dict:
         import torch
 
+        import lrbench
         from lrbench.bench.cluster import merge_if_complete
 
+        for module in self.plugins:
+            lrbench.load_plugin(module)
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        for module in self.plugins:
-            load_plugin(module)
         stream = sys.stdout  # the runner sends pytest's own output to the shard's log
         stopped: list[BaseException] = []
         restore = _stop_pytest_on_preemption(stopped)
