@@ -149,9 +149,11 @@ def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume:
             shutil.rmtree(out / runlock.SHARDS, ignore_errors=True)
             records.results_path(out).unlink(missing_ok=True)
         manifest.save(out)
+        # Shards always resume: a fresh run has just emptied OUT/shards, and a job that Slurm
+        # requeues on its own (node failure, an admin's requeue) reruns this very pickle.
         jobs = {s.index: ShardJob(out=str(out), index=s.index, count=options.nodes,
                                   cases=shard(plan.cases, s.index, options.nodes),
-                                  timing=plan.timing, label=plan.label, resume=resume,
+                                  timing=plan.timing, label=plan.label, resume=True,
                                   threads=threads, plugins=tuple(plugins))
                 for s in manifest.shards}
         todo = [s for s in manifest.shards if pending_ids(out, s)]
@@ -188,7 +190,7 @@ def _drive(executor, manifest: Manifest, out: Path, shards: list[ShardPlan],
         manifest.save(out)
 
     def submit(indices: list[int], resume: bool) -> None:
-        fns = [jobs[i] if not resume else _resuming(jobs[i]) for i in indices]
+        fns = [jobs[i] for i in indices]  # every ShardJob resumes from its CSV
         submitted = executor.submit_array(fns) if array and len(fns) > 1 else [
             executor.submit(fn) for fn in fns]
         for index, job in zip(indices, submitted, strict=True):
@@ -231,12 +233,6 @@ def _drive(executor, manifest: Manifest, out: Path, shards: list[ShardPlan],
             say(f"shard {index}: job {job.job_id} ended with {len(left)} cases pending ({why}); "
                 "resubmitting it to resume")
             submit([index], resume=True)
-
-
-def _resuming(job: ShardJob) -> ShardJob:
-    from dataclasses import replace
-
-    return replace(job, resume=True)
 
 
 def _job_error(job) -> str:
