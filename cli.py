@@ -145,7 +145,8 @@ def _axis_options(command):
 @click.option("--partition", default=None, help="Slurm partition.")
 @click.option("--gpus-per-node", type=int, default=None, help="GPUs per node (Slurm).")
 @click.option("--time", "time_limit", default=None, metavar="TIME",
-              help="Slurm time limit per shard job, e.g. 90, 1:30:00, 1-00:00:00.")
+              help="Time limit per shard job, e.g. 90, 1:30:00, 1-00:00:00 (required with "
+                   "--executor slurm).")
 @click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
               help="Any other submitit Slurm parameter, e.g. qos=high (repeatable).")
 @_plugin_option
