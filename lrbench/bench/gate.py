@@ -42,7 +42,7 @@ def oracle_for(case: Case) -> str:
 
 def _op_gate(case: Case) -> GateResult:
     oracle = oracle_for(case)
-    result = check_against_reference(case.impl, case.shape, dtype=case.torch_dtype,
+    result = check_against_reference(case.impl_label, case.shape, dtype=case.torch_dtype,
                                      device=case.device, oracle=oracle)
     return GateResult(ok=result.ok, max_abs_err=result.worst, oracle=f"{oracle} float64",
                       reason="; ".join(result.failures))
@@ -52,7 +52,7 @@ def _network_gate(case: Case) -> GateResult:
     from lrbench.models import lrnet50
 
     torch.manual_seed(0)
-    model = lrnet50(impl=case.impl).eval()
+    model = lrnet50(impl=case.impl_label).eval()
     oracle = copy.deepcopy(model).double()
     from lrbench.layer import set_implementation
 
@@ -91,7 +91,7 @@ class Gate:
 
     def __call__(self, case: Case) -> GateResult:
         kind = "network" if case.target == "lrnet50" else GATES[case.target].__name__
-        key = (kind, case.impl, case.shape, case.dtype, case.device)
+        key = (kind, case.impl_label, case.shape, case.dtype, case.device)
         if key not in self._done:
             self._done[key] = GATES[case.target](case)
         return self._done[key]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lrbench.bench import plots, records
-from lrbench.bench.metrics import shape_of
+from lrbench.bench.metrics import impl_of, shape_of
 
 MIB = 2**20
 MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
@@ -48,12 +48,13 @@ def versus_baseline(frame: pd.DataFrame) -> pd.DataFrame:
     the case's baseline (the ``baseline`` column), and forward peak memory beside the
     baseline's and beside the output's size."""
     rows = plots.timed(frame)
+    rows = rows.assign(label=rows["case_id"].map(impl_of))  # unfold, unfold@inductor, ...
     out = []
     for (shape, dtype, device, baseline), group in rows.groupby(
             [rows["case_id"].map(shape_of), "dtype", "device", "baseline"], sort=False):
-        by = {(r["impl"], r["pass"]): r for _, r in group.iterrows()}
+        by = {(r["label"], r["pass"]): r for _, r in group.iterrows()}
         baseline_fwd = by.get((baseline, "fwd"))
-        for impl in [i for i in group["impl"].unique() if i != baseline]:
+        for impl in [i for i in group["label"].unique() if i != baseline]:
             fwd, both = by.get((impl, "fwd")), by.get((impl, "fwd_bwd"))
             out.append({
                 "shape": shape, "dtype": dtype, "device": device, "impl": impl,
@@ -104,6 +105,7 @@ def all_timed(frame: pd.DataFrame) -> pd.DataFrame:
         "GMAC/s": rows["gmacs_per_s"], "baseline": rows["baseline"],
         "speedup vs baseline": rows["speedup_vs_baseline"],
         "peak MiB": rows["peak_bytes"] / MIB, "max abs err": rows["max_abs_err"],
+        "compile s": rows["compile_s"],
     })
 
 
@@ -133,7 +135,9 @@ def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str]) -> str:
         "MACs: one multiply-add = 1 (fvcore's convention), forward closed form; GMAC/s is "
         "given for forward passes only. Peak memory: extra bytes at the peak of one call "
         "(CUDA allocator peak on GPU; PyTorch profiler allocation events on CPU). Every timed "
-        "case passed the accuracy gate first (`max abs err` against the float64 oracle).",
+        "case passed the accuracy gate first (`max abs err` against the float64 oracle). "
+        "`impl@inductor`: the implementation compiled with `torch.compile` (inductor); its first "
+        "call (compilation included) is in `compile s`, never in the median.",
         "## Machine\n\n" + _machine(frame),
     ]
     versus = versus_baseline(frame)

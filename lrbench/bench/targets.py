@@ -97,7 +97,7 @@ def build_op(case: Case) -> Prepared:
 
     def forward():
         return local_relation(x, query, key, prior, kernel_size=s.k, stride=s.stride,
-                              impl=case.impl)  # (B, C, Ho, Wo)
+                              impl=case.impl_label)  # (B, C, Ho, Wo); compiled: impl@mode
 
     fn = PASS_BUILDERS[case.pass_](forward, [x, query, key, prior], case.device)
     return Prepared(fn=fn, output_bytes=_output_bytes(case, s.C))
@@ -190,7 +190,8 @@ def why_not(case: Case) -> list[str]:
         impl = registry.get(case.impl)
         backward = case.pass_ in BACKWARD_PASSES
         for spec in _op_specs(case):
-            reasons += [r for r in impl.why_not(spec, backward=backward) if r not in reasons]
+            reasons += [r for r in impl.why_not(spec, backward=backward, compiled=case.compiled)
+                        if r not in reasons]
     return reasons
 
 
