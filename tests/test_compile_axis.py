@@ -8,13 +8,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from lrbench.impls.unfold import local_relation_unfold
 
 from lrbench import registry
 from lrbench.bench import compiling, records, targets
 from lrbench.bench.cases import Case, expand
 from lrbench.bench.presets import get_preset
 from lrbench.bench.runner import Timing, run_matrix
-from lrbench.impls.unfold import local_relation_unfold
 
 TINY = {"B": 1, "C": 4, "H": 5, "W": 5, "k": 3, "m": 2, "stride": 1}
 

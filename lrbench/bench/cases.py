@@ -24,6 +24,8 @@ TARGET_AXES: dict[str, dict] = {
            "fixed": {}, "compiles": COMPILE_MODES},
     "layer": {"fields": SHAPE_FIELDS, "passes": ("fwd", "bwd", "fwd_bwd"), "impl": None,
               "fixed": {}},
+    "natten": {"fields": ("B", "C", "H", "W", "k", "m"), "passes": ("fwd", "bwd", "fwd_bwd"),
+               "impl": "natten", "fixed": {"stride": 1}},
     "conv3x3": {"fields": ("B", "C", "H", "W", "stride"), "passes": ("fwd", "bwd", "fwd_bwd"),
                 "impl": "torch", "fixed": {"k": 3, "m": 1}},
     "lrnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": None,

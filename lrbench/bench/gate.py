@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from lrbench import registry
+from lrbench.bench import natten_peer
 from lrbench.bench.cases import Case
 from lrbench.check import check_against_reference
 
@@ -70,6 +71,12 @@ def _network_gate(case: Case) -> GateResult:
     return GateResult(ok=ok, max_abs_err=err, oracle="lrnet50 unfold float64", reason=reason)
 
 
+def _natten_gate(case: Case) -> GateResult:
+    worst, failures = natten_peer.gate_errors(case)
+    return GateResult(ok=not failures, max_abs_err=worst, oracle="clamped-window float64",
+                      reason="; ".join(failures))
+
+
 def _no_gate(case: Case) -> GateResult:
     return GateResult(ok=True, max_abs_err=float("nan"), oracle="none (PyTorch's own ops)")
 
@@ -79,6 +86,7 @@ GATES: dict[str, Callable[[Case], GateResult]] = {
     "layer": _op_gate,
     "lrnet50": _network_gate,
     "conv3x3": _no_gate,
+    "natten": _natten_gate,
     "resnet50": _no_gate,
 }
 

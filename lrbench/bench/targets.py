@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrbench import registry
+from lrbench.bench import natten_peer
 from lrbench.bench.cases import Case
 from lrbench.inputs import Shape, make_inputs
 from lrbench.layer import LocalRelation2d
@@ -131,6 +132,14 @@ def build_conv3x3(case: Case) -> Prepared:
     return _module_case(case, conv, s.C)
 
 
+def build_natten(case: Case) -> Prepared:
+    forward, leaves = natten_peer.forward_fn(case)
+    fn = PASS_BUILDERS[case.pass_](forward, leaves, case.device)
+    s = case.shape
+    return Prepared(fn=fn, output_bytes=s.B * s.G * natten_peer.HEAD_DIM * s.H * s.W
+                    * case.torch_dtype.itemsize)
+
+
 def load_models():
     """:mod:`lrbench.models`, or ``None`` when it is not there (it is imported lazily)."""
     try:
@@ -169,6 +178,7 @@ BUILDERS: dict[str, Callable[[Case], Prepared]] = {
     "op": build_op,
     "layer": build_layer,
     "conv3x3": build_conv3x3,
+    "natten": build_natten,
     "lrnet50": build_network,
     "resnet50": build_network,
 }
@@ -186,6 +196,8 @@ def why_not(case: Case) -> list[str]:
         reasons.append(f"no {case.device} device on this machine")
     if case.target in ("lrnet50", "resnet50") and load_models() is None:
         reasons.append("lrbench.models not available")
+    if case.target == "natten":
+        reasons += [r for r in natten_peer.why_not(case) if r not in reasons]
     if case.impl in registry.implementations():
         impl = registry.get(case.impl)
         backward = case.pass_ in BACKWARD_PASSES
