@@ -17,6 +17,7 @@ import pandas as pd
 
 from lrbench.bench import plots, records
 from lrbench.bench.metrics import impl_of, shape_of
+from lrbench.bench.peers import against_the_peers
 
 MIB = 2**20
 MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
@@ -148,6 +149,18 @@ def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str]) -> str:
                      "case; the baseline is the one the matrix named for the case.\n\n"
                      + markdown_table(versus, {"fwd ms": ".4g", "fwd+bwd ms": ".4g",
                                                "fwd speedup": ".2f", "fwd+bwd speedup": ".2f"}))
+    versus_peers = against_the_peers(frame)
+    if not versus_peers.empty:
+        parts.append("## Against the peers\n\n"
+                     "Per stage, what a user would otherwise run (compiled PyTorch, FlexAttention, "
+                     "NATTEN, the 3x3 conv) beside our fastest implementation on the same stage, "
+                     "dtype, device and pass. Our speedup = the peer's median / ours. Every "
+                     "timed row passed its gate (NATTEN: against a float64 implementation of its "
+                     "own clamped-window op). A peer that was not timed shows its reason.\n\n"
+                     + markdown_table(versus_peers, {"our speedup": ".1f", "peer ms": ".4g",
+                                                     "ours ms": ".4g", "compile s": ".1f",
+                                                     "peer peak MiB": ".1f",
+                                                     "ours peak MiB": ".1f"}))
     pairs = layer_vs_conv(frame)
     if not pairs.empty:
         parts.append("## The layer against the 3x3 convolution it replaces\n\n"
