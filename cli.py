@@ -66,17 +66,21 @@ def list_cmd(plugins) -> None:
 
 
 @main.command("check")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
-              show_default=True, help="dtype the implementations run in (oracle: float64).")
+@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16"]),
+              default="float32", show_default=True,
+              help="dtype the implementations run in (oracle: float64).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="device the implementations run on (oracle: CPU).")
 @click.option("--impl", "impls", default=None, metavar="LIST",
               help="Comma-separated implementations to check (default: all).")
 @_plugin_option
-def check_cmd(dtype: str, impls: str | None, plugins) -> None:
+def check_cmd(dtype: str, device: str, impls: str | None, plugins) -> None:
     """Check every implementation that runs here against the float64 reference (outputs and grads)."""
     import torch
 
     from lrbench import registry
     from lrbench.listing import quick_check
+    from lrbench.registry import device_present
 
     _load_plugins(plugins)
     _warn_plugin_errors()
@@ -85,7 +89,13 @@ def check_cmd(dtype: str, impls: str | None, plugins) -> None:
     if unknown:
         raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from "
                                  f"{', '.join(registry.implementations())}", param_hint="--impl")
-    results = quick_check(dtype=getattr(torch, dtype), impls=names)
+    if not device_present(device):
+        click.echo(f"no {device} device here: no implementation can run {dtype} on {device} here")
+        sys.exit(1)
+    results = quick_check(dtype=getattr(torch, dtype), device=device, impls=names)
+    if not results:
+        click.echo(f"no implementation can run {dtype} on {device} here (see `lrbench list`)")
+        sys.exit(1)
     for r in results:
         status = "ok  " if r.ok else "FAIL"
         click.echo(f"{status} {r.impl:<15} {r.label:<32} max abs err {r.worst:.2e}"
@@ -125,12 +135,25 @@ def _axis_options(command):
               help="pytest-benchmark's target seconds per case (default: the preset's).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch intra-op threads (default: torch's choice); recorded in every row.")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
+              help="Split the run into --nodes shards run through submitit (extra "
+                   "lrbench[cluster]): one Slurm job array, a node to each shard, or locally one "
+                   "shard after another. Shards in OUT/shards/I, merged into OUT/results.csv.")
+@click.option("--nodes", type=int, default=None, help="Shards (one node each)  [default: 1]")
+@click.option("--partition", default=None, help="Slurm partition.")
+@click.option("--gpus-per-node", type=int, default=None, help="GPUs per node (Slurm).")
+@click.option("--time", "time_limit", default=None, metavar="TIME",
+              help="Slurm time limit per shard job, e.g. 90, 1:30:00, 1-00:00:00.")
+@click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
+              help="Any other submitit Slurm parameter, e.g. qos=high (repeatable).")
 @_plugin_option
-def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, plugins, **axes) -> None:
+def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, executor, nodes,
+            partition, gpus_per_node, time_limit, slurm_args, plugins, **axes) -> None:
     """Run a benchmark matrix: gate each case against the reference, time it, record one CSV row.
 
     Every row is written as soon as its case finishes; a case that cannot run, fails the accuracy
-    gate or raises becomes a row with its status and reason, and the run goes on.
+    gate or raises becomes a row with its status and reason, and the run goes on. One run per
+    --out folder: a second run into a folder in use is refused.
     """
     import torch
 
@@ -151,6 +174,11 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, plug
     if threads is not None:
         torch.set_num_threads(threads)
     out = out or f"reports/runs/{preset}"
+    cluster = {"--nodes": nodes, "--partition": partition, "--gpus-per-node": gpus_per_node,
+               "--time": time_limit, "--slurm-arg": slurm_args or None}
+    if executor is not None or any(v is not None for v in cluster.values()):
+        _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster)
+        return
     stream = sys.stdout  # the progress lines; pytest's own output goes to the run's log
     click.echo(f"{len(plan.cases)} cases ({plan.label}), {torch.get_num_threads()} threads, "
                f"-> {out}")
@@ -161,8 +189,13 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, plug
         click.echo(f"[{index:>4}/{total}] {row['status']:<7} {row['case_id']:<60} {detail}",
                    file=stream)
 
-    summary = run_matrix(plan.cases, out, resume=resume, timing=plan.timing, on_case=progress,
-                         label=plan.label)
+    from lrbench.bench.runlock import FolderInUse
+
+    try:
+        summary = run_matrix(plan.cases, out, resume=resume, timing=plan.timing,
+                             on_case=progress, label=plan.label)
+    except FolderInUse as err:
+        raise click.ClickException(str(err)) from err
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items()))
     click.echo(f"done: {counts or 'nothing to run'}"
                + (f" ({summary.already_done} already in the CSV)" if summary.already_done else ""))
@@ -171,6 +204,59 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, plug
     if summary.interrupted:
         click.echo("interrupted; continue with --resume", err=True)
         sys.exit(130)
+
+
+def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster) -> None:
+    """``lrbench run --executor local|slurm``: shards through submitit, then the merge."""
+    from lrbench.bench.cluster import run_sharded
+    from lrbench.bench.cluster_options import make_options
+    from lrbench.bench.runlock import FolderInUse
+
+    given = [name for name, value in cluster.items() if value is not None]
+    if executor is None:
+        raise click.UsageError(f"{', '.join(given)} need(s) --executor local or slurm")
+    if shard_spec is not None:
+        raise click.UsageError("--shard and --executor exclude each other: --executor shards "
+                               "the run itself (--nodes N)")
+    try:
+        options = make_options(executor, cluster["--nodes"], cluster["--partition"],
+                               cluster["--gpus-per-node"], cluster["--time"],
+                               cluster["--slurm-arg"] or ())
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    except RuntimeError as err:  # submitit missing
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{len(plan.cases)} cases ({plan.label}) in {options.nodes} shard(s), "
+               f"executor {executor}, -> {out}")
+    try:
+        summary = run_sharded(plan, out, options, resume=resume, threads=threads,
+                              on_event=click.echo)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    except (FolderInUse, RuntimeError) as err:
+        raise click.ClickException(str(err)) from err
+    except KeyboardInterrupt:
+        click.echo(f"stopped waiting; submitted jobs may still run: `lrbench status {out}`, "
+                   f"then `lrbench merge {out}`; or rerun with --resume", err=True)
+        sys.exit(130)
+    click.echo(f"merged {summary.merged} rows -> {summary.csv_path}  (submitit logs: "
+               f"{summary.submitit_dir})")
+    if not summary.complete:
+        left = ", ".join(f"shard {i}: {n}" for i, n in summary.pending.items() if n)
+        click.echo(f"cases still pending ({left}); see `lrbench status {out}`, continue with "
+                   "--resume", err=True)
+        sys.exit(1)
+
+
+@main.command("status")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def status_cmd(run_dir) -> None:
+    """Per shard of RUN_DIR: planned cases, rows recorded (ok, failed, error, skipped), pending,
+    and the job's state; works while the run is going and after."""
+    from lrbench.bench.status import render, run_status
+
+    manifest, shards = run_status(run_dir)
+    click.echo(render(run_dir, manifest, shards))
 
 
 @main.command("report")
@@ -201,7 +287,10 @@ def compare_cmd(base, new, threshold) -> None:
     """Compare two runs (directories or CSVs) case by case; exit 1 if any case regressed."""
     from lrbench.bench.compare import compare_runs
 
-    result = compare_runs(base, new, threshold)
+    try:
+        result = compare_runs(base, new, threshold)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
     click.echo(f"{len(result.table)} cases in both runs; {len(result.only_base)} only in BASE, "
                f"{len(result.only_new)} only in NEW")
     for row in result.regressions.itertuples():
@@ -218,12 +307,27 @@ def compare_cmd(base, new, threshold) -> None:
 
 @main.command("merge")
 @click.argument("pieces", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Directory for the merged results.csv.")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Directory for the merged results.csv (not needed for one sharded run).")
 def merge_cmd(pieces, out) -> None:
-    """Join runs (e.g. shards) into one results.csv: one row per case id."""
+    """Join runs (shards, or runs of several machines) into one results.csv: one row per case
+    id and machine. `lrbench merge OUT` merges the shards of a --executor run into OUT."""
+    from pathlib import Path
+
     from lrbench.bench.records import merge_runs, write
 
+    if out is None:
+        if len(pieces) != 1 or not (Path(pieces[0]) / "shards").is_dir():
+            raise click.UsageError("--out is required, except for one folder of a sharded run "
+                                   "(lrbench merge OUT)")
+        from lrbench.bench.cluster import merge_shards
+        from lrbench.bench.status import run_status
+
+        path, rows = merge_shards(pieces[0])
+        pending = sum(s.pending for s in run_status(pieces[0])[1])
+        click.echo(f"{rows} rows from the shards of {pieces[0]} -> {path}"
+                   + (f" ({pending} case(s) still pending)" if pending else ""))
+        return
     merged = merge_runs(list(pieces))
     path = write(merged, out)
     click.echo(f"{len(merged)} cases from {len(pieces)} runs -> {path}")

@@ -7,9 +7,10 @@ per (batch, group, band of output rows), in parallel over these tasks (ATen's Op
 never in memory as a ``k*k*H*W`` buffer; the backward recomputes the softmax instead of saving it.
 
 The extension is compiled with ``torch.utils.cpp_extension.load`` on first use (30-60 s on two
-cores) and cached in ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), under a name
-that includes a hash of this CPU (it is built with ``-march=native``). Set
-``LRBENCH_VERBOSE_BUILD=1`` to see the compiler's command lines.
+cores) into :mod:`lrbench.buildcache`'s folder ``$TORCH_EXTENSIONS_DIR/lrbench/fused_cpu-torch<v>-...``
+(default root ``~/.cache/torch_extensions``), one per torch version, compiler and flags, source
+content and CPU (it is built with ``-march=native``), shared by every checkout with this source.
+Set ``LRBENCH_VERBOSE_BUILD=1`` to see the compiler's command lines.
 Importing this module compiles nothing; without a C++ compiler the implementation is listed as
 unavailable with the reason.
 
@@ -22,71 +23,33 @@ Custom operators (namespace ``lrbench``):
 from __future__ import annotations
 
 import functools
-import hashlib
-import logging
 import os
-import platform
-import shutil
 from pathlib import Path
 
 import torch
 from lrbench.impls.op_wiring import wire
 from torch import Tensor
 
+from lrbench import buildcache
+from lrbench.buildcache import ExtensionSpec
 from lrbench.registry import DEFAULT_TOLERANCES, Implementation, register
 
 SOURCE = Path(__file__).parent / "csrc" / "fused_cpu.cpp"
 PHI_CODES = {"sqdiff": 0, "absdiff": 1, "mult": 2}  # must match enum Phi in the C++ source
-CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"]
-
-
-def _cpu_tag() -> str:
-    """A short hash of this CPU's model and flags: ``-march=native`` builds must not be shared."""
-    text = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            seen = {}
-            for line in info:
-                name = line.split(":", 1)[0].strip()
-                if name in ("model name", "flags"):
-                    seen.setdefault(name, line)
-            text += "".join(seen.values())
-    except OSError:
-        pass
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
-
-
-def _compiler() -> str | None:
-    """The C++ compiler ``cpp_extension`` would use, or ``None`` when there is none."""
-    cxx = os.environ.get("CXX", "c++")
-    return shutil.which(cxx) or shutil.which("g++")
+CFLAGS = ("-O3", "-march=native", "-fopenmp", "-ffp-contract=fast")
+SPEC = ExtensionSpec("fused_cpu", SOURCE, cflags=CFLAGS, ldflags=("-fopenmp",))
 
 
 @functools.cache
 def extension():
-    """The compiled kernels (built on the first call, then loaded from the cache).
+    """The compiled kernels (built on the first call, then loaded from the build cache).
 
     Raises:
-        RuntimeError: no compiler, or the build failed (the message has the compiler's output).
+        RuntimeError: no compiler, the build failed (the message has the compiler's output), or
+            another process held the build folder's lock too long (the message names the folder).
     """
-    if _compiler() is None:
-        raise RuntimeError("no C++ compiler found (g++/c++)")
-    # cpp_extension warns at import that CUDA_HOME has no runtime; irrelevant for a CPU build.
-    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
-    level = cpp_logger.level
-    cpp_logger.setLevel(logging.ERROR)
-    try:
-        from torch.utils import cpp_extension
-    finally:
-        cpp_logger.setLevel(level)
     verbose = os.environ.get("LRBENCH_VERBOSE_BUILD", "") not in ("", "0")
-    return cpp_extension.load(
-        name=f"lrbench_fused_cpu_{_cpu_tag()}",
-        sources=[str(SOURCE)],
-        extra_cflags=CFLAGS,
-        extra_ldflags=["-fopenmp"],
-        verbose=verbose,
-    )
+    return buildcache.load(SPEC, verbose=verbose)
 
 
 _REASON_UNKNOWN = object()
@@ -107,8 +70,8 @@ def availability() -> str | None:
         except Exception as err:  # any build failure means "unavailable", with its reason
             lines = [line for line in str(err).splitlines() if line.strip()]
             first = lines[0] if lines else type(err).__name__
-            no_compiler = first.startswith("no C++")
-            _reason = first if no_compiler else f"C++ extension build failed: {first}"
+            not_a_build_error = first.startswith(("no C++", "waited"))  # no compiler; lock timeout
+            _reason = first if not_a_build_error else f"C++ extension build failed: {first}"
     return _reason
 
 

@@ -17,7 +17,10 @@ On CPU tensors the kernels run only under Triton's interpreter (``TRITON_INTERPR
 the first import of Triton): that is how the tests check the kernels' logic on machines
 without a GPU. Double backward is not supported. grad_key is accumulated with atomic adds, so on
 a GPU its float32 summation order (and last bits) may differ from run to run; the other gradients
-and the output are deterministic.
+and the output are deterministic. ``fused_triton_det`` (ops ``lrbench::fused_triton_det``...) is
+the same forward with a deterministic backward: grad_key gathered per input pixel by one more
+kernel, no atomics; its cost (one more pass over the group's channels, about what grad_x costs)
+is unmeasured on a GPU.
 """
 
 from __future__ import annotations
@@ -26,10 +29,18 @@ import torch
 from lrbench.impls.op_wiring import wire
 from torch import Tensor
 
-from lrbench.registry import Implementation, register
+from lrbench.registry import DEFAULT_TOLERANCES, Implementation, register
 from lrbench.spec import OpSpec
 
 HALF = (torch.float16, torch.bfloat16)
+# Half-precision gradients get twice the output's limits. query, key and prior's gradients are
+# sums over the k*k neighbours (and grad_key adds up to k*k of them per pixel) of differences
+# w_n * (dL/dw_n - delta) that cancel, so the inputs' rounding weighs more in them than in y.
+# Rounding the inputs to the half dtype and computing exactly in float64 (what a kernel that
+# accumulates in float32 approaches) used up to 0.66 of the default bfloat16 limit on key's
+# gradient against at most 0.30 on y (LR-Net shapes C=100 and 64, k=7, m=8, three seeds); on a
+# GPU the float32 accumulation order adds to it. Unmeasured on a GPU so far.
+GRAD_TOLERANCES = {dt: (2 * DEFAULT_TOLERANCES[dt][0], 2 * DEFAULT_TOLERANCES[dt][1]) for dt in HALF}
 GRID_LIMIT = 65535
 
 
@@ -87,35 +98,47 @@ def limits(spec: OpSpec) -> list[str]:
     return _device_reasons(kernels().INTERPRETED, spec) + _grid_reasons(spec)
 
 
-@torch.library.custom_op(
-    "lrbench::fused_triton", mutates_args=(),
-    schema="(Tensor x, Tensor query, Tensor key, Tensor prior, int kernel_size, int stride, "
-           "str phi) -> Tensor",
-)
-def fused_triton_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel_size: int,
-                    stride: int, phi: str) -> Tensor:
-    """The op: ``(B, C, H, W)`` -> ``(B, C, Ho, Wo)`` (see :func:`lrbench.local_relation`)."""
-    y, _ = kernels().forward(x, query, key, prior, kernel_size, stride, phi)
-    return y
+def _define_ops(name: str, deterministic: bool):
+    """The op ``lrbench::<name>`` and its backward ``lrbench::<name>_backward``, wired."""
+
+    @torch.library.custom_op(
+        f"lrbench::{name}", mutates_args=(),
+        schema="(Tensor x, Tensor query, Tensor key, Tensor prior, int kernel_size, int stride, "
+               "str phi) -> Tensor",
+    )
+    def forward_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel_size: int,
+                   stride: int, phi: str) -> Tensor:
+        """The op: ``(B, C, H, W)`` -> ``(B, C, Ho, Wo)`` (see :func:`lrbench.local_relation`)."""
+        y, _ = kernels().forward(x, query, key, prior, kernel_size, stride, phi)
+        return y
+
+    @torch.library.custom_op(
+        f"lrbench::{name}_backward", mutates_args=(),
+        schema="(Tensor grad_y, Tensor x, Tensor query, Tensor key, Tensor prior, Tensor y, "
+               "int kernel_size, int stride, str phi) -> (Tensor, Tensor, Tensor, Tensor)",
+    )
+    def backward_op(grad_y: Tensor, x: Tensor, query: Tensor, key: Tensor, prior: Tensor,
+                    y: Tensor, kernel_size: int, stride: int, phi: str
+                    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Gradients ``(x, query, key, prior)`` of ``sum(grad_y * y)``; recomputes the weights."""
+        return kernels().backward(grad_y, x, query, key, prior, y, kernel_size, stride, phi,
+                                  deterministic=deterministic)
+
+    wire(forward_op, backward_op, save_output=True)
+    return forward_op, backward_op
 
 
-@torch.library.custom_op(
-    "lrbench::fused_triton_backward", mutates_args=(),
-    schema="(Tensor grad_y, Tensor x, Tensor query, Tensor key, Tensor prior, Tensor y, "
-           "int kernel_size, int stride, str phi) -> (Tensor, Tensor, Tensor, Tensor)",
-)
-def fused_triton_backward_op(grad_y: Tensor, x: Tensor, query: Tensor, key: Tensor,
-                             prior: Tensor, y: Tensor, kernel_size: int, stride: int, phi: str
-                             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients ``(x, query, key, prior)`` of ``sum(grad_y * y)``; recomputes the weights."""
-    return kernels().backward(grad_y, x, query, key, prior, y, kernel_size, stride, phi)
-
-
-wire(fused_triton_op, fused_triton_backward_op, save_output=True)
+fused_triton_op, fused_triton_backward_op = _define_ops("fused_triton", deterministic=False)
+fused_triton_det_op, fused_triton_det_backward_op = _define_ops("fused_triton_det",
+                                                                deterministic=True)
 
 
 def local_relation_fused_triton(x, query, key, prior, kernel_size, stride, phi):
     return torch.ops.lrbench.fused_triton(x, query, key, prior, kernel_size, stride, phi)
+
+
+def local_relation_fused_triton_det(x, query, key, prior, kernel_size, stride, phi):
+    return torch.ops.lrbench.fused_triton_det(x, query, key, prior, kernel_size, stride, phi)
 
 
 register(
@@ -134,5 +157,22 @@ register(
         limits=limits,
         compile_limits=compile_limits,
         custom_ops=("lrbench::fused_triton",),
+        grad_tolerances=GRAD_TOLERANCES,
+    )
+)
+
+
+register(
+    Implementation(
+        name="fused_triton_det",
+        fn=local_relation_fused_triton_det,
+        summary="fused_triton with a deterministic backward (grad_key gathered, no atomic adds)",
+        devices=("cuda", "cpu"),
+        dtypes=(torch.float32, torch.float16, torch.bfloat16, torch.float64),
+        priority={"cuda": 39, "cpu": -1},  # just below fused_triton: chosen only by name
+        availability=availability,
+        limits=limits,
+        custom_ops=("lrbench::fused_triton_det",),
+        grad_tolerances=GRAD_TOLERANCES,
     )
 )

@@ -15,12 +15,20 @@ from ``query``, ``key`` and ``prior`` whenever they are needed and never written
   (batch, group, tile, offset), reduced afterwards.
 - backward, input order: grad_x is gathered per input pixel ``p`` from the output pixels whose
   window covers it, ``gx[c, p] = sum_n w_n(p - offset_n) * gy[c, p - offset_n]`` (any stride).
+  The deterministic backward gathers grad_key the same way, ``gk[p] = sum_n dL/dlogit_n(p -
+  offset_n) * dphi/dk``, from ``delta`` saved by the logits kernel, instead of atomic adds: one
+  more pass over the group's channels (``k*k*C*H*W`` multiply-adds, like grad_x), no atomics.
+
+Tiles: each program holds a ``(BLOCK_M channels, BLOCK pixels)`` accumulator; :func:`tile_config`
+picks the pixel tile and warps per shape from a static table (see there for why).
 
 This module imports Triton and is imported lazily by :mod:`lrbench.impls.fused_triton`.
 ``TRITON_INTERPRET=1`` must be set before it is first imported for the kernels to run on CPU tensors.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -30,9 +38,11 @@ INTERPRETED = bool(triton.knobs.runtime.interpret)  # how the kernels below were
 
 PHI_CODES = {"sqdiff": 0, "absdiff": 1, "mult": 2}
 ACC_DTYPES = {torch.float64: tl.float64}  # everything else accumulates in float32
-NUM_WARPS = 4
-BLOCK_PIXELS = 128  # output (or input) pixels per program, flattened row-major: loads run along W
-MAX_BLOCK_CHANNELS = 16  # channels of a group aggregated at once (m=8 in LR-Net: one chunk)
+BLOCK_PIXELS = 128  # most output (or input) pixels per program, flattened row-major: along W
+PIXEL_TILES = (32, 64, 128)  # the pixel tiles of the table
+CHANNEL_TILES = (2, 4, 8, 16)  # channels of a group aggregated at once (m=8 in LR-Net: one chunk)
+MAX_BLOCK_CHANNELS = CHANNEL_TILES[-1]
+ELEMENTS_PER_THREAD = 8  # accumulator values per thread that the table aims at (float32)
 
 
 @triton.jit
@@ -82,7 +92,7 @@ def lr_forward_kernel(
     x_ptr, q_ptr, k_ptr, prior_ptr, y_ptr, lse_ptr,
     C, G, H, W, Wo, L, m, stride,
     K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, WRITE_Y: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, N_CHUNKS: tl.constexpr, WRITE_Y: tl.constexpr,
 ):
     """Grid (cdiv(L, BLOCK_L), G, B). Writes lse (B, G, L) and, if WRITE_Y, y (B, C, L)."""
     pid_l = tl.program_id(0)
@@ -116,8 +126,10 @@ def lr_forward_kernel(
     if WRITE_Y:
         c_first = g * m
         c_stop = tl.minimum(c_first + m, C)
-        for c0 in range(c_first, c_stop, BLOCK_M):
-            offs_c = c0 + tl.arange(0, BLOCK_M)  # (BLOCK_M,)
+        # A constexpr trip count, cdiv(m, BLOCK_M): Triton 3.6's interpreter cannot loop up to a
+        # runtime value; the last group's surplus channels are masked off instead.
+        for chunk in range(N_CHUNKS):
+            offs_c = c_first + chunk * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,)
             c_ok = offs_c < c_stop
             x_rows = x_ptr + (b * C + offs_c) * H * W  # (BLOCK_M,) channel planes
             acc = tl.zeros([BLOCK_M, BLOCK_L], ACC)
@@ -136,13 +148,15 @@ def lr_forward_kernel(
 @triton.jit
 def lr_backward_logits_kernel(
     x_ptr, q_ptr, k_ptr, prior_ptr, y_ptr, gy_ptr, lse_ptr,
-    gq_ptr, gk_ptr, gprior_ptr,
+    gq_ptr, gk_ptr, gprior_ptr, delta_ptr,
     C, G, H, W, Wo, L, m, stride, n_tiles,
     K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, ONE_CHUNK: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, N_CHUNKS: tl.constexpr,
+    DETERMINISTIC: tl.constexpr,
 ):
-    """Grid (n_tiles, G, B). Writes gq (B, G, L); adds into gk (B, G, H*W, ACC dtype);
-    writes gprior partial sums (B, G, n_tiles, K*K)."""
+    """Grid (n_tiles, G, B). Writes gq (B, G, L); writes gprior partial sums
+    (B, G, n_tiles, K*K); adds into gk (B, G, H*W, ACC dtype), or, if DETERMINISTIC, writes
+    delta (B, G, L, ACC dtype) for :func:`lr_backward_key_kernel` and leaves gk alone."""
     pid_l = tl.program_id(0)
     g = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -160,7 +174,7 @@ def lr_backward_logits_kernel(
     c_stop = tl.minimum(c_first + m, C)
 
     # delta = sum_c gy[c] * y[c] = sum_n w_n * dL/dw_n
-    if ONE_CHUNK:  # the whole group fits one (BLOCK_M, BLOCK_L) tile: keep grad_y in registers
+    if N_CHUNKS == 1:  # the whole group fits one (BLOCK_M, BLOCK_L) tile: keep grad_y in registers
         offs_c = c_first + tl.arange(0, BLOCK_M)
         group_c_ok = offs_c < c_stop
         group_rows = (b * C + offs_c)[:, None]  # (BLOCK_M, 1)
@@ -171,13 +185,16 @@ def lr_backward_logits_kernel(
         delta = tl.sum(gy_group * yv, axis=0)
     else:
         delta = tl.zeros([BLOCK_L], ACC)
-        for c0 in range(c_first, c_stop, BLOCK_M):
-            offs_c = c0 + tl.arange(0, BLOCK_M)
+        for chunk in range(N_CHUNKS):  # (a constexpr trip count: see the forward kernel)
+            offs_c = c_first + chunk * BLOCK_M + tl.arange(0, BLOCK_M)
             tile = (b * C + offs_c)[:, None] * L + offs_l[None, :]  # (BLOCK_M, BLOCK_L)
             tile_ok = (offs_c < c_stop)[:, None] & l_ok[None, :]
             gy = tl.load(gy_ptr + tile, mask=tile_ok, other=0.0).to(ACC)
             yv = tl.load(y_ptr + tile, mask=tile_ok, other=0.0).to(ACC)
             delta += tl.sum(gy * yv, axis=0)
+
+    if DETERMINISTIC:
+        tl.store(delta_ptr + bg * L + offs_l, delta, mask=l_ok)
 
     gq = tl.zeros([BLOCK_L], ACC)
     for n in range(K * K):
@@ -185,14 +202,14 @@ def lr_backward_logits_kernel(
                                            K, PHI, ACC)
         w = tl.where(ok, tl.exp(logit - lse), 0.0)
         # dL/dw_n = sum_c gy[c] * x[c, p_n]
-        if ONE_CHUNK:
+        if N_CHUNKS == 1:
             xv = tl.load(x_ptr + group_rows * H * W + (pi * W + pj)[None, :],
                          mask=group_c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
             dw = tl.sum(gy_group * xv, axis=0)
         else:
             dw = tl.zeros([BLOCK_L], ACC)
-            for c0 in range(c_first, c_stop, BLOCK_M):
-                offs_c = c0 + tl.arange(0, BLOCK_M)
+            for chunk in range(N_CHUNKS):
+                offs_c = c_first + chunk * BLOCK_M + tl.arange(0, BLOCK_M)
                 c_ok = offs_c < c_stop
                 gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + offs_l[None, :],
                              mask=c_ok[:, None] & l_ok[None, :], other=0.0).to(ACC)
@@ -202,7 +219,8 @@ def lr_backward_logits_kernel(
         dlogit = w * (dw - delta)  # zero off the image
         dq, dk = _phi_grads(q, kv, PHI)
         gq += dlogit * dq
-        tl.atomic_add(gk_base + pi * W + pj, dlogit * dk, mask=ok)
+        if not DETERMINISTIC:
+            tl.atomic_add(gk_base + pi * W + pj, dlogit * dk, mask=ok)
         tl.store(gprior_ptr + (bg * n_tiles + pid_l) * (K * K) + n, tl.sum(dlogit, axis=0))
     tl.store(gq_ptr + bg * L + offs_l, gq.to(gq_ptr.dtype.element_ty), mask=l_ok)
 
@@ -251,14 +269,116 @@ def lr_backward_x_kernel(
              acc.to(gx_ptr.dtype.element_ty), mask=c_ok[:, None] & p_ok[None, :])
 
 
+@triton.jit
+def lr_backward_key_kernel(
+    x_ptr, q_ptr, k_ptr, prior_ptr, gy_ptr, lse_ptr, delta_ptr, gk_ptr,
+    C, G, H, W, Ho, Wo, L, m, stride,
+    K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, N_CHUNKS: tl.constexpr,
+):
+    """Grid (cdiv(H*W, BLOCK_P), G, B). Writes gk (B, G, H*W) by gathering (deterministic)."""
+    pid_p = tl.program_id(0)
+    g = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    bg = b * G + g
+    R = (K - 1) // 2
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)  # (BLOCK_P,) input pixels
+    p_ok = offs_p < H * W
+    pi = offs_p // W
+    pj = offs_p % W
+    kv = tl.load(k_ptr + bg * H * W + offs_p, mask=p_ok, other=0.0).to(ACC)
+    c_first = g * m
+    c_stop = tl.minimum(c_first + m, C)
+    if N_CHUNKS == 1:  # the group's x at these pixels, read once
+        offs_c = c_first + tl.arange(0, BLOCK_M)
+        group_c_ok = offs_c < c_stop
+        x_group = tl.load(x_ptr + (b * C + offs_c)[:, None] * H * W + offs_p[None, :],
+                          mask=group_c_ok[:, None] & p_ok[None, :], other=0.0).to(ACC)
+
+    acc = tl.zeros([BLOCK_P], ACC)
+    for n in range(K * K):
+        # The output pixel whose offset n lands on p is centred on p - offset_n.
+        ci = pi - (n // K - R)
+        cj = pj - (n % K - R)
+        oi = ci // stride
+        oj = cj // stride
+        ok = (p_ok & (ci >= 0) & (cj >= 0) & (ci - oi * stride == 0) & (cj - oj * stride == 0)
+              & (oi < Ho) & (oj < Wo))
+        l = oi * Wo + oj
+        q = tl.load(q_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
+        lse = tl.load(lse_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
+        delta = tl.load(delta_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
+        logit = _phi(q, kv, PHI) + tl.load(prior_ptr + g * (K * K) + n).to(ACC)
+        w = tl.where(ok, tl.exp(logit - lse), 0.0)  # (BLOCK_P,)
+        # dL/dw_n at output pixel l = sum_c gy[c, l] * x[c, p]
+        if N_CHUNKS == 1:
+            gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + l[None, :],
+                         mask=group_c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
+            dw = tl.sum(gy * x_group, axis=0)
+        else:
+            dw = tl.zeros([BLOCK_P], ACC)
+            for chunk in range(N_CHUNKS):  # (a constexpr trip count: see the forward kernel)
+                offs_c = c_first + chunk * BLOCK_M + tl.arange(0, BLOCK_M)
+                c_ok = offs_c < c_stop
+                gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + l[None, :],
+                             mask=c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
+                xv = tl.load(x_ptr + (b * C + offs_c)[:, None] * H * W + offs_p[None, :],
+                             mask=c_ok[:, None] & p_ok[None, :], other=0.0).to(ACC)
+                dw += tl.sum(gy * xv, axis=0)
+        _, dk = _phi_grads(q, kv, PHI)
+        acc += w * (dw - delta) * dk  # zero where no output pixel uses offset n
+    tl.store(gk_ptr + bg * H * W + offs_p, acc.to(gk_ptr.dtype.element_ty), mask=p_ok)
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """One kernel launch's tiling: pixels and channels per program, and warps per program."""
+
+    block_pixels: int
+    block_channels: int
+    num_warps: int
+
+
 def block_channels(m: int) -> int:
     """Channels of one group aggregated per tile: ``m`` rounded up to a power of two, capped."""
-    return min(max(triton.next_power_of_2(m), 2), MAX_BLOCK_CHANNELS)
+    return min(max(triton.next_power_of_2(m), CHANNEL_TILES[0]), MAX_BLOCK_CHANNELS)
 
 
 def block_pixels(n: int) -> int:
-    """Pixels per program: ``BLOCK_PIXELS``, or fewer (a power of two >= 16) for tiny images."""
-    return min(max(triton.next_power_of_2(n), 16), BLOCK_PIXELS)
+    """Pixels per program for ``n`` pixels: the smallest tile of the table covering them, at
+    most ``BLOCK_PIXELS``."""
+    return next((tile for tile in PIXEL_TILES if tile >= n), BLOCK_PIXELS)
+
+
+def warps_for(block_pixels: int, block_channels: int, dtype: torch.dtype) -> int:
+    """Warps for one ``(block_channels, block_pixels)`` accumulator tile, 1 to 8."""
+    elements = block_pixels * block_channels * (2 if dtype == torch.float64 else 1)
+    return min(max(elements // (32 * ELEMENTS_PER_THREAD), 1), 8)
+
+
+def tile_config(n_pixels: int, m: int, dtype: torch.dtype) -> TileConfig:
+    """The tiling for ``n_pixels`` output (or input) pixels, groups of ``m`` channels, ``dtype``.
+
+    A static table, because the choice has to be made on machines without a GPU too (autotuning
+    measures, and needs one), and the same shape must get the same kernels everywhere:
+
+    - pixels: the smallest of 32, 64, 128 covering the image, so a 7x7 stage (49 pixels) wastes
+      15 lanes of 64 and not 79 of 128, and larger images get 128 (long coalesced rows along W);
+    - channels: ``m`` rounded up to a power of two, at most 16 (LR-Net's m=8 is one chunk);
+    - warps: one per 256 accumulator values (8 per thread; twice that for float64, whose values
+      take two registers), 1 to 8, so register use stays flat across the table (every entry is
+      compiled by ``scripts/triton_aot.py`` and checked for spills) and small tiles do not leave
+      idle warps. 4 warps for LR-Net-50's 128-pixel, 8-channel float32 tile.
+
+    Unmeasured on a GPU: a measured table would replace this one row by row.
+    """
+    pixels, channels = block_pixels(n_pixels), block_channels(m)
+    return TileConfig(pixels, channels, warps_for(pixels, channels, dtype))
+
+
+def all_tile_configs(dtype: torch.dtype = torch.float32) -> list[TileConfig]:
+    """Every entry the table can give for ``dtype`` (what the ahead-of-time compile checks)."""
+    return [TileConfig(p, c, warps_for(p, c, dtype)) for p in PIXEL_TILES for c in CHANNEL_TILES]
 
 
 def acc_dtype(dtype: torch.dtype):
@@ -285,22 +405,25 @@ def forward(x, query, key, prior, kernel_size: int, stride: int, phi: str, *, wr
     y = x.new_empty((B, C, Ho, Wo)) if write_y else None
     lse = torch.empty((B, G, Ho, Wo), device=x.device,
                       dtype=torch.float64 if acc is tl.float64 else torch.float32)
-    block_l = block_pixels(L)
-    grid = (triton.cdiv(L, block_l), G, B)
+    tile = tile_config(L, m, x.dtype)
+    grid = (triton.cdiv(L, tile.block_pixels), G, B)
     lr_forward_kernel[grid](
         x, query, key, prior, y if write_y else x, lse,
         C, G, H, W, Wo, L, m, stride,
         K=kernel_size, PHI=PHI_CODES[phi], ACC=acc,
-        BLOCK_L=block_l, BLOCK_M=block_channels(m), WRITE_Y=write_y, num_warps=NUM_WARPS,
+        BLOCK_L=tile.block_pixels, BLOCK_M=tile.block_channels,
+        N_CHUNKS=triton.cdiv(m, tile.block_channels), WRITE_Y=write_y, num_warps=tile.num_warps,
     )
     return y, lse
 
 
-def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi: str):
+def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi: str, *,
+             deterministic: bool = False):
     """Gradients of the op with respect to x, query, key and prior (recomputing the weights).
 
     Args:
         grad_y, y: ``(B, C, Ho, Wo)``; the others as in :func:`forward`.
+        deterministic: gather grad_key (no atomic adds): the same bits on every run.
 
     Returns:
         ``(grad_x, grad_query, grad_key, grad_prior)`` shaped and typed like the inputs.
@@ -311,29 +434,39 @@ def backward(grad_y, x, query, key, prior, y, kernel_size: int, stride: int, phi
     L, m, kk = Ho * Wo, -(-C // G), kernel_size * kernel_size
     _, lse = forward(x, query, key, prior, kernel_size, stride, phi, write_y=False)
     acc = acc_dtype(x.dtype)
-    block_m = block_channels(m)
+    constants = dict(K=kernel_size, PHI=PHI_CODES[phi], ACC=acc)
 
-    block_l = block_pixels(L)
-    n_tiles = triton.cdiv(L, block_l)
+    out_tile = tile_config(L, m, x.dtype)
+    n_chunks = triton.cdiv(m, out_tile.block_channels)  # channel chunks of a group
+    n_tiles = triton.cdiv(L, out_tile.block_pixels)
     grad_query = torch.empty_like(query)
-    grad_key_acc = torch.zeros((B, G, H, W), device=x.device, dtype=lse.dtype)
+    grad_key_acc = (torch.empty if deterministic else torch.zeros)(
+        (B, G, H, W), device=x.device, dtype=lse.dtype)
+    delta = torch.empty((B, G, L), device=x.device, dtype=lse.dtype) if deterministic else lse
     prior_partial = torch.empty((B, G, n_tiles, kk), device=x.device, dtype=lse.dtype)
     lr_backward_logits_kernel[(n_tiles, G, B)](
         x, query, key, prior, y, grad_y, lse,
-        grad_query, grad_key_acc, prior_partial,
-        C, G, H, W, Wo, L, m, stride, n_tiles,
-        K=kernel_size, PHI=PHI_CODES[phi], ACC=acc,
-        BLOCK_L=block_l, BLOCK_M=block_m, ONE_CHUNK=m <= block_m, num_warps=NUM_WARPS,
+        grad_query, grad_key_acc, prior_partial, delta,
+        C, G, H, W, Wo, L, m, stride, n_tiles, **constants,
+        BLOCK_L=out_tile.block_pixels, BLOCK_M=out_tile.block_channels, N_CHUNKS=n_chunks,
+        DETERMINISTIC=deterministic, num_warps=out_tile.num_warps,
     )
 
-    block_p = block_pixels(H * W)
-    n_chunks = triton.cdiv(m, block_m)
+    in_tile = tile_config(H * W, m, x.dtype)
+    in_tiles = triton.cdiv(H * W, in_tile.block_pixels)
+    if deterministic:
+        lr_backward_key_kernel[(in_tiles, G, B)](
+            x, query, key, prior, grad_y, lse, delta, grad_key_acc,
+            C, G, H, W, Ho, Wo, L, m, stride, **constants,
+            BLOCK_P=in_tile.block_pixels, BLOCK_M=in_tile.block_channels, N_CHUNKS=n_chunks,
+            num_warps=in_tile.num_warps,
+        )
     grad_x = torch.empty_like(x)
-    lr_backward_x_kernel[(triton.cdiv(H * W, block_p), G * n_chunks, B)](
+    lr_backward_x_kernel[(in_tiles, G * n_chunks, B)](
         query, key, prior, grad_y, lse, grad_x,
-        C, G, H, W, Ho, Wo, L, m, stride, n_chunks,
-        K=kernel_size, PHI=PHI_CODES[phi], ACC=acc,
-        BLOCK_P=block_p, BLOCK_M=block_m, num_warps=NUM_WARPS,
+        C, G, H, W, Ho, Wo, L, m, stride, n_chunks, **constants,
+        BLOCK_P=in_tile.block_pixels, BLOCK_M=in_tile.block_channels,
+        num_warps=in_tile.num_warps,
     )
     grad_prior = prior_partial.sum(dim=(0, 2)).view(G, kernel_size, kernel_size)
     return grad_x, grad_query, grad_key_acc.to(key.dtype), grad_prior.to(prior.dtype)

@@ -23,9 +23,9 @@ class Shape:
 
     def __post_init__(self) -> None:
         for name in ("B", "C", "H", "W", "m"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            value, least = getattr(self, name), 0 if name == "B" else 1  # an empty batch is valid
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         check_kernel_stride_phi(self.k, self.stride, "sqdiff")
         check_groups(self.C, self.G)
 

@@ -8,7 +8,28 @@ from __future__ import annotations
 import torch
 
 from lrbench import registry
-from lrbench.spec import validate
+from lrbench.spec import OpSpec, validate
+
+
+class _EmptyBatch(torch.autograd.Function):
+    """``B = 0``: the empty ``(0, C, Ho, Wo)`` output, and zero gradients of each input's shape
+    (the prior's is a real ``(G, k, k)`` zero: a sum over no samples), as torch's own layers do
+    for an empty batch (a data loader's last batch can be empty after filtering)."""
+
+    @staticmethod
+    def forward(ctx, x, query, key, prior, Ho: int, Wo: int):
+        B, C, H, W = x.shape  # B == 0
+        ctx.shapes = [(t.shape, t.dtype, t.device) for t in (x, query, key, prior)]
+        return x.new_empty((B, C, Ho, Wo))
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        grads = [torch.zeros(shape, dtype=dtype, device=device) for shape, dtype, device in ctx.shapes]
+        return (*grads, None, None)
+
+
+def _empty_batch(x, query, key, prior, spec: OpSpec) -> torch.Tensor:
+    return _EmptyBatch.apply(x, query, key, prior, spec.Ho, spec.Wo)
 
 
 def local_relation(
@@ -41,10 +62,14 @@ def local_relation(
             fastest one that can run these inputs.
 
     Returns:
-        ``(B, C, Ho, Wo)``, same dtype and device as ``x``.
+        ``(B, C, Ho, Wo)``, same dtype and device as ``x``; for ``B = 0`` an empty output (and
+        zero gradients), whichever implementation is named, without calling it.
     """
     spec = validate(x, query, key, prior, kernel_size, stride, phi)
     backward = torch.is_grad_enabled() and any(
         t.requires_grad for t in (x, query, key, prior))
+    # B = 0 too: an unknown name or an unusable implementation still fails
     implementation = registry.resolve(impl, spec, backward=backward)
+    if spec.B == 0:
+        return _empty_batch(x, query, key, prior, spec)
     return implementation.fn(x, query, key, prior, kernel_size, stride, phi)

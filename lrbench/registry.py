@@ -66,7 +66,7 @@ class Implementation:
         priority: ``impl=None`` picks the usable implementation with the highest priority on
             the call's device: one number for every device, or a dict from device type to
             number (devices not in it rank 0).
-        tolerances: per-dtype ``(atol, rtol)`` against the float64 reference.
+        tolerances: per-dtype ``(atol, rtol)`` of the output against the float64 reference.
         availability: returns why it cannot run on this machine at all, or ``None``.
         limits: returns extra reasons it cannot run a given call (e.g. unsupported stride).
         backward_limits: returns extra reasons it cannot run the backward pass of a call (e.g. a
@@ -74,6 +74,9 @@ class Implementation:
         compile_limits: returns reasons ``torch.compile`` cannot compile it for a call.
         custom_ops: names of the ``torch.library`` operators it emits (``"lrbench::fused_cpu"``),
             so the FLOP counters can give them the op's closed-form count.
+        grad_tolerances: per-dtype ``(atol, rtol)`` of the four gradients; a dtype not in it
+            (or ``None``, the default) uses the output's tolerance. Gradients sum over the k*k
+            neighbours and the group's channels, so half precision may need looser limits.
     """
 
     name: str
@@ -90,6 +93,7 @@ class Implementation:
     backward_limits: Callable[[OpSpec], list[str]] = _no_limits
     compile_limits: Callable[[OpSpec], list[str]] = _no_limits
     custom_ops: tuple[str, ...] = ()
+    grad_tolerances: Mapping[torch.dtype, tuple[float, float]] | None = None
 
     def unavailable_reason(self) -> str | None:
         """Why this implementation cannot run on this machine at all (``None`` if it can).
@@ -127,7 +131,14 @@ class Implementation:
         return reasons
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
+        """``(atol, rtol)`` of the output (forward pass) in ``dtype``."""
         return self.tolerances.get(dtype, DEFAULT_TOLERANCES[torch.float32])
+
+    def grad_tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
+        """``(atol, rtol)`` of the gradients (backward pass) in ``dtype``."""
+        if self.grad_tolerances is not None and dtype in self.grad_tolerances:
+            return self.grad_tolerances[dtype]
+        return self.tolerance(dtype)
 
     def rank(self, device: str) -> int:
         """Priority on ``device`` (higher is picked first by ``impl=None``)."""

@@ -19,7 +19,7 @@ class OpSpec:
     """Everything an implementation needs to know about one call, derived from the inputs.
 
     Attributes:
-        B, C, H, W: batch, channels and input size of ``x``.
+        B, C, H, W: batch (may be 0), channels and input size of ``x``.
         G: number of weight maps (groups); channel ``c`` uses map ``c // m``.
         k: odd kernel size; ``r = (k - 1) // 2``.
         stride: output pixel ``(i, j)`` is centred on input pixel ``(i*stride, j*stride)``.
@@ -152,8 +152,8 @@ def validate(
         raise ValueError(
             f"prior must have shape (G, k, k) = ({G}, {k}, {k}), got {tuple(prior.shape)}"
         )
-    if min(B, C, H, W) < 1:
-        raise ValueError(f"x must be non-empty, got shape {tuple(x.shape)}")
+    if min(C, H, W) < 1:  # B = 0 is allowed: an empty batch gives an empty output
+        raise ValueError(f"x must have C, H, W >= 1, got shape {tuple(x.shape)}")
     check_groups(C, G)
     return OpSpec(B=B, C=C, H=H, W=W, G=G, k=k, stride=s, phi=phi,
                   device=x.device.type, dtype=x.dtype)

@@ -6,13 +6,20 @@ This module runs that path, Triton source -> TTIR -> TTGIR -> LLVM -> PTX -> cub
 ``ptxas``), for every kernel, dtype and phi, and reads register use and spills from ``ptxas -v``.
 It needs Triton with its NVIDIA backend, but no GPU and no driver; ``TRITON_INTERPRET`` must be
 unset when the kernels are first imported (run it in a fresh process).
+
+``python scripts/triton_aot.py`` compiles every entry of the tile table
+(:func:`lrbench.impls.triton_kernels.all_tile_configs`) for every kernel in float32, every dtype
+on the largest tile, and the chunked and deterministic variants, for sm_80 (A100) and sm_90
+(H100), prints one line per kernel and exits 1 if any spills registers or fails to compile.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -26,15 +33,19 @@ KERNEL_ARGS = {  # kernel name -> (pointer arguments, int32 arguments)
     ),
     "lr_backward_logits_kernel": (
         ("x_ptr", "q_ptr", "k_ptr", "prior_ptr", "y_ptr", "gy_ptr", "lse_ptr", "gq_ptr", "gk_ptr",
-         "gprior_ptr"),
+         "gprior_ptr", "delta_ptr"),
         ("C", "G", "H", "W", "Wo", "L", "m", "stride", "n_tiles"),
+    ),
+    "lr_backward_key_kernel": (
+        ("x_ptr", "q_ptr", "k_ptr", "prior_ptr", "gy_ptr", "lse_ptr", "delta_ptr", "gk_ptr"),
+        ("C", "G", "H", "W", "Ho", "Wo", "L", "m", "stride"),
     ),
     "lr_backward_x_kernel": (
         ("q_ptr", "k_ptr", "prior_ptr", "gy_ptr", "lse_ptr", "gx_ptr"),
         ("C", "G", "H", "W", "Ho", "Wo", "L", "m", "stride", "n_chunks"),
     ),
 }
-ACC_POINTERS = {"lse_ptr", "gk_ptr", "gprior_ptr"}  # buffers in the accumulation dtype
+ACC_POINTERS = {"lse_ptr", "gk_ptr", "gprior_ptr", "delta_ptr"}  # buffers in the accumulation dtype
 
 
 @dataclass(frozen=True)
@@ -48,17 +59,25 @@ class Compiled:
     variant: str
     registers: int
     spill_bytes: int
+    arch: int = 90
+    block_pixels: int = 128
+    block_channels: int = 8
+    num_warps: int = 4
 
 
-def _constexprs(name: str, k: int, phi: str, dtype: torch.dtype, one_chunk: bool) -> dict:
+def _constexprs(name: str, k: int, phi: str, dtype: torch.dtype, tile, one_chunk: bool,
+                deterministic: bool) -> dict:
     from lrbench.impls import triton_kernels as tk
 
-    block_m = tk.MAX_BLOCK_CHANNELS if not one_chunk else 8
-    common = {"K": k, "PHI": tk.PHI_CODES[phi], "ACC": tk.acc_dtype(dtype), "BLOCK_M": block_m}
+    n_chunks = 1 if one_chunk else 3  # chunked: a group of 3 channel tiles (m = 48 on 16)
+    common = {"K": k, "PHI": tk.PHI_CODES[phi], "ACC": tk.acc_dtype(dtype),
+              "BLOCK_M": tile.block_channels}
     per_kernel = {
-        "lr_forward_kernel": {"BLOCK_L": tk.BLOCK_PIXELS, "WRITE_Y": True},
-        "lr_backward_logits_kernel": {"BLOCK_L": tk.BLOCK_PIXELS, "ONE_CHUNK": one_chunk},
-        "lr_backward_x_kernel": {"BLOCK_P": tk.BLOCK_PIXELS},
+        "lr_forward_kernel": {"BLOCK_L": tile.block_pixels, "N_CHUNKS": n_chunks, "WRITE_Y": True},
+        "lr_backward_logits_kernel": {"BLOCK_L": tile.block_pixels, "N_CHUNKS": n_chunks,
+                                      "DETERMINISTIC": deterministic},
+        "lr_backward_key_kernel": {"BLOCK_P": tile.block_pixels, "N_CHUNKS": n_chunks},
+        "lr_backward_x_kernel": {"BLOCK_P": tile.block_pixels},
     }
     return {**common, **per_kernel[name]}
 
@@ -81,8 +100,12 @@ def _ptxas_usage(ptx: str) -> tuple[int, int]:
 
 
 def compile_kernel(name: str, dtype: torch.dtype, k: int, phi: str, *, arch: int = 90,
-                   one_chunk: bool = True) -> Compiled:
+                   one_chunk: bool = True, tile=None, deterministic: bool = False) -> Compiled:
     """Compile one kernel for ``sm_<arch>`` and report its register use and spills.
+
+    Args:
+        tile: a :class:`~lrbench.impls.triton_kernels.TileConfig` (default: LR-Net-50's,
+            128 pixels x 8 channels).
 
     Raises:
         RuntimeError: the kernels were defined under the interpreter.
@@ -96,32 +119,63 @@ def compile_kernel(name: str, dtype: torch.dtype, k: int, phi: str, *, arch: int
     if tk.INTERPRETED:
         raise RuntimeError("the kernels were defined under TRITON_INTERPRET=1; "
                            "compile them in a process without it")
+    tile = tile or tk.tile_config(tk.BLOCK_PIXELS, 8, dtype)
     pointers, ints = KERNEL_ARGS[name]
     element = DTYPES[str(dtype).removeprefix("torch.")]
     acc = "fp64" if dtype == torch.float64 else "fp32"
-    constexprs = _constexprs(name, k, phi, dtype, one_chunk)
+    constexprs = _constexprs(name, k, phi, dtype, tile, one_chunk, deterministic)
     signature = {p: "*" + (acc if p in ACC_POINTERS else element) for p in pointers}
     signature.update({i: "i32" for i in ints})
     signature.update({c: "constexpr" for c in constexprs})
     source = ASTSource(getattr(tk, name), signature, constexprs=constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
-                              options={"num_warps": tk.NUM_WARPS})
+                              options={"num_warps": tile.num_warps})
     registers, spills = _ptxas_usage(compiled.asm["ptx"])
-    return Compiled(name, element, k, phi, "one-chunk" if one_chunk else "chunked",
-                    registers, spills)
+    variant = ("one-chunk" if one_chunk else "chunked") + ("-det" if deterministic else "")
+    return Compiled(name, element, k, phi, variant, registers, spills, arch, tile.block_pixels,
+                    tile.block_channels, tile.num_warps)
 
 
 def compile_all(arch: int = 90) -> list[Compiled]:
-    """Every kernel, for every supported dtype, phi and a few kernel sizes (1, 7, 11)."""
-    cases = [(torch.float32, 7, "sqdiff"), (torch.float16, 1, "absdiff"),
-             (torch.bfloat16, 11, "mult"), (torch.float64, 3, "absdiff")]
-    results = [compile_kernel(name, dtype, k, phi, arch=arch)
-               for dtype, k, phi in cases for name in KERNEL_ARGS]
+    """Every kernel on every entry of the tile table (float32, k=7, sqdiff); every dtype, phi and
+    a few kernel sizes (1, 3, 11) on the largest tile; the chunked and deterministic variants."""
+    from lrbench.impls import triton_kernels as tk
+
+    results = [compile_kernel(name, torch.float32, 7, "sqdiff", arch=arch, tile=tile)
+               for tile in tk.all_tile_configs(torch.float32) for name in KERNEL_ARGS]
+    cases = [(torch.float16, 1, "absdiff"), (torch.bfloat16, 11, "mult"),
+             (torch.float64, 3, "absdiff")]
+    for dtype, k, phi in cases:
+        largest = tk.all_tile_configs(dtype)[-1]
+        results += [compile_kernel(name, dtype, k, phi, arch=arch, tile=largest)
+                    for name in KERNEL_ARGS]
+    largest = tk.all_tile_configs(torch.float32)[-1]
+    for name in ("lr_forward_kernel", "lr_backward_logits_kernel", "lr_backward_key_kernel"):
+        results.append(compile_kernel(name, torch.float32, 7, "sqdiff", arch=arch, tile=largest,
+                                      one_chunk=False))
     results.append(compile_kernel("lr_backward_logits_kernel", torch.float32, 7, "sqdiff",
-                                  arch=arch, one_chunk=False))
+                                  arch=arch, tile=largest, deterministic=True))
     return results
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", type=int, action="append",
+                        help="compute capability times 10 (repeatable); default 80 and 90")
+    args = parser.parse_args(argv)
+    bad = 0
+    for arch in args.arch or [80, 90]:
+        for row in compile_all(arch):
+            spilled = row.spill_bytes > 0
+            bad += spilled
+            print(f"sm_{row.arch} {row.kernel:26} {row.dtype:4} k={row.k:<2} {row.phi:7} "
+                  f"{row.variant:13} tile {row.block_pixels:3}x{row.block_channels:<2} "
+                  f"warps {row.num_warps} registers {row.registers:3} spills {row.spill_bytes}"
+                  + ("  SPILLS" if spilled else ""), flush=True)
+    if bad:
+        print(f"{bad} kernel(s) spill registers", file=sys.stderr)
+    return 1 if bad else 0
+
+
 if __name__ == "__main__":
-    for row in compile_all():
-        print(row)
+    sys.exit(main())

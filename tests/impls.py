@@ -15,7 +15,7 @@ import lrbench
 from lrbench import registry
 
 INTERPRETED = (
-    {"fused_triton"}
+    {"fused_triton", "fused_triton_det"}
     if os.environ.get("TRITON_INTERPRET") == "1" and not torch.cuda.is_available()
     else set()
 )

@@ -96,7 +96,8 @@ def test_flop_counter_mode_is_twice_fvcore_on_the_ops_it_sees(impl):
     # What FlopCounterMode can see depends on how the implementation aggregates.
     G, Ho, Wo = math.ceil(C / m), 5, 4
     seen_by_impl = {"im2col_matmul": terms["aggregation"],
-                    **{name: op_macs(1, C, G, k, Ho, Wo) for name in ("fused_cpu", "fused_triton")}}
+                    **{name: op_macs(1, C, G, k, Ho, Wo) for name in ("fused_cpu", "fused_triton",
+                                                                   "fused_triton_det")}}
     assert check.flops == 2 * (convs + seen_by_impl.get(impl, 0))
 
 

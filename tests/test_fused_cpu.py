@@ -16,7 +16,7 @@ import torch
 from lrbench.impls import fused_cpu
 from torch.utils.flop_counter import FlopCounterMode
 
-from lrbench import local_relation, registry
+from lrbench import buildcache, local_relation, registry
 from lrbench.complexity import op_macs
 from lrbench.inputs import Shape, make_inputs
 
@@ -198,7 +198,7 @@ def test_forward_allocates_its_output_only():
 
 
 def test_unavailable_without_compiler(monkeypatch):
-    monkeypatch.setattr(fused_cpu, "_compiler", lambda: None)
+    monkeypatch.setattr(buildcache, "compiler", lambda: None)
     monkeypatch.setattr(fused_cpu, "extension", fused_cpu.extension.__wrapped__)
     monkeypatch.setattr(fused_cpu, "_reason", fused_cpu._REASON_UNKNOWN)
     assert fused_cpu.availability() == "no C++ compiler found (g++/c++)"

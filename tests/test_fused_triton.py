@@ -61,6 +61,45 @@ def test_float32_matches_the_float64_reference(case):
     assert set(result.max_abs_err) == {"y", "x", "query", "key", "prior"}
 
 
+DET_CASES = ["stride3", "C100-m8-G13-stride2", "G1-m24-two-channel-chunks", "k11",
+             "multi-tile-stride2", "borders-image-smaller-than-kernel"]
+
+
+@runs_here
+@pytest.mark.parametrize("case", DET_CASES)
+def test_deterministic_backward_matches_the_float64_reference(case):
+    shape, phi = CASES[case]
+    result = check_against_reference("fused_triton_det", shape, dtype=torch.float32,
+                                     device=DEVICE, phi=phi, seed=len(case))
+    assert result.ok, result.failures
+
+
+@runs_here
+def test_deterministic_backward_gives_the_same_gradients_as_the_atomic_one():
+    shape = Shape(B=2, C=20, H=9, W=7, k=5, m=8, stride=2)
+    t = make_inputs(shape, dtype=torch.float64, device=DEVICE, seed=12)
+    grad_y = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64,
+                         device=DEVICE)
+    args = (t["x"], t["query"], t["key"], t["prior"])
+    y = torch.ops.lrbench.fused_triton(*args, 5, 2, "mult")
+    atomic = torch.ops.lrbench.fused_triton_backward(grad_y, *args, y, 5, 2, "mult")
+    gathered = torch.ops.lrbench.fused_triton_det_backward(grad_y, *args, y, 5, 2, "mult")
+    for a, b in zip(atomic, gathered, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_the_tile_table():
+    tk = fused_triton.kernels()
+    assert tk.tile_config(56 * 56, 8, torch.float32) == tk.TileConfig(128, 8, 4)  # LR-Net-50
+    assert tk.tile_config(7 * 7, 8, torch.float32) == tk.TileConfig(64, 8, 2)
+    assert tk.tile_config(3, 1, torch.float32) == tk.TileConfig(32, 2, 1)
+    assert tk.tile_config(56 * 56, 24, torch.float32) == tk.TileConfig(128, 16, 8)
+    assert tk.tile_config(56 * 56, 8, torch.float64).num_warps == 8  # two registers a value
+    configs = tk.all_tile_configs()
+    assert len(configs) == len(set(configs)) == len(tk.PIXEL_TILES) * len(tk.CHANNEL_TILES)
+    assert all(1 <= c.num_warps <= 8 for c in configs)
+
+
 @runs_here
 @pytest.mark.parametrize("phi", ["sqdiff", "absdiff", "mult"])
 def test_float64_accumulates_in_float64(phi):
@@ -159,24 +198,29 @@ def test_unavailable_with_a_reason_without_cuda_or_the_interpreter():
     assert "no CUDA device here" in out.stdout and "TRITON_INTERPRET=1" in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests run the real kernels")
-def test_kernels_compile_for_sm90_without_spills():
+def test_every_tile_config_compiles_for_sm80_and_sm90_without_spills():
     # The interpreter does not compile: run Triton's real path (PTX and cubin via the bundled
-    # ptxas) in a process without TRITON_INTERPRET, so CPU-only CI still checks the GPU code.
+    # ptxas) in one process without TRITON_INTERPRET, so CPU-only CI still checks the GPU code.
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    code = ("import sys; sys.path.insert(0, 'scripts')\n"
-            "from triton_aot import compile_all\n"
-            "for r in compile_all(90): print(r.kernel, r.dtype, r.variant, r.registers, "
-            "r.spill_bytes)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = subprocess.run([sys.executable, "scripts/triton_aot.py"], env=env, capture_output=True,
+                         text=True, timeout=900, cwd=ROOT)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     rows = [line.split() for line in out.stdout.splitlines()]
-    assert {r[0] for r in rows} == {"lr_forward_kernel", "lr_backward_logits_kernel",
-                                    "lr_backward_x_kernel"}
-    assert {r[1] for r in rows} == {"fp32", "fp16", "bf16", "fp64"}
-    assert all(int(r[4]) == 0 for r in rows), rows  # no register spills
-    assert all(int(r[3]) <= 255 for r in rows), rows
+    kernels = {"lr_forward_kernel", "lr_backward_logits_kernel", "lr_backward_key_kernel",
+               "lr_backward_x_kernel"}
+    assert {r[0] for r in rows} == {"sm_80", "sm_90"}
+    assert {r[1] for r in rows} == kernels
+    assert {r[2] for r in rows} == {"fp32", "fp16", "bf16", "fp64"}
+    tiles = {r[7] for r in rows}  # "128x8"
+    table = fused_triton.kernels().all_tile_configs()
+    assert tiles == {f"{c.block_pixels}x{c.block_channels}" for c in table}
+    for arch in ("sm_80", "sm_90"):
+        for tile in tiles:  # every kernel on every tile, for both architectures
+            assert {r[1] for r in rows if r[0] == arch and r[7] == tile} == kernels
+    assert all(r[-1] == "0" for r in rows), rows  # no register spills
+    assert all(int(r[-3]) <= 255 for r in rows), rows
 
 
 def test_without_triton_the_package_imports_and_says_why():

@@ -44,10 +44,10 @@ def test_lrnet_uses_local_relation_with_the_specified_settings():
     model = lrnet50()
     layers = [m for m in model.modules() if isinstance(m, LocalRelation2d)]
     assert len(layers) == 1 + sum(CONFIGS["lrnet50"].blocks)  # the stem's and one per block
-    stem = model.stem[3]
+    stem = model.conv1[3]
     assert isinstance(stem, LocalRelation2d)
     assert (stem.channels, stem.kernel_size, stem.stride, stem.m) == (64, 7, 2, 8)
-    assert isinstance(model.stem[0], nn.Conv2d) and model.stem[0].kernel_size == (1, 1)
+    assert isinstance(model.conv1[0], nn.Conv2d) and model.conv1[0].kernel_size == (1, 1)
     widths = [model.layer1[0].conv2.channels, model.layer2[0].conv2.channels,
               model.layer3[0].conv2.channels, model.layer4[0].conv2.channels]
     assert widths == [100, 200, 400, 800]
@@ -69,7 +69,7 @@ def test_forward_shapes_follow_the_stage_table():
     model = lrnet26(kernel_size=3, impl="unfold").eval()
     size = 64
     seen = {}
-    for name in ("stem", "layer1", "layer2", "layer3", "layer4"):
+    for name in ("maxpool", "layer1", "layer2", "layer3", "layer4"):
         getattr(model, name).register_forward_hook(
             lambda mod, args, out, name=name: seen.__setitem__(name, tuple(out.shape)))
     with torch.no_grad():

@@ -602,7 +602,7 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
       }
     });
   });
-  at::Tensor gprior = gprior_parts.sum({0, 2}).view({geo.G, geo.k, geo.k}).to(x.scalar_type());
+  at::Tensor gprior = gprior_parts.sum(at::IntArrayRef{0, 2}).view({geo.G, geo.k, geo.k}).to(x.scalar_type());
   return {gx, gq, gkey, gprior};
 }
 

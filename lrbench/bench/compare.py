@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrbench.bench import records
+from lrbench.bench import metrics, records
 
 
 def parse_threshold(text: str) -> float:
@@ -52,6 +52,11 @@ def compare_runs(base: str | Path, new: str | Path, threshold: float) -> Compari
         raise ValueError(f"threshold must be >= 0, got {threshold}")
 
     base_rows, new_rows = records.load(base), records.load(new)
+    for name, rows in (("BASE", base_rows), ("NEW", new_rows)):
+        machines = metrics.machine_of(rows).unique()
+        if len(machines) > 1:  # a case id would stand for several machines' times
+            raise ValueError(f"{name} has rows of {len(machines)} machines ({'; '.join(machines)});"
+                             " compare runs of one machine each")
 
     def timed(frame: pd.DataFrame) -> pd.Series:
         frame = frame[frame["status"] == "ok"]

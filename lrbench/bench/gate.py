@@ -52,13 +52,16 @@ def _op_gate(case: Case) -> GateResult:
 def _network_gate(case: Case) -> GateResult:
     from lrbench.models import lrnet50
 
-    torch.manual_seed(0)
-    model = lrnet50(impl=case.impl_label).eval()
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's RNG state untouched
+        torch.manual_seed(0)
+        model = lrnet50(impl=case.impl_label).eval()
     oracle = copy.deepcopy(model).double()
     from lrbench.layer import set_implementation
 
     set_implementation(oracle, "unfold")
-    images = torch.randn(1, 3, NETWORK_GATE_SIZE, NETWORK_GATE_SIZE, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(1, 3, NETWORK_GATE_SIZE, NETWORK_GATE_SIZE, dtype=torch.float64,
+                         generator=gen)
     with torch.no_grad():
         expected = oracle(images)
         got = model.to(case.device, case.torch_dtype)(images.to(case.device, case.torch_dtype))

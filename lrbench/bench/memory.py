@@ -11,15 +11,12 @@ the profiler and are left out, so such a call's peak is an upper bound.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-# Kineto logs an ERROR line per profile on machines without a GPU ("gpuGetDeviceCount failed");
-# level 5 keeps only its fatal messages. Read when the profiler first starts, so set it here.
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+from lrbench.quiet import silenced_fds
 
 
 def _cuda_peak(fn: Callable[[], object]) -> int:
@@ -46,9 +43,17 @@ def _allocation_events(prof) -> list[tuple[int, int]]:
 
 
 def _cpu_peak(fn: Callable[[], object]) -> int:
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    # Kineto prints "USDT: profiler_start/stop" and, without a GPU, "gpuGetDeviceCount failed"
+    # from C++ on start and stop: silence those two steps only, never the measured call.
+    with silenced_fds():
+        prof.start()
+    try:
         out = fn()
         del out
+    finally:
+        with silenced_fds():
+            prof.stop()
     running = peak = 0
     for _, size in _allocation_events(prof):
         running += size

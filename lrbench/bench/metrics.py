@@ -6,9 +6,9 @@ Measured columns (written by the runner): ``median_s``, ``macs``, ``B``, ``statu
 - ``gmacs_per_s``: closed-form forward MACs / median, for forward passes (``fwd``) only;
 - ``items_per_s``: ``B`` / median (images per second for the networks);
 - ``speedup_vs_baseline``: the baseline implementation's median on the same case (same target,
-  shape, dtype, device and pass) / this median; the baseline is the row's ``baseline`` column,
-  set by the matrix (:data:`lrbench.bench.cases.DEFAULT_BASELINE` unless a preset group names
-  another);
+  shape, dtype, device and pass) and the same machine (:func:`machine_of`) / this median; the
+  baseline is the row's ``baseline`` column, set by the matrix
+  (:data:`lrbench.bench.cases.DEFAULT_BASELINE` unless a preset group names another);
 - ``speedup_vs_unfold``: the same number where the baseline is ``unfold`` (the column of earlier
   versions, kept for the scripts that read it).
 
@@ -22,6 +22,23 @@ import pandas as pd
 from lrbench.bench.cases import DEFAULT_BASELINE, TARGET_AXES, parse_case_id, with_impl
 
 FORWARD_PASSES = ("fwd",)  # the passes that the closed-form (forward) MAC count describes
+# What tells machines apart: a time from one is never divided by a time from another.
+MACHINE_COLUMNS = ("cpu", "gpu", "threads")
+
+
+def machine_of(frame: pd.DataFrame) -> pd.Series:
+    """Each row's machine, as a label: ``CPU model / GPU model / N threads``."""
+    def label(cpu, gpu, threads) -> str:
+        threads = pd.to_numeric(threads, errors="coerce")
+        parts = [str(cpu) if str(cpu) not in ("", "nan") else "unknown CPU",
+                 str(gpu) if str(gpu) not in ("", "nan") else "no GPU",
+                 f"{int(threads)} threads" if pd.notna(threads) else "threads unknown"]
+        return " / ".join(parts)
+
+    columns = [frame[c] if c in frame else pd.Series("", index=frame.index)
+               for c in MACHINE_COLUMNS]
+    return pd.Series([label(*values) for values in zip(*columns, strict=True)], index=frame.index,
+                     dtype=object)
 
 
 def _baselines(frame: pd.DataFrame) -> pd.Series:
@@ -44,10 +61,12 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     frame["items_per_s"] = (pd.to_numeric(frame["B"], errors="coerce") / median).where(ok)
 
     frame["baseline"] = _baselines(frame)
-    timed = pd.Series(median[ok].to_numpy(), index=frame.loc[ok, "case_id"].to_numpy())
+    machine = machine_of(frame)  # the baseline is looked up on the row's own machine
+    timed = pd.Series(median[ok].to_numpy(),
+                      index=(machine[ok] + "|" + frame.loc[ok, "case_id"]).to_numpy())
     timed = timed[~timed.index.duplicated(keep="last")]
-    keys = [with_impl(cid, base) if base else "" for cid, base
-            in zip(frame["case_id"], frame["baseline"], strict=True)]
+    keys = [f"{where}|{with_impl(cid, base)}" if base else "" for where, cid, base
+            in zip(machine, frame["case_id"], frame["baseline"], strict=True)]
     frame["speedup_vs_baseline"] = (pd.Series(keys, index=frame.index).map(timed)
                                     / median).where(ok)
     frame["speedup_vs_unfold"] = frame["speedup_vs_baseline"].where(frame["baseline"] == "unfold")

@@ -1,4 +1,8 @@
-"""PNG plots of a run, drawn from its CSV rows only (matplotlib, Agg backend).
+"""PNG plots of a run, drawn from its CSV rows only (matplotlib).
+
+Figures are ``matplotlib.figure.Figure`` objects saved directly (Agg, chosen by the file type),
+never through pyplot: importing or calling this module leaves the user's backend and pyplot's
+figure list alone (a notebook keeps its inline backend).
 
 Each function takes the run's rows and a path, draws only from the data present, and returns
 ``False`` (writing nothing) when the rows hold nothing to plot.
@@ -8,14 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from lrbench.bench.metrics import shape_of  # noqa: E402
+from lrbench.bench.metrics import shape_of
 
 MIB = 2**20
 FAMILY = ["target", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device"]
@@ -57,7 +58,8 @@ def _by_pass(rows: pd.DataFrame, path: Path, axis: str, value, ylabel: str, titl
     if rows.empty:
         return False
     passes = sorted(rows["pass"].unique())
-    fig, axes = plt.subplots(1, len(passes), figsize=(5.5 * len(passes), 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(passes), 4))
+    axes = fig.subplots(1, len(passes), squeeze=False)
     for ax, pass_ in zip(axes[0], passes, strict=True):
         for impl, group in rows[rows["pass"] == pass_].groupby("impl"):
             group = group.sort_values(axis)
@@ -73,7 +75,6 @@ def _by_pass(rows: pd.DataFrame, path: Path, axis: str, value, ylabel: str, titl
     fig.suptitle(_family_title(rows, axis), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 
@@ -127,7 +128,8 @@ def _barh(labels: list[str], values: list[float], path: Path, xlabel: str, title
           reference: float | None = None, log: bool = False) -> bool:
     if not values:
         return False
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(values)))
+    fig = Figure(figsize=(8, 1.2 + 0.28 * len(values)))
+    ax = fig.subplots()
     ax.barh(range(len(values)), values, color="tab:blue")
     ax.set_yticks(range(len(values)), labels, fontsize=7)
     ax.invert_yaxis()
@@ -140,7 +142,6 @@ def _barh(labels: list[str], values: list[float], path: Path, xlabel: str, title
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 

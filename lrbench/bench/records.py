@@ -81,15 +81,18 @@ def done_ids(location: str | Path) -> set[str]:
 
 
 def merge_runs(locations: list[str | Path]) -> pd.DataFrame:
-    """Rows of several runs (e.g. shards) joined: one per case id, an ``ok`` row preferred,
-    later pieces winning ties; derived metrics (speedups) recomputed across pieces."""
+    """Rows of several runs (e.g. shards, or machines) joined: one per case id and machine
+    (:func:`lrbench.bench.metrics.machine_of`), an ``ok`` row preferred, later pieces winning
+    ties; derived metrics (speedups, within each machine) recomputed across pieces."""
     if not locations:
         raise ValueError("merge needs at least one run to read")
     frame = pd.concat([load(location) for location in locations], ignore_index=True)
     frame["_rank"] = (frame["status"] == "ok").astype(int)
+    frame["_machine"] = metrics.machine_of(frame)
     frame = frame.reset_index().sort_values(["_rank", "index"], kind="stable")
-    frame = frame.drop_duplicates("case_id", keep="last").sort_values("index")
-    return metrics.derive(frame.drop(columns=["_rank", "index"]).reset_index(drop=True))
+    frame = frame.drop_duplicates(["_machine", "case_id"], keep="last").sort_values("index")
+    return metrics.derive(frame.drop(columns=["_rank", "_machine", "index"])
+                          .reset_index(drop=True))
 
 
 def write(frame: pd.DataFrame, location: str | Path) -> Path:

@@ -9,35 +9,18 @@ baseline's and the output's size; the baseline is read from the rows) and the
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from lrbench.bench import plots, records
-from lrbench.bench.metrics import impl_of, shape_of
+from lrbench.bench.metrics import impl_of, machine_of, shape_of
 from lrbench.bench.peers import against_the_peers
+from lrbench.tables import markdown_table
 
 MIB = 2**20
 MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
-
-
-def _fmt(value, spec: str = ".4g") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return format(value, spec) if isinstance(value, int | float) else str(value)
-
-
-def markdown_table(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
-    """``frame`` as a GitHub Markdown table; ``formats`` gives a format spec per column."""
-    formats = formats or {}
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
-             "|" + "---|" * len(frame.columns)]
-    for _, row in frame.iterrows():
-        cells = [_fmt(row[c], formats.get(c, ".4g")).replace("|", "\\|") for c in frame.columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _get(row: pd.Series | None, column: str, scale: float = 1.0) -> float | None:
@@ -126,7 +109,56 @@ def _machine(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str]) -> str:
+def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
+    """The tables (and plots) of one machine's rows, under headings of ``level`` ("##")."""
+    parts = []
+    versus = versus_baseline(frame)
+    if not versus.empty:
+        baselines = ", ".join(sorted(versus["baseline"].unique()))
+        parts.append(f"{level} Op: each implementation against the baseline ({baselines})\n\n"
+                     "Speedup = the baseline's median / the implementation's median on the same "
+                     "case; the baseline is the one the matrix named for the case.\n\n"
+                     + markdown_table(versus))
+    versus_peers = against_the_peers(frame)
+    if not versus_peers.empty:
+        parts.append(f"{level} Against the peers\n\n"
+                     "Per stage, what a user would otherwise run (compiled PyTorch, FlexAttention, "
+                     "NATTEN, the 3x3 conv) beside our fastest implementation on the same stage, "
+                     "dtype, device and pass. Our speedup = the peer's median / ours. Every "
+                     "timed row passed its gate (NATTEN: against a float64 implementation of its "
+                     "own clamped-window op). A peer that was not timed shows its reason.\n\n"
+                     + markdown_table(versus_peers))
+    pairs = layer_vs_conv(frame)
+    if not pairs.empty:
+        parts.append(f"{level} The layer against the 3x3 convolution it replaces\n\n"
+                     "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
+                     "ResNet-50's 3x3 conv at the same stage.\n\n"
+                     + markdown_table(pairs))
+    exponents = plots.size_exponents(frame)
+    if not exponents.empty:
+        parts.append(f"{level} Scaling with input size\n\nFitted exponent `a` of `time ~ H^a` "
+                     "over the size sweep, beside the closed form's (2 at stride 1: MACs grow "
+                     "with H*W).\n\n" + markdown_table(exponents))
+    nets = networks(frame)
+    if not nets.empty:
+        parts.append(f"{level} Whole networks\n\n`fwd`: eval-mode forward without autograd; "
+                     "`train`: forward, cross-entropy, backward and an SGD step.\n\n"
+                     + markdown_table(nets))
+    for name in drawn:
+        parts.append(f"![{name}]({name})")
+    table = all_timed(frame)
+    if not table.empty:
+        parts.append(f"{level} All timed cases\n\n" + markdown_table(table))
+    untimed = frame[frame["status"] != "ok"][["case_id", "status", "reason"]]
+    if not untimed.empty:
+        parts.append(f"{level} Cases not timed\n\n" + markdown_table(untimed))
+    return parts
+
+
+def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str] | dict[str, list[str]]
+                   ) -> str:
+    """The report. Rows of several machines (:func:`lrbench.bench.metrics.machine_of`) get one
+    section each; ``drawn`` is then the plots per machine label."""
     counts = frame["status"].value_counts()
     parts = [
         f"# Benchmark report: `{run_dir}`",
@@ -139,53 +171,22 @@ def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str]) -> str:
         "case passed the accuracy gate first (`max abs err` against the float64 oracle). "
         "`impl@inductor`: the implementation compiled with `torch.compile` (inductor); its first "
         "call (compilation included) is in `compile s`, never in the median.",
-        "## Machine\n\n" + _machine(frame),
     ]
-    versus = versus_baseline(frame)
-    if not versus.empty:
-        baselines = ", ".join(sorted(versus["baseline"].unique()))
-        parts.append(f"## Op: each implementation against the baseline ({baselines})\n\n"
-                     "Speedup = the baseline's median / the implementation's median on the same "
-                     "case; the baseline is the one the matrix named for the case.\n\n"
-                     + markdown_table(versus, {"fwd ms": ".4g", "fwd+bwd ms": ".4g",
-                                               "fwd speedup": ".2f", "fwd+bwd speedup": ".2f"}))
-    versus_peers = against_the_peers(frame)
-    if not versus_peers.empty:
-        parts.append("## Against the peers\n\n"
-                     "Per stage, what a user would otherwise run (compiled PyTorch, FlexAttention, "
-                     "NATTEN, the 3x3 conv) beside our fastest implementation on the same stage, "
-                     "dtype, device and pass. Our speedup = the peer's median / ours. Every "
-                     "timed row passed its gate (NATTEN: against a float64 implementation of its "
-                     "own clamped-window op). A peer that was not timed shows its reason.\n\n"
-                     + markdown_table(versus_peers, {"our speedup": ".1f", "peer ms": ".4g",
-                                                     "ours ms": ".4g", "compile s": ".1f",
-                                                     "peer peak MiB": ".1f",
-                                                     "ours peak MiB": ".1f"}))
-    pairs = layer_vs_conv(frame)
-    if not pairs.empty:
-        parts.append("## The layer against the 3x3 convolution it replaces\n\n"
-                     "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
-                     "ResNet-50's 3x3 conv at the same stage.\n\n"
-                     + markdown_table(pairs, {"layer / conv3x3": ".2f"}))
-    exponents = plots.size_exponents(frame)
-    if not exponents.empty:
-        parts.append("## Scaling with input size\n\nFitted exponent `a` of `time ~ H^a` over "
-                     "the size sweep, beside the closed form's (2 at stride 1: MACs grow with "
-                     "H*W).\n\n" + markdown_table(exponents, {"fitted exponent": ".2f",
-                                                             "closed-form exponent": ".2f"}))
-    nets = networks(frame)
-    if not nets.empty:
-        parts.append("## Whole networks\n\n`fwd`: eval-mode forward without autograd; `train`: "
-                     "forward, cross-entropy, backward and an SGD step.\n\n"
-                     + markdown_table(nets))
-    for name in drawn:
-        parts.append(f"![{name}]({name})")
-    table = all_timed(frame)
-    if not table.empty:
-        parts.append("## All timed cases\n\n" + markdown_table(table, {"rounds": ".0f"}))
-    untimed = frame[frame["status"] != "ok"][["case_id", "status", "reason"]]
-    if not untimed.empty:
-        parts.append("## Cases not timed\n\n" + markdown_table(untimed))
+    machines = machine_of(frame)
+    if machines.nunique() <= 1:
+        return "\n\n".join([*parts, "## Machine\n\n" + _machine(frame),
+                             *_tables(frame, list(drawn), "##")]) + "\n"
+    labels = list(dict.fromkeys(machines))
+    parts.append(f"These rows come from {len(labels)} machines (CPU model / GPU model / "
+                 "threads). Each has its own section below; every speedup and ratio is "
+                 "between times of one machine, never across machines.\n\n"
+                 + "\n".join(f"{i}. {label}: {int((machines == label).sum())} cases"
+                             for i, label in enumerate(labels, start=1)))
+    for i, label in enumerate(labels, start=1):
+        rows = frame[machines == label]
+        plots_here = drawn.get(label, []) if isinstance(drawn, dict) else []
+        parts += [f"## Machine {i}: {label}\n\n" + _machine(rows),
+                  *_tables(rows, plots_here, "###")]
     return "\n\n".join(parts) + "\n"
 
 
@@ -195,9 +196,20 @@ def write_report(run_dir: str | Path) -> Path:
     csv_path = records.results_path(run_dir)
     out_dir = csv_path.parent
     frame = records.load(csv_path)
-    drawn = [name for name, draw in plots.PLOTS.items() if draw(frame, out_dir / name)]
-    for stale in set(plots.PLOTS) - set(drawn):
-        (out_dir / stale).unlink(missing_ok=True)
+    machines = machine_of(frame)
+    if machines.nunique() <= 1:
+        drawn = [name for name, draw in plots.PLOTS.items() if draw(frame, out_dir / name)]
+        kept = set(drawn)
+    else:  # one set of plots per machine: machine-1-time_vs_k.png, ...
+        drawn, kept = {}, set()
+        for i, label in enumerate(dict.fromkeys(machines), start=1):
+            rows = frame[machines == label]
+            drawn[label] = [f"machine-{i}-{name}" for name, draw in plots.PLOTS.items()
+                            if draw(rows, out_dir / f"machine-{i}-{name}")]
+            kept.update(drawn[label])
+    for stale in [*plots.PLOTS, *(p.name for p in out_dir.glob("machine-*-*.png"))]:
+        if stale not in kept:
+            (out_dir / stale).unlink(missing_ok=True)
     path = out_dir / "report.md"
     path.write_text(build_markdown(frame, out_dir, drawn))
     return path

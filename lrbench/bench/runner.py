@@ -23,11 +23,12 @@ import pytest
 import torch
 
 from lrbench import registry
-from lrbench.bench import compiling, metrics, records, targets
+from lrbench.bench import compiling, metrics, records, runlock, targets
 from lrbench.bench.cases import Case
 from lrbench.bench.gate import Gate
 from lrbench.bench.machine import load_now, machine_info, threads_now
 from lrbench.bench.macs import case_macs
+from lrbench.bench.manifest import Manifest, ShardPlan
 from lrbench.bench.memory import peak_extra_bytes
 
 PLUGIN_KEY = pytest.StashKey["MatrixPlugin"]()
@@ -194,6 +195,9 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
                label: str = "run") -> RunSummary:
     """Run ``cases``, writing ``out_dir/results.csv`` row by row and pytest-benchmark's JSON.
 
+    The run holds ``out_dir`` (:mod:`lrbench.bench.runlock`: a second run into it is refused
+    with ``FolderInUse``) and records its planned case ids in ``out_dir/plan.json``.
+
     Args:
         cases: the cases (see :func:`lrbench.bench.cases.expand` and ``shard``).
         out_dir: run directory; created if needed.
@@ -206,6 +210,15 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
     Returns:
         A :class:`RunSummary`; ``interrupted`` is set when the run was stopped (Ctrl-C).
     """
+    with runlock.hold(out_dir):
+        Manifest(executor="in-process", label=label, shards=[
+            ShardPlan(index=1, folder=".", case_ids=[c.case_id for c in cases])]).save(out_dir)
+        return _run_held(cases, out_dir, resume=resume, timing=timing, on_case=on_case,
+                         label=label)
+
+
+def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: Timing | None,
+              on_case: OnCase | None, label: str) -> RunSummary:
     timing = timing or Timing()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

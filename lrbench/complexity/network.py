@@ -16,18 +16,18 @@ from lrbench.models.config import STAGE_STRIDES, NetConfig
 from lrbench.spec import output_size, weight_maps
 
 STAGES = ("conv1", "res2", "res3", "res4", "res5", "fc")
-MODULE_OF_STAGE = dict(zip(STAGES, ("stem", "layer1", "layer2", "layer3", "layer4", "fc"),
-                           strict=True))
+STEM_MODULES = ("conv1", "bn1", "relu", "maxpool")  # torchvision's names for the stem's parts
+MODULES_OF_STAGE = dict(zip(STAGES, (STEM_MODULES, ("layer1",), ("layer2",), ("layer3",),
+                                     ("layer4",), ("fc",)), strict=True))
 
-# The stems as steps (kind, arguments); "k" of an "lr" step comes from the config.
+# The parts of the stems' ``conv1`` as steps (kind, arguments); "k" of an "lr" step comes from
+# the config. A single step is the module ``conv1`` itself, several are ``conv1.0``, ``conv1.1``...
 STEM_STEPS: dict[str, list[tuple[str, dict]]] = {
-    "conv7": [("conv", {"c_out": 64, "k": 7, "stride": 2}), ("bn", {}), ("relu", {}),
-              ("maxpool", {})],
-    "lr7": [("conv", {"c_out": 64, "k": 1}), ("bn", {}), ("relu", {}),
-            ("lr", {"stride": 2}), ("bn", {}), ("relu", {}), ("maxpool", {})],
+    "conv7": [("conv", {"c_out": 64, "k": 7, "stride": 2})],
+    "lr7": [("conv", {"c_out": 64, "k": 1}), ("bn", {}), ("relu", {}), ("lr", {"stride": 2})],
     "deep": [("conv", {"c_out": 32, "k": 3, "stride": 2}), ("bn", {}), ("relu", {}),
              ("conv", {"c_out": 32, "k": 3}), ("bn", {}), ("relu", {}),
-             ("conv", {"c_out": 64, "k": 3}), ("bn", {}), ("relu", {}), ("maxpool", {})],
+             ("conv", {"c_out": 64, "k": 3})],
 }
 
 
@@ -123,8 +123,12 @@ class _Walker:
 
     def walk(self) -> list[LayerCount]:
         cfg = self.config
-        for i, (kind, args) in enumerate(STEM_STEPS[cfg.stem]):
-            getattr(self, kind)(f"stem.{i}", **args)
+        steps = STEM_STEPS[cfg.stem]
+        for i, (kind, args) in enumerate(steps):
+            getattr(self, kind)("conv1" if len(steps) == 1 else f"conv1.{i}", **args)
+        self.bn("bn1")
+        self.relu("relu")
+        self.maxpool("maxpool")
         for s, (n, mid, out, stride) in enumerate(
             zip(cfg.blocks, cfg.widths, cfg.out_widths, STAGE_STRIDES, strict=True)
         ):

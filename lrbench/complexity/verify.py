@@ -21,7 +21,7 @@ from torch import nn
 from lrbench.complexity.fvcore_count import count_macs
 from lrbench.complexity.gaps import PAPER_GFLOPS, gap_rows
 from lrbench.complexity.layer_terms import secondary_excess, secondary_formula
-from lrbench.complexity.network import MODULE_OF_STAGE, network_layers, network_params
+from lrbench.complexity.network import MODULES_OF_STAGE, network_layers, network_params
 from lrbench.complexity.torch_counter import cross_check
 from lrbench.models import CONFIGS, NETWORKS, build, parameter_count
 
@@ -82,9 +82,9 @@ def verify_network(name: str, model: nn.Module, report: VerifyReport, size: int 
     if fv.total != closed:
         failures.append(f"fvcore vs closed form: {name}: fvcore {fv.total:,} MACs, "
                         f"closed form {closed:,}")
-    for stage, module in MODULE_OF_STAGE.items():
+    for stage, modules in MODULES_OF_STAGE.items():
         stage_closed = sum(layer.total for layer in layers if layer.stage == stage)
-        stage_fv = fv.by_module.get(module, 0)
+        stage_fv = sum(fv.by_module.get(module, 0) for module in modules)
         stage_params = sum(layer.params for layer in layers if layer.stage == stage)
         report.stages.append({"network": name, "stage": stage, "closed form MACs": stage_closed,
                               "fvcore MACs": stage_fv, "closed form params": stage_params})

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrbench.complexity.network import STAGES
-from lrbench.complexity.tables import markdown_table, write_csv
 from lrbench.models import CONFIGS, stage_rows
+from lrbench.tables import markdown_table, write_csv
 
 UNITS = ("Units: MACs = multiply-adds (fvcore convention: one multiply-add = 1); "
          "FLOPs = 2 x MACs where `torch.utils.flop_counter.FlopCounterMode` is compared. "

@@ -72,22 +72,23 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+# A stem is ``conv1`` (the part before the last batch norm), then ``bn1``, ReLU and a 3x3
+# stride-2 max pool, as in torchvision's ResNet; only conv7's ``conv1`` is a single conv.
 def _stem_conv7(spatial_stem: SpatialFactory) -> list[nn.Module]:
-    return [nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True)]
+    return [nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)]
 
 
 def _stem_lr7(spatial_stem: SpatialFactory) -> list[nn.Module]:
     return [nn.Conv2d(3, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            spatial_stem(64, 2), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
+            spatial_stem(64, 2)]
 
 
 def _stem_deep(spatial_stem: SpatialFactory) -> list[nn.Module]:
     layers: list[nn.Module] = []
-    for c_in, c_out, stride in ((3, 32, 2), (32, 32, 1), (32, 64, 1)):
+    for c_in, c_out, stride in ((3, 32, 2), (32, 32, 1)):
         layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
                    nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-    return layers
+    return [*layers, nn.Conv2d(32, 64, 3, padding=1, bias=False)]
 
 
 STEMS: dict[str, Callable[[SpatialFactory], list[nn.Module]]] = {
@@ -97,6 +98,9 @@ STEMS: dict[str, Callable[[SpatialFactory], list[nn.Module]]] = {
 }
 
 
-def make_stem(kind: str, spatial_stem: SpatialFactory) -> nn.Sequential:
-    """The stem ``(B, 3, H, W) -> (B, 64, H/4, W/4)``, its 3x3 stride-2 max pool included."""
-    return nn.Sequential(*STEMS[kind](spatial_stem), nn.MaxPool2d(3, stride=2, padding=1))
+def make_stem_conv(kind: str, spatial_stem: SpatialFactory) -> nn.Module:
+    """The stem's ``conv1``, ``(B, 3, H, W) -> (B, 64, H/2, W/2)``: one conv (``conv7``, named as
+    torchvision's ``conv1``) or an ``nn.Sequential`` (``conv1.0``, ``conv1.1``, ... as timm's deep
+    stems); ``bn1``, ReLU and the max pool follow in the network."""
+    layers = STEMS[kind](spatial_stem)
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)

@@ -1,7 +1,9 @@
 """``BottleneckNet``: a ResNet or LR-Net built from a :class:`NetConfig` (SPEC.md section 3).
 
-Module names follow torchvision's ResNet where they can (``layer1..layer4``, ``avgpool``, ``fc``);
-the stem is one ``nn.Sequential`` called ``stem`` so that per-stage counts read off module names.
+Module names are torchvision's ResNet's (``conv1``, ``bn1``, ``relu``, ``maxpool``,
+``layer1..layer4`` of ``Bottleneck`` blocks, ``avgpool``, ``fc``), so torchvision's ResNet-50/101
+state dicts load unchanged. LR-Net's stem keeps the names: its 1x1 conv, BN, ReLU and 7x7 LR layer
+form ``conv1`` (``conv1.0`` .. ``conv1.3``), followed by ``bn1``, ``relu``, ``maxpool``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lrbench.models.blocks import Bottleneck, conv_spatial, lr_spatial, make_stem
+from lrbench.models.blocks import Bottleneck, conv_spatial, lr_spatial, make_stem_conv
 from lrbench.models.config import STAGE_STRIDES, NetConfig
 
 
@@ -32,7 +34,10 @@ class BottleneckNet(nn.Module):
             spatial = lr_spatial(config.kernel_size, **lr)
         else:
             spatial = conv_spatial(config.kernel_size)
-        self.stem = make_stem(config.stem, lr_spatial(config.stem_kernel_size, **lr))
+        self.conv1 = make_stem_conv(config.stem, lr_spatial(config.stem_kernel_size, **lr))
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         in_ch = 64
         for i, (n, mid, out, stride) in enumerate(
             zip(config.blocks, config.widths, config.out_widths, STAGE_STRIDES, strict=True)
@@ -47,7 +52,8 @@ class BottleneckNet(nn.Module):
         self.fc = nn.Linear(in_ch, config.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)  # (B, 64, H/4, W/4)
+        x = self.relu(self.bn1(self.conv1(x)))  # (B, 64, H/2, W/2)
+        x = self.maxpool(x)  # (B, 64, H/4, W/4)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 2048, H/32, W/32)
         return self.fc(torch.flatten(self.avgpool(x), 1))  # (B, num_classes)
 

@@ -1,0 +1,125 @@
+"""The CUDA timer on a fake device: every round bracketed by events, synchronised, flushed between."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+
+from lrbench.bench import gputimer
+from lrbench.bench.gputimer import GpuTiming, time_cuda
+
+
+class FakeEvent:
+    def __init__(self, device: FakeDevice) -> None:
+        self.device = device
+        self.at: float | None = None
+
+    def record(self) -> None:
+        self.at = self.device.now
+        self.device.log.append(("record", self))
+
+    def elapsed_time(self, end: FakeEvent) -> float:
+        # As with CUDA events: both recorded, and the device synchronised since, or no answer.
+        assert self.at is not None and end.at is not None, "event read before it was recorded"
+        last_sync = max((i for i, entry in enumerate(self.device.log) if entry[0] == "sync"),
+                        default=-1)
+        recorded = max(self.device.log.index(("record", e)) for e in (self, end))
+        assert last_sync > recorded, "event read before the device was synchronised"
+        self.device.log.append(("read", self))
+        return (end.at - self.at) * 1e3  # milliseconds
+
+
+class FakeDevice:
+    """A device clock that advances only while the timed callable runs."""
+
+    def __init__(self, durations: list[float]) -> None:
+        self.now = 0.0
+        self.durations = iter(durations)
+        self.log: list[tuple] = []
+
+    def event(self) -> FakeEvent:
+        return FakeEvent(self)
+
+    def flush(self) -> None:
+        self.log.append(("flush",))
+
+    def synchronize(self) -> None:
+        self.log.append(("sync",))
+
+    def call(self) -> None:
+        self.log.append(("call",))
+        self.now += next(self.durations)
+
+
+def kinds(log):
+    return [entry[0] for entry in log]
+
+
+def test_every_round_is_flushed_bracketed_and_read_after_one_sync():
+    warmup = [0.010, 0.010]
+    rounds = [0.001, 0.004, 0.002, 0.003, 0.005]
+    device = FakeDevice(warmup + rounds)
+    stats = time_cuda(device.call, GpuTiming(min_rounds=5, max_time=0.001, warmup=2),
+                      device=device)
+    log = kinds(device.log)
+    one_round = ["flush", "record", "call", "record"]
+    timed_part = log[len(warmup) * 4 + 1 + len(warmup):]  # after warm-up, its sync and reads
+    assert log[:len(warmup) * 4] == one_round * len(warmup)
+    assert timed_part[:len(rounds) * 4] == one_round * len(rounds)
+    assert timed_part[len(rounds) * 4] == "sync"
+    assert timed_part[len(rounds) * 4 + 1:] == ["read"] * len(rounds)
+    assert log.count("call") == len(warmup) + len(rounds)
+    assert stats["rounds"] == len(rounds) and stats["iterations"] == 1
+    assert stats["median_s"] == pytest.approx(statistics.median(rounds))
+    assert stats["min_s"] == pytest.approx(0.001)
+    assert stats["mean_s"] == pytest.approx(0.003)
+    assert stats["iqr_s"] == pytest.approx(0.002)  # quartiles 0.002 and 0.004
+    assert stats["timer"] == gputimer.CUDA_TIMER
+
+
+def test_the_flush_comes_between_one_rounds_end_and_the_next_rounds_start():
+    device = FakeDevice([0.002] * 8)
+    time_cuda(device.call, GpuTiming(min_rounds=6, max_time=0.001, warmup=2), device=device)
+    calls = [i for i, entry in enumerate(device.log) if entry[0] == "call"]
+    for before, after in zip(calls, calls[1:], strict=False):
+        between = kinds(device.log[before:after])
+        assert between.count("flush") == 1, between
+        assert between.index("flush") > between.index("record")  # after the end event
+
+
+def test_rounds_fill_the_time_budget_within_bounds():
+    # 2 ms per call, 20 ms budget: 10 rounds; capped by max_rounds; at least min_rounds.
+    cases = [(GpuTiming(min_rounds=3, max_time=0.02, warmup=1), 10),
+             (GpuTiming(min_rounds=3, max_time=0.02, warmup=1, max_rounds=4), 4),
+             (GpuTiming(min_rounds=7, max_time=0.002, warmup=1), 7)]
+    for timing, expected in cases:
+        device = FakeDevice([0.002] * 100)
+        assert time_cuda(device.call, timing, device=device)["rounds"] == expected
+
+
+def test_a_timer_that_reads_before_synchronising_is_caught_by_the_fake():
+    device = FakeDevice([0.001] * 2)
+    start, end = device.event(), device.event()
+    start.record()
+    device.call()
+    end.record()
+    with pytest.raises(AssertionError, match="synchronised"):
+        start.elapsed_time(end)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"min_rounds": 0}, "min_rounds"), ({"max_time": 0}, "max_time"), ({"warmup": 0}, "warmup"),
+    ({"min_rounds": 5, "max_rounds": 2}, "max_rounds"),
+])
+def test_bad_knobs_name_the_argument(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        GpuTiming(**kwargs)
+
+
+@pytest.mark.gpu
+def test_real_cuda_events_time_a_matmul():
+    a = torch.randn(2048, 2048, device="cuda")
+    stats = time_cuda(lambda: a @ a, GpuTiming(min_rounds=5, max_time=0.05))
+    assert stats["rounds"] >= 5 and 0 < stats["min_s"] <= stats["median_s"] < 1.0
