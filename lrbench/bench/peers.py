@@ -22,7 +22,7 @@ NOTES = {
     "flex_attention": "same op; q/k head 2 channels and values m, padded on CUDA to 16 and "
                       "max(16, next pow2 of m); C padded to G*m",
     "natten": "different op: clamped windows, no prior, q.k over head dim 32; heads = G",
-    "conv3x3": "ResNet-50's 3x3 conv at this stage's width",
+    "conv3x3": "3x3 conv, C={C} -> {C} (the peers preset: ResNet-50's width at the stage)",
 }
 
 
@@ -41,9 +41,9 @@ def _is_peer(row: pd.Series) -> bool:
     return row["target"] == "op" and ("@" in row["label"] or row["impl"] in PEER_IMPLS)
 
 
-def _note(label: str) -> str:
+def _note(label: str, C: int) -> str:
     base, _, mode = label.partition("@")
-    note = NOTES.get(base, "")
+    note = NOTES.get(base, "").format(C=C)
     if mode:
         note = "; ".join(filter(None, [f"torch.compile ({mode})", note]))
     return note
@@ -70,6 +70,6 @@ def against_the_peers(frame: pd.DataFrame) -> pd.DataFrame:
         "ours": paired["label_ours"], "ours ms": paired["median_s_ours"] * 1e3,
         "ours peak MiB": paired["peak_bytes_ours"] / MIB,
         "our speedup": (paired["median_s"] / paired["median_s_ours"]).where(timed),
-        "note": [reason[:90] if not ok else _note(label) for ok, reason, label
-                 in zip(timed, paired["reason"], paired["label"], strict=True)],
+        "note": [reason[:90] if not ok else _note(label, int(C)) for ok, reason, label, C
+                 in zip(timed, paired["reason"], paired["label"], paired["C"], strict=True)],
     })
