@@ -121,7 +121,8 @@ def _plan_shards(out: Path, plan: Plan, options: ClusterOptions, resume: bool) -
 
 
 def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume: bool = False,
-                threads: int | None = None, on_event: OnEvent | None = None) -> ShardedSummary:
+                threads: int | None = None, on_event: OnEvent | None = None,
+                plugins: tuple[str, ...] = ()) -> ShardedSummary:
     """Run ``plan`` into ``out`` as ``options.nodes`` shards through submitit; see the module.
 
     Raises:
@@ -145,7 +146,7 @@ def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume:
         jobs = {s.index: ShardJob(out=str(out), index=s.index, count=options.nodes,
                                   cases=shard(plan.cases, s.index, options.nodes),
                                   timing=plan.timing, label=plan.label, resume=resume,
-                                  threads=threads)
+                                  threads=threads, plugins=tuple(plugins))
                 for s in manifest.shards}
         todo = [s for s in manifest.shards if pending_ids(out, s)]
         if not todo:
