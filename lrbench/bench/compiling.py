@@ -56,10 +56,14 @@ def fresh_compile() -> None:
     torch._dynamo.reset()
 
 
-def first_call_seconds(fn) -> float:
-    """Seconds of ``fn()``'s first call, with inductor's on-disk and in-memory caches off so that
-    the compilation is not served by what the accuracy gate compiled a moment earlier."""
+def build_and_first_call(build):
+    """``(prepared, seconds)``: ``build()`` and the first call of its callable, timed together
+    (a ``bwd`` case runs the forward while it is built), with inductor's on-disk and in-memory
+    caches off so that the compilation is not served by what the accuracy gate compiled a moment
+    earlier."""
+    fresh_compile()
     with torch._inductor.config.patch(force_disable_caches=True):
         start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
+        prepared = build()
+        prepared.fn()
+        return prepared, time.perf_counter() - start

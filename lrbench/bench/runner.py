@@ -121,12 +121,11 @@ def _gate_and_time(case: Case, row: dict, time_fn: TimeFn, gate: Callable) -> di
                 "reason": f"accuracy gate vs {verdict.oracle}: {verdict.reason}"[:REASON_CHARS]}
     prepared = None
     try:
-        if case.compiled:
-            compiling.fresh_compile()  # the first call below compiles from scratch
-        prepared = targets.build(case)
-        if case.compiled:  # compilation and one call, never in the median
-            row["compile_s"] = compiling.first_call_seconds(prepared.fn)
+        if case.compiled:  # compiled from scratch: build and first call, never in the median
+            prepared, row["compile_s"] = compiling.build_and_first_call(
+                lambda: targets.build(case))
         else:
+            prepared = targets.build(case)
             prepared.fn()  # warm-up call, outside the timer (first-use builds, caches)
         row.update(time_fn(prepared.fn))
         row["peak_bytes"] = peak_extra_bytes(prepared.fn, case.device)
