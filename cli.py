@@ -178,8 +178,6 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
     cluster = {"--nodes": nodes, "--partition": partition, "--gpus-per-node": gpus_per_node,
                "--time": time_limit, "--slurm-arg": slurm_args or None}
     if executor is not None or any(v is not None for v in cluster.values()):
-        # a .py plugin by its absolute path: the shard jobs may start elsewhere
-        plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins)
         _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plugins)
         return
     stream = sys.stdout  # the progress lines; pytest's own output goes to the run's log
@@ -209,7 +207,7 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
         sys.exit(130)
 
 
-def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plugins=()) -> None:
+def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plugins) -> None:
     """``lrbench run --executor local|slurm``: shards through submitit, then the merge."""
     from lrbench.bench.cluster import run_sharded
     from lrbench.bench.cluster_options import make_options
@@ -232,8 +230,10 @@ def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plug
     click.echo(f"{len(plan.cases)} cases ({plan.label}) in {options.nodes} shard(s), "
                f"executor {executor}, -> {out}")
     try:
+        # the shards load the same plugins (a .py path made absolute for the job's folder)
+        shipped = tuple(str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins)
         summary = run_sharded(plan, out, options, resume=resume, threads=threads,
-                              on_event=click.echo, plugins=plugins)
+                              on_event=click.echo, plugins=shipped)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     except (FolderInUse, RuntimeError) as err:

@@ -25,6 +25,7 @@ from lrbench.bench.manifest import Manifest, ShardPlan, shard_folder
 from lrbench.bench.plan import make_plan
 from lrbench.bench.runner import run_matrix
 from lrbench.cli import main
+from lrbench.tables import fmt_number
 
 # op only, unfold and im2col_matmul on 6x6 and 8x8, CPU and CUDA: 8 cases (the CUDA ones are
 # skipped rows on a machine without a GPU), each well under a second
@@ -266,7 +267,7 @@ def test_a_merge_of_two_machines_keeps_both_and_never_divides_across_them(tmp_pa
     assert sections[1].startswith("2: Other CPU 9000 / NVIDIA H100 80GB HBM3 / 16 threads")
     for section, frame in zip(sections, (rows, other), strict=True):  # each its own times only
         unfold_ms = frame.loc[frame["impl"] == "unfold", "median_s"].iloc[0] * 1e3
-        assert f"{unfold_ms:.4g}" in section
+        assert f"| {fmt_number(unfold_ms)} |" in section
         assert section.count("| op:") == len(rows)  # all timed cases: this machine's only
     refused = CliRunner().invoke(main, ["compare", str(tmp_path / "both"), str(tmp_path / "cpu-box")])
     assert refused.exit_code == 2 and "BASE has rows of 2 machines" in refused.output

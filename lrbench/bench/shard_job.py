@@ -32,7 +32,7 @@ class ShardJob:
     label: str
     resume: bool = False
     threads: int | None = None
-    plugins: tuple[str, ...] = ()  # --plugin modules, loaded again in the job's process
+    plugins: tuple[str, ...] = ()  # ``--plugin`` modules, loaded in the shard's process too
 
     @property
     def folder(self) -> Path:
