@@ -32,6 +32,14 @@ def conv3x3_macs(case: Case) -> tuple[int, str]:
     return s.B * s.C * s.C * 9 * s.Ho * s.Wo, "3x3 conv closed form"
 
 
+def natten_macs(case: Case) -> tuple[int, str]:
+    """``B * G * H*W * k*k * 2 * HEAD_DIM``: logits (q . k) and aggregation, heads = G."""
+    from lrbench.bench.natten_peer import HEAD_DIM
+
+    s = case.shape
+    return s.B * s.G * s.H * s.W * s.k * s.k * 2 * HEAD_DIM, "neighborhood attention closed form"
+
+
 def network_macs(case: Case) -> tuple[int | None, str]:
     """The network's closed form (:func:`lrbench.complexity.network.network_macs`, per image)
     times the batch; ``None`` with the reason when that module is not there."""
@@ -48,6 +56,7 @@ MACS = {
     "op": op_case_macs,
     "layer": layer_macs,
     "conv3x3": conv3x3_macs,
+    "natten": natten_macs,
     "lrnet50": network_macs,
     "resnet50": network_macs,
 }

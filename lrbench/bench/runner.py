@@ -25,7 +25,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lrbench.bench import gputimer, metrics, records, runlock, targets
+from lrbench import registry
+from lrbench.bench import compiling, gputimer, metrics, records, runlock, targets
 from lrbench.bench.cases import Case
 from lrbench.bench.gate import Gate
 from lrbench.bench.machine import load_now, machine_info, threads_now
@@ -105,6 +106,15 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
     if reasons:
         return {**row, "status": "skipped", "reason": "; ".join(reasons)[:REASON_CHARS]}
     try:
+        variants = compiling.variants_for(case)
+    except Exception as err:
+        return {**row, "status": "error", "reason": "torch.compile: " + describe(err)}
+    with registry.registered(*variants):  # a compiled case: the gate checks what is timed
+        return _gate_and_time(case, row, time_fn, gate)
+
+
+def _gate_and_time(case: Case, row: dict, time_fn: TimeFn, gate: Callable) -> dict:
+    try:
         verdict = gate(case)
     except Exception as err:  # the implementation raised: its reason goes in the row
         return {**row, "status": "error", "reason": "accuracy gate: " + describe(err)}
@@ -114,8 +124,12 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
                 "reason": f"accuracy gate vs {verdict.oracle}: {verdict.reason}"[:REASON_CHARS]}
     prepared = None
     try:
-        prepared = targets.build(case)
-        prepared.fn()  # warm-up call, outside the timer (first-use compilation, caches)
+        if case.compiled:  # compiled from scratch: build and first call, never in the median
+            prepared, row["compile_s"] = compiling.build_and_first_call(
+                lambda: targets.build(case))
+        else:
+            prepared = targets.build(case)
+            prepared.fn()  # warm-up call, outside the timer (first-use builds, caches)
         row.update(time_fn(prepared.fn))
         row["peak_bytes"] = peak_extra_bytes(prepared.fn, case.device)
         row["output_bytes"] = prepared.output_bytes
