@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -70,7 +71,7 @@ def list_cmd(plugins) -> None:
               default="float32", show_default=True,
               help="dtype the implementations run in (oracle: float64).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="device the implementations run on (oracle: CPU).")
+              help="device the implementations run on (the float64 oracle too, where it can).")
 @click.option("--impl", "impls", default=None, metavar="LIST",
               help="Comma-separated implementations to check (default: all).")
 @_plugin_option
@@ -130,9 +131,10 @@ def _axis_options(command):
 @click.option("--shard", "shard_spec", default=None, metavar="I/N",
               help="Run only slice I of N (1-based); join the pieces with `lrbench merge`.")
 @click.option("--min-rounds", type=click.IntRange(min=1), default=None,
-              help="pytest-benchmark's minimum rounds per case (default: the preset's).")
+              help="Minimum timed rounds per case, CPU (pytest-benchmark) or CUDA (events) "
+                   "(default: the preset's).")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="pytest-benchmark's target seconds per case (default: the preset's).")
+              help="Target seconds of timed rounds per case (default: the preset's).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch intra-op threads (default: torch's choice); recorded in every row.")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
@@ -143,7 +145,8 @@ def _axis_options(command):
 @click.option("--partition", default=None, help="Slurm partition.")
 @click.option("--gpus-per-node", type=int, default=None, help="GPUs per node (Slurm).")
 @click.option("--time", "time_limit", default=None, metavar="TIME",
-              help="Slurm time limit per shard job, e.g. 90, 1:30:00, 1-00:00:00.")
+              help="Time limit per shard job, e.g. 90, 1:30:00, 1-00:00:00 (required with "
+                   "--executor slurm).")
 @click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
               help="Any other submitit Slurm parameter, e.g. qos=high (repeatable).")
 @_plugin_option
@@ -177,7 +180,7 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
     cluster = {"--nodes": nodes, "--partition": partition, "--gpus-per-node": gpus_per_node,
                "--time": time_limit, "--slurm-arg": slurm_args or None}
     if executor is not None or any(v is not None for v in cluster.values()):
-        _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster)
+        _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plugins)
         return
     stream = sys.stdout  # the progress lines; pytest's own output goes to the run's log
     click.echo(f"{len(plan.cases)} cases ({plan.label}), {torch.get_num_threads()} threads, "
@@ -206,7 +209,7 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
         sys.exit(130)
 
 
-def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster) -> None:
+def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plugins) -> None:
     """``lrbench run --executor local|slurm``: shards through submitit, then the merge."""
     from lrbench.bench.cluster import run_sharded
     from lrbench.bench.cluster_options import make_options
@@ -229,8 +232,10 @@ def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster) -> N
     click.echo(f"{len(plan.cases)} cases ({plan.label}) in {options.nodes} shard(s), "
                f"executor {executor}, -> {out}")
     try:
+        # the shards load the same plugins (a .py path made absolute for the job's folder)
+        shipped = tuple(str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins)
         summary = run_sharded(plan, out, options, resume=resume, threads=threads,
-                              on_event=click.echo)
+                              on_event=click.echo, plugins=shipped)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     except (FolderInUse, RuntimeError) as err:

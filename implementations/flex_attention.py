@@ -155,9 +155,8 @@ register(
     Implementation(
         name="flex_attention",
         fn=local_relation_flex,
-        summary="peer: torch FlexAttention, heads=G, window mask_mod, phi+prior score_mod, scale=1; "
-                "q/k head 2 channels (padded to 16 on CUDA), values m (padded to 16 on CUDA), "
-                "C padded to G*m; fused only when compiled (--compile inductor)",
+        summary="peer: torch FlexAttention, heads=G, window mask_mod, phi+prior score_mod (head "
+                "dims padded to 16 on CUDA); fused only when compiled (--compile inductor)",
         devices=("cpu", "cuda"),
         dtypes=(torch.float64, torch.float32, torch.float16, torch.bfloat16),
         priority=-10,  # a peer: never picked by impl=None

@@ -85,6 +85,14 @@ def _grid_reasons(spec: OpSpec) -> list[str]:
             for name, size in sizes.items() if size > GRID_LIMIT]
 
 
+def compile_limits(spec: OpSpec) -> list[str]:
+    """The custom op compiles on CUDA; Triton's CPU interpreter is plain Python, outside it."""
+    if spec.device == "cpu":
+        return ["on CPU the kernels run only in Triton's interpreter (TRITON_INTERPRET=1), which "
+                "torch.compile cannot compile"]
+    return []
+
+
 def limits(spec: OpSpec) -> list[str]:
     """Reasons this implementation cannot run ``spec`` beyond devices and dtypes."""
     return _device_reasons(kernels().INTERPRETED, spec) + _grid_reasons(spec)
@@ -147,6 +155,7 @@ register(
         priority={"cuda": 40, "cpu": -1},
         availability=availability,
         limits=limits,
+        compile_limits=compile_limits,
         custom_ops=("lrbench::fused_triton",),
         grad_tolerances=GRAD_TOLERANCES,
     )

@@ -3,6 +3,7 @@ points, with broken plugins giving a clear error or a ``failed``/``error`` row."
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import textwrap
 
@@ -168,3 +169,17 @@ def test_plugins_found_by_entry_point_and_broken_ones_listed(plugin_dir, monkeyp
     assert "plugins that could not be loaded" in listed.output
     assert "entry point missing = lr_ep_missing: ModuleNotFoundError" in listed.output
     assert "entry point quiet = lr_ep_quiet: registered no implementation" in listed.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("submitit") is None, reason="submitit not installed")
+def test_sharded_runs_load_the_plugin_in_each_shard_job(plugin_dir, tmp_path, monkeypatch):
+    """``--executor local``: the shard runs in its own process, which loads the .py plugin again."""
+    write(plugin_dir, "lr_plugin_sharded", GOOD.format(name="mine_sharded"))
+    monkeypatch.chdir(plugin_dir)
+    out = tmp_path / "sharded"
+    result = invoke(*RUN, "--impl", "mine_sharded", "--plugin", "./lr_plugin_sharded.py",
+                    "--executor", "local", "--nodes", "1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = records.load(out)
+    mine = rows[rows["impl"] == "mine_sharded"]
+    assert set(mine["target"]) == {"op", "layer"} and set(mine["status"]) == {"ok"}

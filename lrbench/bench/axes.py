@@ -15,6 +15,8 @@ DEVICES = ("cpu", "cuda")
 # fwd: forward without autograd; bwd: backward alone (graph built outside the timed region);
 # fwd_bwd: forward and backward; train: forward, cross-entropy, backward and an SGD step.
 PASSES = ("fwd", "bwd", "fwd_bwd", "train")
+# eager: as written; inductor: torch.compile(backend="inductor"), first call's time in compile_s.
+COMPILE_MODES = ("eager", "inductor")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ AXES: tuple[Axis, ...] = (
     Axis("device", str, "devices: " + ",".join(DEVICES), group_key="devices", choices=DEVICES),
     Axis("pass", str, "passes: fwd,bwd,fwd_bwd (op, layer, conv3x3); fwd,train (networks)",
          group_key="passes", choices=PASSES),
+    Axis("compile", str, "torch.compile modes: eager (none), inductor", group_key="compile",
+         choices=COMPILE_MODES),
     Axis("batch", int, "batch sizes B", field="B"),
     Axis("channels", int, "channels C", field="C"),
     Axis("size", int, "input sizes H = W", field="H"),

@@ -13,16 +13,19 @@ from dataclasses import asdict, dataclass
 import torch
 
 from lrbench import registry
-from lrbench.bench.axes import AXES, SHAPE_FIELDS, check_choices, get_axis
+from lrbench.bench.axes import AXES, COMPILE_MODES, SHAPE_FIELDS, check_choices, get_axis
 from lrbench.inputs import Shape
 
 # What each target varies. ``impl``: None when the target runs one fixed implementation
-# (the name recorded instead); ``fixed``: values of the shape fields it does not vary.
+# (the name recorded instead); ``fixed``: values of the shape fields it does not vary;
+# ``compiles``: the compile modes it can be timed in (default: eager only).
 TARGET_AXES: dict[str, dict] = {
     "op": {"fields": SHAPE_FIELDS, "passes": ("fwd", "bwd", "fwd_bwd"), "impl": None,
-           "fixed": {}},
+           "fixed": {}, "compiles": COMPILE_MODES},
     "layer": {"fields": SHAPE_FIELDS, "passes": ("fwd", "bwd", "fwd_bwd"), "impl": None,
               "fixed": {}},
+    "natten": {"fields": ("B", "C", "H", "W", "k", "m"), "passes": ("fwd", "bwd", "fwd_bwd"),
+               "impl": "natten", "fixed": {"stride": 1}},
     "conv3x3": {"fields": ("B", "C", "H", "W", "stride"), "passes": ("fwd", "bwd", "fwd_bwd"),
                 "impl": "torch", "fixed": {"k": 3, "m": 1}},
     "lrnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": None,
@@ -34,6 +37,11 @@ TARGET_AXES: dict[str, dict] = {
 DEFAULT_BASELINE = "unfold"
 # A case id: these parts joined by ":" (``shape`` is :meth:`Case.label`).
 CASE_ID_PARTS = ("target", "impl", "shape", "dtype", "device", "pass")
+
+
+def compiled_name(impl: str, mode: str) -> str:
+    """``unfold`` run eagerly, ``unfold@inductor`` compiled with the ``inductor`` backend."""
+    return impl if mode in ("", "eager") else f"{impl}@{mode}"
 
 
 def case_id(**parts: str) -> str:
@@ -71,6 +79,7 @@ class Case:
     device: str
     pass_: str
     baseline: str = ""  # the implementation its speedup is measured against ("" for none)
+    compile: str = "eager"  # "eager", or the torch.compile backend ("inductor")
 
     def __post_init__(self) -> None:
         if self.target not in TARGET_AXES:
@@ -98,10 +107,20 @@ class Case:
         return "-".join(parts)
 
     @property
+    def impl_label(self) -> str:
+        """The implementation as run: ``unfold``, or ``unfold@inductor`` when compiled (the
+        registry name of the compiled variant, see :mod:`lrbench.bench.compiling`)."""
+        return compiled_name(self.impl, self.compile)
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile not in ("", "eager")
+
+    @property
     def case_id(self) -> str:
         """Stable identifier: ``target:impl:shape:dtype:device:pass`` (the baseline is not
-        part of it)."""
-        return case_id(target=self.target, impl=self.impl, shape=self.label(),
+        part of it; ``impl`` is :attr:`impl_label`)."""
+        return case_id(target=self.target, impl=self.impl_label, shape=self.label(),
                        dtype=self.dtype, device=self.device, **{"pass": self.pass_})
 
     def as_row(self) -> dict:
@@ -115,8 +134,9 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
 
     Args:
         preset: a dict of :data:`lrbench.bench.presets.PRESETS`.
-        overrides: optional lists by axis: ``impl``, ``dtype``, ``device``, ``pass`` (replace
-            the preset's values) and ``batch``, ``channels``, ``size`` (H = W), ``kernel``,
+        overrides: optional lists by axis: ``impl``, ``dtype``, ``device``, ``pass``,
+            ``compile`` (replace the preset's values; a group without ``compile`` runs eager)
+            and ``batch``, ``channels``, ``size`` (H = W), ``kernel``,
             ``m``, ``stride`` (every preset shape is repeated with each value; fields that do
             not apply to a target are left alone).
 
@@ -140,13 +160,15 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
         baseline = "" if axes["impl"] is not None else group.get("baseline", DEFAULT_BASELINE)
         impls = _impls(group, axes, overrides, baseline)
         passes = [p for p in overrides.get("pass", group["passes"]) if p in axes["passes"]]
+        modes = [mode for mode in overrides.get("compile", group.get("compile", ["eager"]))
+                 if mode in axes.get("compiles", ("eager",))]
         for shape in _shapes(group, axes, overrides):
             for dtype, device, pass_ in itertools.product(
                     overrides.get("dtype", group["dtypes"]),
                     overrides.get("device", group["devices"]), passes):
-                for impl in impls:
+                for impl, mode in itertools.product(impls, modes):
                     case = Case(target=group["target"], impl=impl, dtype=dtype, device=device,
-                                pass_=pass_, baseline=baseline, **shape)
+                                pass_=pass_, baseline=baseline, compile=mode, **shape)
                     cases.setdefault(case.case_id, case)
     if not cases:
         raise ValueError("the overrides leave no case to run (e.g. a --pass that no target "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from lrbench import registry
+from lrbench.bench import natten_peer
 from lrbench.bench.cases import Case
 from lrbench.check import check_against_reference
 
@@ -42,7 +43,7 @@ def oracle_for(case: Case) -> str:
 
 def _op_gate(case: Case) -> GateResult:
     oracle = oracle_for(case)
-    result = check_against_reference(case.impl, case.shape, dtype=case.torch_dtype,
+    result = check_against_reference(case.impl_label, case.shape, dtype=case.torch_dtype,
                                      device=case.device, oracle=oracle)
     return GateResult(ok=result.ok, max_abs_err=result.worst, oracle=f"{oracle} float64",
                       reason="; ".join(result.failures))
@@ -53,7 +54,7 @@ def _network_gate(case: Case) -> GateResult:
 
     with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's RNG state untouched
         torch.manual_seed(0)
-        model = lrnet50(impl=case.impl).eval()
+        model = lrnet50(impl=case.impl_label).eval()
     oracle = copy.deepcopy(model).double()
     from lrbench.layer import set_implementation
 
@@ -73,6 +74,12 @@ def _network_gate(case: Case) -> GateResult:
     return GateResult(ok=ok, max_abs_err=err, oracle="lrnet50 unfold float64", reason=reason)
 
 
+def _natten_gate(case: Case) -> GateResult:
+    worst, failures = natten_peer.gate_errors(case)
+    return GateResult(ok=not failures, max_abs_err=worst, oracle="clamped-window float64",
+                      reason="; ".join(failures))
+
+
 def _no_gate(case: Case) -> GateResult:
     return GateResult(ok=True, max_abs_err=float("nan"), oracle="none (PyTorch's own ops)")
 
@@ -82,6 +89,7 @@ GATES: dict[str, Callable[[Case], GateResult]] = {
     "layer": _op_gate,
     "lrnet50": _network_gate,
     "conv3x3": _no_gate,
+    "natten": _natten_gate,
     "resnet50": _no_gate,
 }
 
@@ -94,7 +102,7 @@ class Gate:
 
     def __call__(self, case: Case) -> GateResult:
         kind = "network" if case.target == "lrnet50" else GATES[case.target].__name__
-        key = (kind, case.impl, case.shape, case.dtype, case.device)
+        key = (kind, case.impl_label, case.shape, case.dtype, case.device)
         if key not in self._done:
             self._done[key] = GATES[case.target](case)
         return self._done[key]

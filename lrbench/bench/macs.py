@@ -21,7 +21,8 @@ read once and the output written once, nothing else (no intermediate ever reache
 
 Inputs per target (elements; times the dtype's size): op ``x + query + key + prior`` =
 ``BCHW + BG*Ho*Wo + BGHW + G*k^2``; layer ``x + parameters`` = ``BCHW + 2CG + C^2 + prior``;
-conv3x3 ``BCHW + 9*C^2``; networks ``3*B*H*W + parameters``. Outputs: ``B*C*Ho*Wo``, networks
+conv3x3 ``BCHW + 9*C^2``; natten (the peer) query, key and value of ``B*G*H*W*HEAD_DIM`` each;
+networks ``3*B*H*W + parameters``. Outputs: ``B*C*Ho*Wo``, natten ``B*G*H*W*HEAD_DIM``, networks
 ``B * 1000`` logits.
 """
 
@@ -57,6 +58,14 @@ def conv3x3_macs(case: Case) -> tuple[int, str]:
     return s.B * s.C * s.C * 9 * s.Ho * s.Wo, "3x3 conv closed form"
 
 
+def natten_macs(case: Case) -> tuple[int, str]:
+    """``B * G * H*W * k*k * 2 * HEAD_DIM``: logits (q . k) and aggregation, heads = G."""
+    from lrbench.bench.natten_peer import HEAD_DIM
+
+    s = case.shape
+    return s.B * s.G * s.H * s.W * s.k * s.k * 2 * HEAD_DIM, "neighborhood attention closed form"
+
+
 def network_macs(case: Case) -> tuple[int | None, str]:
     """The network's closed form (:func:`lrbench.complexity.network.network_macs`, per image)
     times the batch; ``None`` with the reason when that module is not there."""
@@ -73,6 +82,7 @@ MACS = {
     "op": op_case_macs,
     "layer": layer_macs,
     "conv3x3": conv3x3_macs,
+    "natten": natten_macs,
     "lrnet50": network_macs,
     "resnet50": network_macs,
 }
@@ -110,6 +120,15 @@ def conv3x3_elements(case: Case) -> tuple[int, int]:
     return s.B * s.C * s.H * s.W + 9 * s.C * s.C, s.B * s.C * s.Ho * s.Wo
 
 
+def natten_elements(case: Case) -> tuple[int, int]:
+    """Query, key and value, ``(B, G heads, H, W, HEAD_DIM)`` each; the output of that shape."""
+    from lrbench.bench.natten_peer import HEAD_DIM
+
+    s = case.shape
+    one = s.B * s.G * s.H * s.W * HEAD_DIM
+    return 3 * one, one
+
+
 def network_elements(case: Case) -> tuple[int, int] | None:
     """The images and the network's parameters (closed form); the logits. ``None`` when the
     closed-form modules are not there."""
@@ -125,6 +144,7 @@ ELEMENTS = {
     "op": op_elements,
     "layer": layer_elements,
     "conv3x3": conv3x3_elements,
+    "natten": natten_elements,
     "lrnet50": network_elements,
     "resnet50": network_elements,
 }
@@ -132,7 +152,7 @@ ELEMENTS = {
 
 def case_min_bytes(case: Case) -> int | None:
     """Minimal bytes of the case's pass (module docstring); ``None`` when not known."""
-    counted = ELEMENTS[case.target](case)
+    counted = ELEMENTS[case.target](case) if case.target in ELEMENTS else None
     if counted is None:
         return None
     inputs, output = counted

@@ -106,6 +106,11 @@ def _efficiency(frame: pd.DataFrame, ok: pd.Series, median: pd.Series,
     return frame
 
 
+def impl_of(case_id: str) -> str:
+    """The implementation as run, inside a case id (``unfold``, ``unfold@inductor``)."""
+    return parse_case_id(case_id)["impl"]
+
+
 def shape_of(case_id: str) -> str:
     """The shape label inside a case id (``B8-C100-56x56-k7-m8-s1``)."""
     return parse_case_id(case_id)["shape"]

@@ -39,6 +39,26 @@ def _op_group(shapes: list[dict]) -> dict:
             "devices": ["cpu", "cuda"], "passes": ["fwd", "fwd_bwd"]}
 
 
+def _peers_groups() -> list[dict]:
+    """LR-Net-50's stages: our best fused kernel, eager unfold (the baseline), and the peers."""
+    shapes = _stage_shapes(LRNET50_STAGES, batch=8)
+    per_device = {"cpu": (["float32"], "fused_cpu"), "cuda": (["float32", "bfloat16"], "fused_triton")}
+    groups = []
+    for device, (dtypes, fused) in per_device.items():
+        common = {"shapes": shapes, "dtypes": dtypes, "devices": [device],
+                  "passes": ["fwd", "fwd_bwd"]}
+        groups += [
+            {"target": "op", "impls": ["unfold", fused], "compile": ["eager"], **common},
+            {"target": "op", "impls": ["unfold", "reference", "flex_attention"],
+             "compile": ["inductor"], **common},
+        ]
+    groups.append({"target": "natten", "shapes": shapes, "dtypes": ["float32", "bfloat16"],
+                   "devices": ["cuda"], "passes": ["fwd", "fwd_bwd"]})
+    groups.append({"target": "conv3x3", "shapes": [{"B": 8, **s, "stride": 1} for s in RESNET50_STAGES],
+                   "dtypes": ["float32"], "devices": ["cpu", "cuda"], "passes": ["fwd", "fwd_bwd"]})
+    return groups
+
+
 PRESETS: dict[str, dict] = {
     "quick": {
         "description": "CI smoke matrix on CPU: tiny shapes, every implementation, k and size "
@@ -119,6 +139,13 @@ PRESETS: dict[str, dict] = {
             _op_group([{"B": 8, "C": C, "H": 28, "W": 28, "k": 7, "m": 8, "stride": 1}
                        for C in (32, 64, 128, 256, 512)]),
         ],
+    },
+    "peers": {
+        "description": "LR-Net-50 stages (B=8, k=7, m=8) against the peers: fused_cpu/fused_triton "
+                       "vs compiled unfold and reference, FlexAttention (compiled), NATTEN (CUDA) "
+                       "and the 3x3 conv; float32 (and bfloat16 on CUDA), fwd and fwd_bwd",
+        "timing": {"min_rounds": 3, "max_time": 1.0},
+        "groups": _peers_groups(),
     },
     "network": {
         "description": "whole LR-Net-50 (per implementation) and ResNet-50 at 224x224, batch 8: "

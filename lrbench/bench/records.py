@@ -16,7 +16,8 @@ RESULTS = "results.csv"
 STATUSES = ("ok", "skipped", "failed", "error")
 COLUMNS = [
     "case_id", "target", "impl", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device", "pass",
-    "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations",
+    "compile", "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations", "timer",
+    "compile_s",
     "macs", "macs_source", "gmacs_per_s", "items_per_s", "speedup_vs_unfold",
     "baseline", "speedup_vs_baseline",
     "peak_bytes", "output_bytes", "max_abs_err", "oracle", "memory_format",
@@ -28,8 +29,8 @@ COLUMNS = [
 
 
 # Columns of text: read back as strings ("" when empty), never as an all-NaN float column.
-TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "macs_source", "oracle",
-                "baseline", "memory_format", "roofline_bound",
+TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "compile", "macs_source",
+                "oracle", "baseline", "timer", "memory_format", "roofline_bound",
                 "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
                 "reason", "status"]
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from lrbench.bench import plots, records
-from lrbench.bench.metrics import machine_of, shape_of
+from lrbench.bench.metrics import impl_of, machine_of, shape_of
+from lrbench.bench.peers import against_the_peers
 from lrbench.tables import markdown_table
 
 MIB = 2**20
@@ -31,12 +32,13 @@ def versus_baseline(frame: pd.DataFrame) -> pd.DataFrame:
     the case's baseline (the ``baseline`` column), and forward peak memory beside the
     baseline's and beside the output's size."""
     rows = plots.timed(frame)
+    rows = rows.assign(label=rows["case_id"].map(impl_of))  # unfold, unfold@inductor, ...
     out = []
     for (shape, dtype, device, baseline), group in rows.groupby(
             [rows["case_id"].map(shape_of), "dtype", "device", "baseline"], sort=False):
-        by = {(r["impl"], r["pass"]): r for _, r in group.iterrows()}
+        by = {(r["label"], r["pass"]): r for _, r in group.iterrows()}
         baseline_fwd = by.get((baseline, "fwd"))
-        for impl in [i for i in group["impl"].unique() if i != baseline]:
+        for impl in [i for i in group["label"].unique() if i != baseline]:
             fwd, both = by.get((impl, "fwd")), by.get((impl, "fwd_bwd"))
             out.append({
                 "shape": shape, "dtype": dtype, "device": device, "impl": impl,
@@ -91,6 +93,7 @@ def all_timed(frame: pd.DataFrame) -> pd.DataFrame:
         "baseline": rows["baseline"],
         "speedup vs baseline": rows["speedup_vs_baseline"],
         "peak MiB": rows["peak_bytes"] / MIB, "max abs err": rows["max_abs_err"],
+        "compile s": rows["compile_s"],
     })
 
 
@@ -120,6 +123,15 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
                      "Speedup = the baseline's median / the implementation's median on the same "
                      "case; the baseline is the one the matrix named for the case.\n\n"
                      + markdown_table(versus))
+    versus_peers = against_the_peers(frame)
+    if not versus_peers.empty:
+        parts.append(f"{level} Against the peers\n\n"
+                     "Per stage, what a user would otherwise run (compiled PyTorch, FlexAttention, "
+                     "NATTEN, the 3x3 conv) beside our fastest implementation on the same stage, "
+                     "dtype, device and pass. Our speedup = the peer's median / ours. Every "
+                     "timed row passed its gate (NATTEN: against a float64 implementation of its "
+                     "own clamped-window op). A peer that was not timed shows its reason.\n\n"
+                     + markdown_table(versus_peers))
     pairs = layer_vs_conv(frame)
     if not pairs.empty:
         parts.append(f"{level} The layer against the 3x3 convolution it replaces\n\n"
@@ -166,7 +178,9 @@ def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str] | dict[s
         "MACs: one multiply-add = 1 (fvcore's convention), forward closed form; GMAC/s is "
         "given for forward passes only. Peak memory: extra bytes at the peak of one call "
         "(CUDA allocator peak on GPU; PyTorch profiler allocation events on CPU). Every timed "
-        "case passed the accuracy gate first (`max abs err` against the float64 oracle).",
+        "case passed the accuracy gate first (`max abs err` against the float64 oracle). "
+        "`impl@inductor`: the implementation compiled with `torch.compile` (inductor); its first "
+        "call (compilation included) is in `compile s`, never in the median.",
     ]
     machines = machine_of(frame)
     if machines.nunique() <= 1:

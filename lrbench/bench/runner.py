@@ -1,10 +1,13 @@
-"""Running the matrix: gate, time (pytest-benchmark), measure memory, record one row per case.
+"""Running the matrix: gate, time (pytest-benchmark on CPU, CUDA events on a GPU), measure memory,
+record one row per case.
 
 ``run_matrix`` calls ``pytest.main`` on :mod:`lrbench.bench.bench_matrix` with a
 :class:`MatrixPlugin` that parametrizes its one test over the cases. pytest-benchmark calibrates
 the rounds, excludes warm-up, computes the statistics and writes its JSON into the run directory;
 the plugin writes each case's CSV row as soon as the case finishes, so a killed run loses at most
-the case in flight and ``--resume`` carries on from there.
+the case in flight and ``--resume`` carries on from there. CUDA cases are timed instead by
+:func:`lrbench.bench.gputimer.time_cuda` (events around each round, an L2 flush between rounds)
+with the same knobs; each row's ``timer`` column says which clock timed it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lrbench.bench import limits, metrics, records, runlock, targets
+from lrbench import registry
+from lrbench.bench import compiling, gputimer, limits, metrics, records, runlock, targets
 from lrbench.bench.cases import Case
 from lrbench.bench.gate import Gate
 from lrbench.bench.machine import load_now, machine_info, threads_now
@@ -107,6 +111,15 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
     except Exception as err:  # a roof that cannot be measured leaves its columns empty
         row["reason"] = f"limits not measured: {describe(err)}"[:REASON_CHARS]
     try:
+        variants = compiling.variants_for(case)
+    except Exception as err:
+        return {**row, "status": "error", "reason": "torch.compile: " + describe(err)}
+    with registry.registered(*variants):  # a compiled case: the gate checks what is timed
+        return _gate_and_time(case, row, time_fn, gate)
+
+
+def _gate_and_time(case: Case, row: dict, time_fn: TimeFn, gate: Callable) -> dict:
+    try:
         verdict = gate(case)
     except Exception as err:  # the implementation raised: its reason goes in the row
         return {**row, "status": "error", "reason": "accuracy gate: " + describe(err)}
@@ -116,8 +129,12 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
                 "reason": f"accuracy gate vs {verdict.oracle}: {verdict.reason}"[:REASON_CHARS]}
     prepared = None
     try:
-        prepared = targets.build(case)
-        prepared.fn()  # warm-up call, outside the timer (first-use compilation, caches)
+        if case.compiled:  # compiled from scratch: build and first call, never in the median
+            prepared, row["compile_s"] = compiling.build_and_first_call(
+                lambda: targets.build(case))
+        else:
+            prepared = targets.build(case)
+            prepared.fn()  # warm-up call, outside the timer (first-use builds, caches)
         row.update(time_fn(prepared.fn))
         row["peak_bytes"] = peak_extra_bytes(prepared.fn, case.device)
         row["output_bytes"] = prepared.output_bytes
@@ -141,6 +158,24 @@ class MatrixPlugin:
     on_case: OnCase | None = None
     statuses: Counter = field(default_factory=Counter)
     gate: Gate = field(default_factory=Gate)
+    timing: Timing = field(default_factory=lambda: Timing())
+    # time_cuda(fn, GpuTiming) -> statistics columns: CUDA cases' timer (injectable for tests)
+    time_cuda: Callable[..., dict] = gputimer.time_cuda
+
+    def time_fn(self, case: Case, benchmark) -> TimeFn:
+        """The timer of ``case``: CUDA events on a GPU, pytest-benchmark's perf_counter on CPU."""
+        if case.device == "cuda":
+            knobs = gputimer.GpuTiming(min_rounds=self.timing.min_rounds,
+                                       max_time=self.timing.max_time,
+                                       warmup=max(self.timing.warmup_iterations, 1))
+            return lambda fn: self.time_cuda(fn, knobs)
+
+        def time_cpu(fn):
+            benchmark(fn)
+            return {**_stats_row(benchmark.stats.stats), "iterations": benchmark.stats.iterations,
+                    "timer": gputimer.CPU_TIMER}
+
+        return time_cpu
 
     def pytest_configure(self, config) -> None:
         config.stash[PLUGIN_KEY] = self
@@ -151,11 +186,7 @@ class MatrixPlugin:
                                  ids=[case.case_id for case in self.cases])
 
     def run(self, case: Case, benchmark) -> None:
-        def time_fn(fn):
-            benchmark(fn)
-            return {**_stats_row(benchmark.stats.stats), "iterations": benchmark.stats.iterations}
-
-        row = execute_case(case, time_fn, self.gate)
+        row = execute_case(case, self.time_fn(case, benchmark), self.gate)
         if row["status"] == "ok":  # beside pytest-benchmark's statistics in its JSON
             derived = metrics.derive(pd.DataFrame([row]).reindex(columns=records.COLUMNS))
             info = {**row, **derived.iloc[0].dropna().to_dict()}
@@ -222,7 +253,7 @@ def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: T
                          already_done=len(cases) - len(todo), statuses=Counter())
     if not todo:
         return summary
-    plugin = MatrixPlugin(todo, csv_path, on_case)
+    plugin = MatrixPlugin(todo, csv_path, on_case, timing=timing)
     # A fresh run replaces its JSON; each resumed piece gets its own.
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     name = f"{label}-resumed-{stamp}" if done else label

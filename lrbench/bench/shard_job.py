@@ -32,6 +32,7 @@ class ShardJob:
     label: str
     resume: bool = False
     threads: int | None = None
+    plugins: tuple[str, ...] = ()  # ``--plugin`` modules, loaded in the shard's process too
 
     @property
     def folder(self) -> Path:
@@ -40,8 +41,11 @@ class ShardJob:
     def __call__(self) -> dict:
         import torch
 
+        import lrbench
         from lrbench.bench.cluster import merge_if_complete
 
+        for module in self.plugins:
+            lrbench.load_plugin(module)
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         stream = sys.stdout  # the runner sends pytest's own output to the shard's log

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrbench import registry
+from lrbench.bench import natten_peer
 from lrbench.bench.cases import Case
 from lrbench.bench.formats import fastest_format
 from lrbench.inputs import Shape, make_inputs
@@ -97,11 +98,11 @@ def build_op(case: Case) -> Prepared:
     s = case.shape
     inputs = make_inputs(s, dtype=case.torch_dtype, device=case.device,
                          requires_grad=case.pass_ != "fwd")
-    x, query, key, prior = inputs["x"], inputs["query"], inputs["key"], inputs["prior"]
+    x, query, key, prior = inputs
 
     def forward():
         return local_relation(x, query, key, prior, kernel_size=s.k, stride=s.stride,
-                              impl=case.impl)  # (B, C, Ho, Wo)
+                              impl=case.impl_label)  # (B, C, Ho, Wo); compiled: impl@mode
 
     fn = PASS_BUILDERS[case.pass_](forward, [x, query, key, prior], case.device)
     return Prepared(fn=fn, output_bytes=_output_bytes(case, s.C))
@@ -133,6 +134,14 @@ def build_conv3x3(case: Case) -> Prepared:
     s = case.shape
     conv = nn.Conv2d(s.C, s.C, 3, stride=s.stride, padding=1, bias=False)
     return _module_case(case, conv, s.C)
+
+
+def build_natten(case: Case) -> Prepared:
+    forward, leaves = natten_peer.forward_fn(case)
+    fn = PASS_BUILDERS[case.pass_](forward, leaves, case.device)
+    s = case.shape
+    return Prepared(fn=fn, output_bytes=s.B * s.G * natten_peer.HEAD_DIM * s.H * s.W
+                    * case.torch_dtype.itemsize)
 
 
 def load_models():
@@ -181,6 +190,7 @@ BUILDERS: dict[str, Callable[[Case], Prepared]] = {
     "op": build_op,
     "layer": build_layer,
     "conv3x3": build_conv3x3,
+    "natten": build_natten,
     "lrnet50": build_network,
     "resnet50": build_network,
 }
@@ -198,11 +208,14 @@ def why_not(case: Case) -> list[str]:
         reasons.append(f"no {case.device} device on this machine")
     if case.target in ("lrnet50", "resnet50") and load_models() is None:
         reasons.append("lrbench.models not available")
+    if case.target == "natten":
+        reasons += [r for r in natten_peer.why_not(case) if r not in reasons]
     if case.impl in registry.implementations():
         impl = registry.get(case.impl)
         backward = case.pass_ in BACKWARD_PASSES
         for spec in _op_specs(case):
-            reasons += [r for r in impl.why_not(spec, backward=backward) if r not in reasons]
+            reasons += [r for r in impl.why_not(spec, backward=backward, compiled=case.compiled)
+                        if r not in reasons]
     return reasons
 
 
