@@ -71,7 +71,7 @@ def list_cmd(plugins) -> None:
               default="float32", show_default=True,
               help="dtype the implementations run in (oracle: float64).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="device the implementations run on (oracle: CPU).")
+              help="device the implementations run on (the float64 oracle too, where it can).")
 @click.option("--impl", "impls", default=None, metavar="LIST",
               help="Comma-separated implementations to check (default: all).")
 @_plugin_option
@@ -131,9 +131,10 @@ def _axis_options(command):
 @click.option("--shard", "shard_spec", default=None, metavar="I/N",
               help="Run only slice I of N (1-based); join the pieces with `lrbench merge`.")
 @click.option("--min-rounds", type=click.IntRange(min=1), default=None,
-              help="pytest-benchmark's minimum rounds per case (default: the preset's).")
+              help="Minimum timed rounds per case, CPU (pytest-benchmark) or CUDA (events) "
+                   "(default: the preset's).")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="pytest-benchmark's target seconds per case (default: the preset's).")
+              help="Target seconds of timed rounds per case (default: the preset's).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch intra-op threads (default: torch's choice); recorded in every row.")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
@@ -144,7 +145,8 @@ def _axis_options(command):
 @click.option("--partition", default=None, help="Slurm partition.")
 @click.option("--gpus-per-node", type=int, default=None, help="GPUs per node (Slurm).")
 @click.option("--time", "time_limit", default=None, metavar="TIME",
-              help="Slurm time limit per shard job, e.g. 90, 1:30:00, 1-00:00:00.")
+              help="Time limit per shard job, e.g. 90, 1:30:00, 1-00:00:00 (required with "
+                   "--executor slurm).")
 @click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
               help="Any other submitit Slurm parameter, e.g. qos=high (repeatable).")
 @_plugin_option

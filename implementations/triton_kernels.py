@@ -43,6 +43,10 @@ PIXEL_TILES = (32, 64, 128)  # the pixel tiles of the table
 CHANNEL_TILES = (2, 4, 8, 16)  # channels of a group aggregated at once (m=8 in LR-Net: one chunk)
 MAX_BLOCK_CHANNELS = CHANNEL_TILES[-1]
 ELEMENTS_PER_THREAD = 8  # accumulator values per thread that the table aims at (float32)
+# Pixels per thread at most: the backward-logits kernel keeps about a dozen values per pixel live
+# (query, lse, delta, its gradient, coordinates, masks); at 4 pixels a thread (128 pixels, 1 warp)
+# Triton 3.6 spills it on sm_80.
+PIXELS_PER_THREAD = 2
 
 
 @triton.jit
@@ -353,7 +357,8 @@ def block_pixels(n: int) -> int:
 def warps_for(block_pixels: int, block_channels: int, dtype: torch.dtype) -> int:
     """Warps for one ``(block_channels, block_pixels)`` accumulator tile, 1 to 8."""
     elements = block_pixels * block_channels * (2 if dtype == torch.float64 else 1)
-    return min(max(elements // (32 * ELEMENTS_PER_THREAD), 1), 8)
+    per_pixel = block_pixels // (32 * PIXELS_PER_THREAD)
+    return min(max(elements // (32 * ELEMENTS_PER_THREAD), per_pixel, 1), 8)
 
 
 def tile_config(n_pixels: int, m: int, dtype: torch.dtype) -> TileConfig:
@@ -366,9 +371,10 @@ def tile_config(n_pixels: int, m: int, dtype: torch.dtype) -> TileConfig:
       15 lanes of 64 and not 79 of 128, and larger images get 128 (long coalesced rows along W);
     - channels: ``m`` rounded up to a power of two, at most 16 (LR-Net's m=8 is one chunk);
     - warps: one per 256 accumulator values (8 per thread; twice that for float64, whose values
-      take two registers), 1 to 8, so register use stays flat across the table (every entry is
-      compiled by ``scripts/triton_aot.py`` and checked for spills) and small tiles do not leave
-      idle warps. 4 warps for LR-Net-50's 128-pixel, 8-channel float32 tile.
+      take two registers) and at least one per 64 pixels (2 per thread), 1 to 8, so register use
+      stays flat across the table (every entry is compiled by ``scripts/triton_aot.py`` and
+      checked for spills) and small tiles do not leave idle warps. 4 warps for LR-Net-50's
+      128-pixel, 8-channel float32 tile.
 
     Unmeasured on a GPU: a measured table would replace this one row by row.
     """

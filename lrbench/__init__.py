@@ -3,7 +3,7 @@
 Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019, arXiv:1904.11491.
 """
 
-from lrbench.inputs import Shape, make_inputs
+from lrbench.inputs import Inputs, Shape, make_inputs
 from lrbench.layer import LocalRelation2d, set_implementation
 from lrbench.op import local_relation
 from lrbench.registry import Implementation, implementations, load_plugin, register, unregister
@@ -11,6 +11,7 @@ from lrbench.registry import get as get_implementation
 
 __all__ = [
     "Implementation",
+    "Inputs",
     "LocalRelation2d",
     "Shape",
     "get_implementation",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lrbench import registry
-from lrbench.inputs import Shape, make_inputs, to_layout
+from lrbench.inputs import Inputs, Shape, make_inputs, to_layout
 from lrbench.op import local_relation
 
 
@@ -46,22 +46,21 @@ def _checked_output(y: object, expected_shape: torch.Size) -> torch.Tensor:
     return y
 
 
-def run_with_grads(inputs, *, impl, kernel_size, stride, phi, grad_out):
+def run_with_grads(inputs: Inputs, *, impl, kernel_size, stride, phi, grad_out):
     """Forward and backward of the op; returns ``{"y": y, "x": dx, ...}`` (detached).
 
     Raises:
         BadOutput: ``y`` has the wrong shape, or an input got no gradient.
     """
-    leaves = {n: t.detach().requires_grad_(True) for n, t in inputs.items()}  # keeps strides
-    y = local_relation(leaves["x"], leaves["query"], leaves["key"], leaves["prior"],
-                       kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
+    leaves = inputs.map(lambda t: t.detach().requires_grad_(True))  # keeps strides
+    y = local_relation(*leaves, kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
     y = _checked_output(y, grad_out.shape)
     y.backward(grad_out.to(y.dtype))
     out = {"y": y.detach()}
-    for name in ("x", "query", "key", "prior"):
-        if leaves[name].grad is None:
+    for name, leaf in leaves.items():
+        if leaf.grad is None:
             raise BadOutput(f"{name}: no gradient (the output does not depend on it through autograd)")
-        out[name] = leaves[name].grad.detach()
+        out[name] = leaf.grad.detach()
     return out
 
 
@@ -96,25 +95,25 @@ def check_against_reference(
     grad_out = torch.randn((shape.B, shape.C, shape.Ho, shape.Wo), generator=gen,
                            dtype=torch.float64)
     kwargs = dict(kernel_size=shape.k, stride=shape.stride, phi=phi)
-    cast = {n: to_layout(t.to(device, dtype), layout) for n, t in inputs.items()}
+    cast = inputs.map(lambda t: to_layout(t.to(device, dtype), layout))
     result = CheckResult(impl=impl, dtype=dtype, label=f"{shape.label()} {phi}",
                          unchecked="; ".join(no_backward))
     oracle_device = device if not registry.get(oracle).why_not(
         shape.spec(phi=phi, dtype=torch.float64, device=device)) else "cpu"
-    exact = {n: t.to(oracle_device) for n, t in inputs.items()}
+    exact = inputs.map(lambda t: t.to(oracle_device))
     if backward:
         expected = run_with_grads(exact, impl=oracle, grad_out=grad_out.to(oracle_device),
                                   **kwargs)
     else:
         with torch.no_grad():
-            expected = {"y": local_relation(*_ordered(exact), impl=oracle, **kwargs)}
+            expected = {"y": local_relation(*exact, impl=oracle, **kwargs)}
     expected = {n: t.cpu() for n, t in expected.items()}
     try:
         if backward:
             got = run_with_grads(cast, impl=impl, grad_out=grad_out.to(device), **kwargs)
         else:
             with torch.no_grad():
-                got = {"y": _checked_output(local_relation(*_ordered(cast), impl=impl, **kwargs),
+                got = {"y": _checked_output(local_relation(*cast, impl=impl, **kwargs),
                                             grad_out.shape)}
     except BadOutput as err:
         result.failures.append(str(err))
@@ -131,7 +130,3 @@ def check_against_reference(
                 f"{name}: max abs err {result.max_abs_err[name]:.3g} > atol {atol:g} + rtol {rtol:g}*|ref|"
             )
     return result
-
-
-def _ordered(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    return inputs["x"], inputs["query"], inputs["key"], inputs["prior"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +72,49 @@ def to_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
     raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """The op's four input tensors, in the op's order, with the :class:`Shape` they were made for.
+
+    ``local_relation(*inputs, kernel_size=inputs.shape.k, stride=inputs.shape.stride)``; unpack
+    with ``x, query, key, prior = inputs``; change one with ``inputs.replace(x=...)``.
+
+    Attributes:
+        x: values, ``(B, C, H, W)``.
+        query: ``(B, G, Ho, Wo)``.
+        key: ``(B, G, H, W)``.
+        prior: ``(G, k, k)``.
+        shape: the problem size (k, m and stride included).
+    """
+
+    x: torch.Tensor
+    query: torch.Tensor
+    key: torch.Tensor
+    prior: torch.Tensor
+    shape: Shape
+
+    NAMES = ("x", "query", "key", "prior")  # the op's argument order
+
+    def args(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x, query, key, prior)``."""
+        return self.x, self.query, self.key, self.prior
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter(self.args())
+
+    def items(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(name, tensor)`` pairs in the op's order (to name an error or a gradient)."""
+        return zip(self.NAMES, self.args(), strict=True)
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Inputs:
+        """The same record with ``fn`` applied to each tensor (``.to("meta")``, a cast, a layout)."""
+        return dataclasses.replace(self, **{name: fn(t) for name, t in self.items()})
+
+    def replace(self, **tensors: torch.Tensor) -> Inputs:
+        """The same record with some tensors replaced: ``inputs.replace(x=torch.ones_like(x))``."""
+        return dataclasses.replace(self, **tensors)
+
+
 def make_inputs(
     shape: Shape,
     *,
@@ -77,7 +122,7 @@ def make_inputs(
     device: str | torch.device = "cpu",
     seed: int = 0,
     requires_grad: bool = False,
-) -> dict[str, torch.Tensor]:
+) -> Inputs:
     """Fresh standard-normal ``x``, ``query``, ``key`` and ``prior`` for ``shape``.
 
     Generated in float64 on the CPU from ``seed`` and then cast, so that every dtype and device
@@ -91,9 +136,10 @@ def make_inputs(
         "key": (B, G, H, W),
         "prior": (G, k, k),
     }
-    return {
+    tensors = {
         name: torch.randn(size, generator=gen, dtype=torch.float64)
         .to(device=device, dtype=dtype)
         .requires_grad_(requires_grad)
         for name, size in sizes.items()
     }
+    return Inputs(**tensors, shape=shape)

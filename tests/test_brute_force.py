@@ -61,8 +61,8 @@ def brute_force(x, query, key, prior, k, s, phi):
 @pytest.mark.parametrize("impl", ["reference", "unfold"])
 def test_reference_matches_the_definition(impl, shape, phi):
     t = make_inputs(shape, dtype=torch.float64, seed=3)
-    expected = brute_force(t["x"], t["query"], t["key"], t["prior"], shape.k, shape.stride, phi)
-    got = local_relation(t["x"], t["query"], t["key"], t["prior"], kernel_size=shape.k,
+    expected = brute_force(*t, shape.k, shape.stride, phi)
+    got = local_relation(*t, kernel_size=shape.k,
                          stride=shape.stride, phi=phi, impl=impl)
     torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)
 
@@ -71,16 +71,16 @@ def test_zero_padding_would_be_caught():
     """A border output differs from what zero-padded neighbours would give: the mask matters."""
     shape = Shape(B=1, C=2, H=4, W=4, k=3, m=2, stride=1)
     t = make_inputs(shape, dtype=torch.float64, seed=5)
-    y = local_relation(t["x"], t["query"], t["key"], t["prior"], kernel_size=3, impl="reference")
+    y = local_relation(*t, kernel_size=3, impl="reference")
     # Zero-padded variant of the corner pixel: 5 out-of-image neighbours with key 0 and value 0.
-    q = t["query"][0, 0, 0, 0].item()
+    q = t.query[0, 0, 0, 0].item()
     logits, values = [], []
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             inside = dy >= 0 and dx >= 0
-            kk = t["key"][0, 0, dy, dx].item() if inside else 0.0
-            logits.append(-((q - kk) ** 2) + t["prior"][0, dy + 1, dx + 1].item())
-            values.append(t["x"][0, 0, dy, dx].item() if inside else 0.0)
+            kk = t.key[0, 0, dy, dx].item() if inside else 0.0
+            logits.append(-((q - kk) ** 2) + t.prior[0, dy + 1, dx + 1].item())
+            values.append(t.x[0, 0, dy, dx].item() if inside else 0.0)
     e = [math.exp(v) for v in logits]
     zero_padded = sum(w * v for w, v in zip(e, values, strict=True)) / sum(e)
     assert abs(y[0, 0, 0, 0].item() - zero_padded) > 1e-6

@@ -19,7 +19,7 @@ SHAPES = [Shape(B=0, C=8, H=6, W=5, k=3, m=4, stride=1), Shape(B=0, C=5, H=7, W=
 @pytest.mark.parametrize("impl", [*runnable_on_cpu(include_reference=True), None])
 def test_empty_batch_forward_and_backward(impl, shape):
     t = make_inputs(shape, dtype=torch.float32, requires_grad=True)
-    x, query, key, prior = t["x"], t["query"], t["key"], t["prior"]
+    x, query, key, prior = t
     y = local_relation(x, query, key, prior, kernel_size=shape.k, stride=shape.stride, impl=impl)
     assert y.shape == (0, shape.C, shape.Ho, shape.Wo) and y.dtype == x.dtype
     y.sum().backward()
@@ -31,7 +31,7 @@ def test_empty_batch_forward_and_backward(impl, shape):
 def test_empty_batch_still_checks_the_implementation_name():
     t = make_inputs(SHAPES[0])
     with pytest.raises(ValueError, match="nonexistent"):
-        local_relation(t["x"], t["query"], t["key"], t["prior"], kernel_size=3, impl="nonexistent")
+        local_relation(*t, kernel_size=3, impl="nonexistent")
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -66,7 +66,7 @@ def test_backward_on_cpu_is_a_reason_not_a_crash():
     assert "flex_attention" not in registry.usable(spec, backward=True)
     t = make_inputs(shape, dtype=torch.float32, requires_grad=True)
     with pytest.raises(ValueError, match="with gradients.*no backward on CPU"):
-        local_relation(t["x"], t["query"], t["key"], t["prior"], kernel_size=shape.k,
+        local_relation(*t, kernel_size=shape.k,
                        impl="flex_attention")
 
 
@@ -90,10 +90,10 @@ def test_compiled_forward_matches_the_reference():
     shape = Shape(B=1, C=10, H=6, W=5, k=3, m=4, stride=2)
     t = make_inputs(shape, dtype=torch.float64, seed=3)
     fn = torch.compile(registry.get("flex_attention").fn)
-    args = [t[n].float() for n in ("x", "query", "key", "prior")]
+    args = [v.float() for v in t]
     with torch.no_grad():
         got = fn(*args, shape.k, shape.stride, "sqdiff")
-        expected = local_relation(t["x"], t["query"], t["key"], t["prior"], kernel_size=shape.k,
+        expected = local_relation(*t, kernel_size=shape.k,
                                   stride=shape.stride, impl="reference")
     torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-4)
 

@@ -123,3 +123,60 @@ def test_real_cuda_events_time_a_matmul():
     a = torch.randn(2048, 2048, device="cuda")
     stats = time_cuda(lambda: a @ a, GpuTiming(min_rounds=5, max_time=0.05))
     assert stats["rounds"] >= 5 and 0 < stats["min_s"] <= stats["median_s"] < 1.0
+
+
+# ------------------------------------------------------------------ the runner picks the timer
+def _case(device: str):
+    from lrbench.bench.cases import Case
+
+    return Case(target="op", impl="unfold", B=1, C=4, H=5, W=5, k=3, m=2, stride=1,
+                dtype="float32", device=device, pass_="fwd")
+
+
+class FakeBenchmark:
+    """pytest-benchmark's fixture, as far as the runner uses it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+        class Stats:
+            median = iqr = stddev = min = mean = 0.001
+            rounds = 5
+
+        self.stats = type("Outer", (), {"stats": Stats(), "iterations": 1})()
+
+    def __call__(self, fn):
+        self.calls += 1
+        fn()
+
+
+def test_the_runner_times_cuda_cases_with_events_and_the_runs_knobs(tmp_path):
+    from lrbench.bench.runner import MatrixPlugin, Timing
+
+    seen = {}
+
+    def fake_time_cuda(fn, knobs):
+        seen["knobs"] = knobs
+        fn()
+        return {"median_s": 0.002, "timer": gputimer.CUDA_TIMER}
+
+    plugin = MatrixPlugin([], tmp_path / "r.csv", timing=Timing(min_rounds=7, max_time=0.3),
+                          time_cuda=fake_time_cuda)
+    benchmark, calls = FakeBenchmark(), []
+    stats = plugin.time_fn(_case("cuda"), benchmark)(lambda: calls.append(1))
+    assert stats["timer"] == gputimer.CUDA_TIMER and calls == [1]
+    assert seen["knobs"] == GpuTiming(min_rounds=7, max_time=0.3, warmup=1)
+    assert benchmark.calls == 0  # pytest-benchmark's host clock is not used on the GPU
+
+
+def test_the_runner_times_cpu_cases_with_pytest_benchmark_as_before(tmp_path):
+    from lrbench.bench.runner import MatrixPlugin
+
+    def must_not_run(fn, knobs):
+        raise AssertionError("the CUDA timer timed a CPU case")
+
+    plugin = MatrixPlugin([], tmp_path / "r.csv", time_cuda=must_not_run)
+    benchmark = FakeBenchmark()
+    stats = plugin.time_fn(_case("cpu"), benchmark)(lambda: None)
+    assert benchmark.calls == 1
+    assert stats["timer"] == gputimer.CPU_TIMER and stats["rounds"] == 5

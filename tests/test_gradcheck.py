@@ -30,5 +30,5 @@ def test_gradcheck(impl, shape, phi):
         return local_relation(x, query, key, prior, kernel_size=shape.k, stride=shape.stride,
                               phi=phi, impl=impl)
 
-    assert torch.autograd.gradcheck(f, (t["x"], t["query"], t["key"], t["prior"]),
+    assert torch.autograd.gradcheck(f, t.args(),
                                     eps=1e-6, atol=1e-5)

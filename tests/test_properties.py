@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lrbench import local_relation
-from lrbench.inputs import Shape, make_inputs
+from lrbench.inputs import Inputs, Shape, make_inputs
 from tests.impls import INTERPRETED, runnable_on_cpu, supports
 
 IMPLS = [i for i in runnable_on_cpu(include_reference=True, needs_backward=False)
@@ -32,7 +32,7 @@ def _dtype(impl):
 
 
 def _op(t, shape, impl, phi="sqdiff"):
-    return local_relation(t["x"], t["query"], t["key"], t["prior"], kernel_size=shape.k,
+    return local_relation(*t, kernel_size=shape.k,
                           stride=shape.stride, phi=phi, impl=impl)
 
 
@@ -42,7 +42,7 @@ def _op(t, shape, impl, phi="sqdiff"):
        value=st.floats(-5, 5), seed=st.integers(0, 1000))
 def test_constant_input_gives_the_same_constant(impl, shape, phi, value, seed):
     t = make_inputs(shape, dtype=_dtype(impl), seed=seed)
-    t["x"] = torch.full_like(t["x"], value)
+    t = t.replace(x=torch.full_like(t.x, value))
     y = _op(t, shape, impl, phi)
     torch.testing.assert_close(y, torch.full_like(y, value), atol=1e-5, rtol=1e-5)
 
@@ -59,12 +59,13 @@ def test_interior_outputs_are_translation_equivariant(impl, shape, ty, tx, seed)
 
     def crop(oy, ox):  # the (H, W) window of the big image at input offset (oy*s, ox*s)
         H, W, Ho, Wo = shape.H, shape.W, shape.Ho, shape.Wo
-        return {
-            "x": t["x"][..., oy * s : oy * s + H, ox * s : ox * s + W],
-            "key": t["key"][..., oy * s : oy * s + H, ox * s : ox * s + W],
-            "query": t["query"][..., oy : oy + Ho, ox : ox + Wo],
-            "prior": t["prior"],
-        }
+        return Inputs(
+            x=t.x[..., oy * s : oy * s + H, ox * s : ox * s + W],
+            query=t.query[..., oy : oy + Ho, ox : ox + Wo],
+            key=t.key[..., oy * s : oy * s + H, ox * s : ox * s + W],
+            prior=t.prior,
+            shape=shape,
+        )
 
     y0, y1 = _op(crop(0, 0), shape, impl), _op(crop(ty, tx), shape, impl)
     # Output pixel (i, j) of y1 sits where (i+ty, j+tx) of y0 does; compare where both windows
@@ -87,16 +88,16 @@ def test_border_output_ignores_values_outside_the_image(impl, shape, seed, noise
     t = make_inputs(shape, dtype=_dtype(impl), seed=seed)
     y = _op(t, shape, impl)
     h, w = min(shape.H, r + 1), min(shape.W, r + 1)  # the corner's in-image neighbourhood
-    changed = {n: v.clone() for n, v in t.items()}
-    for name in ("x", "key"):
-        changed[name][..., h:, :] = noise
-        changed[name][..., :, w:] = noise
-    changed["query"][..., 1:, :] = noise
-    changed["query"][..., :, 1:] = noise
+    changed = t.map(torch.clone)
+    for tensor in (changed.x, changed.key):
+        tensor[..., h:, :] = noise
+        tensor[..., :, w:] = noise
+    changed.query[..., 1:, :] = noise
+    changed.query[..., :, 1:] = noise
     torch.testing.assert_close(_op(changed, shape, impl)[..., 0, 0], y[..., 0, 0],
                                atol=1e-6, rtol=1e-6)
     small = Shape(B=shape.B, C=shape.C, H=h, W=w, k=shape.k, m=shape.m, stride=shape.stride)
-    cropped = {"x": t["x"][..., :h, :w], "key": t["key"][..., :h, :w],
-               "query": t["query"][..., :small.Ho, :small.Wo], "prior": t["prior"]}
+    cropped = Inputs(x=t.x[..., :h, :w], query=t.query[..., :small.Ho, :small.Wo],
+                     key=t.key[..., :h, :w], prior=t.prior, shape=small)
     torch.testing.assert_close(_op(cropped, small, impl)[..., 0, 0], y[..., 0, 0],
                                atol=1e-6, rtol=1e-6)

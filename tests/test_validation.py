@@ -12,14 +12,12 @@ SHAPE = Shape(B=2, C=8, H=6, W=5, k=3, m=2, stride=1)
 
 
 def _inputs(**changes):
-    t = make_inputs(SHAPE, dtype=torch.float32)
-    t.update(changes)
-    return t
+    return make_inputs(SHAPE, dtype=torch.float32).replace(**changes)
 
 
 def _call(t, **kwargs):
     kwargs = {"kernel_size": 3, "stride": 1, **kwargs}
-    return local_relation(t["x"], t["query"], t["key"], t["prior"], **kwargs)
+    return local_relation(*t, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -46,15 +44,15 @@ def test_bad_scalar_arguments(kwargs, error, words):
 def _bad_tensor_cases():
     t = make_inputs(SHAPE, dtype=torch.float32)
     return {
-        "batch-mismatch": ({"key": t["key"][:1]}, ValueError, ["key", "(B, G, H, W)"]),
-        "spatial-mismatch-key": ({"key": t["key"][..., :4, :]}, ValueError, ["key"]),
-        "spatial-mismatch-query": ({"query": t["query"][..., :3]}, ValueError, ["query", "Ho"]),
-        "prior-shape": ({"prior": t["prior"][:, :2, :2]}, ValueError, ["prior", "(G, k, k)"]),
-        "dtype-mismatch": ({"key": t["key"].double()}, ValueError, ["key", "dtype"]),
-        "device-mismatch": ({"prior": t["prior"].to("meta")}, ValueError, ["prior", "meta"]),
-        "integer-dtype": ({"x": t["x"].long()}, TypeError, ["x", "floating"]),
-        "not-a-tensor": ({"query": t["query"].tolist()}, TypeError, ["query", "Tensor"]),
-        "x-3d": ({"x": t["x"][0]}, ValueError, ["x", "4-D"]),
+        "batch-mismatch": ({"key": t.key[:1]}, ValueError, ["key", "(B, G, H, W)"]),
+        "spatial-mismatch-key": ({"key": t.key[..., :4, :]}, ValueError, ["key"]),
+        "spatial-mismatch-query": ({"query": t.query[..., :3]}, ValueError, ["query", "Ho"]),
+        "prior-shape": ({"prior": t.prior[:, :2, :2]}, ValueError, ["prior", "(G, k, k)"]),
+        "dtype-mismatch": ({"key": t.key.double()}, ValueError, ["key", "dtype"]),
+        "device-mismatch": ({"prior": t.prior.to("meta")}, ValueError, ["prior", "meta"]),
+        "integer-dtype": ({"x": t.x.long()}, TypeError, ["x", "floating"]),
+        "not-a-tensor": ({"query": t.query.tolist()}, TypeError, ["query", "Tensor"]),
+        "x-3d": ({"x": t.x[0]}, ValueError, ["x", "4-D"]),
         "G-greater-than-C": (
             {"key": torch.zeros(2, 9, 6, 5), "query": torch.zeros(2, 9, 6, 5),
              "prior": torch.zeros(9, 3, 3)}, ValueError, ["G=9", "[1, C=8]"]),
@@ -83,3 +81,16 @@ def test_implementation_that_cannot_run_names_the_ones_that_can():
     message = str(info.value)
     assert "only_float64" in message and "float32 not supported" in message
     assert "Implementations that can" in message and "'unfold'" in message
+
+
+def test_inputs_record_in_the_ops_order():
+    t = make_inputs(SHAPE, seed=3)
+    x, query, key, prior = t
+    assert [n for n, _ in t.items()] == ["x", "query", "key", "prior"]
+    assert t.args() == (t.x, t.query, t.key, t.prior) and x is t.x and prior is t.prior
+    assert t.shape == SHAPE and x.shape == (2, 8, 6, 5) and query.shape == (2, 4, 6, 5)
+    assert key.shape == (2, 4, 6, 5) and prior.shape == (4, 3, 3)
+    moved = t.map(lambda v: v.to("meta"))
+    assert all(v.device.type == "meta" for v in moved) and moved.shape == SHAPE
+    ones = t.replace(x=torch.ones_like(x))
+    assert torch.equal(ones.x, torch.ones_like(x)) and ones.key is t.key

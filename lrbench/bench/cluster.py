@@ -106,6 +106,10 @@ def _executor(submitit, options: ClusterOptions, folder: Path, shards: int):
 
 def _plan_shards(out: Path, plan: Plan, options: ClusterOptions, resume: bool) -> Manifest:
     previous = Manifest.load(out) if resume else None
+    plain = previous is None or previous.executor not in ("local", "slurm")
+    if resume and plain and records.results_path(out).exists():  # its rows would be merged away
+        raise ValueError(f"--resume: {out} holds the results of a run without --executor; "
+                         "resume it without --executor, or give the sharded run another --out")
     if previous is not None and previous.executor in ("local", "slurm") \
             and len(previous.shards) != options.nodes:
         raise ValueError(f"--nodes {options.nodes}: {out} was split into "
@@ -125,6 +129,8 @@ def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume:
                 plugins: tuple[str, ...] = ()) -> ShardedSummary:
     """Run ``plan`` into ``out`` as ``options.nodes`` shards through submitit; see the module.
 
+    ``plugins`` (``--plugin`` modules or ``.py`` files) are loaded again in each shard's job.
+
     Raises:
         runlock.FolderInUse: another run holds ``out``.
         RuntimeError: submitit (the ``cluster`` extra) or Slurm is missing.
@@ -143,9 +149,11 @@ def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume:
             shutil.rmtree(out / runlock.SHARDS, ignore_errors=True)
             records.results_path(out).unlink(missing_ok=True)
         manifest.save(out)
+        # Shards always resume: a fresh run has just emptied OUT/shards, and a job that Slurm
+        # requeues on its own (node failure, an admin's requeue) reruns this very pickle.
         jobs = {s.index: ShardJob(out=str(out), index=s.index, count=options.nodes,
                                   cases=shard(plan.cases, s.index, options.nodes),
-                                  timing=plan.timing, label=plan.label, resume=resume,
+                                  timing=plan.timing, label=plan.label, resume=True,
                                   threads=threads, plugins=tuple(plugins))
                 for s in manifest.shards}
         todo = [s for s in manifest.shards if pending_ids(out, s)]
@@ -182,7 +190,7 @@ def _drive(executor, manifest: Manifest, out: Path, shards: list[ShardPlan],
         manifest.save(out)
 
     def submit(indices: list[int], resume: bool) -> None:
-        fns = [jobs[i] if not resume else _resuming(jobs[i]) for i in indices]
+        fns = [jobs[i] for i in indices]  # every ShardJob resumes from its CSV
         submitted = executor.submit_array(fns) if array and len(fns) > 1 else [
             executor.submit(fn) for fn in fns]
         for index, job in zip(indices, submitted, strict=True):
@@ -203,11 +211,12 @@ def _drive(executor, manifest: Manifest, out: Path, shards: list[ShardPlan],
                 record(index, job, state)
             csv = records.results_path(out / plan.folder)
             size = csv.stat().st_size if csv.exists() else 0
-            if seen.get(index) != size:  # read the CSV only when it grew (the timings run beside)
-                seen[index] = size
+            if seen.get(index, (None,))[0] != size:  # read the CSV only when it changed
                 recorded = len(plan.case_ids) - len(pending_ids(out, plan))
-                say(f"shard {index}/{len(manifest.shards)}: {recorded}/{len(plan.case_ids)} "
-                    f"cases recorded")
+                if seen.get(index, (None, None))[1] != recorded:
+                    say(f"shard {index}/{len(manifest.shards)}: {recorded}/{len(plan.case_ids)} "
+                        f"cases recorded")
+                seen[index] = (size, recorded)
             if not job.done():
                 continue
             del running[index]
@@ -224,12 +233,6 @@ def _drive(executor, manifest: Manifest, out: Path, shards: list[ShardPlan],
             say(f"shard {index}: job {job.job_id} ended with {len(left)} cases pending ({why}); "
                 "resubmitting it to resume")
             submit([index], resume=True)
-
-
-def _resuming(job: ShardJob) -> ShardJob:
-    from dataclasses import replace
-
-    return replace(job, resume=True)
 
 
 def _job_error(job) -> str:

@@ -102,6 +102,9 @@ class ClusterOptions:
             raise ValueError(f"--nodes must be an integer >= 1, got {self.nodes!r}")
         if self.gpus_per_node is not None and self.gpus_per_node < 0:
             raise ValueError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node!r}")
+        if self.executor == "slurm" and self.time_min is None:
+            raise ValueError("--time is required with --executor slurm (e.g. --time 2:00:00); "
+                             "without it submitit would ask Slurm for 5 minutes per shard")
         if self.executor == "local" and (self.partition is not None or self.slurm_args):
             given = "--partition" if self.partition is not None else "--slurm-arg"
             raise ValueError(f"{given}: a Slurm option; it needs --executor slurm")

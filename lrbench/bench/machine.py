@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # the checkout, when the package runs from one
 
 
 def _cpu_model() -> str:
@@ -31,9 +31,28 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _checkout_root() -> Path | None:
+    """The git checkout this package runs from (an editable install or ``python cli.py``), or
+    ``None`` for an installed copy: site-packages may itself sit inside some other repository
+    (a virtual environment inside a user's project), whose revision says nothing about lrbench."""
+    if not (REPO / "pyproject.toml").is_file() or not (REPO / ".git").exists():
+        return None
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return REPO if Path(top).resolve() == REPO else None
+
+
 def _git_revision() -> str:
+    """``<12-hex>[-dirty]`` in a checkout; ``lrbench <version> (installed)`` otherwise."""
+    root = _checkout_root()
+    if root is None:
+        return f"lrbench {_version('lrbench')} (installed)"
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
 
     try:

@@ -16,7 +16,7 @@ RESULTS = "results.csv"
 STATUSES = ("ok", "skipped", "failed", "error")
 COLUMNS = [
     "case_id", "target", "impl", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device", "pass",
-    "compile", "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations",
+    "compile", "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations", "timer",
     "compile_s",
     "macs", "macs_source", "gmacs_per_s", "items_per_s", "speedup_vs_unfold",
     "baseline", "speedup_vs_baseline",
@@ -28,8 +28,7 @@ COLUMNS = [
 
 # Columns of text: read back as strings ("" when empty), never as an all-NaN float column.
 TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "compile", "macs_source",
-                "oracle",
-                "baseline",
+                "oracle", "baseline", "timer",
                 "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
                 "reason", "status"]
 

@@ -1,10 +1,13 @@
-"""Running the matrix: gate, time (pytest-benchmark), measure memory, record one row per case.
+"""Running the matrix: gate, time (pytest-benchmark on CPU, CUDA events on a GPU), measure memory,
+record one row per case.
 
 ``run_matrix`` calls ``pytest.main`` on :mod:`lrbench.bench.bench_matrix` with a
 :class:`MatrixPlugin` that parametrizes its one test over the cases. pytest-benchmark calibrates
 the rounds, excludes warm-up, computes the statistics and writes its JSON into the run directory;
 the plugin writes each case's CSV row as soon as the case finishes, so a killed run loses at most
-the case in flight and ``--resume`` carries on from there.
+the case in flight and ``--resume`` carries on from there. CUDA cases are timed instead by
+:func:`lrbench.bench.gputimer.time_cuda` (events around each round, an L2 flush between rounds)
+with the same knobs; each row's ``timer`` column says which clock timed it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pytest
 import torch
 
 from lrbench import registry
-from lrbench.bench import compiling, metrics, records, runlock, targets
+from lrbench.bench import compiling, gputimer, metrics, records, runlock, targets
 from lrbench.bench.cases import Case
 from lrbench.bench.gate import Gate
 from lrbench.bench.machine import load_now, machine_info, threads_now
@@ -149,6 +152,24 @@ class MatrixPlugin:
     on_case: OnCase | None = None
     statuses: Counter = field(default_factory=Counter)
     gate: Gate = field(default_factory=Gate)
+    timing: Timing = field(default_factory=lambda: Timing())
+    # time_cuda(fn, GpuTiming) -> statistics columns: CUDA cases' timer (injectable for tests)
+    time_cuda: Callable[..., dict] = gputimer.time_cuda
+
+    def time_fn(self, case: Case, benchmark) -> TimeFn:
+        """The timer of ``case``: CUDA events on a GPU, pytest-benchmark's perf_counter on CPU."""
+        if case.device == "cuda":
+            knobs = gputimer.GpuTiming(min_rounds=self.timing.min_rounds,
+                                       max_time=self.timing.max_time,
+                                       warmup=max(self.timing.warmup_iterations, 1))
+            return lambda fn: self.time_cuda(fn, knobs)
+
+        def time_cpu(fn):
+            benchmark(fn)
+            return {**_stats_row(benchmark.stats.stats), "iterations": benchmark.stats.iterations,
+                    "timer": gputimer.CPU_TIMER}
+
+        return time_cpu
 
     def pytest_configure(self, config) -> None:
         config.stash[PLUGIN_KEY] = self
@@ -159,11 +180,7 @@ class MatrixPlugin:
                                  ids=[case.case_id for case in self.cases])
 
     def run(self, case: Case, benchmark) -> None:
-        def time_fn(fn):
-            benchmark(fn)
-            return {**_stats_row(benchmark.stats.stats), "iterations": benchmark.stats.iterations}
-
-        row = execute_case(case, time_fn, self.gate)
+        row = execute_case(case, self.time_fn(case, benchmark), self.gate)
         if row["status"] == "ok":  # beside pytest-benchmark's statistics in its JSON
             derived = metrics.derive(pd.DataFrame([row]).reindex(columns=records.COLUMNS))
             info = {**row, **derived.iloc[0].dropna().to_dict()}
@@ -230,7 +247,7 @@ def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: T
                          already_done=len(cases) - len(todo), statuses=Counter())
     if not todo:
         return summary
-    plugin = MatrixPlugin(todo, csv_path, on_case)
+    plugin = MatrixPlugin(todo, csv_path, on_case, timing=timing)
     # A fresh run replaces its JSON; each resumed piece gets its own.
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     name = f"{label}-resumed-{stamp}" if done else label

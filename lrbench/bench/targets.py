@@ -94,7 +94,7 @@ def build_op(case: Case) -> Prepared:
     s = case.shape
     inputs = make_inputs(s, dtype=case.torch_dtype, device=case.device,
                          requires_grad=case.pass_ != "fwd")
-    x, query, key, prior = inputs["x"], inputs["query"], inputs["key"], inputs["prior"]
+    x, query, key, prior = inputs
 
     def forward():
         return local_relation(x, query, key, prior, kernel_size=s.k, stride=s.stride,
