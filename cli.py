@@ -12,6 +12,12 @@ import click
 @click.version_option(package_name="lrbench")
 def main() -> None:
     """Benchmark and verify the local relation layer of LR-Net (Hu et al., ICCV 2019)."""
+    import warnings
+
+    # The flex_attention implementation runs eager on purpose (compiled, it is the compile axis's
+    # inductor row); torch would say so on every call, interleaved with the progress lines.
+    warnings.filterwarnings("ignore", message="flex_attention called without torch.compile",
+                            category=UserWarning)
 
 
 def _plugin_option(command):

@@ -79,15 +79,26 @@ def _window(H: int, W: int, Ho: int, Wo: int, k: int, stride: int):
     return offset, inside
 
 
-@torch.compiler.disable
 def block_mask(H: int, W: int, Ho: int, Wo: int, k: int, stride: int, device: torch.device):
-    """The window's ``BlockMask`` (built once per shape and device; outside any compiled graph)."""
+    """The window's ``BlockMask`` (built once per shape and device; outside any compiled graph:
+    :func:`_block_mask_eager`)."""
     key = (H, W, Ho, Wo, k, stride, str(device))
     if key not in _BLOCK_MASKS:
         _, inside = _window(H, W, Ho, Wo, k, stride)
         _BLOCK_MASKS[key] = _flex().create_block_mask(inside, None, None, Ho * Wo, H * W,
                                                       device=device)
     return _BLOCK_MASKS[key]
+
+
+_EAGER: list = []  # torch.compiler.disable(block_mask), made on first use
+
+
+def _block_mask_eager():
+    """``block_mask`` excluded from any compiled graph. Wrapped on first use, not at import:
+    ``torch.compiler.disable`` imports torch._dynamo, which sets environment variables."""
+    if not _EAGER:
+        _EAGER.append(torch.compiler.disable(block_mask))
+    return _EAGER[0]
 
 
 def _score_mod(phi: str, prior: Tensor, offset):
@@ -132,7 +143,7 @@ def local_relation_flex(x, query, key, prior, kernel_size, stride, phi):
     offset, _ = _window(H, W, Ho, Wo, kernel_size, stride)
     out = _flex().flex_attention(
         q2, k2, v, score_mod=_score_mod(phi, prior, offset),
-        block_mask=block_mask(H, W, Ho, Wo, kernel_size, stride, x.device), scale=1.0,
+        block_mask=_block_mask_eager()(H, W, Ho, Wo, kernel_size, stride, x.device), scale=1.0,
     )  # (B, G, L, Ev)
     y = out[..., :m].transpose(2, 3).reshape(B, G * m, Ho, Wo)  # (B, G*m, Ho, Wo)
     return y[:, :C]  # (B, C, Ho, Wo)

@@ -20,10 +20,6 @@ IMPORT_EVERYTHING = textwrap.dedent("""
     import matplotlib
     matplotlib.use("svg")  # the user's choice, made before lrbench is imported
     import torch
-    # torch's own import-time write: importing torch._dynamo (which any torch.compile, and the
-    # flex_attention peer's @torch.compiler.disable, does) sets TORCHINDUCTOR_CACHE_DIR to
-    # torch's default. Imported first, so that what is compared below is lrbench's doing only.
-    import torch._dynamo
     environ, rng = dict(os.environ), torch.get_rng_state()
 
     import lrbench
