@@ -12,9 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
+
+# What PyTorch's C++ side writes during a profiled call that says nothing about the call itself:
+# the CPU allocator's note that a block allocated before the profiler started was freed during it.
+PROFILER_NOISE = (
+    re.compile(r"Memory block of unknown size was allocated before the profiling started"),
+    re.compile(r"USDT: .*profiler_(start|stop)"),
+    re.compile(r"gpuGetDeviceCount failed"),
+)
 
 
 def _flush() -> None:
@@ -47,3 +56,32 @@ def silenced_fds() -> Iterator[None]:
         finally:
             for copy in saved.values():
                 os.close(copy)
+
+
+@contextlib.contextmanager
+def filtered_fds(noise: tuple[re.Pattern, ...] = PROFILER_NOISE) -> Iterator[None]:
+    """Catch what C code writes to fds 1 and 2 during the block, then write it to stderr without
+    the lines that match ``noise``: a profiled call keeps its own diagnostics, in order, after it
+    returns (or raises), and loses only the profiler's chatter."""
+    with tempfile.TemporaryFile() as caught, contextlib.ExitStack() as stack:
+        stack.callback(_replay, caught, noise)
+        _flush()
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        try:
+            for fd in saved:
+                os.dup2(caught.fileno(), fd)
+            yield
+        finally:
+            _flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def _replay(caught, noise: tuple[re.Pattern, ...]) -> None:
+    caught.seek(0)
+    lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+    kept = [line for line in lines if not any(p.search(line) for p in noise)]
+    if kept:
+        sys.stderr.write("".join(kept))
+        sys.stderr.flush()

@@ -23,6 +23,9 @@ MEASURE = textwrap.dedent("""
     x = torch.randn(64, 64)
     peaks = [peak_extra_bytes(lambda: x @ x, "cpu") for _ in range(2)]
     assert peaks[0] == peaks[1] == 64 * 64 * 4, peaks
+    # a block allocated before the profiler and freed during the call: the allocator warns
+    held = [torch.randn(256, 256)]
+    peak_extra_bytes(lambda: held.pop(), "cpu")
 """)
 
 
@@ -53,3 +56,13 @@ def test_silenced_fds_keeps_diagnostics_of_a_failure(capfd):
     with silenced_fds():
         os.write(1, b"noise\n")
     assert capfd.readouterr().out == ""
+
+
+def test_filtered_fds_drops_only_the_noise(capfd):
+    from lrbench.quiet import filtered_fds
+
+    with filtered_fds():
+        os.write(2, b"[W] Memory block of unknown size was allocated before the profiling started\n")
+        os.write(2, b"a diagnostic of the call itself\n")
+    err = capfd.readouterr().err
+    assert "a diagnostic of the call itself" in err and "unknown size" not in err
