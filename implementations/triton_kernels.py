@@ -62,6 +62,20 @@ def _phi(q, kv, PHI: tl.constexpr):
 
 
 @triton.jit
+def _landing(pi, pj, p_ok, n, R, stride, Ho, Wo, K: tl.constexpr):
+    """The output pixel whose offset ``n`` lands on input pixel ``(pi, pj)``: it is centred on
+    ``p - offset_n``, which must be on the stride grid and inside the output. Returns its flat
+    index ``l`` and whether it exists."""
+    ci = pi - (n // K - R)
+    cj = pj - (n % K - R)
+    oi = ci // stride
+    oj = cj // stride
+    ok = (p_ok & (ci >= 0) & (cj >= 0) & (ci - oi * stride == 0) & (cj - oj * stride == 0)
+          & (oi < Ho) & (oj < Wo))
+    return oi * Wo + oj, ok
+
+
+@triton.jit
 def _phi_grads(q, kv, PHI: tl.constexpr):
     """(d phi / d q, d phi / d k); sign(0) = 0 for absdiff, as in torch."""
     d = q - kv
@@ -254,14 +268,7 @@ def lr_backward_x_kernel(
 
     acc = tl.zeros([BLOCK_M, BLOCK_P], ACC)
     for n in range(K * K):
-        # The output pixel whose offset n lands on p is centred on p - offset_n.
-        ci = pi - (n // K - R)
-        cj = pj - (n % K - R)
-        oi = ci // stride
-        oj = cj // stride
-        ok = (p_ok & (ci >= 0) & (cj >= 0) & (ci - oi * stride == 0) & (cj - oj * stride == 0)
-              & (oi < Ho) & (oj < Wo))
-        l = oi * Wo + oj
+        l, ok = _landing(pi, pj, p_ok, n, R, stride, Ho, Wo, K)  # (BLOCK_P,) each
         q = tl.load(q_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
         lse = tl.load(lse_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
         logit = _phi(q, kv, PHI) + tl.load(prior_ptr + g * (K * K) + n).to(ACC)
@@ -301,14 +308,7 @@ def lr_backward_key_kernel(
 
     acc = tl.zeros([BLOCK_P], ACC)
     for n in range(K * K):
-        # The output pixel whose offset n lands on p is centred on p - offset_n.
-        ci = pi - (n // K - R)
-        cj = pj - (n % K - R)
-        oi = ci // stride
-        oj = cj // stride
-        ok = (p_ok & (ci >= 0) & (cj >= 0) & (ci - oi * stride == 0) & (cj - oj * stride == 0)
-              & (oi < Ho) & (oj < Wo))
-        l = oi * Wo + oj
+        l, ok = _landing(pi, pj, p_ok, n, R, stride, Ho, Wo, K)  # (BLOCK_P,) each
         q = tl.load(q_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
         lse = tl.load(lse_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
         delta = tl.load(delta_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
