@@ -76,6 +76,18 @@ def _landing(pi, pj, p_ok, n, R, stride, Ho, Wo, K: tl.constexpr):
 
 
 @triton.jit
+def _incoming(q_ptr, lse_ptr, prior_ptr, kv, bg, g, L, pi, pj, p_ok, n, R, stride, Ho, Wo,
+              K: tl.constexpr, PHI: tl.constexpr, ACC: tl.constexpr):
+    """For input pixels ``p`` seen as neighbour ``n`` of an output pixel: that pixel's flat index
+    ``l``, whether it exists, its query and the softmax weight ``w_n(l)`` it gives ``p``."""
+    l, ok = _landing(pi, pj, p_ok, n, R, stride, Ho, Wo, K)
+    q = tl.load(q_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
+    lse = tl.load(lse_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
+    logit = _phi(q, kv, PHI) + tl.load(prior_ptr + g * (K * K) + n).to(ACC)
+    return l, ok, q, tl.where(ok, tl.exp(logit - lse), 0.0)
+
+
+@triton.jit
 def _phi_grads(q, kv, PHI: tl.constexpr):
     """(d phi / d q, d phi / d k); sign(0) = 0 for absdiff, as in torch."""
     d = q - kv
@@ -268,11 +280,8 @@ def lr_backward_x_kernel(
 
     acc = tl.zeros([BLOCK_M, BLOCK_P], ACC)
     for n in range(K * K):
-        l, ok = _landing(pi, pj, p_ok, n, R, stride, Ho, Wo, K)  # (BLOCK_P,) each
-        q = tl.load(q_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
-        lse = tl.load(lse_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
-        logit = _phi(q, kv, PHI) + tl.load(prior_ptr + g * (K * K) + n).to(ACC)
-        w = tl.where(ok, tl.exp(logit - lse), 0.0)  # (BLOCK_P,)
+        l, ok, q, w = _incoming(q_ptr, lse_ptr, prior_ptr, kv, bg, g, L, pi, pj, p_ok, n, R,
+                                stride, Ho, Wo, K, PHI, ACC)  # (BLOCK_P,) each
         gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + l[None, :],
                      mask=c_ok[:, None] & ok[None, :], other=0.0).to(ACC)
         acc += w[None, :] * gy
@@ -308,12 +317,9 @@ def lr_backward_key_kernel(
 
     acc = tl.zeros([BLOCK_P], ACC)
     for n in range(K * K):
-        l, ok = _landing(pi, pj, p_ok, n, R, stride, Ho, Wo, K)  # (BLOCK_P,) each
-        q = tl.load(q_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
-        lse = tl.load(lse_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
+        l, ok, q, w = _incoming(q_ptr, lse_ptr, prior_ptr, kv, bg, g, L, pi, pj, p_ok, n, R,
+                                stride, Ho, Wo, K, PHI, ACC)  # (BLOCK_P,) each
         delta = tl.load(delta_ptr + bg * L + l, mask=ok, other=0.0).to(ACC)
-        logit = _phi(q, kv, PHI) + tl.load(prior_ptr + g * (K * K) + n).to(ACC)
-        w = tl.where(ok, tl.exp(logit - lse), 0.0)  # (BLOCK_P,)
         # dL/dw_n at output pixel l = sum_c gy[c, l] * x[c, p]
         if N_CHUNKS == 1:
             gy = tl.load(gy_ptr + (b * C + offs_c)[:, None] * L + l[None, :],
