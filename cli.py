@@ -347,8 +347,6 @@ def compare_cmd(base, new, threshold) -> None:
 def merge_cmd(pieces, out) -> None:
     """Join runs (shards, or runs of several machines) into one results.csv: one row per case
     id and machine. `lrbench merge OUT` merges the shards of a --executor run into OUT."""
-    from pathlib import Path
-
     from lrbench.bench.records import merge_runs, write
 
     if out is None:
