@@ -3,8 +3,10 @@
 Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019, arXiv:1904.11491.
 The kernels (``csrc/fused_cpu.cpp``) compute logits, prior, border mask, softmax and aggregation
 per (batch, group, band of output rows), in parallel over these tasks (ATen's OpenMP pool, so
-``torch.set_num_threads`` applies), with one row's k*k weights at a time in a per-thread scratch,
-never in memory as a ``k*k*H*W`` buffer; the backward recomputes the softmax instead of saving it.
+``torch.set_num_threads`` applies), each weight computed once in registers and used for a block
+of channels at once, never in memory as a ``k*k*H*W`` buffer. The forward keeps two numbers per
+output pixel and group (the softmax's shift and 1 / sum); the backward recomputes the weights
+from them in one pass.
 
 The extension is compiled with ``torch.utils.cpp_extension.load`` on first use (30-60 s on two
 cores) into :mod:`lrbench.buildcache`'s folder ``$TORCH_EXTENSIONS_DIR/lrbench/fused_cpu-torch<v>-...``
@@ -15,8 +17,9 @@ Importing this module compiles nothing; without a C++ compiler the implementatio
 unavailable with the reason.
 
 Custom operators (namespace ``lrbench``):
-    ``fused_cpu(x, query, key, prior, kernel_size, stride, phi) -> y``: the op, differentiable.
-    ``fused_cpu_backward(grad_y, x, query, key, prior, kernel_size, stride, phi)
+    ``fused_cpu(x, query, key, prior, kernel_size, stride, phi) -> (y, stats)``: the op,
+    differentiable in ``y`` (``stats``: see :func:`fused_cpu_op`).
+    ``fused_cpu_backward(grad_y, x, query, key, prior, stats, kernel_size, stride, phi)
     -> (grad_x, grad_query, grad_key, grad_prior)``: its backward.
 """
 
@@ -84,30 +87,33 @@ def _dense(t: Tensor) -> Tensor:
 
 @torch.library.custom_op("lrbench::fused_cpu", mutates_args=(), device_types="cpu")
 def fused_cpu_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel_size: int,
-                 stride: int, phi: str) -> Tensor:
-    """The op on CPU tensors (any layout); ``(B, C, H, W)`` -> ``(B, C, Ho, Wo)``, in x's memory
-    format when x is channels_last (read and written in place, no layout copy)."""
-    return extension().forward(_dense(x), query.contiguous(), key.contiguous(),
-                               prior.contiguous(), kernel_size, stride, PHI_CODES[phi])
+                 stride: int, phi: str) -> tuple[Tensor, Tensor]:
+    """The op on CPU tensors (any layout): ``(y, stats)``, ``y`` ``(B, C, Ho, Wo)`` in x's memory
+    format when x is channels_last (read and written in place, no layout copy), ``stats``
+    ``(2, B, G, Ho, Wo)``: each output pixel's softmax shift and 1 / sum, kept for the backward."""
+    y, stats = extension().forward(_dense(x), query.contiguous(), key.contiguous(),
+                                   prior.contiguous(), kernel_size, stride, PHI_CODES[phi])
+    return y, stats
 
 
 @torch.library.custom_op("lrbench::fused_cpu_backward", mutates_args=(), device_types="cpu")
 def fused_cpu_backward_op(grad_y: Tensor, x: Tensor, query: Tensor, key: Tensor, prior: Tensor,
-                          kernel_size: int, stride: int, phi: str
+                          stats: Tensor, kernel_size: int, stride: int, phi: str
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients ``(x, query, key, prior)`` of ``sum(grad_y * y)``; recomputes the softmax.
-    ``grad_x`` has x's memory format."""
+    """Gradients ``(x, query, key, prior)`` of ``sum(grad_y * y)``, from the forward's ``stats``
+    (the weights are recomputed from them). ``grad_x`` has x's memory format."""
     grads = extension().backward(_dense(grad_y), _dense(x), query.contiguous(),
-                                 key.contiguous(), prior.contiguous(), kernel_size, stride,
-                                 PHI_CODES[phi])
+                                 key.contiguous(), prior.contiguous(), stats.contiguous(),
+                                 kernel_size, stride, PHI_CODES[phi])
     return tuple(grads)
 
 
-wire(fused_cpu_op, fused_cpu_backward_op, save_output=False, keeps_memory_format=True)
+wire(fused_cpu_op, fused_cpu_backward_op, saves="stats", keeps_memory_format=True)
 
 
 def local_relation_fused_cpu(x, query, key, prior, kernel_size, stride, phi):
-    return torch.ops.lrbench.fused_cpu(x, query, key, prior, kernel_size, stride, phi)
+    y, _ = torch.ops.lrbench.fused_cpu(x, query, key, prior, kernel_size, stride, phi)
+    return y
 
 
 register(

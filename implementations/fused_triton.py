@@ -124,7 +124,7 @@ def _define_ops(name: str, deterministic: bool):
         return kernels().backward(grad_y, x, query, key, prior, y, kernel_size, stride, phi,
                                   deterministic=deterministic)
 
-    wire(forward_op, backward_op, save_output=True)
+    wire(forward_op, backward_op, saves="output")
     return forward_op, backward_op
 
 

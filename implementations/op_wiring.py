@@ -1,9 +1,9 @@
 """What every fused implementation's custom operators share: fake impls, autograd, FLOP formulas.
 
 A fused implementation registers two ``torch.library`` operators, the op
-``(x, query, key, prior, kernel_size, stride, phi) -> y`` and its backward
-``(grad_y, x, query, key, prior, [y,] kernel_size, stride, phi) -> (gx, gquery, gkey, gprior)``,
-and hands both to :func:`wire`.
+``(x, query, key, prior, kernel_size, stride, phi) -> y`` (or ``-> (y, stats)``) and its backward
+``(grad_y, x, query, key, prior, [y | stats,] kernel_size, stride, phi) -> (gx, gquery, gkey,
+gprior)``, and hands both to :func:`wire`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,18 @@ from torch.utils.flop_counter import register_flop_formula
 
 from lrbench.complexity.op_terms import op_macs_from_shapes
 
+SAVES = ("inputs", "output", "stats")
 
-def wire(forward_op, backward_op, *, save_output: bool, keeps_memory_format: bool = False) -> None:
+
+def wire(forward_op, backward_op, *, saves: str, keeps_memory_format: bool = False) -> None:
     """Give ``forward_op``/``backward_op`` fake impls, autograd and FLOP formulas.
 
     Args:
         forward_op, backward_op: the custom operators (``torch.library.custom_op`` results).
-        save_output: whether the backward takes ``y`` after ``prior`` (and autograd saves it).
+        saves: what the backward takes besides the inputs: ``"inputs"`` nothing; ``"output"``
+            ``y`` after ``prior``; ``"stats"``: the op returns ``(y, stats)``, ``stats`` a
+            non-differentiable ``(2, B, G, Ho, Wo)`` tensor of per-pixel softmax statistics that
+            the backward takes after ``prior``.
         keeps_memory_format: whether ``y`` comes in x's memory format (channels_last x gives a
             channels_last y), else ``y`` is contiguous.
 
@@ -29,14 +34,18 @@ def wire(forward_op, backward_op, *, save_output: bool, keeps_memory_format: boo
     gradients (1 x), and two aggregations (``dL/dw`` and ``grad_x``, 2 x the aggregation term).
     """
 
+    if saves not in SAVES:
+        raise ValueError(f"saves must be one of {SAVES}, got {saves!r}")
+
     @forward_op.register_fake
     def _(x, query, key, prior, kernel_size, stride, phi):
         B, C = x.shape[:2]
-        Ho, Wo = query.shape[-2:]
+        G, Ho, Wo = query.shape[-3:]
         channels_last = (keeps_memory_format and not x.is_contiguous()
                          and x.is_contiguous(memory_format=torch.channels_last))
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        return x.new_empty((B, C, Ho, Wo)).contiguous(memory_format=fmt)  # (B, C, Ho, Wo), x's format
+        y = x.new_empty((B, C, Ho, Wo)).contiguous(memory_format=fmt)  # (B, C, Ho, Wo), x's format
+        return (y, x.new_empty((2, B, G, Ho, Wo))) if saves == "stats" else y
 
     @backward_op.register_fake
     def _(grad_y, x, query, key, prior, *rest):
@@ -45,11 +54,13 @@ def wire(forward_op, backward_op, *, save_output: bool, keeps_memory_format: boo
 
     def setup_context(ctx, inputs, output):
         x, query, key, prior, kernel_size, stride, phi = inputs
-        saved = (x, query, key, prior, output) if save_output else (x, query, key, prior)
-        ctx.save_for_backward(*saved)
+        extra = {"inputs": (), "output": (output,), "stats": output[1:]}[saves]
+        if saves == "stats":
+            ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(x, query, key, prior, *extra)
         ctx.args = (kernel_size, stride, phi)
 
-    def backward(ctx, grad_y):
+    def backward(ctx, grad_y, *grad_stats):  # grad_stats: none, or None for the stats
         grads = backward_op(grad_y, *ctx.saved_tensors, *ctx.args)
         return (*grads, None, None, None)
 

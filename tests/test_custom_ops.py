@@ -71,7 +71,12 @@ def test_opcheck_schema_fake_autograd_and_aot_dispatch(name, device):
 def test_fake_and_meta_tensors_give_shapes_without_running_kernels(name, device):
     expected = (SHAPE.B, SHAPE.C, SHAPE.Ho, SHAPE.Wo)
     meta = make_inputs(SHAPE).map(lambda v: v.to("meta"))
-    y = _op(name)(*meta, SHAPE.k, SHAPE.stride, "mult")
+    out = _op(name)(*meta, SHAPE.k, SHAPE.stride, "mult")
+    if isinstance(out, tuple):  # (y, stats): per-pixel softmax statistics kept for the backward
+        y, stats = out
+        assert tuple(stats.shape) == (2, SHAPE.B, SHAPE.G, SHAPE.Ho, SHAPE.Wo)
+    else:
+        y = out
     assert y.device.type == "meta" and tuple(y.shape) == expected
     with FakeTensorMode() as mode:
         fake = make_inputs(SHAPE, device=device).map(lambda v: mode.from_tensor(v).requires_grad_())

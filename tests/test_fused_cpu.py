@@ -35,6 +35,8 @@ GRAD_CASES = [
     Shape(B=1, C=3, H=3, W=4, k=7, m=2, stride=1),
     Shape(B=1, C=2, H=19, W=4, k=3, m=1, stride=1),
     Shape(B=1, C=2, H=23, W=3, k=5, m=2, stride=2),
+    Shape(B=1, C=11, H=6, W=7, k=3, m=10, stride=1),  # channels beyond the 8 held in registers
+    Shape(B=1, C=10, H=5, W=9, k=5, m=5, stride=2),   # 5 of 8 register channels in use
 ]
 
 
@@ -109,18 +111,42 @@ def _bytes_allocated(fn) -> int:
     return sum(e.self_cpu_memory_usage for e in prof.events() if e.self_cpu_memory_usage > 0)
 
 
-def test_forward_allocates_its_output_only():
-    """The fused forward's only tensor allocation is the output (its per-thread scratch of
-    k*k*Wo + (m+1) * rows * (W+2r) values lives outside the allocator and is O(one band))."""
+def test_forward_allocates_its_output_and_two_statistics_per_pixel_only():
+    """The fused forward's only tensor allocations are the output and the softmax's shift and
+    1 / sum per output pixel and group (B*G*Ho*Wo each, kept for the backward); its per-thread
+    scratch of k*k*V + (m+1) * rows * (W+2r) values lives outside the allocator, O(one band)."""
     shape = Shape(B=2, C=32, H=24, W=24, k=7, m=8, stride=1)
     t = make_inputs(shape)
     out_bytes = shape.B * shape.C * shape.Ho * shape.Wo * 4
+    stats_bytes = 2 * shape.B * shape.G * shape.Ho * shape.Wo * 4
     buffer_bytes = shape.k**2 * out_bytes  # what an unfold of the values alone holds
     with torch.no_grad():
         fused = _bytes_allocated(lambda: _op(shape, "sqdiff")(*t))
         unfold = _bytes_allocated(lambda: _op(shape, "sqdiff", "unfold")(*t))
     assert unfold >= buffer_bytes  # the probe does see k*k-sized buffers
-    assert out_bytes <= fused <= 1.25 * out_bytes
+    assert out_bytes + stats_bytes <= fused <= 1.05 * (out_bytes + stats_bytes)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("phi", ["sqdiff", "absdiff"])
+def test_softmax_shift_falls_back_to_the_maximum_when_the_prior_bound_underflows(phi, dtype):
+    """For phi <= 0 the kernels shift the softmax by the prior's largest value, not by the
+    logits' maximum; where every logit lies far below it (|q - k| ~ 40 here: exp underflows)
+    the block is recomputed with the maximum. Outputs and gradients still match the reference."""
+    shape = Shape(B=1, C=8, H=9, W=10, k=3, m=4, stride=1)
+    t = make_inputs(shape, dtype=torch.float64, seed=8)
+    t.query[:, 0] += 40.0  # group 0: every logit about -1600 (sqdiff) or -40 (absdiff) ...
+    t.query[:, 1, :4] += 40.0  # ... group 1: only its top rows, next to ordinary ones
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
+    results = {}
+    for impl, dt in (("fused_cpu", dtype), ("reference", torch.float64)):
+        leaves = t.map(lambda v, dt=dt: v.to(dt).clone().requires_grad_(True))
+        y = _op(shape, phi, impl)(*leaves)
+        results[impl] = (y, *torch.autograd.grad(y, leaves.args(), grad.to(dt)))
+    tol = {torch.float64: 1e-10, torch.float32: 2e-3}[dtype]  # float32: |q - k| ~ 40 in logits
+    for got, expected in zip(results["fused_cpu"], results["reference"], strict=True):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * expected.abs().max().item())
 
 
 def test_unavailable_without_compiler(monkeypatch):

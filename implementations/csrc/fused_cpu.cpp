@@ -133,6 +133,16 @@ inline void store(T* p, const Vec<T, V>& v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
+// Stores the first nv lanes of v at dst[jj * stride].
+template <typename T, int V>
+inline void store_columns(T* dst, int64_t stride, const Vec<T, V>& v, int64_t nv) {
+  if (nv == V && stride == 1) {
+    store<T, V>(dst, v);
+    return;
+  }
+  for (int64_t jj = 0; jj < nv; ++jj) dst[jj * stride] = v[jj];
+}
+
 template <typename T, int V>
 inline Vec<T, V> splat(T value) {
   Vec<T, V> v = {};
@@ -196,76 +206,132 @@ void fill_column_mask(const Geometry& geo, int64_t Wv, T* colmask) {
   }
 }
 
-// Softmax weights of one output row, unnormalised, over blocks of V columns: e[n][j] =
-// exp(logit - max_j), exactly 0 outside the image; inv[j] = 1 / sum_n e[n][j].
-// q: (Wv,) query row, zero-padded; kp: padded key row of kernel row 0 (layout pr);
-// prior: (k*k,) of the group; colmask: (k, Wv); e: (k*k, ld) with ld >= Wv, columns [0, Wv) of
-// rows [ky0*k, ky1*k) written.
+// Output columns held in registers by the fused passes: up to kRegChannels channels of one block
+// of V output columns (their accumulators, or their grad_y) stay in registers over the k*k
+// neighbours, so each weight is computed once and used for all of them.
+constexpr int64_t kRegChannels = 8;
+
+// Below this softmax sum, a block shifted by the prior's bound (instead of its true maximum
+// logit) is recomputed with the true maximum: with sum >= 2^-40 every weight that the shifted
+// exp flushes to 0 (< 2^-126) is below 2^-86 of the sum, so the result is the softmax's.
+constexpr float kMinShiftedSum = 0x1p-40f;
+
+// The shift of the softmax of one block of V output columns: the logits' maximum over the image's
+// kernel rows [ky0, ky1). kp: padded key row of kernel row 0 at column jb (layout pr); colmask:
+// (k, Wv) at column jb.
 template <typename T, int PHI, int V>
-void softmax_block(const Geometry& geo, int64_t ky0, int64_t ky1, const T* __restrict__ q,
-                   const T* __restrict__ kp, const T* __restrict__ prior,
-                   const T* __restrict__ colmask, const PaddedRows& pr, int64_t Wv, int64_t ld,
-                   T* __restrict__ e, T* __restrict__ inv) {
-  const int64_t k = geo.k;
-  for (int64_t jb = 0; jb < Wv; jb += V) {
-    const Vec<T, V> qv = load<T, V>(q + jb);
-    Vec<T, V> mx = splat<T, V>(-std::numeric_limits<T>::infinity());
-    for (int64_t ky = ky0; ky < ky1; ++ky) {
-      for (int64_t kx = 0; kx < k; ++kx) {
-        const int64_t n = ky * k + kx;
-        const Vec<T, V> kv = load<T, V>(kp + ky * pr.len + pr.koff[kx] + jb);
-        const Vec<T, V> mask = load<T, V>(colmask + kx * Wv + jb);
-        const Vec<T, V> logit = phi_vec<PHI>(qv, kv) + prior[n] + mask;
-        store<T, V>(e + n * ld + jb, logit);
-        mx = mx > logit ? mx : logit;
-      }
+inline Vec<T, V> max_logit(const Geometry& geo, int64_t ky0, int64_t ky1, Vec<T, V> qv,
+                           const T* __restrict__ kp, const T* __restrict__ prior,
+                           const T* __restrict__ colmask, const PaddedRows& pr, int64_t Wv) {
+  Vec<T, V> mx = splat<T, V>(-std::numeric_limits<T>::infinity());
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    for (int64_t kx = 0; kx < geo.k; ++kx) {
+      const Vec<T, V> kv = load<T, V>(kp + ky * pr.len + pr.koff[kx]);
+      const Vec<T, V> logit = phi_vec<PHI>(qv, kv) + prior[ky * geo.k + kx]
+                              + load<T, V>(colmask + kx * Wv);
+      mx = mx > logit ? mx : logit;
     }
-    Vec<T, V> sum = {};
-    for (int64_t n = ky0 * k; n < ky1 * k; ++n) {
-      const Vec<T, V> w = exp_vec<T, V>(load<T, V>(e + n * ld + jb) - mx);
-      store<T, V>(e + n * ld + jb, w);
-      sum += w;
-    }
-    store<T, V>(inv + jb, T(1) / sum);
   }
+  return mx;
 }
 
-// Channels aggregated together: they share each load of the weights, and their independent
-// accumulators hide the latency of the multiply-adds.
+// The weights of one block of V output columns and what the forward and the backward do with them
+// at once, neighbour by neighbour over the image's kernel rows:
+//   e[n] = exp(logit[n] - shift)  (exactly 0 outside the image), stored in e (row stride ld) when
+//   e is not null, and returned summed over n;
+//   FORWARD: acc[c] += e[n] * x_c[n]  (the aggregation of NC channels);
+//   BACKWARD: dw'[n] = sum_c gy'[c] * x_c[n], stored in d (row stride ld), and acc[0] +=
+//   e[n] * dw'[n]  (the softmax backward's dot product).
+// xc: channel 0 of the padded x rows at kernel row 0 and column jb; channel c at xc + c * cstride.
+template <typename T, int PHI, int V, int NC, bool FORWARD>
+inline Vec<T, V> weights_pass(const Geometry& geo, int64_t ky0, int64_t ky1, Vec<T, V> qv,
+                              Vec<T, V> shift, const T* __restrict__ kp,
+                              const T* __restrict__ prior, const T* __restrict__ colmask,
+                              const PaddedRows& pr, int64_t Wv, const T* __restrict__ xc,
+                              int64_t cstride, const Vec<T, V>* gyv, Vec<T, V>* acc,
+                              T* __restrict__ e, T* __restrict__ d, int64_t ld) {
+  const int64_t k = geo.k;
+  Vec<T, V> sum = {};
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    for (int64_t kx = 0; kx < k; ++kx) {
+      const int64_t n = ky * k + kx, off = ky * pr.len + pr.koff[kx];
+      const Vec<T, V> logit = phi_vec<PHI>(qv, load<T, V>(kp + off)) + prior[n]
+                              + load<T, V>(colmask + kx * Wv);
+      const Vec<T, V> w = exp_vec<T, V>(logit - shift);
+      sum += w;
+      if (e != nullptr) store<T, V>(e + n * ld, w);
+      if constexpr (FORWARD) {
+        for (int c = 0; c < NC; ++c) acc[c] += w * load<T, V>(xc + c * cstride + off);
+      } else {
+        Vec<T, V> part[2] = {};  // two chains hide the multiply-adds' latency
+        for (int c = 0; c < NC; ++c) part[c % 2] += gyv[c] * load<T, V>(xc + c * cstride + off);
+        const Vec<T, V> dw = part[0] + part[1];
+        store<T, V>(d + n * ld, dw);
+        acc[0] += w * dw;
+      }
+    }
+  }
+  return sum;
+}
+
+// Whether some lane j < nv of a block's softmax sum is below kMinShiftedSum.
+template <typename T, int V>
+inline bool underflowed(const Vec<T, V>& sum, int64_t nv) {
+  for (int64_t jj = 0; jj < nv; ++jj) {
+    if (sum[jj] < T(kMinShiftedSum)) return true;
+  }
+  return false;
+}
+
+// The largest prior logit of a group: with phi <= 0 (sqdiff, absdiff) no logit exceeds it, so it
+// is a valid softmax shift (exp never overflows) without a pass for the maximum.
+template <typename T>
+T prior_bound(const T* prior, int64_t kk) {
+  return *std::max_element(prior, prior + kk);
+}
+
+// The shifted weights of one block: with the prior's bound as the shift when phi <= 0, else (or
+// when the bound underflowed some lane's sum) with the logits' maximum. Calls pass(shift), which
+// returns the sum over n, and returns {shift, sum}.
+template <typename T, int PHI, int V, typename Pass>
+inline std::pair<Vec<T, V>, Vec<T, V>> shifted_weights(
+    const Geometry& geo, int64_t ky0, int64_t ky1, Vec<T, V> qv, const T* kp, const T* prior,
+    const T* colmask, const PaddedRows& pr, int64_t Wv, T bound, int64_t nv, Pass&& pass) {
+  if constexpr (PHI != kMult) {
+    const Vec<T, V> shift = splat<T, V>(bound);
+    const Vec<T, V> sum = pass(shift);
+    if (!underflowed<T, V>(sum, nv)) return {shift, sum};
+  }
+  const Vec<T, V> shift = max_logit<T, PHI, V>(geo, ky0, ky1, qv, kp, prior, colmask, pr, Wv);
+  return {shift, pass(shift)};
+}
+
+// Channels aggregated together from stored weights (the channels beyond the first kRegChannels):
+// they share each load of the weights, and their independent accumulators hide the latency of
+// the multiply-adds.
 constexpr int64_t kChannelBlock = 4;
 
 // y[c][j] = inv[j] * sum_{ky, kx} e[ky, kx][j] * xp_c[ky][j*s + kx] for the channels of one
-// block and every block of V output columns; the sum runs over the image's kernel rows.
-// e: (k*k, Wv) weights, 0 outside the image; xcs: kernel row 0 of each channel in the padded
-// scratch (layout pr); ys: output rows, element j at ys[cc][j * ysw] (nullptr: padding channel,
-// not stored).
+// block and the block of V output columns at jb; the sum runs over the image's kernel rows.
+// e: (k*k, ld) weights at column jb, 0 outside the image; xcs: kernel row 0 of each channel in
+// the padded scratch (layout pr) at column jb; ys: output rows at column jb, element j at
+// ys[cc][j * ysw] (nullptr: padding channel, not stored); nv: columns of the block inside Wo.
 template <typename T, int V>
-void aggregate_block(const Geometry& geo, const T* __restrict__ e, const T* __restrict__ inv,
-                     const T* const* xcs, T* const* ys, int64_t ysw, const PaddedRows& pr,
-                     int64_t Wv, int64_t ky0, int64_t ky1) {
-  const int64_t k = geo.k, Wo = geo.Wo;
-  for (int64_t jb = 0; jb < Wv; jb += V) {
-    Vec<T, V> acc[kChannelBlock] = {};
-    for (int64_t ky = ky0; ky < ky1; ++ky) {
-      const T* __restrict__ er = e + ky * k * Wv + jb;
-      for (int64_t kx = 0; kx < k; ++kx) {
-        const Vec<T, V> w = load<T, V>(er + kx * Wv);
-        for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
-          acc[cc] += w * load<T, V>(xcs[cc] + ky * pr.len + pr.koff[kx] + jb);
-        }
+void aggregate_block(const Geometry& geo, const T* __restrict__ e, int64_t ld,
+                     const Vec<T, V>& scale, const T* const* xcs, T* const* ys, int64_t ysw,
+                     const PaddedRows& pr, int64_t ky0, int64_t ky1, int64_t nv) {
+  const int64_t k = geo.k;
+  Vec<T, V> acc[kChannelBlock] = {};
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    for (int64_t kx = 0; kx < k; ++kx) {
+      const Vec<T, V> w = load<T, V>(e + (ky * k + kx) * ld);
+      for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
+        acc[cc] += w * load<T, V>(xcs[cc] + ky * pr.len + pr.koff[kx]);
       }
     }
-    const Vec<T, V> scale = load<T, V>(inv + jb);
-    const int64_t nv = std::min<int64_t>(V, Wo - jb);
-    for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
-      if (ys[cc] == nullptr) continue;
-      const Vec<T, V> out = acc[cc] * scale;
-      if (nv == V && ysw == 1) {
-        store<T, V>(ys[cc] + jb, out);
-      } else {
-        for (int64_t jj = 0; jj < nv; ++jj) ys[cc][(jb + jj) * ysw] = out[jj];
-      }
-    }
+  }
+  for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
+    if (ys[cc] != nullptr) store_columns<T, V>(ys[cc], ysw, acc[cc] * scale, nv);
   }
 }
 
@@ -273,13 +339,15 @@ void aggregate_block(const Geometry& geo, const T* __restrict__ e, const T* __re
 constexpr int64_t kForwardBand = 8;
 
 // Forward: task (b, g, band of output rows) writes y[b, c, i, :] for the m channels c of group g
-// and the rows i of the band. The band's input rows of x and key, zero-padded by r columns on
-// each side, are copied to a scratch so that the inner loops have no bounds: out-of-image
-// neighbours get the logit -inf (weight exactly 0) and read the zero padding. Each block of V
-// output columns is accumulated in registers over the k*k neighbours.
+// and the rows i of the band, and the softmax statistics of each output pixel (the shift and
+// 1 / sum, which the backward reuses instead of recomputing them). The band's input rows of x and
+// key, zero-padded by r columns on each side, are copied to a scratch so that the inner loops
+// have no bounds: out-of-image neighbours get the logit -inf (weight exactly 0) and read the zero
+// padding. Each block of V output columns computes each weight once, in registers, and
+// aggregates the first kRegChannels channels with it at once (the others from the stored weights).
 template <typename T, int PHI, int S, int V>
 void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T* query,
-                    const T* key, const T* prior, T* y, const Strides& ys_) {
+                    const T* key, const T* prior, T* y, const Strides& ys_, T* stats) {
   const int64_t H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
   const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
   const int64_t s = S > 0 ? S : geo.s;
@@ -287,150 +355,205 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
   const PaddedRows pr(geo, std::max(W + 2 * r, (Wv - 1) * s + k));
   const int64_t band = std::min(Ho, kForwardBand), bands = (Ho + band - 1) / band;
   const int64_t rows = (band - 1) * s + k;                   // input rows read by one band
+  const int64_t cstride = rows * pr.len;                     // channel stride of the x scratch
+  T* shift_out = stats;                                      // (B, G, Ho, Wo)
+  T* inv_out = stats + geo.B * G * Ho * Wo;                  // (B, G, Ho, Wo)
   at::parallel_for(0, geo.B * G * bands, geo.grain(band), [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(kk * Wv + 2 * Wv + k * Wv + (m + 1) * rows * pr.len, T(0));
-    T* e = scratch.data();       // (k*k, Wv)
-    T* inv = e + kk * Wv;        // (Wv,)
-    T* q = inv + Wv;             // (Wv,) query row, zero-padded
+    // x scratch: at least kRegChannels channel slots (the register passes read them all).
+    const int64_t slots = std::max(m, kRegChannels);
+    std::vector<T> scratch(kk * V + Wv + k * Wv + (slots + 1) * cstride, T(0));
+    T* e = scratch.data();       // (k*k, V): one block's weights, for channels beyond the first
+    T* q = e + kk * V;           // (Wv,) query row, zero-padded
     T* colmask = q + Wv;         // (k, Wv)
     T* kp = colmask + k * Wv;    // (rows, pr.len): padded key rows; padding stays 0
-    T* xp = kp + rows * pr.len;  // (m, rows, pr.len), the same for the group's channels
+    T* xp = kp + cstride;        // (slots, rows, pr.len), the same for the group's channels
     fill_column_mask(geo, Wv, colmask);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task % bands, bg = task / bands, g = bg % G, b = bg / G;
       const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
       const int64_t c0 = g * m, mc = geo.channel_end(g) - c0;
+      const T* pg = prior + g * kk;
+      const T bound = prior_bound(pg, kk);
       for (int64_t rr = 0; rr < rows; ++rr) {
         const int64_t in_row = top + rr;
         if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
         pr.copy(kp + rr * pr.len, key + (bg * H + in_row) * W, W);
         for (int64_t cl = 0; cl < mc; ++cl) {
-          pr.copy(xp + (cl * rows + rr) * pr.len, x + xs.row(b, c0 + cl, in_row), W, xs.w);
+          pr.copy(xp + cl * cstride + rr * pr.len, x + xs.row(b, c0 + cl, in_row), W, xs.w);
         }
       }
+      const int64_t nreg = std::min(mc, kRegChannels);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
         std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
-        softmax_block<T, PHI, V>(geo, ky0, ky1, q, kp + rr0 * pr.len, prior + g * kk, colmask,
-                                 pr, Wv, Wv, e, inv);
-        for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
-          const T* xcs[kChannelBlock];  // kernel row 0 of each channel; extra ones repeat cl
-          T* ys[kChannelBlock];
-          for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
-            const int64_t c = cl + cc < mc ? cl + cc : cl;
-            xcs[cc] = xp + (c * rows + rr0) * pr.len;
-            ys[cc] = cl + cc < mc ? y + ys_.row(b, c0 + c, i) : nullptr;
+        T* yrows[kRegChannels];  // output rows of the register channels (repeats are not stored)
+        for (int64_t c = 0; c < kRegChannels; ++c) yrows[c] = y + ys_.row(b, c0 + std::min(c, nreg - 1), i);
+        for (int64_t jb = 0; jb < Wv; jb += V) {
+          const int64_t nv = std::min<int64_t>(V, Wo - jb);
+          const Vec<T, V> qv = load<T, V>(q + jb);
+          const T* kpj = kp + rr0 * pr.len + jb;
+          const T* xcj = xp + rr0 * pr.len + jb;
+          T* ej = mc > kRegChannels ? e : nullptr;
+          Vec<T, V> acc[kRegChannels];
+          auto pass = [&](Vec<T, V> shift) {
+            for (auto& a : acc) a = Vec<T, V>{};
+            if (nreg > kChannelBlock) {
+              return weights_pass<T, PHI, V, kRegChannels, true>(geo, ky0, ky1, qv, shift, kpj, pg,
+                  colmask + jb, pr, Wv, xcj, cstride, nullptr, acc, ej, nullptr, V);
+            }
+            return weights_pass<T, PHI, V, kChannelBlock, true>(geo, ky0, ky1, qv, shift, kpj, pg,
+                colmask + jb, pr, Wv, xcj, cstride, nullptr, acc, ej, nullptr, V);
+          };
+          const auto [shift, sum] = shifted_weights<T, PHI, V>(geo, ky0, ky1, qv, kpj, pg,
+                                                               colmask + jb, pr, Wv, bound, nv, pass);
+          const Vec<T, V> inv = T(1) / sum;
+          for (int64_t c = 0; c < nreg; ++c) store_columns<T, V>(yrows[c] + jb * ys_.w, ys_.w, acc[c] * inv, nv);
+          for (int64_t cl = kRegChannels; cl < mc; cl += kChannelBlock) {  // from the stored weights
+            const T* xcs[kChannelBlock];  // kernel row 0 of each channel; extra ones repeat cl
+            T* ys[kChannelBlock];
+            for (int64_t cc = 0; cc < kChannelBlock; ++cc) {
+              const int64_t c = cl + cc < mc ? cl + cc : cl;
+              xcs[cc] = xcj + c * cstride;
+              ys[cc] = cl + cc < mc ? y + ys_.row(b, c0 + c, i) + jb * ys_.w : nullptr;
+            }
+            aggregate_block<T, V>(geo, e, V, inv, xcs, ys, ys_.w, pr, ky0, ky1, nv);
           }
-          aggregate_block<T, V>(geo, e, inv, xcs, ys, ys_.w, pr, Wv, ky0, ky1);
+          const int64_t at = (bg * Ho + i) * Wo + jb;
+          store_columns<T, V>(shift_out + at, 1, shift, nv);
+          store_columns<T, V>(inv_out + at, 1, inv, nv);
         }
       }
     }
   });
 }
 
-// Neighbours whose dw the backward accumulates together over the channels.
-constexpr int64_t kNeighbourBlock = 4;
-
 template <int PHI, typename VT>
-inline void phi_grad_vec(VT q, VT k, VT& dq, VT& dk) {
-  if constexpr (PHI == kSqdiff) {
-    dq = (k - q) * 2;
-    dk = -dq;
-  } else if constexpr (PHI == kAbsdiff) {
-    const VT d = q - k, zero = {}, one = zero + 1;
-    dk = d > zero ? one : (d < zero ? -one : zero);  // sign(q - k), sign(0) = 0 as in torch
-    dq = -dk;
-  } else {
-    dq = k;
-    dk = q;
+struct PhiGrad;
+// dphi/dq = 2 (k - q), dphi/dk = -2 (k - q): one term u = k - q, scaled at the end.
+template <typename VT>
+struct PhiGrad<kSqdiff, VT> {
+  static constexpr double kQ = 2.0, kK = -2.0;
+  static VT dq(VT q, VT k) { return k - q; }
+  static VT dk(VT, VT, VT dq) { return dq; }
+};
+// dphi/dq = sign(k - q), dphi/dk = -sign(k - q), sign(0) = 0 as in torch.
+template <typename VT>
+struct PhiGrad<kAbsdiff, VT> {
+  static constexpr double kQ = 1.0, kK = -1.0;
+  static VT dq(VT q, VT k) {
+    const VT zero = {}, one = zero + 1;
+    return k > q ? one : (k < q ? -one : zero);
   }
-}
+  static VT dk(VT, VT, VT dq) { return dq; }
+};
+// dphi/dq = k, dphi/dk = q.
+template <typename VT>
+struct PhiGrad<kMult, VT> {
+  static constexpr double kQ = 1.0, kK = 1.0;
+  static VT dq(VT, VT k) { return k; }
+  static VT dk(VT q, VT, VT) { return q; }
+};
 
-// dst[j*s + kx] += src[kx][j] * mul[j] (mul = 1 when MUL is false) for the k neighbours kx of
-// one kernel row and all output columns j: the transpose of the forward's read. At stride 1 it
-// runs as a gather over the padded input columns t (t - kx = j), so no two writes collide.
-// src: (k, ld) rows and mul: (ld,), both pointing at column 0 after a left margin of k - 1
-// zeros, 0 from column Wv on; dst: (Wx,) padded input row.
-template <typename T, int S, int V, bool MUL>
-void scatter_row(const Geometry& geo, const T* __restrict__ src, const T* __restrict__ mul,
-                 int64_t ld, int64_t Wv, int64_t Wx, T* __restrict__ dst) {
+// dst[j*s + kx] += src[kx][j] for the k neighbours kx of one kernel row and all output columns j:
+// the transpose of the forward's read. At stride 1 it runs as a gather over the padded input
+// columns t in [tb0, tb1) (t - kx = j), so no two writes collide. src: (k, ld) rows pointing at
+// column 0 after a left margin of k - 1 zeros, 0 from column Wv on; dst: (Wx,) padded input row.
+template <typename T, int S, int V>
+void scatter_row(const Geometry& geo, const T* __restrict__ src, int64_t ld, int64_t Wv,
+                 int64_t tb0, int64_t tb1, T* __restrict__ dst) {
   const int64_t k = geo.k;
   if constexpr (S == 1) {
-    for (int64_t tb = 0; tb < Wx; tb += V) {
+    for (int64_t tb = tb0; tb < tb1; tb += V) {
       Vec<T, V> acc = load<T, V>(dst + tb);
-      for (int64_t kx = 0; kx < k; ++kx) {
-        if constexpr (MUL) {
-          acc += load<T, V>(src + kx * ld + tb - kx) * load<T, V>(mul + tb - kx);
-        } else {
-          acc += load<T, V>(src + kx * ld + tb - kx);
-        }
-      }
+      for (int64_t kx = 0; kx < k; ++kx) acc += load<T, V>(src + kx * ld + tb - kx);
       store<T, V>(dst + tb, acc);
     }
   } else {
     const int64_t s = geo.s;
     for (int64_t kx = 0; kx < k; ++kx) {
-      for (int64_t j = 0; j < Wv; ++j) {
-        dst[j * s + kx] += MUL ? src[kx * ld + j] * mul[j] : src[kx * ld + j];
+      for (int64_t j = 0; j < Wv; ++j) dst[j * s + kx] += src[kx * ld + j];
+    }
+  }
+}
+
+// grad_x of up to kChannelBlock channels, one kernel row: dsts[c][j*s + kx] += src[kx][j] *
+// gys[c][j]. At stride 1 in gather form over the padded input columns t in [tb0, tb1): the
+// channels share each load of the weights and their independent accumulators hide the
+// multiply-adds' latency. Channels c >= nc repeat channel 0's pointers and are not stored.
+template <typename T, int S, int V>
+void scatter_row_channels(const Geometry& geo, const T* __restrict__ src, const T* const* gys,
+                          T* const* dsts, int64_t nc, int64_t ld, int64_t Wv, int64_t tb0,
+                          int64_t tb1) {
+  const int64_t k = geo.k;
+  if constexpr (S == 1) {
+    for (int64_t tb = tb0; tb < tb1; tb += V) {
+      Vec<T, V> acc[kChannelBlock];
+      for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] = load<T, V>(dsts[c] + tb);
+      for (int64_t kx = 0; kx < k; ++kx) {
+        const Vec<T, V> w = load<T, V>(src + kx * ld + tb - kx);
+        for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] += w * load<T, V>(gys[c] + tb - kx);
+      }
+      for (int64_t c = 0; c < nc; ++c) store<T, V>(dsts[c] + tb, acc[c]);
+    }
+  } else {
+    const int64_t s = geo.s;
+    for (int64_t c = 0; c < nc; ++c) {
+      for (int64_t kx = 0; kx < k; ++kx) {
+        for (int64_t j = 0; j < Wv; ++j) dsts[c][j * s + kx] += src[kx * ld + j] * gys[c][j];
       }
     }
   }
 }
 
-// grad_x of up to kChannelBlock channels at stride 1, one kernel row: dsts[c][t] +=
-// sum_kx src[kx][t - kx] * gys[c][t - kx] over the padded input columns t (the gather form of
-// scatter_row). The channels share each load of the weights and their independent accumulators
-// hide the multiply-adds' latency (one channel at a time is a single dependent chain). Channels
-// c >= nc repeat channel 0's pointers and are not stored.
-template <typename T, int V>
-void scatter_row_channels(const Geometry& geo, const T* __restrict__ src, const T* const* gys,
-                          T* const* dsts, int64_t nc, int64_t ld, int64_t Wx) {
-  const int64_t k = geo.k;
-  for (int64_t tb = 0; tb < Wx; tb += V) {
-    Vec<T, V> acc[kChannelBlock];
-    for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] = load<T, V>(dsts[c] + tb);
-    for (int64_t kx = 0; kx < k; ++kx) {
-      const Vec<T, V> w = load<T, V>(src + kx * ld + tb - kx);
-      for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] += w * load<T, V>(gys[c] + tb - kx);
-    }
-    for (int64_t c = 0; c < nc; ++c) store<T, V>(dsts[c] + tb, acc[c]);
-  }
-}
-
-// Backward: task (b, g, band of output rows). Recomputes each row's softmax, then
-//   dw[n][j] = sum_c gy[c][j] x_c[p(n, j)],            grad_x_c[p(n, j)] += w[n][j] gy[c][j],
-//   dlogit = w * (dw - sum_n w dw),  grad_q[j] = sum_n dlogit dphi/dq,
-//   grad_key[p(n, j)] += dlogit dphi/dk,  grad_prior[n] += sum_j dlogit.
+// Backward: task (b, g, band of output rows). With the forward's shift and 1 / sum of each output
+// pixel, row by row, per block of V output columns (gy' = gy / sum, e = exp(logit - shift), so
+// w = e / sum):
+//   pass 1: e[n], dw'[n] = sum_c gy'[c] x_c[p(n)] (= dw / sum) and D = sum_n e dw' (= sum_n w dw);
+//   pass 2: dlogit = e (dw' - D / sum), grad_q = sum_n dlogit dphi/dq, grad_prior[n] += dlogit,
+//           and dlogit dphi/dk into d;
+// then, row by row, grad_x_c[p(n, j)] += e[n][j] gy'[c][j] and grad_key[p(n, j)] += d[n][j].
 // Scatters go to zero-padded band buffers, added to grad_x / grad_key at the end of the task;
 // bands of one parity touch disjoint input rows, so each parity runs in parallel without races.
 template <typename T, int PHI, int S, int V>
 void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const T* x,
-                     const Strides& xs, const T* query, const T* key, const T* prior, T* gx,
-                     const Strides& gxs, T* gq, T* gkey, double* gprior_parts, int64_t band) {
+                     const Strides& xs, const T* query, const T* key, const T* prior,
+                     const T* stats, T* gx, const Strides& gxs, T* gq, T* gkey,
+                     double* gprior_parts, int64_t band) {
+  using PG = PhiGrad<PHI, Vec<T, V>>;
   const int64_t H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
   const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t Wv = (Wo + V - 1) / V * V;
-  const int64_t Wx = (std::max(W + 2 * r, (Wv - 1) * s + k) + V - 1) / V * V;
+  // Gathers at stride 1 visit the padded input columns t in [r, r + Wr): image columns 0..W-1
+  // in whole blocks of V from the first one, reading e and d up to column r + Wr - 1.
+  const int64_t Wr = (W + V - 1) / V * V, tb0 = r, tb1 = r + Wr;
+  const int64_t Wx = (std::max({W + 2 * r, (Wv - 1) * s + k, r + Wr}) + V - 1) / V * V;
   const int64_t LM = k - 1, ld = LM + Wx;  // left margin and row stride of e, d and gyp
   const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
   const int64_t rows = (band - 1) * s + k;
   const PaddedRows pr(geo, Wx);
-  const int64_t pl = pr.len;
+  const int64_t pl = pr.len, cstride = rows * pl;
+  const T* shift_in = stats;
+  const T* inv_in = stats + geo.B * G * Ho * Wo;
   for (int64_t parity = 0; parity < std::min<int64_t>(2, bands); ++parity) {  // 1 band: 1 phase
     at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
+      // x scratch: at least kRegChannels channel slots (pass 1 reads them all; unused ones are 0).
+      const int64_t slots = std::max(m, kRegChannels);
       std::vector<T> scratch(
-          (2 * kk + m) * ld + (3 + k) * Wv + (m + 1) * rows * (pl + Wx) + kk * V, T(0));
+          (2 * kk + m) * ld + (5 + k) * Wv + (slots + 1) * cstride + (m + 1) * rows * Wx + kk * V,
+          T(0));
       T* e = scratch.data() + LM;  // (k*k, ld): weights; columns -LM..-1 and >= Wv stay 0
-      T* d = e + kk * ld;          // (k*k, ld): dw, then dlogit * dphi/dk
-      T* gyp = d + kk * ld;        // (m, ld): grad_y rows, 0 beyond Wo
-      T* inv = gyp - LM + m * ld;  // (Wv,)
-      T* q = inv + Wv;             // (Wv,)
+      T* d = e + kk * ld;          // (k*k, ld): dw', then dlogit * dphi/dk (unscaled)
+      T* gyp = d + kk * ld;        // (m, ld): gy' rows, 0 beyond Wo
+      T* inv = gyp - LM + m * ld;  // (Wv,): 1 / sum, 0 beyond Wo
+      T* shift = inv + Wv;         // (Wv,)
+      T* q = shift + Wv;           // (Wv,)
       T* gqv = q + Wv;             // (Wv,)
-      T* colmask = gqv + Wv;       // (k, Wv)
+      T* dot = gqv + Wv;           // (Wv,): D / sum
+      T* colmask = dot + Wv;       // (k, Wv)
       T* kp = colmask + k * Wv;    // (rows, pl) padded key rows of the band (layout pr)
-      T* xp = kp + rows * pl;      // (m, rows, pl) padded x rows
-      T* gkp = xp + m * rows * pl; // (rows, Wx) grad_key of the band, plain padded rows
+      T* xp = kp + rows * pl;      // (slots, rows, pl) padded x rows
+      T* gkp = xp + slots * cstride;  // (rows, Wx) grad_key of the band, plain padded rows
       T* gxp = gkp + rows * Wx;    // (m, rows, Wx) grad_x of the band
       T* gpv = gxp + m * rows * Wx;  // (k*k, V) grad_prior of the band, per lane
       fill_column_mask(geo, Wv, colmask);
@@ -439,112 +562,105 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         if (t >= bands) continue;
         const int64_t g = bg % G, b = bg / G, c0 = g * m, mc = geo.channel_end(g) - c0;
         const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
-        std::fill(kp, kp + (m + 1) * rows * (pl + Wx), T(0));
+        const T* pg = prior + g * kk;
+        // Padding columns j >= Wo: shift = the prior's bound (their query is 0, so every phi's
+        // logit is at most it and e stays finite) and 1 / sum = 0, so they contribute nothing.
+        std::fill(shift + Wo, shift + Wv, prior_bound(pg, kk));
+        std::fill(kp, gpv, T(0));
         for (int64_t rr = 0; rr < rows; ++rr) {
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
           pr.copy(kp + rr * pl, key + (bg * H + in_row) * W, W);
           for (int64_t cl = 0; cl < mc; ++cl) {
-            pr.copy(xp + (cl * rows + rr) * pl, x + xs.row(b, c0 + cl, in_row), W, xs.w);
+            pr.copy(xp + cl * cstride + rr * pl, x + xs.row(b, c0 + cl, in_row), W, xs.w);
           }
         }
         std::fill(gpv, gpv + kk * V, T(0));
+        const int64_t nreg = std::min(mc, kRegChannels);
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
           const int64_t n0 = ky0 * k, n1 = ky1 * k;
-          std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
-          softmax_block<T, PHI, V>(geo, ky0, ky1, q, kp + rr0 * pl, prior + g * kk, colmask, pr,
-                                   Wv, ld, e, inv);
-          // e stays unnormalised (w = e * inv): the m grad_y rows are scaled by inv for grad_x
-          // instead, and the softmax backward multiplies by inv, sparing a pass over k*k rows.
-          for (int64_t cl = 0; cl < mc; ++cl) {
+          const int64_t at = (bg * Ho + i) * Wo;
+          std::memcpy(q, query + at, Wo * sizeof(T));
+          std::memcpy(shift, shift_in + at, Wo * sizeof(T));
+          std::memcpy(inv, inv_in + at, Wo * sizeof(T));
+          for (int64_t cl = 0; cl < mc; ++cl) {  // gy' = gy / sum
             const T* gyrow = gy + gys.row(b, c0 + cl, i);
-            if (gys.w == 1) {
-              std::memcpy(gyp + cl * ld, gyrow, Wo * sizeof(T));
-            } else {
-              for (int64_t j = 0; j < Wo; ++j) gyp[cl * ld + j] = gyrow[j * gys.w];
-            }
+            T* dst = gyp + cl * ld;
+            for (int64_t j = 0; j < Wo; ++j) dst[j] = gyrow[j * gys.w] * inv[j];
           }
-          // dw, accumulated over the channels in registers, kNeighbourBlock neighbours at a time
-          // (they share each load of grad_y; the last block repeats n1 - 1 and stores it once).
-          for (int64_t nb = n0; nb < n1; nb += kNeighbourBlock) {
-            const T* xs[kNeighbourBlock];
-            for (int64_t u = 0; u < kNeighbourBlock; ++u) {
-              const int64_t n = std::min(nb + u, n1 - 1);
-              xs[u] = xp + (rr0 + n / k) * pl + pr.koff[n % k];
-            }
-            for (int64_t jb = 0; jb < Wv; jb += V) {
-              Vec<T, V> acc[kNeighbourBlock] = {};
-              for (int64_t cl = 0; cl < mc; ++cl) {
-                const Vec<T, V> gyv = load<T, V>(gyp + cl * ld + jb);
-                for (int64_t u = 0; u < kNeighbourBlock; ++u) {
-                  acc[u] += gyv * load<T, V>(xs[u] + cl * rows * pl + jb);
-                }
-              }
-              for (int64_t u = 0; u < kNeighbourBlock && nb + u < n1; ++u) {
-                store<T, V>(d + (nb + u) * ld + jb, acc[u]);
-              }
-            }
-          }
-          for (int64_t cl = 0; cl < mc; ++cl) {  // gy * inv: then sum_n e * (gy * inv) = w * gy
-            for (int64_t jb = 0; jb < Wv; jb += V) {
-              store<T, V>(gyp + cl * ld + jb, load<T, V>(gyp + cl * ld + jb) * load<T, V>(inv + jb));
-            }
-          }
-          // grad_x += w * gy, scattered kernel row by kernel row (stride 1: channels in blocks).
-          if constexpr (S == 1) {
-            for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
-              const int64_t nc = std::min<int64_t>(kChannelBlock, mc - cl);
-              for (int64_t ky = ky0; ky < ky1; ++ky) {
-                const T* gys[kChannelBlock];
-                T* dsts[kChannelBlock];
-                for (int64_t c = 0; c < kChannelBlock; ++c) {
-                  const int64_t ch = cl + (c < nc ? c : 0);
-                  gys[c] = gyp + ch * ld;
-                  dsts[c] = gxp + (ch * rows + rr0 + ky) * Wx;
-                }
-                scatter_row_channels<T, V>(geo, e + ky * k * ld, gys, dsts, nc, ld, Wx);
-              }
-            }
-          } else {
-            for (int64_t cl = 0; cl < mc; ++cl) {
-              for (int64_t ky = ky0; ky < ky1; ++ky) {
-                scatter_row<T, S, V, true>(geo, e + ky * k * ld, gyp + cl * ld, ld, Wv, Wx,
-                                           gxp + (cl * rows + rr0 + ky) * Wx);
-              }
-            }
-          }
-          // softmax backward, grad_q, grad_prior, and dlogit * dphi/dk into d.
+          // pass 1: e, dw' of the register channels, D (here: sum_n e dw').
           for (int64_t jb = 0; jb < Wv; jb += V) {
-            // dot = sum_n w dw, over four independent accumulators (one is a dependent chain).
-            Vec<T, V> part[4] = {};
-            int64_t n = n0;
-            for (; n + 4 <= n1; n += 4) {
-              for (int64_t u = 0; u < 4; ++u) {
-                part[u] += load<T, V>(e + (n + u) * ld + jb) * load<T, V>(d + (n + u) * ld + jb);
+            Vec<T, V> gyv[kRegChannels];
+            for (int64_t c = 0; c < kRegChannels; ++c) {
+              gyv[c] = c < nreg ? load<T, V>(gyp + c * ld + jb) : Vec<T, V>{};
+            }
+            const Vec<T, V> qv = load<T, V>(q + jb), sh = load<T, V>(shift + jb);
+            const T* kpj = kp + rr0 * pl + jb;
+            const T* xcj = xp + rr0 * pl + jb;
+            Vec<T, V> acc[1] = {};
+            if (nreg > kChannelBlock) {
+              weights_pass<T, PHI, V, kRegChannels, false>(geo, ky0, ky1, qv, sh, kpj, pg,
+                  colmask + jb, pr, Wv, xcj, cstride, gyv, acc, e + jb, d + jb, ld);
+            } else {
+              weights_pass<T, PHI, V, kChannelBlock, false>(geo, ky0, ky1, qv, sh, kpj, pg,
+                  colmask + jb, pr, Wv, xcj, cstride, gyv, acc, e + jb, d + jb, ld);
+            }
+            store<T, V>(dot + jb, acc[0]);
+          }
+          if (mc > kRegChannels) {  // the other channels' dw', then D again from the whole dw'
+            for (int64_t cl = kRegChannels; cl < mc; ++cl) {
+              const T* xc = xp + cl * cstride + rr0 * pl;
+              for (int64_t n = n0; n < n1; ++n) {
+                const T* xn = xc + (n / k) * pl + pr.koff[n % k];
+                for (int64_t jb = 0; jb < Wv; jb += V) {
+                  store<T, V>(d + n * ld + jb, load<T, V>(d + n * ld + jb)
+                                                   + load<T, V>(gyp + cl * ld + jb) * load<T, V>(xn + jb));
+                }
               }
             }
-            for (; n < n1; ++n) part[0] += load<T, V>(e + n * ld + jb) * load<T, V>(d + n * ld + jb);
-            const Vec<T, V> scale = load<T, V>(inv + jb);
-            const Vec<T, V> dot = ((part[0] + part[1]) + (part[2] + part[3])) * scale;
-            const Vec<T, V> qv = load<T, V>(q + jb);
-            Vec<T, V> gq_acc = {};
-            for (int64_t n = n0; n < n1; ++n) {
-              const int64_t ky = n / k, kx = n % k;
-              const Vec<T, V> w = load<T, V>(e + n * ld + jb) * scale;
-              const Vec<T, V> dlogit = w * (load<T, V>(d + n * ld + jb) - dot);
-              Vec<T, V> dq, dk;
-              phi_grad_vec<PHI>(qv, load<T, V>(kp + (rr0 + ky) * pl + pr.koff[kx] + jb), dq, dk);
-              gq_acc += dlogit * dq;
-              store<T, V>(d + n * ld + jb, dlogit * dk);
-              store<T, V>(gpv + n * V, load<T, V>(gpv + n * V) + dlogit);
+            for (int64_t jb = 0; jb < Wv; jb += V) {
+              Vec<T, V> acc = {};
+              for (int64_t n = n0; n < n1; ++n) acc += load<T, V>(e + n * ld + jb) * load<T, V>(d + n * ld + jb);
+              store<T, V>(dot + jb, acc);
             }
-            store<T, V>(gqv + jb, gq_acc);
           }
-          std::memcpy(gq + (bg * Ho + i) * Wo, gqv, Wo * sizeof(T));
+          // pass 2: dlogit = e (dw' - D / sum); grad_q, grad_prior, and the grad_key terms in d.
+          for (int64_t jb = 0; jb < Wv; jb += V) {
+            const Vec<T, V> qv = load<T, V>(q + jb);
+            const Vec<T, V> dsum = load<T, V>(dot + jb) * load<T, V>(inv + jb);
+            Vec<T, V> gq_acc = {};
+            for (int64_t ky = ky0; ky < ky1; ++ky) {
+              const T* kr = kp + (rr0 + ky) * pl + jb;
+              for (int64_t kx = 0; kx < k; ++kx) {
+                const int64_t n = ky * k + kx;
+                const Vec<T, V> dlogit = load<T, V>(e + n * ld + jb) * (load<T, V>(d + n * ld + jb) - dsum);
+                const Vec<T, V> kv = load<T, V>(kr + pr.koff[kx]);
+                const Vec<T, V> dq = PG::dq(qv, kv);
+                gq_acc += dlogit * dq;
+                store<T, V>(d + n * ld + jb, dlogit * PG::dk(qv, kv, dq));
+                store<T, V>(gpv + n * V, load<T, V>(gpv + n * V) + dlogit);
+              }
+            }
+            store<T, V>(gqv + jb, gq_acc * T(PG::kQ));
+          }
+          std::memcpy(gq + at, gqv, Wo * sizeof(T));
+          // grad_x_c += w gy = e gy', kernel row by kernel row, channels in blocks.
+          for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
+            const int64_t nc = std::min<int64_t>(kChannelBlock, mc - cl);
+            for (int64_t ky = ky0; ky < ky1; ++ky) {
+              const T* gys_[kChannelBlock];
+              T* dsts[kChannelBlock];
+              for (int64_t c = 0; c < kChannelBlock; ++c) {
+                const int64_t ch = cl + (c < nc ? c : 0);
+                gys_[c] = gyp + ch * ld;
+                dsts[c] = gxp + (ch * rows + rr0 + ky) * Wx;
+              }
+              scatter_row_channels<T, S, V>(geo, e + ky * k * ld, gys_, dsts, nc, ld, Wv, tb0, tb1);
+            }
+          }
           for (int64_t ky = ky0; ky < ky1; ++ky) {
-            scatter_row<T, S, V, false>(geo, d + ky * k * ld, nullptr, ld, Wv, Wx,
-                                        gkp + (rr0 + ky) * Wx);
+            scatter_row<T, S, V>(geo, d + ky * k * ld, ld, Wv, tb0, tb1, gkp + (rr0 + ky) * Wx);
           }
         }
         for (int64_t n = 0; n < kk; ++n) {  // this task's own slot, summed by the caller
@@ -552,11 +668,12 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           for (int64_t jj = 0; jj < V; ++jj) lanes += static_cast<double>(gpv[n * V + jj]);
           gprior_parts[(bg * bands + t) * kk + n] = lanes;
         }
+        const T kscale = T(PG::kK);
         for (int64_t rr = 0; rr < rows; ++rr) {
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
           T* gkrow = gkey + (bg * H + in_row) * W;
-          for (int64_t col = 0; col < W; ++col) gkrow[col] += gkp[rr * Wx + r + col];
+          for (int64_t col = 0; col < W; ++col) gkrow[col] += kscale * gkp[rr * Wx + r + col];
           for (int64_t cl = 0; cl < mc; ++cl) {
             T* gxrow = gx + gxs.row(b, c0 + cl, in_row);
             const T* src = gxp + (cl * rows + rr) * Wx + r;
@@ -606,44 +723,50 @@ void dispatch_phi_stride(int64_t phi, int64_t stride, F&& fn) {
 
 }  // namespace
 
-// y = local_relation(x, query, key, prior); same dtype (float32/float64); query, key, prior
-// contiguous; x contiguous or channels_last, and y in x's memory format.
-at::Tensor fused_forward(const at::Tensor& x, const at::Tensor& query, const at::Tensor& key,
-                         const at::Tensor& prior, int64_t kernel_size, int64_t stride,
-                         int64_t phi) {
+// (y, stats) = local_relation(x, query, key, prior); same dtype (float32/float64); query, key,
+// prior contiguous; x contiguous or channels_last, and y in x's memory format. stats: (2, B, G,
+// Ho, Wo), each output pixel's softmax shift and 1 / sum, for the backward.
+std::vector<at::Tensor> fused_forward(const at::Tensor& x, const at::Tensor& query,
+                                      const at::Tensor& key, const at::Tensor& prior,
+                                      int64_t kernel_size, int64_t stride, int64_t phi) {
   check_inputs(x, query, key, prior, kernel_size, stride);
   const Geometry geo(x, key, kernel_size, stride);
   at::Tensor y = at::empty({geo.B, geo.C, geo.Ho, geo.Wo},
                            x.options().memory_format(x.suggest_memory_format()));
+  at::Tensor stats = at::empty({2, geo.B, geo.G, geo.Ho, geo.Wo}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_forward", [&] {
     dispatch_phi_stride(phi, stride, [&](auto P, auto S) {
       constexpr int PV = decltype(P)::value, SV = decltype(S)::value;
       const scalar_t* args[] = {x.const_data_ptr<scalar_t>(), query.const_data_ptr<scalar_t>(),
                                 key.const_data_ptr<scalar_t>(), prior.const_data_ptr<scalar_t>()};
+      scalar_t* outs[] = {y.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>()};
       // Register block of output columns: 8 for short rows (7x7 maps), else 16.
       if (geo.Wo <= 8) {
         forward_kernel<scalar_t, PV, SV, 8>(geo, args[0], Strides(x), args[1], args[2], args[3],
-                                            y.data_ptr<scalar_t>(), Strides(y));
+                                            outs[0], Strides(y), outs[1]);
       } else {
         forward_kernel<scalar_t, PV, SV, 16>(geo, args[0], Strides(x), args[1], args[2], args[3],
-                                             y.data_ptr<scalar_t>(), Strides(y));
+                                             outs[0], Strides(y), outs[1]);
       }
     });
   });
-  return y;
+  return {y, stats};
 }
 
-// Gradients (x, query, key, prior) of sum(grad_y * y).
+// Gradients (x, query, key, prior) of sum(grad_y * y), with the forward's stats.
 std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tensor& x,
                                        const at::Tensor& query, const at::Tensor& key,
-                                       const at::Tensor& prior, int64_t kernel_size,
-                                       int64_t stride, int64_t phi) {
+                                       const at::Tensor& prior, const at::Tensor& stats,
+                                       int64_t kernel_size, int64_t stride, int64_t phi) {
   check_inputs(x, query, key, prior, kernel_size, stride);
   TORCH_CHECK(grad_y.is_non_overlapping_and_dense() && grad_y.scalar_type() == x.scalar_type(),
               "grad_y must be dense with x's dtype");
   const Geometry geo(x, key, kernel_size, stride);
   TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({geo.B, geo.C, geo.Ho, geo.Wo}),
               "grad_y must have the output's shape");
+  TORCH_CHECK(stats.is_contiguous() && stats.scalar_type() == x.scalar_type() &&
+                  stats.sizes() == at::IntArrayRef({2, geo.B, geo.G, geo.Ho, geo.Wo}),
+              "stats must be the forward's contiguous (2, B, G, Ho, Wo) statistics");
   // Bands of output rows; band * s >= k - s makes bands of one parity touch disjoint input rows.
   const int64_t band = std::max(kForwardBand, (geo.k - 1) / geo.s);
   const int64_t bands = (geo.Ho + band - 1) / band;
@@ -657,17 +780,19 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
       constexpr int PV = decltype(P)::value, SV = decltype(S)::value;
       const scalar_t* args[] = {grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
                                 query.const_data_ptr<scalar_t>(), key.const_data_ptr<scalar_t>(),
-                                prior.const_data_ptr<scalar_t>()};
+                                prior.const_data_ptr<scalar_t>(), stats.const_data_ptr<scalar_t>()};
       scalar_t* grads[] = {gx.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(),
                            gkey.data_ptr<scalar_t>()};
       if (geo.Wo <= 8) {
         backward_kernel<scalar_t, PV, SV, 8>(
             geo, args[0], Strides(grad_y), args[1], Strides(x), args[2], args[3], args[4],
-            grads[0], Strides(gx), grads[1], grads[2], gprior_parts.data_ptr<double>(), band);
+            args[5], grads[0], Strides(gx), grads[1], grads[2], gprior_parts.data_ptr<double>(),
+            band);
       } else {
         backward_kernel<scalar_t, PV, SV, 16>(
             geo, args[0], Strides(grad_y), args[1], Strides(x), args[2], args[3], args[4],
-            grads[0], Strides(gx), grads[1], grads[2], gprior_parts.data_ptr<double>(), band);
+            args[5], grads[0], Strides(gx), grads[1], grads[2], gprior_parts.data_ptr<double>(),
+            band);
       }
     });
   });
