@@ -25,8 +25,8 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=f"fused_cpu unavailab
 PHIS = ("sqdiff", "absdiff", "mult")
 
 # Small float64 cases for gradcheck: borders everywhere, strides 1-3, k = 1, k larger than the
-# image, C not divisible by m, and enough rows for several forward bands (8 rows) and several
-# backward bands of each parity (ceil(2r / s) rows when B*G is small).
+# image, C not divisible by m, and enough rows for several bands (with B*G this small the
+# kernels cut bands of (k - 1) / s rows or a few more, so the backward has both parities).
 GRAD_CASES = [
     Shape(B=1, C=5, H=6, W=7, k=3, m=2, stride=1),
     Shape(B=2, C=4, H=7, W=5, k=5, m=2, stride=2),
@@ -58,7 +58,9 @@ def test_gradcheck_float64(shape, phi):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_bands_and_threads_agree_with_reference(threads):
     """Row bands and parity phases of the backward: results must not depend on the thread count."""
-    shape = Shape(B=3, C=10, H=21, W=13, k=7, m=4, stride=1)  # 3 bands of 8 rows: both parities
+    # Output rows are cut into bands of up to 32 rows (fewer when there are few tasks a thread):
+    # 100 rows give several bands of each parity at every thread count.
+    shape = Shape(B=3, C=10, H=100, W=13, k=7, m=4, stride=1)
     t = make_inputs(shape, dtype=torch.float64, seed=3, requires_grad=True)
     grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
     before = torch.get_num_threads()

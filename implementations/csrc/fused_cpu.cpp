@@ -335,8 +335,24 @@ void aggregate_block(const Geometry& geo, const T* __restrict__ e, int64_t ld,
   }
 }
 
-// Output rows per forward task: the band's input rows are copied once into a zero-padded scratch.
-constexpr int64_t kForwardBand = 8;
+// Output rows per task ("band"): the band's input rows are copied once into a zero-padded
+// scratch, so taller bands copy fewer rows twice ((band - 1) * s + k input rows for band output
+// rows) and, in the backward, add fewer shared rows. kMaxBand rows at most; halved while there
+// are fewer than kTasksPerThread tasks a thread (a phase of the backward counts half the bands),
+// down to min_band.
+constexpr int64_t kMaxBand = 32, kTasksPerThread = 4;
+
+int64_t choose_band(const Geometry& geo, int64_t min_band, bool two_phases) {
+  const int64_t want = kTasksPerThread * at::get_num_threads();
+  int64_t band = kMaxBand;
+  while (band / 2 >= min_band) {
+    const int64_t bands = (geo.Ho + band - 1) / band;
+    const int64_t tasks = geo.B * geo.G * (two_phases ? (bands + 1) / 2 : bands);
+    if (tasks >= want) break;
+    band /= 2;
+  }
+  return std::max(band, min_band);
+}
 
 // Forward: task (b, g, band of output rows) writes y[b, c, i, :] for the m channels c of group g
 // and the rows i of the band, and the softmax statistics of each output pixel (the shift and
@@ -353,7 +369,7 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t Wv = (Wo + V - 1) / V * V;                  // e's row length, whole blocks
   const PaddedRows pr(geo, std::max(W + 2 * r, (Wv - 1) * s + k));
-  const int64_t band = std::min(Ho, kForwardBand), bands = (Ho + band - 1) / band;
+  const int64_t band = std::min(Ho, choose_band(geo, 1, false)), bands = (Ho + band - 1) / band;
   const int64_t rows = (band - 1) * s + k;                   // input rows read by one band
   const int64_t cstride = rows * pr.len;                     // channel stride of the x scratch
   T* shift_out = stats;                                      // (B, G, Ho, Wo)
@@ -505,6 +521,60 @@ void scatter_row_channels(const Geometry& geo, const T* __restrict__ src, const 
   }
 }
 
+// Channels whose grad_x the all-rows gather accumulates at once (K * NC accumulators).
+#ifndef LRB_GATHER_NC
+#define LRB_GATHER_NC 4
+#endif
+constexpr int kGatherChannels = LRB_GATHER_NC;
+
+// grad_x of up to NC channels at stride 1 from one output row, all K kernel rows at once, for
+// the block of V padded input columns at tb: dsts[c][ky * Wx + tb + t] += sum_kx
+// e[ky * K + kx][tb + t - kx] * gys[c][tb + t - kx] for ky < K, t < V. Each load of grad_y'
+// (one channel, one kx) feeds the K kernel rows' accumulators, which stay in registers over the
+// K*K neighbours. e's rows of kernel rows outside the image must be 0. Channels c >= nc repeat
+// channel 0 and are not stored.
+template <typename T, int V, int K, int NC>
+inline void gather_rows(const T* __restrict__ e, int64_t ld, const T* const* gys, T* const* dsts,
+                        int64_t nc, int64_t Wx, int64_t tb) {
+  Vec<T, V> acc[K][NC];
+  for (int ky = 0; ky < K; ++ky) {
+    for (int c = 0; c < NC; ++c) acc[ky][c] = load<T, V>(dsts[c] + ky * Wx + tb);
+  }
+  for (int kx = 0; kx < K; ++kx) {
+    Vec<T, V> g[NC];
+    for (int c = 0; c < NC; ++c) g[c] = load<T, V>(gys[c] + tb - kx);
+    for (int ky = 0; ky < K; ++ky) {
+      const Vec<T, V> w = load<T, V>(e + (ky * K + kx) * ld + tb - kx);
+      for (int c = 0; c < NC; ++c) acc[ky][c] += w * g[c];
+    }
+  }
+  for (int ky = 0; ky < K; ++ky) {
+    for (int c = 0; c < nc; ++c) store<T, V>(dsts[c] + ky * Wx + tb, acc[ky][c]);
+  }
+}
+
+// grad_x of the mc channels of one output row at stride 1 with gather_rows: block of input
+// columns by block (the weights they read stay in L1 across the channels), NC channels at a time.
+// gxrow0: kernel row 0 of channel 0 in the band's grad_x buffer; channel c at c * cstride.
+template <typename T, int V, int K>
+void gather_rows_channels(const T* e, int64_t ld, const T* gyp, T* gxrow0, int64_t mc,
+                          int64_t cstride, int64_t Wx, int64_t tb0, int64_t tb1) {
+  constexpr int NC = kGatherChannels;
+  for (int64_t tb = tb0; tb < tb1; tb += V) {
+    for (int64_t cl = 0; cl < mc; cl += NC) {
+      const int64_t nc = std::min<int64_t>(NC, mc - cl);
+      const T* gys[NC];
+      T* dsts[NC];
+      for (int c = 0; c < NC; ++c) {
+        const int64_t ch = cl + (c < nc ? c : 0);
+        gys[c] = gyp + ch * ld;
+        dsts[c] = gxrow0 + ch * cstride;
+      }
+      gather_rows<T, V, K, NC>(e, ld, gys, dsts, nc, Wx, tb);
+    }
+  }
+}
+
 // Backward: task (b, g, band of output rows). With the forward's shift and 1 / sum of each output
 // pixel, row by row, per block of V output columns (gy' = gy / sum, e = exp(logit - shift), so
 // w = e / sum):
@@ -566,7 +636,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         // Padding columns j >= Wo: shift = the prior's bound (their query is 0, so every phi's
         // logit is at most it and e stays finite) and 1 / sum = 0, so they contribute nothing.
         std::fill(shift + Wo, shift + Wv, prior_bound(pg, kk));
-        std::fill(kp, gpv, T(0));
+        // Accumulators to 0; x slots of absent channels (read by pass 1 with grad_y' = 0) too.
+        std::fill(gkp, gpv, T(0));
+        std::fill(xp + mc * cstride, xp + slots * cstride, T(0));
         for (int64_t rr = 0; rr < rows; ++rr) {
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
@@ -645,18 +717,36 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
             store<T, V>(gqv + jb, gq_acc * T(PG::kQ));
           }
           std::memcpy(gq + at, gqv, Wo * sizeof(T));
-          // grad_x_c += w gy = e gy', kernel row by kernel row, channels in blocks.
-          for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
-            const int64_t nc = std::min<int64_t>(kChannelBlock, mc - cl);
-            for (int64_t ky = ky0; ky < ky1; ++ky) {
-              const T* gys_[kChannelBlock];
-              T* dsts[kChannelBlock];
-              for (int64_t c = 0; c < kChannelBlock; ++c) {
-                const int64_t ch = cl + (c < nc ? c : 0);
-                gys_[c] = gyp + ch * ld;
-                dsts[c] = gxp + (ch * rows + rr0 + ky) * Wx;
+          // grad_x_c += w gy = e gy': at stride 1 with k = 3, 5 or 7 all kernel rows at once
+          // (e's rows outside the image zeroed first), else kernel row by kernel row.
+          const bool all_rows = S == 1 && (k == 3 || k == 5 || k == 7);
+          if (all_rows && (n0 > 0 || n1 < kk)) {
+            for (int64_t n = 0; n < kk; ++n) {
+              if (n < n0 || n >= n1) std::fill(e + n * ld, e + n * ld + Wv, T(0));
+            }
+          }
+          T* gxrow0 = gxp + rr0 * Wx;  // channel 0, kernel row 0
+          const int64_t gxc = rows * Wx;
+          if (all_rows && k == 7) {
+            gather_rows_channels<T, V, 7>(e, ld, gyp, gxrow0, mc, gxc, Wx, tb0, tb1);
+          } else if (all_rows && k == 5) {
+            gather_rows_channels<T, V, 5>(e, ld, gyp, gxrow0, mc, gxc, Wx, tb0, tb1);
+          } else if (all_rows && k == 3) {
+            gather_rows_channels<T, V, 3>(e, ld, gyp, gxrow0, mc, gxc, Wx, tb0, tb1);
+          } else {
+            for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
+              const int64_t nc = std::min<int64_t>(kChannelBlock, mc - cl);
+              for (int64_t ky = ky0; ky < ky1; ++ky) {
+                const T* gys_[kChannelBlock];
+                T* dsts[kChannelBlock];
+                for (int64_t c = 0; c < kChannelBlock; ++c) {
+                  const int64_t ch = cl + (c < nc ? c : 0);
+                  gys_[c] = gyp + ch * ld;
+                  dsts[c] = gxrow0 + ch * gxc + ky * Wx;
+                }
+                scatter_row_channels<T, S, V>(geo, e + ky * k * ld, gys_, dsts, nc, ld, Wv, tb0,
+                                              tb1);
               }
-              scatter_row_channels<T, S, V>(geo, e + ky * k * ld, gys_, dsts, nc, ld, Wv, tb0, tb1);
             }
           }
           for (int64_t ky = ky0; ky < ky1; ++ky) {
@@ -668,16 +758,31 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           for (int64_t jj = 0; jj < V; ++jj) lanes += static_cast<double>(gpv[n * V + jj]);
           gprior_parts[(bg * bands + t) * kk + n] = lanes;
         }
+        // The band's rows go to grad_x / grad_key: stored where this band is their first writer,
+        // added where a band of the first phase (even) already wrote them: the rows an odd band
+        // shares with its neighbours (bands of one phase never share rows).
         const T kscale = T(PG::kK);
+        const int64_t shared_below = t > 0 ? top - band * s + rows : top;  // end of band t-1's rows
+        const int64_t shared_above = t + 1 < bands ? top + band * s : top + rows;  // band t+1's start
         for (int64_t rr = 0; rr < rows; ++rr) {
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
+          const bool add = parity == 1 && (in_row < shared_below || in_row >= shared_above);
           T* gkrow = gkey + (bg * H + in_row) * W;
-          for (int64_t col = 0; col < W; ++col) gkrow[col] += kscale * gkp[rr * Wx + r + col];
+          const T* gksrc = gkp + rr * Wx + r;
+          if (add) {
+            for (int64_t col = 0; col < W; ++col) gkrow[col] += kscale * gksrc[col];
+          } else {
+            for (int64_t col = 0; col < W; ++col) gkrow[col] = kscale * gksrc[col];
+          }
           for (int64_t cl = 0; cl < mc; ++cl) {
             T* gxrow = gx + gxs.row(b, c0 + cl, in_row);
             const T* src = gxp + (cl * rows + rr) * Wx + r;
-            for (int64_t col = 0; col < W; ++col) gxrow[col * gxs.w] += src[col];
+            if (add) {
+              for (int64_t col = 0; col < W; ++col) gxrow[col * gxs.w] += src[col];
+            } else {
+              for (int64_t col = 0; col < W; ++col) gxrow[col * gxs.w] = src[col];
+            }
           }
         }
       }
@@ -768,11 +873,13 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
                   stats.sizes() == at::IntArrayRef({2, geo.B, geo.G, geo.Ho, geo.Wo}),
               "stats must be the forward's contiguous (2, B, G, Ho, Wo) statistics");
   // Bands of output rows; band * s >= k - s makes bands of one parity touch disjoint input rows.
-  const int64_t band = std::max(kForwardBand, (geo.k - 1) / geo.s);
+  const int64_t band = choose_band(geo, std::max<int64_t>(1, (geo.k - 1) / geo.s), true);
   const int64_t bands = (geo.Ho + band - 1) / band;
-  at::Tensor gx = at::zeros_like(x);  // x's memory format
+  // Every input row lies in some band's rows at stride 1 (written there first, then added to):
+  // no zero fill. A stride > 1 can skip rows, which stay 0.
+  at::Tensor gx = geo.s == 1 ? at::empty_like(x) : at::zeros_like(x);  // x's memory format
   at::Tensor gq = at::empty_like(query);
-  at::Tensor gkey = at::zeros_like(key);
+  at::Tensor gkey = geo.s == 1 ? at::empty_like(key) : at::zeros_like(key);
   at::Tensor gprior_parts = at::zeros({geo.B, geo.G, bands, geo.k * geo.k},
                                       x.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_backward", [&] {
