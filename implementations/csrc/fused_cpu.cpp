@@ -206,6 +206,28 @@ void fill_column_mask(const Geometry& geo, int64_t Wv, T* colmask) {
   }
 }
 
+// Asks for the cache lines of n contiguous elements at p (to L2: the data is read soon, not now).
+template <typename T>
+inline void prefetch_span(const T* p, int64_t n) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t o = 0; o < n; o += kLine) __builtin_prefetch(p + o, 0, 2);
+}
+
+// Prefetches input rows top + [r0, r1) of x (the channels [c0, c0 + mc) of batch b, when its
+// rows are contiguous) and of key (row block kb), so that the next task's copy of its band
+// overlaps with this task's arithmetic instead of waiting for memory.
+template <typename T>
+void prefetch_band(const Geometry& geo, const T* x, const Strides& xs, const T* key, int64_t kb,
+                   int64_t b, int64_t c0, int64_t mc, int64_t top, int64_t r0, int64_t r1) {
+  for (int64_t rr = r0; rr < r1; ++rr) {
+    const int64_t in_row = top + rr;
+    if (in_row < 0 || in_row >= geo.H) continue;
+    prefetch_span(key + (kb * geo.H + in_row) * geo.W, geo.W);
+    if (xs.w != 1) continue;
+    for (int64_t cl = 0; cl < mc; ++cl) prefetch_span(x + xs.row(b, c0 + cl, in_row), geo.W);
+  }
+}
+
 // Output columns held in registers by the fused passes: up to kRegChannels channels of one block
 // of V output columns (their accumulators, or their grad_y) stay in registers over the k*k
 // neighbours, so each weight is computed once and used for all of them.
@@ -399,8 +421,15 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
         }
       }
       const int64_t nreg = std::min(mc, kRegChannels);
+      const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
+      const int64_t nt = next % bands, nbg = next / bands, ng = nbg % G;
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
+        if (next >= 0) {
+          const int64_t part = i - i0, parts = i1 - i0;
+          prefetch_band(geo, x, xs, key, nbg, nbg / G, ng * m, geo.channel_end(ng) - ng * m,
+                        nt * band * s - r, part * rows / parts, (part + 1) * rows / parts);
+        }
         std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
         T* yrows[kRegChannels];  // output rows of the register channels (repeats are not stored)
         for (int64_t c = 0; c < kRegChannels; ++c) yrows[c] = y + ys_.row(b, c0 + std::min(c, nreg - 1), i);
@@ -649,9 +678,20 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         }
         std::fill(gpv, gpv + kk * V, T(0));
         const int64_t nreg = std::min(mc, kRegChannels);
+        const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
+        const int64_t nt = 2 * (next % per_parity) + parity, nbg = next / per_parity;
+        const int64_t ng = nbg % G;
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
           const int64_t n0 = ky0 * k, n1 = ky1 * k;
+          if (next >= 0 && nt < bands) {
+            const int64_t part = i - i0, parts = i1 - i0;
+            prefetch_band(geo, x, xs, key, nbg, nbg / G, ng * m, geo.channel_end(ng) - ng * m,
+                          nt * band * s - r, part * rows / parts, (part + 1) * rows / parts);
+          }
+          if (i + 1 < i1 && gys.w == 1) {  // the next row's grad_y
+            for (int64_t cl = 0; cl < mc; ++cl) prefetch_span(gy + gys.row(b, c0 + cl, i + 1), Wo);
+          }
           const int64_t at = (bg * Ho + i) * Wo;
           std::memcpy(q, query + at, Wo * sizeof(T));
           std::memcpy(shift, shift_in + at, Wo * sizeof(T));
