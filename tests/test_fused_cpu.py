@@ -166,3 +166,26 @@ def test_registry_entry():
     spec = Shape(B=1, C=8, H=5, W=5, k=3, m=4).spec(dtype=torch.float32)
     assert registry.resolve(None, spec).name == "fused_cpu"  # the fastest CPU implementation
     assert impl.why_not(Shape(B=1, C=8, H=5, W=5).spec(dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("shape", [
+    Shape(B=2, C=9, H=11, W=10, k=5, m=3, stride=1),
+    Shape(B=1, C=12, H=13, W=9, k=3, m=10, stride=2),  # channels beyond the register block
+    Shape(B=2, C=16, H=40, W=7, k=7, m=8, stride=1),   # several bands of each parity
+], ids=Shape.label)
+def test_channels_last_in_place_matches_reference(shape):
+    """channels_last x and grad_y are read (and y, grad_x written) pixel by pixel through their
+    strides; values and gradients equal the reference's, and y and grad_x stay channels_last."""
+    t = make_inputs(shape, dtype=torch.float64, seed=6)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
+    results = {}
+    for impl, fmt in (("fused_cpu", torch.channels_last), ("reference", torch.contiguous_format)):
+        leaves = t.replace(x=t.x.contiguous(memory_format=fmt)).map(
+            lambda v: v.detach().clone(memory_format=torch.preserve_format).requires_grad_(True))
+        y = _op(shape, "sqdiff", impl)(*leaves)
+        results[impl] = (y, *torch.autograd.grad(y, leaves.args(), grad.contiguous(memory_format=fmt)))
+    y, gx = results["fused_cpu"][:2]
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert gx.is_contiguous(memory_format=torch.channels_last)
+    for got, expected in zip(results["fused_cpu"], results["reference"], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

@@ -111,6 +111,18 @@ struct PaddedRows {
       for (int64_t u = u0; u * s + phase < r + W; ++u) out[u] = src[(u * s + phase - r) * sw];
     }
   }
+
+  // The same for mc channels of a channels_last row, pixel by pixel (each pixel's channels are
+  // adjacent: one cache line read once, not once per channel): channel cl of input column w is
+  // src[w * sw + cl * sc] and goes to dst[cl * cstride + position of w].
+  template <typename T>
+  void copy_pixels(T* __restrict__ dst, int64_t cstride, const T* __restrict__ src, int64_t W,
+                   int64_t sw, int64_t sc, int64_t mc) const {
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t t = w + r, at = (t % s) * Wp + t / s;
+      for (int64_t cl = 0; cl < mc; ++cl) dst[cl * cstride + at] = src[w * sw + cl * sc];
+    }
+  }
 };
 
 // GCC/Clang vector of V elements of T (one or more SIMD registers), loads and stores.
@@ -223,8 +235,12 @@ void prefetch_band(const Geometry& geo, const T* x, const Strides& xs, const T* 
     const int64_t in_row = top + rr;
     if (in_row < 0 || in_row >= geo.H) continue;
     prefetch_span(key + (kb * geo.H + in_row) * geo.W, geo.W);
-    if (xs.w != 1) continue;
-    for (int64_t cl = 0; cl < mc; ++cl) prefetch_span(x + xs.row(b, c0 + cl, in_row), geo.W);
+    const T* row = x + xs.row(b, c0, in_row);
+    if (xs.w == 1) {
+      for (int64_t cl = 0; cl < mc; ++cl) prefetch_span(row + cl * xs.c, geo.W);
+    } else {  // channels_last: the group's channels of each pixel
+      for (int64_t w = 0; w < geo.W; ++w) prefetch_span(row + w * xs.w, (mc - 1) * xs.c + 1);
+    }
   }
 }
 
@@ -416,8 +432,12 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
         const int64_t in_row = top + rr;
         if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
         pr.copy(kp + rr * pr.len, key + (bg * H + in_row) * W, W);
-        for (int64_t cl = 0; cl < mc; ++cl) {
-          pr.copy(xp + cl * cstride + rr * pr.len, x + xs.row(b, c0 + cl, in_row), W, xs.w);
+        if (xs.w == 1) {
+          for (int64_t cl = 0; cl < mc; ++cl) {
+            pr.copy(xp + cl * cstride + rr * pr.len, x + xs.row(b, c0 + cl, in_row), W);
+          }
+        } else {
+          pr.copy_pixels(xp + rr * pr.len, cstride, x + xs.row(b, c0, in_row), W, xs.w, xs.c, mc);
         }
       }
       const int64_t nreg = std::min(mc, kRegChannels);
@@ -452,7 +472,16 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
           const auto [shift, sum] = shifted_weights<T, PHI, V>(geo, ky0, ky1, qv, kpj, pg,
                                                                colmask + jb, pr, Wv, bound, nv, pass);
           const Vec<T, V> inv = T(1) / sum;
-          for (int64_t c = 0; c < nreg; ++c) store_columns<T, V>(yrows[c] + jb * ys_.w, ys_.w, acc[c] * inv, nv);
+          if (ys_.w == 1) {
+            for (int64_t c = 0; c < nreg; ++c) store_columns<T, V>(yrows[c] + jb, 1, acc[c] * inv, nv);
+          } else {  // channels_last: pixel by pixel, the group's channels of a pixel together
+            Vec<T, V> out[kRegChannels];
+            for (int64_t c = 0; c < kRegChannels; ++c) out[c] = acc[c] * inv;
+            T* y0 = yrows[0] + jb * ys_.w;
+            for (int64_t jj = 0; jj < nv; ++jj) {
+              for (int64_t c = 0; c < nreg; ++c) y0[jj * ys_.w + c * ys_.c] = out[c][jj];
+            }
+          }
           for (int64_t cl = kRegChannels; cl < mc; cl += kChannelBlock) {  // from the stored weights
             const T* xcs[kChannelBlock];  // kernel row 0 of each channel; extra ones repeat cl
             T* ys[kChannelBlock];
@@ -672,8 +701,12 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
           pr.copy(kp + rr * pl, key + (bg * H + in_row) * W, W);
-          for (int64_t cl = 0; cl < mc; ++cl) {
-            pr.copy(xp + cl * cstride + rr * pl, x + xs.row(b, c0 + cl, in_row), W, xs.w);
+          if (xs.w == 1) {
+            for (int64_t cl = 0; cl < mc; ++cl) {
+              pr.copy(xp + cl * cstride + rr * pl, x + xs.row(b, c0 + cl, in_row), W);
+            }
+          } else {
+            pr.copy_pixels(xp + rr * pl, cstride, x + xs.row(b, c0, in_row), W, xs.w, xs.c, mc);
           }
         }
         std::fill(gpv, gpv + kk * V, T(0));
@@ -689,17 +722,27 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
             prefetch_band(geo, x, xs, key, nbg, nbg / G, ng * m, geo.channel_end(ng) - ng * m,
                           nt * band * s - r, part * rows / parts, (part + 1) * rows / parts);
           }
-          if (i + 1 < i1 && gys.w == 1) {  // the next row's grad_y
-            for (int64_t cl = 0; cl < mc; ++cl) prefetch_span(gy + gys.row(b, c0 + cl, i + 1), Wo);
+          if (i + 1 < i1) {  // the next row's grad_y
+            const T* next_row = gy + gys.row(b, c0, i + 1);
+            if (gys.w == 1) {
+              for (int64_t cl = 0; cl < mc; ++cl) prefetch_span(next_row + cl * gys.c, Wo);
+            } else {
+              for (int64_t j = 0; j < Wo; ++j) prefetch_span(next_row + j * gys.w, (mc - 1) * gys.c + 1);
+            }
           }
           const int64_t at = (bg * Ho + i) * Wo;
           std::memcpy(q, query + at, Wo * sizeof(T));
           std::memcpy(shift, shift_in + at, Wo * sizeof(T));
           std::memcpy(inv, inv_in + at, Wo * sizeof(T));
-          for (int64_t cl = 0; cl < mc; ++cl) {  // gy' = gy / sum
-            const T* gyrow = gy + gys.row(b, c0 + cl, i);
-            T* dst = gyp + cl * ld;
-            for (int64_t j = 0; j < Wo; ++j) dst[j] = gyrow[j * gys.w] * inv[j];
+          const T* gyrow = gy + gys.row(b, c0, i);  // gy' = gy / sum
+          if (gys.w == 1) {
+            for (int64_t cl = 0; cl < mc; ++cl) {
+              for (int64_t j = 0; j < Wo; ++j) gyp[cl * ld + j] = gyrow[cl * gys.c + j] * inv[j];
+            }
+          } else {  // channels_last: pixel by pixel
+            for (int64_t j = 0; j < Wo; ++j) {
+              for (int64_t cl = 0; cl < mc; ++cl) gyp[cl * ld + j] = gyrow[j * gys.w + cl * gys.c] * inv[j];
+            }
           }
           // pass 1: e, dw' of the register channels, D (here: sum_n e dw').
           for (int64_t jb = 0; jb < Wv; jb += V) {
@@ -815,13 +858,26 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           } else {
             for (int64_t col = 0; col < W; ++col) gkrow[col] = kscale * gksrc[col];
           }
-          for (int64_t cl = 0; cl < mc; ++cl) {
-            T* gxrow = gx + gxs.row(b, c0 + cl, in_row);
-            const T* src = gxp + (cl * rows + rr) * Wx + r;
-            if (add) {
-              for (int64_t col = 0; col < W; ++col) gxrow[col * gxs.w] += src[col];
-            } else {
-              for (int64_t col = 0; col < W; ++col) gxrow[col * gxs.w] = src[col];
+          T* gxrow = gx + gxs.row(b, c0, in_row);
+          const T* src = gxp + rr * Wx + r;  // channel cl at src + cl * rows * Wx
+          const int64_t sc = rows * Wx;
+          if (gxs.w == 1) {
+            for (int64_t cl = 0; cl < mc; ++cl) {
+              T* dst = gxrow + cl * gxs.c;
+              if (add) {
+                for (int64_t col = 0; col < W; ++col) dst[col] += src[cl * sc + col];
+              } else {
+                for (int64_t col = 0; col < W; ++col) dst[col] = src[cl * sc + col];
+              }
+            }
+          } else {  // channels_last: pixel by pixel
+            for (int64_t col = 0; col < W; ++col) {
+              T* dst = gxrow + col * gxs.w;
+              if (add) {
+                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] += src[cl * sc + col];
+              } else {
+                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] = src[cl * sc + col];
+              }
             }
           }
         }
