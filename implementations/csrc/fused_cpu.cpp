@@ -29,6 +29,11 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#define LRBENCH_MASKED_STORES 1
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -145,13 +150,25 @@ inline void store(T* p, const Vec<T, V>& v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-// Stores the first nv lanes of v at dst[jj * stride].
+// Stores the first nv lanes of v at dst[jj * stride]; a partial block at stride 1 with one
+// masked store where AVX-512 has them (nothing past dst[nv - 1] is touched).
 template <typename T, int V>
 inline void store_columns(T* dst, int64_t stride, const Vec<T, V>& v, int64_t nv) {
   if (nv == V && stride == 1) {
     store<T, V>(dst, v);
     return;
   }
+#ifdef LRBENCH_MASKED_STORES
+  if (stride == 1) {
+    if constexpr (std::is_same_v<T, float> && V == 16) {
+      return _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << nv) - 1), v);
+    } else if constexpr (std::is_same_v<T, float> && V == 8) {
+      return _mm256_mask_storeu_ps(dst, static_cast<__mmask8>((1u << nv) - 1), v);
+    } else if constexpr (std::is_same_v<T, double> && V == 8) {
+      return _mm512_mask_storeu_pd(dst, static_cast<__mmask8>((1u << nv) - 1), v);
+    }
+  }
+#endif
   for (int64_t jj = 0; jj < nv; ++jj) dst[jj * stride] = v[jj];
 }
 
