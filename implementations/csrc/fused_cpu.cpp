@@ -35,6 +35,7 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -123,9 +124,13 @@ struct PaddedRows {
   template <typename T>
   void copy_pixels(T* __restrict__ dst, int64_t cstride, const T* __restrict__ src, int64_t W,
                    int64_t sw, int64_t sc, int64_t mc) const {
-    for (int64_t w = 0; w < W; ++w) {
-      const int64_t t = w + r, at = (t % s) * Wp + t / s;
-      for (int64_t cl = 0; cl < mc; ++cl) dst[cl * cstride + at] = src[w * sw + cl * sc];
+    for (int64_t phase = 0; phase < s; ++phase) {  // padded columns t = u*s + phase
+      T* __restrict__ out = dst + phase * Wp;
+      const int64_t u0 = r > phase ? (r - phase + s - 1) / s : 0;  // first t >= r
+      for (int64_t u = u0; u * s + phase < r + W; ++u) {
+        const T* __restrict__ pixel = src + (u * s + phase - r) * sw;
+        for (int64_t cl = 0; cl < mc; ++cl) out[cl * cstride + u] = pixel[cl * sc];
+      }
     }
   }
 };
@@ -396,6 +401,7 @@ void aggregate_block(const Geometry& geo, const T* __restrict__ e, int64_t ld,
 // are fewer than kTasksPerThread tasks a thread (a phase of the backward counts half the bands),
 // down to min_band.
 constexpr int64_t kMaxBand = 32, kTasksPerThread = 4;
+constexpr int64_t kBandLineBytes = 512 * 1024;  // channels_last forward: see forward_kernel
 
 int64_t choose_band(const Geometry& geo, int64_t min_band, bool two_phases) {
   const int64_t want = kTasksPerThread * at::get_num_threads();
@@ -408,6 +414,21 @@ int64_t choose_band(const Geometry& geo, int64_t min_band, bool two_phases) {
   }
   return std::max(band, min_band);
 }
+
+// The order of the forward's tasks (b, g, band t). Contiguous x: band fastest (a group's rows
+// follow each other). channels_last x: group fastest, so that the tasks after one read the same
+// pixels' cache lines (every pixel's channels are adjacent) while they are still cached, instead
+// of reading each line once per group from memory.
+struct TaskOrder {
+  int64_t G, bands;
+  bool groups_fastest;
+  TaskOrder(const Geometry& geo, int64_t bands_, bool groups_fastest_)
+      : G(geo.G), bands(bands_), groups_fastest(groups_fastest_) {}
+  std::array<int64_t, 3> split(int64_t task) const {  // {b, g, t}
+    if (groups_fastest) return {task / (G * bands), task % G, (task / G) % bands};
+    return {task / (G * bands), (task / bands) % G, task % bands};
+  }
+};
 
 // Forward: task (b, g, band of output rows) writes y[b, c, i, :] for the m channels c of group g
 // and the rows i of the band, and the softmax statistics of each output pixel (the shift and
@@ -424,7 +445,15 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t Wv = (Wo + V - 1) / V * V;                  // e's row length, whole blocks
   const PaddedRows pr(geo, std::max(W + 2 * r, (Wv - 1) * s + k));
-  const int64_t band = std::min(Ho, choose_band(geo, 1, false)), bands = (Ho + band - 1) / band;
+  // channels_last: bands low enough that their pixels' cache lines of x (about 64 bytes a pixel
+  // and a pair of groups) stay in L2 while the groups' tasks read them.
+  int64_t band = std::min(Ho, choose_band(geo, 1, false));
+  if (xs.w != 1) {
+    const int64_t max_rows = std::max<int64_t>(k, kBandLineBytes / (64 * W));
+    band = std::max<int64_t>(1, std::min(band, (max_rows - k) / s + 1));
+  }
+  const int64_t bands = (Ho + band - 1) / band;
+  const TaskOrder order(geo, bands, xs.w != 1);
   const int64_t rows = (band - 1) * s + k;                   // input rows read by one band
   const int64_t cstride = rows * pr.len;                     // channel stride of the x scratch
   T* shift_out = stats;                                      // (B, G, Ho, Wo)
@@ -440,7 +469,8 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
     T* xp = kp + cstride;        // (slots, rows, pr.len), the same for the group's channels
     fill_column_mask(geo, Wv, colmask);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t t = task % bands, bg = task / bands, g = bg % G, b = bg / G;
+      const auto [b, g, t] = order.split(task);
+      const int64_t bg = b * G + g;
       const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
       const int64_t c0 = g * m, mc = geo.channel_end(g) - c0;
       const T* pg = prior + g * kk;
@@ -459,7 +489,8 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
       }
       const int64_t nreg = std::min(mc, kRegChannels);
       const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
-      const int64_t nt = next % bands, nbg = next / bands, ng = nbg % G;
+      const auto [nb, ng, nt] = next >= 0 ? order.split(next) : order.split(task);
+      const int64_t nbg = nb * G + ng;
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
         if (next >= 0) {
@@ -545,53 +576,62 @@ struct PhiGrad<kMult, VT> {
   static VT dk(VT q, VT, VT) { return q; }
 };
 
-// dst[j*s + kx] += src[kx][j] for the k neighbours kx of one kernel row and all output columns j:
-// the transpose of the forward's read. At stride 1 it runs as a gather over the padded input
-// columns t in [tb0, tb1) (t - kx = j), so no two writes collide. src: (k, ld) rows pointing at
-// column 0 after a left margin of k - 1 zeros, 0 from column Wv on; dst: (Wx,) padded input row.
-template <typename T, int S, int V>
-void scatter_row(const Geometry& geo, const T* __restrict__ src, int64_t ld, int64_t Wv,
-                 int64_t tb0, int64_t tb1, T* __restrict__ dst) {
-  const int64_t k = geo.k;
-  if constexpr (S == 1) {
-    for (int64_t tb = tb0; tb < tb1; tb += V) {
-      Vec<T, V> acc = load<T, V>(dst + tb);
-      for (int64_t kx = 0; kx < k; ++kx) acc += load<T, V>(src + kx * ld + tb - kx);
-      store<T, V>(dst + tb, acc);
-    }
-  } else {
-    const int64_t s = geo.s;
-    for (int64_t kx = 0; kx < k; ++kx) {
-      for (int64_t j = 0; j < Wv; ++j) dst[j * s + kx] += src[kx * ld + j];
-    }
+// Stride 1: dst[j + kx] += src[kx][j] for the k neighbours kx of one kernel row and all output
+// columns j (the transpose of the forward's read), as a gather over the padded input columns t in
+// [tb0, tb1) (t - kx = j), so that no two writes collide. src: (k, ld) rows pointing at column 0
+// after a left margin of k - 1 zeros, 0 from column Wv on; dst: padded input row.
+template <typename T, int V>
+void scatter_row(const Geometry& geo, const T* __restrict__ src, int64_t ld, int64_t tb0,
+                 int64_t tb1, T* __restrict__ dst) {
+  for (int64_t tb = tb0; tb < tb1; tb += V) {
+    Vec<T, V> acc = load<T, V>(dst + tb);
+    for (int64_t kx = 0; kx < geo.k; ++kx) acc += load<T, V>(src + kx * ld + tb - kx);
+    store<T, V>(dst + tb, acc);
   }
 }
 
-// grad_x of up to kChannelBlock channels, one kernel row: dsts[c][j*s + kx] += src[kx][j] *
-// gys[c][j]. At stride 1 in gather form over the padded input columns t in [tb0, tb1): the
-// channels share each load of the weights and their independent accumulators hide the
-// multiply-adds' latency. Channels c >= nc repeat channel 0's pointers and are not stored.
-template <typename T, int S, int V>
+// Stride 1, grad_x of up to kChannelBlock channels, one kernel row: dsts[c][j + kx] += src[kx][j]
+// * gys[c][j], in gather form over the padded input columns t in [tb0, tb1): the channels share
+// each load of the weights and their independent accumulators hide the multiply-adds' latency.
+// Channels c >= nc repeat channel 0's pointers and are not stored.
+template <typename T, int V>
 void scatter_row_channels(const Geometry& geo, const T* __restrict__ src, const T* const* gys,
-                          T* const* dsts, int64_t nc, int64_t ld, int64_t Wv, int64_t tb0,
-                          int64_t tb1) {
-  const int64_t k = geo.k;
-  if constexpr (S == 1) {
-    for (int64_t tb = tb0; tb < tb1; tb += V) {
-      Vec<T, V> acc[kChannelBlock];
-      for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] = load<T, V>(dsts[c] + tb);
-      for (int64_t kx = 0; kx < k; ++kx) {
-        const Vec<T, V> w = load<T, V>(src + kx * ld + tb - kx);
-        for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] += w * load<T, V>(gys[c] + tb - kx);
-      }
-      for (int64_t c = 0; c < nc; ++c) store<T, V>(dsts[c] + tb, acc[c]);
+                          T* const* dsts, int64_t nc, int64_t ld, int64_t tb0, int64_t tb1) {
+  for (int64_t tb = tb0; tb < tb1; tb += V) {
+    Vec<T, V> acc[kChannelBlock];
+    for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] = load<T, V>(dsts[c] + tb);
+    for (int64_t kx = 0; kx < geo.k; ++kx) {
+      const Vec<T, V> w = load<T, V>(src + kx * ld + tb - kx);
+      for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] += w * load<T, V>(gys[c] + tb - kx);
     }
-  } else {
-    const int64_t s = geo.s;
-    for (int64_t c = 0; c < nc; ++c) {
-      for (int64_t kx = 0; kx < k; ++kx) {
-        for (int64_t j = 0; j < Wv; ++j) dsts[c][j * s + kx] += src[kx * ld + j] * gys[c][j];
+    for (int64_t c = 0; c < nc; ++c) store<T, V>(dsts[c] + tb, acc[c]);
+  }
+}
+
+// Stride s > 1, one kernel row: dsts[c][j*s + kx] += src[kx][j] (* gys[c][j] when MUL) with the
+// destination rows in phases (padded column t at (t % s) * Wq + t / s). Neighbour kx of output
+// column j lands at phase kx % s, element j + kx / s: consecutive columns on consecutive
+// elements. Each phase p runs as a gather over its elements u (kx = p + a*s, j = u - a), so that
+// no two writes collide. src, gys: as scatter_row_channels (left margin >= (k - 1) / s, 0 from
+// Wv on); without MUL only channel 0 is used.
+template <typename T, int V, bool MUL>
+void scatter_phases(const Geometry& geo, const T* __restrict__ src, const T* const* gys,
+                    T* const* dsts, int64_t nc, int64_t ld, int64_t Wq) {
+  const int64_t k = geo.k, s = geo.s;
+  for (int64_t p = 0; p < std::min(s, k); ++p) {
+    const int64_t na = (k - 1 - p) / s + 1;  // kx = p, p + s, ... < k
+    for (int64_t ub = 0; ub < Wq; ub += V) {
+      Vec<T, V> acc[kChannelBlock];
+      for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] = load<T, V>(dsts[c] + p * Wq + ub);
+      for (int64_t a = 0; a < na; ++a) {
+        const Vec<T, V> w = load<T, V>(src + (p + a * s) * ld + ub - a);
+        if constexpr (MUL) {
+          for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] += w * load<T, V>(gys[c] + ub - a);
+        } else {
+          acc[0] += w;
+        }
       }
+      for (int64_t c = 0; c < nc; ++c) store<T, V>(dsts[c] + p * Wq + ub, acc[c]);
     }
   }
 }
@@ -673,7 +713,16 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   // in whole blocks of V from the first one, reading e and d up to column r + Wr - 1.
   const int64_t Wr = (W + V - 1) / V * V, tb0 = r, tb1 = r + Wr;
   const int64_t Wx = (std::max({W + 2 * r, (Wv - 1) * s + k, r + Wr}) + V - 1) / V * V;
-  const int64_t LM = k - 1, ld = LM + Wx;  // left margin and row stride of e, d and gyp
+  // The band's gradient rows (grad_x, grad_key): at stride 1 padded rows of Wx columns; at a
+  // stride s > 1 in s phases of Wq elements (padded column t at (t % s) * Wq + t / s, see
+  // scatter_phases). GW: their row stride.
+  const int64_t Wq = S == 1 ? Wx : (std::max(Wv + (k - 1) / s, (W - 1 + r) / s + 1) + V - 1) / V * V;
+  const int64_t GW = S == 1 ? Wx : s * Wq;
+  std::vector<int64_t> colpos(S == 1 ? 0 : W);  // stride > 1: input column -> its element
+  for (int64_t col = 0; col < static_cast<int64_t>(colpos.size()); ++col) {
+    colpos[col] = ((col + r) % s) * Wq + (col + r) / s;
+  }
+  const int64_t LM = k - 1, ld = LM + std::max(Wx, Wq);  // left margin, row stride of e, d, gyp
   const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
   const int64_t rows = (band - 1) * s + k;
   const PaddedRows pr(geo, Wx);
@@ -685,7 +734,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       // x scratch: at least kRegChannels channel slots (pass 1 reads them all; unused ones are 0).
       const int64_t slots = std::max(m, kRegChannels);
       std::vector<T> scratch(
-          (2 * kk + m) * ld + (5 + k) * Wv + (slots + 1) * cstride + (m + 1) * rows * Wx + kk * V,
+          (2 * kk + m) * ld + (5 + k) * Wv + (slots + 1) * cstride + (m + 1) * rows * GW + kk * V,
           T(0));
       T* e = scratch.data() + LM;  // (k*k, ld): weights; columns -LM..-1 and >= Wv stay 0
       T* d = e + kk * ld;          // (k*k, ld): dw', then dlogit * dphi/dk (unscaled)
@@ -698,9 +747,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       T* colmask = dot + Wv;       // (k, Wv)
       T* kp = colmask + k * Wv;    // (rows, pl) padded key rows of the band (layout pr)
       T* xp = kp + rows * pl;      // (slots, rows, pl) padded x rows
-      T* gkp = xp + slots * cstride;  // (rows, Wx) grad_key of the band, plain padded rows
-      T* gxp = gkp + rows * Wx;    // (m, rows, Wx) grad_x of the band
-      T* gpv = gxp + m * rows * Wx;  // (k*k, V) grad_prior of the band, per lane
+      T* gkp = xp + slots * cstride;  // (rows, GW) grad_key of the band
+      T* gxp = gkp + rows * GW;    // (m, rows, GW) grad_x of the band
+      T* gpv = gxp + m * rows * GW;  // (k*k, V) grad_prior of the band, per lane
       fill_column_mask(geo, Wv, colmask);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t t = 2 * (task % per_parity) + parity, bg = task / per_parity;
@@ -825,8 +874,8 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
               if (n < n0 || n >= n1) std::fill(e + n * ld, e + n * ld + Wv, T(0));
             }
           }
-          T* gxrow0 = gxp + rr0 * Wx;  // channel 0, kernel row 0
-          const int64_t gxc = rows * Wx;
+          T* gxrow0 = gxp + rr0 * GW;  // channel 0, kernel row 0
+          const int64_t gxc = rows * GW;
           if (all_rows && k == 7) {
             gather_rows_channels<T, V, 7>(e, ld, gyp, gxrow0, mc, gxc, Wx, tb0, tb1);
           } else if (all_rows && k == 5) {
@@ -842,15 +891,24 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
                 for (int64_t c = 0; c < kChannelBlock; ++c) {
                   const int64_t ch = cl + (c < nc ? c : 0);
                   gys_[c] = gyp + ch * ld;
-                  dsts[c] = gxrow0 + ch * gxc + ky * Wx;
+                  dsts[c] = gxrow0 + ch * gxc + ky * GW;
                 }
-                scatter_row_channels<T, S, V>(geo, e + ky * k * ld, gys_, dsts, nc, ld, Wv, tb0,
-                                              tb1);
+                if constexpr (S == 1) {
+                  scatter_row_channels<T, V>(geo, e + ky * k * ld, gys_, dsts, nc, ld, tb0, tb1);
+                } else {
+                  scatter_phases<T, V, true>(geo, e + ky * k * ld, gys_, dsts, nc, ld, Wq);
+                }
               }
             }
           }
           for (int64_t ky = ky0; ky < ky1; ++ky) {
-            scatter_row<T, S, V>(geo, d + ky * k * ld, ld, Wv, tb0, tb1, gkp + (rr0 + ky) * Wx);
+            T* dst = gkp + (rr0 + ky) * GW;
+            if constexpr (S == 1) {
+              scatter_row<T, V>(geo, d + ky * k * ld, ld, tb0, tb1, dst);
+            } else {
+              T* dsts[kChannelBlock] = {dst, dst, dst, dst};
+              scatter_phases<T, V, false>(geo, d + ky * k * ld, nullptr, dsts, 1, ld, Wq);
+            }
           }
         }
         for (int64_t n = 0; n < kk; ++n) {  // this task's own slot, summed by the caller
@@ -862,6 +920,14 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         // added where a band of the first phase (even) already wrote them: the rows an odd band
         // shares with its neighbours (bands of one phase never share rows).
         const T kscale = T(PG::kK);
+        // Where input column col sits in a gradient row.
+        auto at = [&](int64_t col) -> int64_t {
+          if constexpr (S == 1) {
+            return r + col;
+          } else {
+            return colpos[col];
+          }
+        };
         const int64_t shared_below = t > 0 ? top - band * s + rows : top;  // end of band t-1's rows
         const int64_t shared_above = t + 1 < bands ? top + band * s : top + rows;  // band t+1's start
         for (int64_t rr = 0; rr < rows; ++rr) {
@@ -869,31 +935,31 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           if (in_row < 0 || in_row >= H) continue;
           const bool add = parity == 1 && (in_row < shared_below || in_row >= shared_above);
           T* gkrow = gkey + (bg * H + in_row) * W;
-          const T* gksrc = gkp + rr * Wx + r;
+          const T* gksrc = gkp + rr * GW;
           if (add) {
-            for (int64_t col = 0; col < W; ++col) gkrow[col] += kscale * gksrc[col];
+            for (int64_t col = 0; col < W; ++col) gkrow[col] += kscale * gksrc[at(col)];
           } else {
-            for (int64_t col = 0; col < W; ++col) gkrow[col] = kscale * gksrc[col];
+            for (int64_t col = 0; col < W; ++col) gkrow[col] = kscale * gksrc[at(col)];
           }
           T* gxrow = gx + gxs.row(b, c0, in_row);
-          const T* src = gxp + rr * Wx + r;  // channel cl at src + cl * rows * Wx
-          const int64_t sc = rows * Wx;
+          const T* src = gxp + rr * GW;  // channel cl at src + cl * rows * GW
+          const int64_t sc = rows * GW;
           if (gxs.w == 1) {
             for (int64_t cl = 0; cl < mc; ++cl) {
               T* dst = gxrow + cl * gxs.c;
               if (add) {
-                for (int64_t col = 0; col < W; ++col) dst[col] += src[cl * sc + col];
+                for (int64_t col = 0; col < W; ++col) dst[col] += src[cl * sc + at(col)];
               } else {
-                for (int64_t col = 0; col < W; ++col) dst[col] = src[cl * sc + col];
+                for (int64_t col = 0; col < W; ++col) dst[col] = src[cl * sc + at(col)];
               }
             }
           } else {  // channels_last: pixel by pixel
             for (int64_t col = 0; col < W; ++col) {
               T* dst = gxrow + col * gxs.w;
               if (add) {
-                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] += src[cl * sc + col];
+                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] += src[cl * sc + at(col)];
               } else {
-                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] = src[cl * sc + col];
+                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] = src[cl * sc + at(col)];
               }
             }
           }
