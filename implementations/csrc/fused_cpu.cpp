@@ -401,7 +401,16 @@ void aggregate_block(const Geometry& geo, const T* __restrict__ e, int64_t ld,
 // are fewer than kTasksPerThread tasks a thread (a phase of the backward counts half the bands),
 // down to min_band.
 constexpr int64_t kMaxBand = 32, kTasksPerThread = 4;
-constexpr int64_t kBandLineBytes = 512 * 1024;  // channels_last forward: see forward_kernel
+constexpr int64_t kBandLineBytes = 512 * 1024;  // channels_last: see line_band
+
+// channels_last x (and grad_y): the tasks of one band run group after group (TaskOrder), and the
+// band is at most as high as keeps its pixels' cache lines of x (about 64 bytes a pixel for a
+// pair of groups) within kBandLineBytes, so that they stay in L2 while the groups read them.
+int64_t line_band(const Geometry& geo, bool channels_last) {
+  if (!channels_last) return kMaxBand;
+  const int64_t max_rows = std::max<int64_t>(geo.k, kBandLineBytes / (64 * geo.W));
+  return std::max<int64_t>(1, (max_rows - geo.k) / geo.s + 1);
+}
 
 int64_t choose_band(const Geometry& geo, int64_t min_band, bool two_phases) {
   const int64_t want = kTasksPerThread * at::get_num_threads();
@@ -445,13 +454,7 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t Wv = (Wo + V - 1) / V * V;                  // e's row length, whole blocks
   const PaddedRows pr(geo, std::max(W + 2 * r, (Wv - 1) * s + k));
-  // channels_last: bands low enough that their pixels' cache lines of x (about 64 bytes a pixel
-  // and a pair of groups) stay in L2 while the groups' tasks read them.
-  int64_t band = std::min(Ho, choose_band(geo, 1, false));
-  if (xs.w != 1) {
-    const int64_t max_rows = std::max<int64_t>(k, kBandLineBytes / (64 * W));
-    band = std::max<int64_t>(1, std::min(band, (max_rows - k) / s + 1));
-  }
+  const int64_t band = std::min({Ho, choose_band(geo, 1, false), line_band(geo, xs.w != 1)});
   const int64_t bands = (Ho + band - 1) / band;
   const TaskOrder order(geo, bands, xs.w != 1);
   const int64_t rows = (band - 1) * s + k;                   // input rows read by one band
@@ -724,6 +727,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   }
   const int64_t LM = k - 1, ld = LM + std::max(Wx, Wq);  // left margin, row stride of e, d, gyp
   const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
+  const TaskOrder order(geo, per_parity, xs.w != 1);  // a phase's tasks: (b, g, band / 2)
   const int64_t rows = (band - 1) * s + k;
   const PaddedRows pr(geo, Wx);
   const int64_t pl = pr.len, cstride = rows * pl;
@@ -752,9 +756,10 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       T* gpv = gxp + m * rows * GW;  // (k*k, V) grad_prior of the band, per lane
       fill_column_mask(geo, Wv, colmask);
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t t = 2 * (task % per_parity) + parity, bg = task / per_parity;
+        const auto [b, g, tt] = order.split(task);
+        const int64_t t = 2 * tt + parity, bg = b * G + g;
         if (t >= bands) continue;
-        const int64_t g = bg % G, b = bg / G, c0 = g * m, mc = geo.channel_end(g) - c0;
+        const int64_t c0 = g * m, mc = geo.channel_end(g) - c0;
         const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
         const T* pg = prior + g * kk;
         // Padding columns j >= Wo: shift = the prior's bound (their query is 0, so every phi's
@@ -778,8 +783,8 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         std::fill(gpv, gpv + kk * V, T(0));
         const int64_t nreg = std::min(mc, kRegChannels);
         const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
-        const int64_t nt = 2 * (next % per_parity) + parity, nbg = next / per_parity;
-        const int64_t ng = nbg % G;
+        const auto [nb, ng, ntt] = order.split(next >= 0 ? next : task);
+        const int64_t nt = 2 * ntt + parity, nbg = nb * G + ng;
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
           const int64_t n0 = ky0 * k, n1 = ky1 * k;
@@ -1052,7 +1057,9 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
                   stats.sizes() == at::IntArrayRef({2, geo.B, geo.G, geo.Ho, geo.Wo}),
               "stats must be the forward's contiguous (2, B, G, Ho, Wo) statistics");
   // Bands of output rows; band * s >= k - s makes bands of one parity touch disjoint input rows.
-  const int64_t band = choose_band(geo, std::max<int64_t>(1, (geo.k - 1) / geo.s), true);
+  const int64_t min_band = std::max<int64_t>(1, (geo.k - 1) / geo.s);
+  const int64_t band = std::max(min_band, std::min(choose_band(geo, min_band, true),
+                                                   line_band(geo, x.stride(3) != 1)));
   const int64_t bands = (geo.Ho + band - 1) / band;
   // Every input row lies in some band's rows at stride 1 (written there first, then added to):
   // no zero fill. A stride > 1 can skip rows, which stay 0.
