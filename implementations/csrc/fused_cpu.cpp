@@ -4,26 +4,35 @@
 // arXiv:1904.11491, equation (2): y(p') = sum_p w(p', p) x(p), with
 // w = softmax_p(phi(q(p'), k(p)) + prior(p - p')) over the in-image k x k neighbours of p'.
 //
-// Tasks: one (batch b, group g, band of output rows). The band's input rows of x (the m
-// channels of g) and of key are copied into a per-thread scratch, zero-padded by r columns on
-// each side, so the inner loops need no bounds checks. For each output row the k*k logits of
-// every output pixel live in a (k*k, Wv) scratch (Wv = Wo rounded up to the vector block V):
-// logits, max, exp, sum, then the m channels are aggregated with the block of V output columns
-// held in registers. Nothing of size k*k*H*W is written to memory and the forward saves no
-// statistics: the backward recomputes the softmax row by row.
+// Tasks: one (batch b, group g, band of output rows; see choose_band and line_band). The band's
+// input rows of x (the m channels of g) and of key are copied into a per-thread scratch,
+// zero-padded by r columns on each side, so the inner loops need no bounds checks; the next
+// task's rows are prefetched meanwhile. For each block of V output columns of a row, each
+// weight is computed once in registers (logit, shift, exp) and used at once for up to
+// kRegChannels channels whose accumulators stay in registers (weights_pass). The shift is the
+// group's largest prior value when phi <= 0 (no pass for the maximum; a block whose sum
+// underflows is redone with the logits' maximum), else the maximum. Nothing of size k*k*H*W is
+// written to memory: the forward keeps each output pixel's shift and 1 / sum (stats) and the
+// backward recomputes the weights from them in one pass.
 //
 // Borders: out-of-image neighbours get the logit -inf through an additive column mask (and only
 // the image's kernel rows are visited), so their weights are exactly 0 and they are excluded
 // from the softmax, not zero-padded into it; their values are read from the zero padding.
 //
 // Backward races: the gradients of x and key are scatters from output pixels to input pixels.
-// They go to the task's padded band buffers (at stride 1 in gather form, so no two writes of
-// one loop collide) and are added to grad_x / grad_key at the end of the task. Bands are at
-// least (k - 1) / s rows high, so two bands of the same parity never touch the same input row:
-// even bands run in parallel, then odd bands. The prior's gradient is summed per task into its
-// own slot and reduced by the caller.
+// They go to the task's band buffers in gather form (stride 1: over padded input columns; stride
+// s > 1: per phase of a phase-split row, scatter_phases), so no two writes of one loop collide,
+// and are stored (first writer) or added to grad_x / grad_key at the end of the task. Bands are
+// at least (k - 1) / s rows high, so two bands of the same parity never touch the same input
+// row: even bands run in parallel and store, then odd bands, which add the rows they share. The
+// prior's gradient is summed per task into its own slot and reduced by the caller.
 //
-// Vectors: GCC/Clang vector extensions (compiled with -O3 -march=native by fused_cpu.py).
+// Memory formats: x, grad_y, y and grad_x may be contiguous or channels_last; channels_last rows
+// are read and written pixel by pixel (a pixel's group channels share a cache line) and the
+// tasks of one band run group after group (TaskOrder) so that the lines are reused from cache.
+//
+// Vectors: GCC/Clang vector extensions (compiled with -O3 -march=native by fused_cpu.py), and
+// AVX-512 masked stores for partial blocks where the compiler targets AVX-512.
 
 #include <torch/extension.h>
 
