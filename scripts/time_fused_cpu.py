@@ -16,9 +16,9 @@ import statistics
 import time
 
 import torch
+from lrbench.impls import fused_cpu
 
 from lrbench.complexity import op_macs
-from lrbench.impls import fused_cpu
 
 STAGES = [(100, 56), (200, 28), (400, 14), (800, 7)]  # (C, H = W)
 B, K, M = 8, 7, 8
