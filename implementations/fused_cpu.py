@@ -120,7 +120,7 @@ register(
     Implementation(
         name="fused_cpu",
         fn=local_relation_fused_cpu,
-        summary="C++/OpenMP fused kernels, softmax weights per output row in scratch, custom op",
+        summary="C++/OpenMP fused kernels, weights computed once in registers, custom op",
         devices=("cpu",),
         dtypes=(torch.float32, torch.float64),
         priority=30,
