@@ -62,19 +62,18 @@ def test_efficiency_columns_of_a_planted_csv_row_are_exact(tmp_path):
     records.append_row(path, _row("fwd_bwd", 2.0, 1e8))
     records.append_row(path, _row("bwd", 1.0, 1e8, status="failed"))
     by = records.load(path).set_index("pass")
-    fwd, both, failed = by.loc["fwd"], by.loc["fwd_bwd"], by.loc["bwd"]
-    assert fwd["achieved_gmacs_per_s"] == pytest.approx(4.0, rel=1e-12)
-    assert fwd["pct_of_peak"] == pytest.approx(40.0, rel=1e-12)
-    assert fwd["intensity_macs_per_byte"] == pytest.approx(2.0, rel=1e-12)
-    assert fwd["roofline_gmacs_per_s"] == pytest.approx(8.0, rel=1e-12)
-    assert fwd["roofline_bound"] == "memory"
-    assert fwd["pct_of_roofline"] == pytest.approx(50.0, rel=1e-12)
-    assert both["achieved_gmacs_per_s"] == pytest.approx(3.0, rel=1e-12)
-    assert both["pct_of_peak"] == pytest.approx(30.0, rel=1e-12)
-    assert both["intensity_macs_per_byte"] == pytest.approx(60.0, rel=1e-12)
-    assert both["roofline_gmacs_per_s"] == pytest.approx(10.0, rel=1e-12)
-    assert both["roofline_bound"] == "compute"
-    assert both["pct_of_roofline"] == pytest.approx(30.0, rel=1e-12)
+    expected = {  # achieved, % of peak, MAC/byte, roofline, bound, % of roofline
+        "fwd": (4.0, 40.0, 2.0, 8.0, "memory", 50.0),
+        "fwd_bwd": (3.0, 30.0, 60.0, 10.0, "compute", 30.0),
+    }
+    columns = ("achieved_gmacs_per_s", "pct_of_peak", "intensity_macs_per_byte",
+               "roofline_gmacs_per_s", "roofline_bound", "pct_of_roofline")
+    for pass_, values in expected.items():
+        for column, value in zip(columns, values, strict=True):
+            got = by.loc[pass_, column]
+            assert got == (value if isinstance(value, str) else pytest.approx(value, rel=1e-12)), \
+                (pass_, column, got)
+    both, failed = by.loc["fwd_bwd"], by.loc["bwd"]
     assert pd.isna(failed["achieved_gmacs_per_s"]) and pd.isna(failed["pct_of_peak"])
     assert pd.isna(both["gmacs_per_s"])  # the forward-only column keeps its meaning
 

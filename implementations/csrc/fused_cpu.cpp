@@ -112,24 +112,20 @@ struct PaddedRows {
     for (int64_t kx = 0; kx < geo.k; ++kx) koff[kx] = (kx % s) * Wp + kx / s;
   }
 
-  // Writes the W input values of one row (element w at src[w * sw]); the padding positions are
-  // never written (stay 0).
+  // Writes the W input values of one contiguous row; the padding positions are never written
+  // (stay 0).
   template <typename T>
-  void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_t sw = 1) const {
-    if (s == 1 && sw == 1) {
+  void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W) const {
+    if (s == 1) {
       std::memcpy(dst + r, src, W * sizeof(T));
-      return;
-    }
-    for (int64_t phase = 0; phase < s; ++phase) {  // padded columns t = u*s + phase
-      T* __restrict__ out = dst + phase * Wp;
-      const int64_t u0 = r > phase ? (r - phase + s - 1) / s : 0;  // first t >= r
-      for (int64_t u = u0; u * s + phase < r + W; ++u) out[u] = src[(u * s + phase - r) * sw];
+    } else {
+      copy_pixels(dst, 0, src, W, 1, 0, 1);
     }
   }
 
-  // The same for mc channels of a channels_last row, pixel by pixel (each pixel's channels are
-  // adjacent: one cache line read once, not once per channel): channel cl of input column w is
-  // src[w * sw + cl * sc] and goes to dst[cl * cstride + position of w].
+  // The same for mc channels of a row, pixel by pixel (for channels_last, where each pixel's
+  // channels are adjacent: one cache line read once, not once per channel): channel cl of input
+  // column w is src[w * sw + cl * sc] and goes to dst[cl * cstride + position of w].
   template <typename T>
   void copy_pixels(T* __restrict__ dst, int64_t cstride, const T* __restrict__ src, int64_t W,
                    int64_t sw, int64_t sc, int64_t mc) const {
@@ -649,10 +645,7 @@ void scatter_phases(const Geometry& geo, const T* __restrict__ src, const T* con
 }
 
 // Channels whose grad_x the all-rows gather accumulates at once (K * NC accumulators).
-#ifndef LRB_GATHER_NC
-#define LRB_GATHER_NC 4
-#endif
-constexpr int kGatherChannels = LRB_GATHER_NC;
+constexpr int kGatherChannels = 4;
 
 // grad_x of up to NC channels at stride 1 from one output row, all K kernel rows at once, for
 // the block of V padded input columns at tb: dsts[c][ky * Wx + tb + t] += sum_kx
