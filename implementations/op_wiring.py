@@ -13,7 +13,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 from lrbench.complexity.op_terms import op_macs_from_shapes
 
-SAVES = ("inputs", "output", "stats")
+SAVES = ("output", "stats")
 
 
 def wire(forward_op, backward_op, *, saves: str, keeps_memory_format: bool = False) -> None:
@@ -21,10 +21,9 @@ def wire(forward_op, backward_op, *, saves: str, keeps_memory_format: bool = Fal
 
     Args:
         forward_op, backward_op: the custom operators (``torch.library.custom_op`` results).
-        saves: what the backward takes besides the inputs: ``"inputs"`` nothing; ``"output"``
-            ``y`` after ``prior``; ``"stats"``: the op returns ``(y, stats)``, ``stats`` a
-            non-differentiable ``(2, B, G, Ho, Wo)`` tensor of per-pixel softmax statistics that
-            the backward takes after ``prior``.
+        saves: what the backward takes after ``prior`` besides the inputs: ``"output"`` ``y``;
+            ``"stats"``: the op returns ``(y, stats)``, ``stats`` a non-differentiable
+            ``(2, B, G, Ho, Wo)`` tensor of per-pixel softmax statistics.
         keeps_memory_format: whether ``y`` comes in x's memory format (channels_last x gives a
             channels_last y), else ``y`` is contiguous.
 
@@ -54,7 +53,7 @@ def wire(forward_op, backward_op, *, saves: str, keeps_memory_format: bool = Fal
 
     def setup_context(ctx, inputs, output):
         x, query, key, prior, kernel_size, stride, phi = inputs
-        extra = {"inputs": (), "output": (output,), "stats": output[1:]}[saves]
+        extra = (output,) if saves == "output" else output[1:]
         if saves == "stats":
             ctx.mark_non_differentiable(output[1])
         ctx.save_for_backward(x, query, key, prior, *extra)
