@@ -25,7 +25,6 @@ process's build ends after ``LRBENCH_BUILD_LOCK_TIMEOUT`` seconds (default 600) 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import json
@@ -36,12 +35,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from lrbench.files import atomic_write, unlock, wait_lock
 
 LOCK_NAME = "lrbench.lock"
 TORCH_LOCK_NAME = "lock"  # the file torch's cpp_extension locks (or, in torch <= 2.11, waits on)
@@ -159,21 +159,14 @@ def build_lock(folder: Path, timeout_s: float | None = None) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     with open(path, "a+") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "unknown"
-                    raise RuntimeError(
-                        f"waited {timeout_s:g} s for the build lock {path} (held by pid {holder}); "
-                        f"if no other process is building there, delete the folder {folder} and "
-                        f"retry, or raise {TIMEOUT_ENV} (seconds) for a slow build"
-                    ) from None
-                time.sleep(min(0.2, max(timeout_s / 10, 0.01)))
+        if wait_lock(handle.fileno(), timeout_s) is False:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RuntimeError(
+                f"waited {timeout_s:g} s for the build lock {path} (held by pid {holder}); "
+                f"if no other process is building there, delete the folder {folder} and "
+                f"retry, or raise {TIMEOUT_ENV} (seconds) for a slow build"
+            )
         try:
             handle.seek(0)
             handle.truncate()
@@ -184,16 +177,14 @@ def build_lock(folder: Path, timeout_s: float | None = None) -> Iterator[None]:
                 (folder / TORCH_LOCK_NAME).unlink()
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            unlock(handle.fileno())
 
 
 def _place(path: Path, content: bytes) -> None:
     """Write ``content`` to ``path`` unless it is there already (an unchanged mtime: no rebuild)."""
     if path.exists() and path.read_bytes() == content:
         return
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
+    atomic_write(path, content)
 
 
 def load(spec: ExtensionSpec, verbose: bool = False, root: Path | None = None):

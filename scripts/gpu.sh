@@ -34,7 +34,7 @@ print(torch.cuda.get_device_name(0))" 2>/dev/null) || name=""
 if ! MODEL=$(gpu_model); then
     echo "gpu.sh: no CUDA GPU here (nvidia-smi lists none and torch.cuda.is_available() is" \
          "not True with $PY): nothing to measure. Run it on a machine with a CUDA GPU; see" \
-         "the README, 'GPU numbers'." >&2
+         "docs/gpu.md." >&2
     exit 2
 fi
 
@@ -79,7 +79,7 @@ part() {
     echo "gpu.sh: [$name] $status after $(($(date +%s) - start))s (log: $LOGS/$name.log)"
 }
 
-has_preset() { "$PY" -c "from lrbench.bench.presets import preset_names as p; \
+has_preset() { "$PY" -c "from lrbench.bench.matrix.presets import preset_names as p; \
 import sys; sys.exit('$1' not in p())" 2>/dev/null; }
 
 # ---------------------------------------------------------------------------------- the parts

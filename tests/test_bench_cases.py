@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lrbench.bench import axes
-from lrbench.bench.axes import parse_values
-from lrbench.bench.cases import (
+from lrbench.bench.matrix import axes
+from lrbench.bench.matrix.axes import parse_values
+from lrbench.bench.matrix.cases import (
     DEFAULT_BASELINE,
     Case,
     expand,
@@ -15,8 +15,8 @@ from lrbench.bench.cases import (
     shard,
     with_impl,
 )
-from lrbench.bench.plan import make_plan
-from lrbench.bench.presets import LRNET50_STAGES, PRESETS, get_preset
+from lrbench.bench.matrix.plan import make_plan
+from lrbench.bench.matrix.presets import LRNET50_STAGES, PRESETS, get_preset
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -70,7 +70,7 @@ def test_case_ids_round_trip_through_one_vocabulary():
 
 
 def test_every_axis_is_a_cli_option_and_an_override():
-    from lrbench.cli import run_cmd
+    from lrbench.commands.run import run_cmd
 
     options = {p.name for p in run_cmd.params}
     for axis in axes.AXES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lrbench.bench import metrics, records
+from lrbench.bench.results import metrics, records
 
 
 def _row(impl, median_s, *, baseline="unfold", target="op", pass_="fwd", status="ok", B=8,

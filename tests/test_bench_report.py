@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lrbench.bench import plots, records
-from lrbench.bench.cases import expand
-from lrbench.bench.compare import compare_runs, parse_threshold
-from lrbench.bench.report import write_report
-from lrbench.bench.runner import Timing, run_matrix
+from lrbench.bench.matrix.cases import expand
+from lrbench.bench.measure.runner import Timing, run_matrix
+from lrbench.bench.results import plots, records
+from lrbench.bench.results.compare import compare_runs, parse_threshold
+from lrbench.bench.results.report import write_report
 from tests.bench_toys import TINY, preset
 
 TIMING = Timing(min_rounds=1, max_time=0.001)

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from lrbench.bench import records
-from lrbench.bench.cases import expand, shard
-from lrbench.bench.memory import peak_extra_bytes
-from lrbench.bench.runner import Timing, run_matrix
+from lrbench.bench.matrix.cases import expand, shard
+from lrbench.bench.measure.memory import peak_extra_bytes
+from lrbench.bench.measure.runner import Timing, run_matrix
+from lrbench.bench.results import records
 from tests.bench_toys import ARMED, CALLS, TINY, preset, registered_toys
+from tests.helpers import outcome
 
 TIMING = Timing(min_rounds=1, max_time=0.001)
 SHAPES = [TINY, {**TINY, "k": 5}]
@@ -71,11 +72,6 @@ def test_unrunnable_case_is_a_skipped_row_with_the_registry_reason(toys, tmp_pat
     assert rows.loc["toy_wrong", "reason"].str.contains("dtype float16 not supported").all()
 
 
-def _outcome(location) -> pd.DataFrame:
-    frame = records.load(location)
-    return frame[["case_id", "status"]].sort_values("case_id").reset_index(drop=True)
-
-
 def test_killed_run_resumed_has_the_rows_of_an_uninterrupted_run(toys, tmp_path):
     cases = expand(preset(["unfold", "im2col_matmul", "toy_interrupt"], shapes=SHAPES))
     run_matrix(cases, tmp_path / "whole", timing=TIMING)
@@ -89,9 +85,9 @@ def test_killed_run_resumed_has_the_rows_of_an_uninterrupted_run(toys, tmp_path)
     ARMED["interrupt"] = False
     second = run_matrix(cases, tmp_path / "killed", resume=True, timing=TIMING)
     assert not second.interrupted and second.already_done == len(partial)
-    resumed = _outcome(tmp_path / "killed")
+    resumed = outcome(tmp_path / "killed")
     assert resumed["case_id"].is_unique
-    pd.testing.assert_frame_equal(resumed, _outcome(tmp_path / "whole"))
+    pd.testing.assert_frame_equal(resumed, outcome(tmp_path / "whole"))
 
 
 def test_resume_drops_a_line_cut_short_by_a_kill(tmp_path):
@@ -102,7 +98,7 @@ def test_resume_drops_a_line_cut_short_by_a_kill(tmp_path):
     path.write_text(text[: text.rindex(",")])  # the last line loses its status column
     assert records.done_ids(tmp_path) == set()
     run_matrix(cases, tmp_path, resume=True, timing=TIMING)
-    assert _outcome(tmp_path)["status"].tolist() == ["ok"]
+    assert outcome(tmp_path)["status"].tolist() == ["ok"]
 
 
 def test_sharded_runs_merged_equal_the_unsharded_run(toys, tmp_path):
@@ -114,7 +110,7 @@ def test_sharded_runs_merged_equal_the_unsharded_run(toys, tmp_path):
         pieces.append(tmp_path / f"shard{i}")
     merged = records.merge_runs(pieces)
     records.write(merged, tmp_path / "merged")
-    pd.testing.assert_frame_equal(_outcome(tmp_path / "merged"), _outcome(tmp_path / "all"))
+    pd.testing.assert_frame_equal(outcome(tmp_path / "merged"), outcome(tmp_path / "all"))
     # speedups are recomputed across pieces: every timed im2col row has one
     im2col = merged[(merged["impl"] == "im2col_matmul") & (merged["status"] == "ok")]
     assert im2col["speedup_vs_unfold"].notna().all()
@@ -195,6 +191,6 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_rows(tmp_path):
     subprocess.run([*args, "--out", str(killed), "--resume"], env=env, check=True,
                    capture_output=True)
     subprocess.run([*args, "--out", str(whole)], env=env, check=True, capture_output=True)
-    resumed = _outcome(killed)
+    resumed = outcome(killed)
     assert resumed["case_id"].is_unique and len(resumed) > partial
-    pd.testing.assert_frame_equal(resumed, _outcome(whole))
+    pd.testing.assert_frame_equal(resumed, outcome(whole))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from lrbench.bench import records
+from lrbench.bench.results import records
 from lrbench.cli import main
 
 TINY_RUN = ["run", "--preset", "quick", "--impl", "unfold,im2col_matmul", "--kernel", "3",

@@ -18,13 +18,14 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from lrbench.bench import records, runlock, status
-from lrbench.bench.cases import shard
-from lrbench.bench.cluster_options import ClusterOptions, make_options, parse_slurm_args, parse_time
-from lrbench.bench.manifest import Manifest, ShardPlan, shard_folder
-from lrbench.bench.plan import make_plan
-from lrbench.bench.runner import run_matrix
+from lrbench.bench.cluster.options import ClusterOptions, make_options, parse_slurm_args, parse_time
+from lrbench.bench.matrix.cases import shard
+from lrbench.bench.matrix.plan import make_plan
+from lrbench.bench.measure.runner import run_matrix
+from lrbench.bench.results import records, runlock, status
+from lrbench.bench.results.manifest import Manifest, ShardPlan, shard_folder
 from lrbench.cli import main
+from tests.helpers import outcome
 
 # op only, unfold and im2col_matmul on 6x6 and 8x8, CPU and CUDA: 8 cases (the CUDA ones are
 # skipped rows on a machine without a GPU), each well under a second
@@ -36,11 +37,6 @@ ARGS = ["--preset", "kernel-sweep", *[f"--{k}={v}" for k, v in AXES.items()], "-
 
 def _plan(max_time: float = 0.02):
     return make_plan("kernel-sweep", AXES, None, min_rounds=2, max_time=max_time)
-
-
-def _outcome(location) -> pd.DataFrame:
-    frame = records.load(location)
-    return frame[["case_id", "status"]].sort_values("case_id").reset_index(drop=True)
 
 
 needs_submitit = pytest.mark.skipif(
@@ -115,13 +111,13 @@ def test_submitits_own_parameter_list_checks_the_names():
 
 @needs_submitit
 def test_slurm_executor_without_slurm_is_refused_before_submitting(tmp_path, monkeypatch):
-    from lrbench.bench import cluster
+    from lrbench.bench.cluster import submit
 
-    monkeypatch.setattr(cluster.shutil, "which", lambda name: None)
+    monkeypatch.setattr(submit.shutil, "which", lambda name: None)
     options = make_options("slurm", nodes=2, time="10")
     records.append_row(tmp_path / "results.csv", {"case_id": "op:x", "status": "ok"})
     with pytest.raises(RuntimeError, match="sbatch and srun"):
-        cluster.run_sharded(_plan(), tmp_path, options)
+        submit.run_sharded(_plan(), tmp_path, options)
     assert not (tmp_path / "submitit").exists() and not (tmp_path / "plan.json").exists()
     assert len(records.load(tmp_path)) == 1  # the folder's earlier results are untouched
 
@@ -137,9 +133,9 @@ def test_status_of_a_half_finished_run(tmp_path):
         for i, cases in enumerate(slices, start=1)]).save(tmp_path)
     # shard 1 finished (one case of each status), shard 2 has one row, shard 3 has not started
     one_each = ["ok", "failed", "error", "skipped"]
-    for case, outcome in zip(slices[0], one_each, strict=False):
+    for case, status_ in zip(slices[0], one_each, strict=False):
         records.append_row(tmp_path / shard_folder(1) / "results.csv",
-                           {"case_id": case.case_id, "status": outcome})
+                           {"case_id": case.case_id, "status": status_})
     csv2 = tmp_path / shard_folder(2) / "results.csv"
     records.append_row(csv2, {"case_id": slices[1][0].case_id, "status": "ok"})
     records.append_row(csv2, {"case_id": "op:unfold:B9-C4-6x6-k3-m2-s1:float32:cpu:fwd",
@@ -217,11 +213,11 @@ def test_killed_and_preempted_shards_resume_to_the_rows_of_a_serial_run(tmp_path
     assert "shard 1: job" in output and "resubmitting it to resume" in output
 
     for i in (1, 2, 3):  # each shard wrote its own slice
-        assert set(_outcome(out / shard_folder(i))["case_id"]) == {
+        assert set(outcome(out / shard_folder(i))["case_id"]) == {
             c.case_id for c in shard(plan.cases, i, 3)}
-    merged = _outcome(out)
+    merged = outcome(out)
     assert merged["case_id"].is_unique
-    pd.testing.assert_frame_equal(merged, _outcome(tmp_path / "serial"))
+    pd.testing.assert_frame_equal(merged, outcome(tmp_path / "serial"))
     assert set(merged["status"]) == {"ok", "skipped"}
     manifest = Manifest.load(out)
     assert [len(s.jobs) for s in manifest.shards] == [2, 1, 1]  # shard 2 requeued in its job
@@ -277,7 +273,7 @@ def test_a_merge_of_two_machines_keeps_both_and_never_divides_across_them(tmp_pa
 
 @needs_submitit
 def test_a_sharded_resume_never_merges_away_a_plain_runs_rows(tmp_path):
-    from lrbench.bench.cluster import run_sharded
+    from lrbench.bench.cluster.submit import run_sharded
 
     records.append_row(tmp_path / "results.csv", {"case_id": "op:x", "status": "ok"})
     with pytest.raises(ValueError, match="--resume: .* without --executor"):
@@ -330,7 +326,7 @@ done
 def test_a_slurm_job_array_through_stand_in_slurm_commands(tmp_path, monkeypatch):
     """The Slurm path end to end without a cluster: one array of 2 exclusive one-node tasks, each
     shard run by submitit's job code, states read back with sacct, rows merged."""
-    from lrbench.bench import cluster
+    from lrbench.bench.cluster import submit
 
     fake = tmp_path / "fake-slurm"
     fake.mkdir()
@@ -339,16 +335,16 @@ def test_a_slurm_job_array_through_stand_in_slurm_commands(tmp_path, monkeypatch
         (fake / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SLURM", str(fake))
-    monkeypatch.setitem(cluster.POLL_S, "slurm", 0.2)
+    monkeypatch.setitem(submit.POLL_S, "slurm", 0.2)
 
     plan = make_plan("kernel-sweep", {**AXES, "size": "6", "device": "cpu"}, None, min_rounds=2,
                      max_time=0.02)
     options = make_options("slurm", nodes=2, partition="fakepart", time="10",
                            slurm_args=("qos=high",))
-    summary = cluster.run_sharded(plan, tmp_path / "out", options)
+    summary = submit.run_sharded(plan, tmp_path / "out", options)
 
     assert summary.complete and summary.merged == len(plan.cases) == 2
-    merged = _outcome(tmp_path / "out")
+    merged = outcome(tmp_path / "out")
     assert sorted(merged["case_id"]) == sorted(c.case_id for c in plan.cases)
     assert set(merged["status"]) == {"ok"}
     script = (fake / "sbatch-4242.sh").read_text().splitlines()

@@ -11,10 +11,11 @@ import torch
 from lrbench.impls.unfold import local_relation_unfold
 
 from lrbench import registry
-from lrbench.bench import compiling, records, targets
-from lrbench.bench.cases import Case, expand
-from lrbench.bench.presets import get_preset
-from lrbench.bench.runner import Timing, run_matrix
+from lrbench.bench.matrix.cases import Case, expand
+from lrbench.bench.matrix.presets import get_preset
+from lrbench.bench.measure import compiling, targets
+from lrbench.bench.measure.runner import Timing, run_matrix
+from lrbench.bench.results import records
 
 TINY = {"B": 1, "C": 4, "H": 5, "W": 5, "k": 3, "m": 2, "stride": 1}
 

@@ -7,8 +7,8 @@ import statistics
 import pytest
 import torch
 
-from lrbench.bench import gputimer
-from lrbench.bench.gputimer import GpuTiming, time_cuda
+from lrbench.bench.measure import gputimer
+from lrbench.bench.measure.gputimer import GpuTiming, time_cuda
 
 
 class FakeEvent:
@@ -127,7 +127,7 @@ def test_real_cuda_events_time_a_matmul():
 
 # ------------------------------------------------------------------ the runner picks the timer
 def _case(device: str):
-    from lrbench.bench.cases import Case
+    from lrbench.bench.matrix.cases import Case
 
     return Case(target="op", impl="unfold", B=1, C=4, H=5, W=5, k=3, m=2, stride=1,
                 dtype="float32", device=device, pass_="fwd")
@@ -151,7 +151,7 @@ class FakeBenchmark:
 
 
 def test_the_runner_times_cuda_cases_with_events_and_the_runs_knobs(tmp_path):
-    from lrbench.bench.runner import MatrixPlugin, Timing
+    from lrbench.bench.measure.runner import MatrixPlugin, Timing
 
     seen = {}
 
@@ -170,7 +170,7 @@ def test_the_runner_times_cuda_cases_with_events_and_the_runs_knobs(tmp_path):
 
 
 def test_the_runner_times_cpu_cases_with_pytest_benchmark_as_before(tmp_path):
-    from lrbench.bench.runner import MatrixPlugin
+    from lrbench.bench.measure.runner import MatrixPlugin
 
     def must_not_run(fn, knobs):
         raise AssertionError("the CUDA timer timed a CPU case")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrbench.bench import records
-from lrbench.bench.cases import Case
-from lrbench.bench.natten_peer import clamped_window_attention, load_natten, window_starts
-from lrbench.bench.runner import Timing, run_matrix
+from lrbench.bench.matrix.cases import Case
+from lrbench.bench.measure.runner import Timing, run_matrix
+from lrbench.bench.peers.natten import clamped_window_attention, load_natten, window_starts
+from lrbench.bench.results import records
 
 
 def _qkv(B=2, H=7, W=6, heads=3, d=4, dv=5, seed=0):
@@ -88,7 +88,7 @@ def test_natten_rows_are_skipped_with_the_reason(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(load_natten() is None, reason="natten is not installed")
 def test_natten_passes_its_gate_on_cuda():
-    from lrbench.bench.natten_peer import gate_errors
+    from lrbench.bench.peers.natten import gate_errors
 
     case = Case(target="natten", impl="natten", B=1, C=16, H=9, W=9, k=5, m=8, stride=1,
                 dtype="float32", device="cuda", pass_="fwd")

@@ -12,8 +12,8 @@ import textwrap
 
 import torch
 
-from lrbench.bench.cases import Case
-from lrbench.bench.gate import GATES
+from lrbench.bench.matrix.cases import Case
+from lrbench.bench.measure.gate import GATES
 
 IMPORT_EVERYTHING = textwrap.dedent("""
     import importlib, os, pkgutil, sys
@@ -31,7 +31,7 @@ IMPORT_EVERYTHING = textwrap.dedent("""
         importlib.import_module(name)
     lrbench.implementations()  # the registry: the built-in modules and the entry points
 
-    assert len(names) > 30 and "lrbench.bench.plots" in names and "lrbench.impls.fused_cpu" in names
+    assert len(names) > 30 and "lrbench.bench.results.plots" in names and "lrbench.impls.fused_cpu" in names
     assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
     assert "matplotlib.pyplot" not in sys.modules
     assert dict(os.environ) == environ, set(os.environ.items()) ^ set(environ.items())

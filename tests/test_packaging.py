@@ -11,21 +11,24 @@ installed package and find our implementations.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import torch
 
 from lrbench import registry
-from lrbench.bench import machine
+from lrbench.bench.measure import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = {"reference", "unfold", "im2col_matmul", "fused_cpu", "fused_triton"}
+INSTALLED = f"lrbench {metadata.version('lrbench')} (installed)"  # the version: pyproject.toml's
 DECOY = "raise RuntimeError('the decoy {} was imported instead of lrbench')\n"
 
 
@@ -93,20 +96,20 @@ def test_installed_wheel_works_from_a_folder_with_decoys(wheel, tmp_path):
     if registry.get("fused_cpu").unavailable_reason() is None:
         assert "ok   fused_cpu" in check  # the compiled kernel, from the installed copy's source
 
-    revision = _run([str(python), "-c", "from lrbench.bench.machine import machine_info; "
+    revision = _run([str(python), "-c", "from lrbench.bench.measure.machine import machine_info; "
                      "print(machine_info()['git_rev'])"], cwd=project, env=env).strip()
-    assert revision == "lrbench 0.1.0 (installed)"  # not the user's repository's revision
+    assert revision == INSTALLED  # not the user's repository's revision
 
 
 def test_git_revision_only_from_our_own_checkout(monkeypatch, tmp_path):
-    assert machine._git_revision()[:12].isalnum()  # this checkout (tests run from one)
+    assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?", machine._git_revision())  # this checkout
     user_repo = tmp_path / "project"
     site = user_repo / ".venv" / "lib" / "site-packages"
     site.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", str(user_repo)], check=True)
-    monkeypatch.setattr(machine, "REPO", site)  # lrbench/bench/machine.py two folders below
-    assert machine._git_revision() == "lrbench 0.1.0 (installed)"
+    monkeypatch.setattr(machine, "REPO", site)  # lrbench/bench/measure/machine.py three folders below
+    assert machine._git_revision() == INSTALLED
     (site / "pyproject.toml").write_text("")  # even a pyproject beside it: not the repo's root
-    assert machine._git_revision() == "lrbench 0.1.0 (installed)"
+    assert machine._git_revision() == INSTALLED
     shutil.rmtree(user_repo / ".git")
-    assert machine._git_revision() == "lrbench 0.1.0 (installed)"
+    assert machine._git_revision() == INSTALLED

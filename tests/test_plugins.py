@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from lrbench import registry
-from lrbench.bench import records
+from lrbench.bench.results import records
 from lrbench.cli import main
 
 RUN = ["run", "--preset", "quick", "--kernel", "3", "--size", "5", "--channels", "4", "--m", "2",

@@ -19,7 +19,7 @@ from lrbench.quiet import silenced_fds
 
 MEASURE = textwrap.dedent("""
     import torch
-    from lrbench.bench.memory import peak_extra_bytes
+    from lrbench.bench.measure.memory import peak_extra_bytes
     x = torch.randn(64, 64)
     peaks = [peak_extra_bytes(lambda: x @ x, "cpu") for _ in range(2)]
     assert peaks[0] == peaks[1] == 64 * 64 * 4, peaks

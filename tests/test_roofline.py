@@ -10,10 +10,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lrbench.bench import limits, metrics, plots, records
-from lrbench.bench.cases import Case
-from lrbench.bench.formats import fastest_format
-from lrbench.bench.macs import case_min_bytes, pass_macs
+from lrbench.bench.matrix.cases import Case
+from lrbench.bench.matrix.macs import case_min_bytes, pass_macs
+from lrbench.bench.measure import limits
+from lrbench.bench.measure.formats import fastest_format
+from lrbench.bench.results import metrics, plots, records
 from lrbench.cli import main
 
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from lrbench.bench import runlock
+from lrbench.bench.results import runlock
 
 # runlock.py loaded as a file: the holder starts without importing torch (lrbench's package)
 HOLD = ("import importlib.util, sys, time\n"
@@ -78,7 +78,7 @@ def test_a_running_shard_holds_the_run_folder(tmp_path):
 
 
 def test_without_flock_a_dead_pid_of_this_host_is_taken_over(tmp_path, monkeypatch):
-    monkeypatch.setattr(runlock, "_flock", lambda fd, mode=None: None)  # e.g. an NFS mount
+    monkeypatch.setattr(runlock, "try_lock", lambda fd, shared=False: None)  # e.g. an NFS mount
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     info = {"host": socket.gethostname(), "pid": int(dead.stdout), "started": "then"}

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lrbench import Implementation, registry
-from lrbench.bench.cases import Case
-from lrbench.bench.gate import Gate
+from lrbench.bench.matrix.cases import Case
+from lrbench.bench.measure.gate import Gate
 from lrbench.check import check_against_reference
 from lrbench.inputs import Shape
 from lrbench.op import local_relation

@@ -4,8 +4,8 @@ Times the implementations of the local relation op of LR-Net (Hu, Zhang, Xie, Li
 Networks for Image Recognition", ICCV 2019, arXiv:1904.11491), the ``LocalRelation2d`` layer, the
 3x3 convolution it replaces and whole networks, after checking each against the float64 reference.
 
-Entry points: :func:`lrbench.bench.runner.run_matrix` (``lrbench run``),
-:func:`lrbench.bench.report.write_report` (``lrbench report``),
-:func:`lrbench.bench.compare.compare_runs` (``lrbench compare``) and
-:func:`lrbench.bench.records.merge_runs` (``lrbench merge``).
+Entry points: :func:`lrbench.bench.measure.runner.run_matrix` (``lrbench run``),
+:func:`lrbench.bench.results.report.write_report` (``lrbench report``),
+:func:`lrbench.bench.results.compare.compare_runs` (``lrbench compare``) and
+:func:`lrbench.bench.results.records.merge_runs` (``lrbench merge``).
 """

@@ -1,0 +1,183 @@
+"""Named benchmark matrices, as plain data.
+
+A preset is a list of *groups*; each group names a target (what is timed, see
+:mod:`lrbench.bench.measure.targets`) and the values of every axis: implementations, shapes, dtypes,
+devices and passes. :func:`lrbench.bench.matrix.cases.expand` turns a preset (plus command-line
+overrides) into the list of cases.
+
+Shapes are those of LR-Net-50 and ResNet-50 at 224x224 input (Hu et al., ICCV 2019,
+arXiv:1904.11491, Table 1): the spatial layer of each stage, at batch 8.
+"""
+
+from __future__ import annotations
+
+# The k x k layer of each LR-Net-50 stage (middle widths 100/200/400/800) at 224 input.
+LRNET50_STAGES = [
+    {"C": 100, "H": 56, "W": 56},
+    {"C": 200, "H": 28, "W": 28},
+    {"C": 400, "H": 14, "W": 14},
+    {"C": 800, "H": 7, "W": 7},
+]
+# The 3x3 conv of each ResNet-50 stage (middle widths 64/128/256/512) that the LR layer replaces.
+RESNET50_STAGES = [
+    {"C": 64, "H": 56, "W": 56},
+    {"C": 128, "H": 28, "W": 28},
+    {"C": 256, "H": 14, "W": 14},
+    {"C": 512, "H": 7, "W": 7},
+]
+# Contenders; the reference is the oracle, not a contender (it can still be asked for with --impl).
+CONTENDERS = ["unfold", "im2col_matmul", "fused_cpu", "fused_triton"]
+
+
+def _stage_shapes(stages: list[dict], batch: int, k: int = 7, m: int = 8) -> list[dict]:
+    return [{"B": batch, **stage, "k": k, "m": m, "stride": 1} for stage in stages]
+
+
+def _op_group(shapes: list[dict]) -> dict:
+    """The op alone, every contender, float32, CPU and CUDA, forward and forward+backward."""
+    return {"target": "op", "impls": CONTENDERS, "shapes": shapes, "dtypes": ["float32"],
+            "devices": ["cpu", "cuda"], "passes": ["fwd", "fwd_bwd"]}
+
+
+def _peers_groups() -> list[dict]:
+    """LR-Net-50's stages: our best fused kernel, eager unfold (the baseline), and the peers."""
+    shapes = _stage_shapes(LRNET50_STAGES, batch=8)
+    per_device = {"cpu": (["float32"], "fused_cpu"), "cuda": (["float32", "bfloat16"], "fused_triton")}
+    groups = []
+    for device, (dtypes, fused) in per_device.items():
+        common = {"shapes": shapes, "dtypes": dtypes, "devices": [device],
+                  "passes": ["fwd", "fwd_bwd"]}
+        groups += [
+            {"target": "op", "impls": ["unfold", fused], "compile": ["eager"], **common},
+            {"target": "op", "impls": ["unfold", "reference", "flex_attention"],
+             "compile": ["inductor"], **common},
+        ]
+    groups.append({"target": "natten", "shapes": shapes, "dtypes": ["float32", "bfloat16"],
+                   "devices": ["cuda"], "passes": ["fwd", "fwd_bwd"]})
+    groups.append({"target": "conv3x3", "shapes": [{"B": 8, **s, "stride": 1} for s in RESNET50_STAGES],
+                   "dtypes": ["float32"], "devices": ["cpu", "cuda"], "passes": ["fwd", "fwd_bwd"]})
+    return groups
+
+
+PRESETS: dict[str, dict] = {
+    "quick": {
+        "description": "CI smoke matrix on CPU: tiny shapes, every implementation, k and size "
+                       "sweeps, the layer and the 3x3 conv (a few minutes on 2 cores)",
+        "timing": {"min_rounds": 5, "max_time": 0.1},
+        "groups": [
+            {
+                "target": "op",
+                "impls": "all",
+                "shapes": [{"B": 2, "C": 32, "H": 16, "W": 16, "k": k, "m": 8, "stride": 1}
+                       for k in (3, 5, 7, 9)]
+                + [{"B": 2, "C": 32, "H": size, "W": size, "k": 7, "m": 8, "stride": 1}
+                   for size in (8, 24, 32)],
+                "dtypes": ["float32"],
+                "devices": ["cpu"],
+                "passes": ["fwd", "fwd_bwd"],
+            },
+            {
+                "target": "layer",
+                "impls": "all",
+                "shapes": [{"B": 2, "C": 32, "H": 16, "W": 16, "k": 7, "m": 8, "stride": 1}],
+                "dtypes": ["float32"],
+                "devices": ["cpu"],
+                "passes": ["fwd"],
+            },
+            {
+                "target": "conv3x3",
+                "shapes": [{"B": 2, "C": 32, "H": 16, "W": 16, "stride": 1}],
+                "dtypes": ["float32"],
+                "devices": ["cpu"],
+                "passes": ["fwd"],
+            },
+        ],
+    },
+    "paper": {
+        "description": "LR-Net-50 stage shapes (batch 8, 224 input, k=7, m=8): the op per "
+                       "implementation, the layer, and ResNet-50's 3x3 conv at the same stages",
+        "timing": {"min_rounds": 5, "max_time": 1.0},
+        "groups": [
+            _op_group(_stage_shapes(LRNET50_STAGES, batch=8)),
+            {
+                "target": "layer",
+                "impls": CONTENDERS,
+                "shapes": _stage_shapes(LRNET50_STAGES, batch=8),
+                "dtypes": ["float32"],
+                "devices": ["cpu", "cuda"],
+                "passes": ["fwd"],
+            },
+            {
+                "target": "conv3x3",
+                "shapes": [{"B": 8, **stage, "stride": 1} for stage in RESNET50_STAGES],
+                "dtypes": ["float32"],
+                "devices": ["cpu", "cuda"],
+                "passes": ["fwd"],
+            },
+        ],
+    },
+    "kernel-sweep": {
+        "description": "k = 3..11 at LR-Net-50's second stage (B=8, C=200, 28x28, m=8)",
+        "timing": {"min_rounds": 5, "max_time": 1.0},
+        "groups": [
+            _op_group([{"B": 8, "C": 200, "H": 28, "W": 28, "k": k, "m": 8, "stride": 1}
+                       for k in (3, 5, 7, 9, 11)]),
+        ],
+    },
+    "size-sweep": {
+        "description": "H = W from 14 to 112 at B=4, C=100, k=7, m=8 (the time-vs-size exponent)",
+        "timing": {"min_rounds": 5, "max_time": 1.0},
+        "groups": [
+            _op_group([{"B": 4, "C": 100, "H": size, "W": size, "k": 7, "m": 8, "stride": 1}
+                       for size in (14, 28, 56, 112)]),
+        ],
+    },
+    "channel-sweep": {
+        "description": "C from 32 to 512 at B=8, 28x28, k=7, m=8",
+        "timing": {"min_rounds": 5, "max_time": 1.0},
+        "groups": [
+            _op_group([{"B": 8, "C": C, "H": 28, "W": 28, "k": 7, "m": 8, "stride": 1}
+                       for C in (32, 64, 128, 256, 512)]),
+        ],
+    },
+    "peers": {
+        "description": "LR-Net-50 stages (B=8, k=7, m=8) against the peers: fused_cpu/fused_triton "
+                       "vs compiled unfold and reference, FlexAttention (compiled), NATTEN (CUDA) "
+                       "and the 3x3 conv; float32 (and bfloat16 on CUDA), fwd and fwd_bwd",
+        "timing": {"min_rounds": 3, "max_time": 1.0},
+        "groups": _peers_groups(),
+    },
+    "network": {
+        "description": "whole LR-Net-50 (per implementation) and ResNet-50 at 224x224, batch 8: "
+                       "forward and one SGD training step",
+        "timing": {"min_rounds": 3, "max_time": 2.0},
+        "groups": [
+            {
+                "target": "lrnet50",
+                "impls": CONTENDERS,
+                "shapes": [{"B": 8, "H": 224, "W": 224}],
+                "dtypes": ["float32"],
+                "devices": ["cpu", "cuda"],
+                "passes": ["fwd", "train"],
+            },
+            {
+                "target": "resnet50",
+                "shapes": [{"B": 8, "H": 224, "W": 224}],
+                "dtypes": ["float32"],
+                "devices": ["cpu", "cuda"],
+                "passes": ["fwd", "train"],
+            },
+        ],
+    },
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> dict:
+    """The preset called ``name``; an unknown name lists the ones that exist."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {preset_names()}, got {name!r}")
+    return PRESETS[name]

@@ -1,0 +1,138 @@
+"""The machine's limits, measured: peak multiply-add rate (a large GEMM) and memory bandwidth (a
+large copy), on one device, dtype and thread count, in bounded time.
+
+They are the two roofs of the roofline model (Williams, Waterman, Patterson, "Roofline: an
+insightful visual performance model for multicore architectures", CACM 2009): a kernel of
+arithmetic intensity ``I`` (MACs per byte) cannot run faster than
+``min(peak_gmacs_per_s, I * peak_gb_per_s)``. "Peak" here is what ``torch.matmul`` and
+``Tensor.copy_`` reach on this machine now, not the vendor's figure: a kernel at 100% matches the
+best library GEMM.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+# Square GEMM sizes: n^3 MACs a call, large enough to leave the caches' best case behind.
+GEMM_N = {"cpu": 1024, "cuda": 4096}
+# Bytes of the copied buffer (read once, written once a call): beyond any last-level cache.
+COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 1024 * 2**20}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Measured limits of one device, dtype and thread count.
+
+    Attributes:
+        peak_gmacs_per_s: best GEMM rate, 10^9 multiply-adds per second (1 MAC = 2 FLOPs).
+        peak_gb_per_s: best copy rate, 10^9 bytes per second (bytes read + bytes written).
+    """
+
+    device: str
+    dtype: str
+    threads: int
+    peak_gmacs_per_s: float
+    peak_gb_per_s: float
+
+    def as_row(self) -> dict:
+        return {"peak_gmacs_per_s": self.peak_gmacs_per_s, "peak_gb_per_s": self.peak_gb_per_s}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def best_seconds(fn: Callable[[], object], sync: Callable[[], None], budget_s: float,
+                 min_calls: int = 3) -> float:
+    """The fastest call of ``fn`` over at least ``min_calls`` calls and about ``budget_s`` seconds
+    (one warm-up call first, untimed)."""
+    fn()
+    sync()
+    best, calls, start = float("inf"), 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < budget_s:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+        calls += 1
+    return best
+
+
+def _sync(device: str) -> Callable[[], None]:
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def gemm_gmacs_per_s(device: str = "cpu", dtype: torch.dtype = torch.float32,
+                     budget_s: float = 0.4, n: int | None = None) -> float:
+    """Best ``n x n @ n x n`` rate in 10^9 MACs per second (``n^3`` MACs a call)."""
+    n = GEMM_N.get(device, 1024) if n is None else n
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)  # (n, n)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)  # (n, n)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    seconds = best_seconds(lambda: torch.matmul(a, b, out=out), _sync(device), budget_s)
+    return n**3 / seconds / 1e9
+
+
+def copy_gb_per_s(device: str = "cpu", budget_s: float = 0.4, nbytes: int | None = None) -> float:
+    """Best ``dst.copy_(src)`` rate in 10^9 bytes per second, counting the bytes read and the
+    bytes written (``2 * nbytes`` a call)."""
+    nbytes = COPY_BYTES.get(device, COPY_BYTES["cpu"]) if nbytes is None else nbytes
+    src = torch.ones(nbytes // 4, device=device, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    seconds = best_seconds(lambda: dst.copy_(src), _sync(device), budget_s)
+    return 2 * src.numel() * 4 / seconds / 1e9
+
+
+@functools.cache
+def measure(device: str = "cpu", dtype: str = "float32", threads: int | None = None,
+            budget_s: float = 0.4) -> Limits:
+    """The limits of ``device`` for ``dtype`` with ``threads`` intra-op threads (default: torch's
+    current count), measured once per process and argument set (about ``2 * budget_s`` seconds).
+
+    Raises:
+        ValueError: unknown dtype name.
+    """
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise ValueError(f"dtype must name a torch dtype (e.g. 'float32'), got {dtype!r}")
+    previous = torch.get_num_threads()
+    threads = previous if threads is None else threads
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            gmacs = gemm_gmacs_per_s(device, torch_dtype, budget_s)
+            gbs = copy_gb_per_s(device, budget_s)
+    finally:
+        torch.set_num_threads(previous)
+    return Limits(device=device, dtype=dtype, threads=threads, peak_gmacs_per_s=gmacs,
+                  peak_gb_per_s=gbs)
+
+
+def machine_report(devices: list[str], dtypes: list[str], threads: int | None = None) -> str:
+    """What ``lrbench machine`` prints: the machine's description, then one line of measured
+    limits per device and dtype."""
+    from lrbench.bench.measure.machine import load_now, machine_info
+
+    info = machine_info()
+    lines = [f"{key}: {value or 'none'}" for key, value in info.items()]
+    load = load_now()
+    threads = torch.get_num_threads() if threads is None else threads
+    lines.append(f"threads: {threads}" + (f" (1-minute load average {load:.1f}; other processes "
+                                          "lower what is measured)" if load is not None else ""))
+    lines.append("limits (best of repeated calls; 1 MAC = 2 FLOPs; copy counts bytes read + written):")
+    for device in devices:
+        for dtype in dtypes:
+            try:
+                found = measure(device, dtype, threads)
+            except Exception as err:  # e.g. a dtype the device's GEMM lacks
+                lines.append(f"  {device} {dtype}: not measured ({type(err).__name__}: {err})")
+                continue
+            lines.append(f"  {device} {dtype}: GEMM {found.peak_gmacs_per_s:.1f} GMAC/s, "
+                         f"copy {found.peak_gb_per_s:.1f} GB/s, ridge point "
+                         f"{found.peak_gmacs_per_s / found.peak_gb_per_s:.2f} MAC/byte")
+    return "\n".join(lines)

@@ -1,0 +1,10 @@
+"""The one progress line per finished case, printed by ``lrbench run`` and by each shard's job."""
+
+from __future__ import annotations
+
+
+def progress_line(index: int, total: int, row: dict) -> str:
+    """``[  12/69] ok      op:... 1.234 ms`` (or the reason of a row that is not ``ok``)."""
+    detail = (f"{row['median_s'] * 1e3:10.3f} ms" if row["status"] == "ok"
+              else str(row.get("reason", ""))[:80])
+    return f"[{index:>4}/{total}] {row['status']:<7} {row['case_id']:<60} {detail}"

@@ -1,0 +1,281 @@
+"""Running the matrix: gate, time (pytest-benchmark on CPU, CUDA events on a GPU), measure memory,
+record one row per case.
+
+``run_matrix`` calls ``pytest.main`` on :mod:`lrbench.bench.measure.bench_matrix` with a
+:class:`MatrixPlugin` that parametrizes its one test over the cases. pytest-benchmark calibrates
+the rounds, excludes warm-up, computes the statistics and writes its JSON into the run directory;
+the plugin writes each case's CSV row as soon as the case finishes, so a killed run loses at most
+the case in flight and ``--resume`` carries on from there. CUDA cases are timed instead by
+:func:`lrbench.bench.measure.gputimer.time_cuda` (events around each round, an L2 flush between rounds)
+with the same knobs; each row's ``timer`` column says which clock timed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gc
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from lrbench import registry
+from lrbench.bench.matrix.cases import Case
+from lrbench.bench.matrix.macs import case_macs, case_min_bytes
+from lrbench.bench.measure import compiling, gputimer, limits, targets
+from lrbench.bench.measure.gate import Gate
+from lrbench.bench.measure.machine import load_now, machine_info, threads_now
+from lrbench.bench.measure.memory import peak_extra_bytes
+from lrbench.bench.results import metrics, records, runlock
+from lrbench.bench.results.manifest import Manifest, ShardPlan
+
+PLUGIN_KEY = pytest.StashKey["MatrixPlugin"]()
+BENCH_MODULE = Path(__file__).with_name("bench_matrix.py")
+REASON_CHARS = 300
+EXTRA_INFO = ("macs", "gmacs_per_s", "peak_bytes", "output_bytes", "max_abs_err", "oracle",
+              "threads", "load_1m")
+# Substrings of the allocators' out-of-memory messages (CUDA caching allocator, CPU allocator).
+OOM_MARKERS = ("out of memory", "can't allocate memory")
+
+# time_fn(fn) -> pytest-benchmark's statistics of fn, in seconds
+TimeFn = Callable[[Callable[[], object]], dict]
+# on_case(index, total, row): called after each row is written
+OnCase = Callable[[int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """pytest-benchmark's knobs: at least ``min_rounds`` rounds, about ``max_time`` seconds per
+    case (calibrated), ``warmup_iterations`` untimed calls before the timed rounds."""
+
+    min_rounds: int = 3
+    max_time: float = 0.05
+    warmup_iterations: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_rounds < 1:
+            raise ValueError(f"min_rounds must be >= 1, got {self.min_rounds}")
+        if not self.max_time > 0:
+            raise ValueError(f"max_time must be > 0 seconds, got {self.max_time}")
+
+    def pytest_args(self) -> list[str]:
+        return [
+            "--benchmark-enable",
+            f"--benchmark-min-rounds={self.min_rounds}",
+            f"--benchmark-max-time={self.max_time}",
+            "--benchmark-warmup=on",
+            f"--benchmark-warmup-iterations={self.warmup_iterations}",
+            "--benchmark-disable-gc",
+            "--benchmark-sort=name",
+            "--benchmark-columns=median,iqr,stddev,min,rounds,iterations",
+        ]
+
+
+def describe(err: BaseException) -> str:
+    """One line for the ``reason`` column; out-of-memory errors say so first."""
+    text = " ".join(str(err).split())
+    prefix = "out of memory: " if any(m in text.lower() for m in OOM_MARKERS) else ""
+    return (prefix + f"{type(err).__name__}: {text}")[:REASON_CHARS]
+
+
+def _stats_row(stats) -> dict:
+    return {"median_s": stats.median, "iqr_s": stats.iqr, "stddev_s": stats.stddev,
+            "min_s": stats.min, "mean_s": stats.mean, "rounds": stats.rounds}
+
+
+def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
+    """Gate, build, time and measure one case; always returns its row (never raises for the
+    case's own failures; ``KeyboardInterrupt`` passes through).
+
+    Args:
+        case: the case.
+        time_fn: times a zero-argument callable, returning the statistics columns.
+        gate: ``gate(case) -> GateResult`` (see :class:`lrbench.bench.measure.gate.Gate`).
+    """
+    macs, macs_source = case_macs(case)
+    min_bytes = case_min_bytes(case)
+    row = {"case_id": case.case_id, **case.as_row(), **machine_info(), "threads": threads_now(),
+           "load_1m": load_now(),
+           "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+           "macs": macs, "macs_source": macs_source, "min_bytes": min_bytes}
+    reasons = targets.why_not(case)
+    if reasons:
+        return {**row, "status": "skipped", "reason": "; ".join(reasons)[:REASON_CHARS]}
+    try:  # the machine's roofs, measured once per device, dtype and thread count
+        row.update(limits.measure(case.device, case.dtype, row["threads"]).as_row())
+    except Exception as err:  # a roof that cannot be measured leaves its columns empty
+        row["reason"] = f"limits not measured: {describe(err)}"[:REASON_CHARS]
+    try:
+        variants = compiling.variants_for(case)
+    except Exception as err:
+        return {**row, "status": "error", "reason": "torch.compile: " + describe(err)}
+    with registry.registered(*variants):  # a compiled case: the gate checks what is timed
+        return _gate_and_time(case, row, time_fn, gate)
+
+
+def _gate_and_time(case: Case, row: dict, time_fn: TimeFn, gate: Callable) -> dict:
+    try:
+        verdict = gate(case)
+    except Exception as err:  # the implementation raised: its reason goes in the row
+        return {**row, "status": "error", "reason": "accuracy gate: " + describe(err)}
+    row.update(max_abs_err=verdict.max_abs_err, oracle=verdict.oracle)
+    if not verdict.ok:
+        return {**row, "status": "failed",
+                "reason": f"accuracy gate vs {verdict.oracle}: {verdict.reason}"[:REASON_CHARS]}
+    prepared = None
+    try:
+        if case.compiled:  # compiled from scratch: build and first call, never in the median
+            prepared, row["compile_s"] = compiling.build_and_first_call(
+                lambda: targets.build(case))
+        else:
+            prepared = targets.build(case)
+            prepared.fn()  # warm-up call, outside the timer (first-use builds, caches)
+        row.update(time_fn(prepared.fn))
+        row["peak_bytes"] = peak_extra_bytes(prepared.fn, case.device)
+        row["output_bytes"] = prepared.output_bytes
+        row["memory_format"] = prepared.memory_format
+    except Exception as err:
+        return {**row, "status": "error", "reason": describe(err)}
+    finally:
+        del prepared
+        gc.collect()
+        if case.device == "cuda":
+            torch.cuda.empty_cache()
+    return {**row, "status": "ok", "reason": row.get("reason", "")}
+
+
+@dataclass
+class MatrixPlugin:
+    """pytest plugin: parametrizes ``bench_matrix.test_case`` over ``cases`` and records rows."""
+
+    cases: list[Case]
+    csv_path: Path
+    on_case: OnCase | None = None
+    statuses: Counter = field(default_factory=Counter)
+    gate: Gate = field(default_factory=Gate)
+    timing: Timing = field(default_factory=lambda: Timing())
+    # time_cuda(fn, GpuTiming) -> statistics columns: CUDA cases' timer (injectable for tests)
+    time_cuda: Callable[..., dict] = gputimer.time_cuda
+
+    def time_fn(self, case: Case, benchmark) -> TimeFn:
+        """The timer of ``case``: CUDA events on a GPU, pytest-benchmark's perf_counter on CPU."""
+        if case.device == "cuda":
+            knobs = gputimer.GpuTiming(min_rounds=self.timing.min_rounds,
+                                       max_time=self.timing.max_time,
+                                       warmup=max(self.timing.warmup_iterations, 1))
+            return lambda fn: self.time_cuda(fn, knobs)
+
+        def time_cpu(fn):
+            benchmark(fn)
+            return {**_stats_row(benchmark.stats.stats), "iterations": benchmark.stats.iterations,
+                    "timer": gputimer.CPU_TIMER}
+
+        return time_cpu
+
+    def pytest_configure(self, config) -> None:
+        config.stash[PLUGIN_KEY] = self
+
+    def pytest_generate_tests(self, metafunc) -> None:
+        if "lrbench_case" in metafunc.fixturenames:
+            metafunc.parametrize("lrbench_case", self.cases,
+                                 ids=[case.case_id for case in self.cases])
+
+    def run(self, case: Case, benchmark) -> None:
+        row = execute_case(case, self.time_fn(case, benchmark), self.gate)
+        if row["status"] == "ok":  # beside pytest-benchmark's statistics in its JSON
+            derived = metrics.derive(pd.DataFrame([row]).reindex(columns=records.COLUMNS))
+            info = {**row, **derived.iloc[0].dropna().to_dict()}
+            benchmark.extra_info.update({key: info[key] for key in EXTRA_INFO if key in info})
+        records.append_row(self.csv_path, row)
+        self.statuses[row["status"]] += 1
+        if self.on_case is not None:
+            self.on_case(sum(self.statuses.values()), len(self.cases), row)
+        if row["status"] != "ok":
+            pytest.skip(f"{row['status']}: {row['reason']}")
+
+
+@dataclass
+class RunSummary:
+    """What one ``run_matrix`` call did."""
+
+    csv_path: Path
+    json_path: Path | None
+    log_path: Path
+    total: int
+    already_done: int
+    statuses: Counter
+    interrupted: bool = False
+
+
+def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
+               timing: Timing | None = None, on_case: OnCase | None = None,
+               label: str = "run") -> RunSummary:
+    """Run ``cases``, writing ``out_dir/results.csv`` row by row and pytest-benchmark's JSON.
+
+    The run holds ``out_dir`` (:mod:`lrbench.bench.results.runlock`: a second run into it is refused
+    with ``FolderInUse``) and records its planned case ids in ``out_dir/plan.json``.
+
+    Args:
+        cases: the cases (see :func:`lrbench.bench.matrix.cases.expand` and ``shard``).
+        out_dir: run directory; created if needed.
+        resume: keep the existing CSV and skip the cases it already has; otherwise a
+            previous CSV in ``out_dir`` is replaced.
+        timing: pytest-benchmark's knobs.
+        on_case: progress callback, ``on_case(index, total, row)``.
+        label: goes into the JSON's file name (e.g. the preset and shard).
+
+    Returns:
+        A :class:`RunSummary`; ``interrupted`` is set when the run was stopped (Ctrl-C).
+    """
+    with runlock.hold(out_dir):
+        Manifest(executor="in-process", label=label, shards=[
+            ShardPlan(index=1, folder=".", case_ids=[c.case_id for c in cases])]).save(out_dir)
+        return _run_held(cases, out_dir, resume=resume, timing=timing, on_case=on_case,
+                         label=label)
+
+
+def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: Timing | None,
+              on_case: OnCase | None, label: str) -> RunSummary:
+    timing = timing or Timing()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, log_path = records.results_path(out), out / "pytest.log"
+    if not resume and csv_path.exists():
+        csv_path.unlink()
+    done = records.done_ids(csv_path)
+    todo = [case for case in cases if case.case_id not in done]
+    summary = RunSummary(csv_path=csv_path, json_path=None, log_path=log_path, total=len(cases),
+                         already_done=len(cases) - len(todo), statuses=Counter())
+    if not todo:
+        return summary
+    plugin = MatrixPlugin(todo, csv_path, on_case, timing=timing)
+    # A fresh run replaces its JSON; each resumed piece gets its own.
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+    name = f"{label}-resumed-{stamp}" if done else label
+    summary.json_path = out / "pytest-benchmark" / f"{name}.json"
+    summary.json_path.parent.mkdir(parents=True, exist_ok=True)
+    args = [str(BENCH_MODULE), "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+            "--capture=no", f"--benchmark-json={summary.json_path}", *timing.pytest_args()]
+    with log_path.open("a") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log), warnings.catch_warnings():
+        # when no case was timed, pytest-benchmark writes no JSON and says so; the CSV has why
+        warnings.filterwarnings("ignore", message="Not saving anything")
+        try:
+            code = pytest.main(args, plugins=[plugin])
+        finally:  # the CSV gets the derived columns (speedups across the run's rows)
+            if csv_path.exists():
+                records.write(records.load(csv_path), csv_path)
+    if not summary.json_path.exists():
+        summary.json_path = None
+    summary.statuses = plugin.statuses
+    summary.interrupted = code == pytest.ExitCode.INTERRUPTED
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.INTERRUPTED):
+        raise RuntimeError(f"the benchmark session failed (pytest exit code {int(code)}); "
+                           f"see {log_path}")
+    return summary

@@ -1,0 +1,220 @@
+"""The Markdown report of a run: summary tables and PNG plots, all from the run's CSV.
+
+The headline tables are those of the fused-kernel issue: each implementation against the
+matrix's baseline on the op (forward and forward+backward speedups, peak memory beside the
+baseline's and the output's size; the baseline is read from the rows) and the
+``LocalRelation2d`` layer against the 3x3 convolution it replaces in ResNet-50
+(Hu et al., ICCV 2019, arXiv:1904.11491).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from lrbench.bench.results import plots, records
+from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
+from lrbench.bench.results.peers import against_the_peers
+from lrbench.tables import markdown_table
+
+MIB = 2**20
+MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
+
+
+def _get(row: pd.Series | None, column: str, scale: float = 1.0) -> float | None:
+    return None if row is None else row[column] * scale
+
+
+def versus_baseline(frame: pd.DataFrame) -> pd.DataFrame:
+    """Op cases: each implementation's forward and forward+backward time and speedup against
+    the case's baseline (the ``baseline`` column), and forward peak memory beside the
+    baseline's and beside the output's size."""
+    rows = plots.timed(frame)
+    rows = rows.assign(label=rows["case_id"].map(impl_of))  # unfold, unfold@inductor, ...
+    out = []
+    for (shape, dtype, device, baseline), group in rows.groupby(
+            [rows["case_id"].map(shape_of), "dtype", "device", "baseline"], sort=False):
+        by = {(r["label"], r["pass"]): r for _, r in group.iterrows()}
+        baseline_fwd = by.get((baseline, "fwd"))
+        for impl in [i for i in group["label"].unique() if i != baseline]:
+            fwd, both = by.get((impl, "fwd")), by.get((impl, "fwd_bwd"))
+            out.append({
+                "shape": shape, "dtype": dtype, "device": device, "impl": impl,
+                "baseline": baseline,
+                "fwd ms": _get(fwd, "median_s", 1e3),
+                "fwd speedup": _get(fwd, "speedup_vs_baseline"),
+                "fwd+bwd ms": _get(both, "median_s", 1e3),
+                "fwd+bwd speedup": _get(both, "speedup_vs_baseline"),
+                "fwd peak MiB": _get(fwd, "peak_bytes", 1 / MIB),
+                "baseline fwd peak MiB": _get(baseline_fwd, "peak_bytes", 1 / MIB),
+                "output MiB": _get(fwd, "output_bytes", 1 / MIB),
+            })
+    return pd.DataFrame(out)
+
+
+def layer_vs_conv(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each layer case beside the 3x3 conv case at the same batch, size, stride, dtype, device
+    and pass (the conv has ResNet-50's width at that stage)."""
+    layers, convs = plots.timed(frame, "layer"), plots.timed(frame, "conv3x3")
+    if layers.empty or convs.empty:
+        return pd.DataFrame()
+    paired = layers.merge(convs, on=MATCH, suffixes=("", "_conv"))
+    return pd.DataFrame({
+        "layer": paired["case_id"].map(shape_of), "impl": paired["impl"], "pass": paired["pass"],
+        "layer ms": paired["median_s"] * 1e3,
+        "conv3x3": paired["case_id_conv"].map(shape_of),
+        "conv3x3 ms": paired["median_s_conv"] * 1e3,
+        "layer / conv3x3": paired["median_s"] / paired["median_s_conv"],
+    })
+
+
+def networks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Whole-network cases: time per batch, images per second, closed-form GMAC/s."""
+    rows = plots.timed(frame, None)
+    rows = rows[rows["target"].isin(["lrnet50", "resnet50"])]
+    return pd.DataFrame({
+        "case": rows["case_id"], "median ms": rows["median_s"] * 1e3,
+        "images/s": rows["items_per_s"], "GMAC/s": rows["gmacs_per_s"],
+        "% of peak": rows["pct_of_peak"], "memory format": rows["memory_format"],
+        "peak MiB": rows["peak_bytes"] / MIB,
+    })
+
+
+def all_timed(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = plots.timed(frame, None)
+    return pd.DataFrame({
+        "case": rows["case_id"], "median ms": rows["median_s"] * 1e3,
+        "IQR ms": rows["iqr_s"] * 1e3, "min ms": rows["min_s"] * 1e3, "rounds": rows["rounds"],
+        "GMAC/s": rows["gmacs_per_s"],
+        "% of peak": rows["pct_of_peak"], "MAC/byte": rows["intensity_macs_per_byte"],
+        "% of roofline": rows["pct_of_roofline"], "bound": rows["roofline_bound"],
+        "baseline": rows["baseline"],
+        "speedup vs baseline": rows["speedup_vs_baseline"],
+        "peak MiB": rows["peak_bytes"] / MIB, "max abs err": rows["max_abs_err"],
+        "compile s": rows["compile_s"],
+    })
+
+
+def _machine(frame: pd.DataFrame) -> str:
+    lines = []
+    for column in ("cpu", "gpu", "threads", "torch", "triton", "fvcore", "python", "git_rev"):
+        values = sorted({str(v) for v in frame[column].dropna() if str(v)})
+        lines.append(f"- {column}: {', '.join(values) or 'none'}")
+    load = frame["load_1m"].dropna()
+    if not load.empty:
+        cpus = os.cpu_count() or 1
+        verdict = ("other processes shared the cores: the times are inflated"
+                   if load.max() > cpus + 0.5 else "about the run's own threads or less")
+        # The run's own threads count in the load: only clearly more than the cores means sharing.
+        lines.append(f"- 1-minute load average during the run: {load.min():.1f} to "
+                     f"{load.max():.1f} on {cpus} logical CPUs ({verdict})")
+    return "\n".join(lines)
+
+
+def _section(level: str, title: str, intro: str, table: pd.DataFrame) -> list[str]:
+    """One heading, its explanation and its table; nothing when the table is empty."""
+    if table.empty:
+        return []
+    return [f"{level} {title}\n\n" + (f"{intro}\n\n" if intro else "") + markdown_table(table)]
+
+
+def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
+    """The tables (and plots) of one machine's rows, under headings of ``level`` ("##")."""
+    versus = versus_baseline(frame)
+    baselines = ", ".join(sorted(versus["baseline"].unique())) if not versus.empty else ""
+    parts = [
+        *_section(level, f"Op: each implementation against the baseline ({baselines})",
+                  "Speedup = the baseline's median / the implementation's median on the same "
+                  "case; the baseline is the one the matrix named for the case.", versus),
+        *_section(level, "Against the peers",
+                  "Per stage, what a user would otherwise run (compiled PyTorch, FlexAttention, "
+                  "NATTEN, the 3x3 conv) beside our fastest implementation on the same stage, "
+                  "dtype, device and pass. Our speedup = the peer's median / ours. Every "
+                  "timed row passed its gate (NATTEN: against a float64 implementation of its "
+                  "own clamped-window op). A peer that was not timed shows its reason.",
+                  against_the_peers(frame)),
+        *_section(level, "The layer against the 3x3 convolution it replaces",
+                  "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
+                  "ResNet-50's 3x3 conv at the same stage.", layer_vs_conv(frame)),
+        *_section(level, "Scaling with input size",
+                  "Fitted exponent `a` of `time ~ H^a` over the size sweep, beside the closed "
+                  "form's (2 at stride 1: MACs grow with H*W).", plots.size_exponents(frame)),
+        *_section(level, "Whole networks",
+                  "`fwd`: eval-mode forward without autograd; `train`: forward, cross-entropy, "
+                  "backward and an SGD step.", networks(frame)),
+        *[f"![{name}]({name})" for name in drawn],
+        *_section(level, "All timed cases",
+                  "Efficiency: `% of peak` = achieved GMAC/s (the pass's closed-form MACs, "
+                  "backward = 2x forward, / median) over the GEMM peak measured in the same "
+                  "run; `MAC/byte` = closed-form MACs over the minimal bytes (inputs read "
+                  "once, output written once); `% of roofline` = achieved over "
+                  "min(peak, MAC/byte x measured copy bandwidth), `bound` the roof that binds "
+                  "(roofline.png). Above 100% of peak: the computation does fewer multiplies "
+                  "than the closed form counts (e.g. oneDNN's 3x3 convolutions).",
+                  all_timed(frame)),
+        *_section(level, "Cases not timed", "",
+                  frame[frame["status"] != "ok"][["case_id", "status", "reason"]]),
+    ]
+    return parts
+
+
+def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str] | dict[str, list[str]]
+                   ) -> str:
+    """The report. Rows of several machines (:func:`lrbench.bench.results.metrics.machine_of`) get one
+    section each; ``drawn`` is then the plots per machine label."""
+    counts = frame["status"].value_counts()
+    parts = [
+        f"# Benchmark report: `{run_dir}`",
+        f"Written by `lrbench report {run_dir}` from `results.csv`: {len(frame)} cases ("
+        + ", ".join(f"{n} {status}" for status, n in counts.items()) + ").",
+        "Times are pytest-benchmark medians of calibrated rounds after warm-up (spread: IQR). "
+        "MACs: one multiply-add = 1 (fvcore's convention), forward closed form; GMAC/s is "
+        "given for forward passes only. Peak memory: extra bytes at the peak of one call "
+        "(CUDA allocator peak on GPU; PyTorch profiler allocation events on CPU). Every timed "
+        "case passed the accuracy gate first (`max abs err` against the float64 oracle). "
+        "`impl@inductor`: the implementation compiled with `torch.compile` (inductor); its first "
+        "call (compilation included) is in `compile s`, never in the median.",
+    ]
+    machines = machine_of(frame)
+    if machines.nunique() <= 1:
+        return "\n\n".join([*parts, "## Machine\n\n" + _machine(frame),
+                             *_tables(frame, list(drawn), "##")]) + "\n"
+    labels = list(dict.fromkeys(machines))
+    parts.append(f"These rows come from {len(labels)} machines (CPU model / GPU model / "
+                 "threads). Each has its own section below; every speedup and ratio is "
+                 "between times of one machine, never across machines.\n\n"
+                 + "\n".join(f"{i}. {label}: {int((machines == label).sum())} cases"
+                             for i, label in enumerate(labels, start=1)))
+    for i, label in enumerate(labels, start=1):
+        rows = frame[machines == label]
+        plots_here = drawn.get(label, []) if isinstance(drawn, dict) else []
+        parts += [f"## Machine {i}: {label}\n\n" + _machine(rows),
+                  *_tables(rows, plots_here, "###")]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.md`` and the plots into ``run_dir`` from its ``results.csv``."""
+    run_dir = Path(run_dir)
+    csv_path = records.results_path(run_dir)
+    out_dir = csv_path.parent
+    frame = records.load(csv_path)
+    machines = machine_of(frame)
+    if machines.nunique() <= 1:
+        drawn = [name for name, draw in plots.PLOTS.items() if draw(frame, out_dir / name)]
+        kept = set(drawn)
+    else:  # one set of plots per machine: machine-1-time_vs_k.png, ...
+        drawn, kept = {}, set()
+        for i, label in enumerate(dict.fromkeys(machines), start=1):
+            rows = frame[machines == label]
+            drawn[label] = [f"machine-{i}-{name}" for name, draw in plots.PLOTS.items()
+                            if draw(rows, out_dir / f"machine-{i}-{name}")]
+            kept.update(drawn[label])
+    for stale in [*plots.PLOTS, *(p.name for p in out_dir.glob("machine-*-*.png"))]:
+        if stale not in kept:
+            (out_dir / stale).unlink(missing_ok=True)
+    path = out_dir / "report.md"
+    path.write_text(build_markdown(frame, out_dir, drawn))
+    return path
