@@ -142,6 +142,7 @@ class FakeBenchmark:
         class Stats:
             median = iqr = stddev = min = mean = 0.001
             rounds = 5
+            data = [0.001] * 5
 
         self.stats = type("Outer", (), {"stats": Stats(), "iterations": 1})()
 

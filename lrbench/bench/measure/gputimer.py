@@ -106,7 +106,8 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
 
 def time_cuda(fn: Callable[[], object], timing: GpuTiming | None = None,
               device: Device | None = None) -> dict:
-    """Time ``fn`` on the GPU; returns the row's statistics columns (seconds) and ``timer``.
+    """Time ``fn`` on the GPU; returns the row's statistics columns (seconds), ``timer`` and
+    ``rounds_s``, every round's seconds in the order timed.
 
     Args:
         fn: zero-argument callable launching the work (built outside the timer).
@@ -123,4 +124,4 @@ def time_cuda(fn: Callable[[], object], timing: GpuTiming | None = None,
     return {"median_s": statistics.median(times), "iqr_s": q3 - q1,
             "stddev_s": statistics.stdev(times) if len(times) > 1 else 0.0,
             "min_s": min(times), "mean_s": statistics.fmean(times), "rounds": len(times),
-            "iterations": 1, "timer": CUDA_TIMER}
+            "iterations": 1, "timer": CUDA_TIMER, "rounds_s": times}

@@ -88,3 +88,122 @@ def load_now() -> float | None:
 def threads_now() -> int:
     """Intra-op threads torch uses now (``torch.get_num_threads``)."""
     return torch.get_num_threads()
+
+
+# --- What makes numbers move: the machine's state around each case -------------------------------
+
+# NVML's clock-event ("throttle") reason bits, as nvidia-smi prints them (nvml.h,
+# nvmlClocksEventReason*); idle and the application-clock setting are states, not slowdowns.
+THROTTLE_BITS = {
+    0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap",
+    0x8: "hw_slowdown", 0x10: "sync_boost", 0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown", 0x80: "hw_power_brake_slowdown", 0x100: "display_clock_setting",
+}
+GPU_QUERY = ("clocks.sm", "clocks.mem", "power.draw", "temperature.gpu",
+             "clocks_throttle_reasons.active")
+GPU_COLUMNS = ("gpu_sm_mhz", "gpu_mem_mhz", "gpu_power_w", "gpu_temp_c", "gpu_throttle")
+CPUFREQ = Path("/sys/devices/system/cpu")
+
+
+def cpus_now() -> int:
+    """Logical CPUs this process may run on (its affinity; all of them where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_governor(root: Path = CPUFREQ) -> str:
+    """The cpufreq scaling governor(s) of the CPUs, e.g. ``performance``; ``""`` where the kernel
+    exposes none (most virtual machines and containers)."""
+    found = set()
+    for path in sorted(root.glob("cpu[0-9]*/cpufreq/scaling_governor")):
+        try:
+            found.add(path.read_text().strip())
+        except OSError:
+            continue
+    return ",".join(sorted(found))
+
+
+def cpu_mhz(root: Path = CPUFREQ, cpuinfo: Path = Path("/proc/cpuinfo")) -> float | None:
+    """The CPUs' mean current frequency in MHz: cpufreq's ``scaling_cur_freq`` where readable,
+    else ``/proc/cpuinfo`` (which a virtual machine may report as a constant); ``None`` if neither."""
+    khz = []
+    for path in root.glob("cpu[0-9]*/cpufreq/scaling_cur_freq"):
+        try:
+            khz.append(int(path.read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    if khz:
+        return sum(khz) / len(khz) / 1e3
+    try:
+        mhz = [float(line.split(":", 1)[1]) for line in cpuinfo.read_text().splitlines()
+               if line.startswith("cpu MHz")]
+    except (OSError, ValueError):
+        return None
+    return sum(mhz) / len(mhz) if mhz else None
+
+
+def cpu_state() -> dict:
+    """The row's CPU columns: allowed CPUs, governor, current frequency."""
+    return {"cpus": cpus_now(), "cpu_governor": cpu_governor(), "cpu_mhz": cpu_mhz()}
+
+
+def throttle_names(mask: int) -> str:
+    """An NVML clock-event bit mask as names joined by ``+`` (``"none"`` for 0)."""
+    names = [name for bit, name in THROTTLE_BITS.items() if mask & bit]
+    unknown = mask & ~sum(THROTTLE_BITS)
+    if unknown:
+        names.append(f"0x{unknown:x}")
+    return "+".join(names) or "none"
+
+
+def parse_gpu_query(line: str) -> dict:
+    """One line of ``nvidia-smi --query-gpu=<GPU_QUERY> --format=csv,noheader,nounits`` as the
+    row's GPU columns; a field nvidia-smi cannot read (``[N/A]``) stays empty."""
+    fields = [field.strip() for field in line.split(",")]
+    if len(fields) != len(GPU_QUERY):
+        raise ValueError(f"nvidia-smi: expected {len(GPU_QUERY)} fields, got {line!r}")
+
+    def number(text: str) -> float | None:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+    sm, mem, power, temp, reasons = fields
+    try:
+        throttle = throttle_names(int(reasons, 16))
+    except ValueError:
+        throttle = ""
+    return dict(zip(GPU_COLUMNS, (number(sm), number(mem), number(power), number(temp), throttle),
+                    strict=True))
+
+
+def gpu_state(device_id: str | None = None) -> dict:
+    """The current GPU's clocks, power, temperature and throttle reasons, read with
+    ``nvidia-smi`` (empty where there is none, or it fails).
+
+    Args:
+        device_id: what ``nvidia-smi -i`` selects (UUID or index); default: the current CUDA
+            device's UUID.
+    """
+    if device_id is None:
+        device_id = _current_gpu_uuid()
+    command = ["nvidia-smi", f"--query-gpu={','.join(GPU_QUERY)}", "--format=csv,noheader,nounits"]
+    if device_id:
+        command[1:1] = ["-i", device_id]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout
+        return parse_gpu_query(out.strip().splitlines()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return {}
+
+
+def _current_gpu_uuid() -> str | None:
+    """``GPU-<uuid>`` of torch's current device (CUDA and NVML may number GPUs differently)."""
+    try:
+        uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+    except Exception:  # no CUDA, or a torch without the uuid property
+        return None
+    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"

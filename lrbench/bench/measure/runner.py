@@ -30,7 +30,7 @@ from lrbench.bench.matrix.cases import Case
 from lrbench.bench.matrix.macs import case_macs, case_min_bytes
 from lrbench.bench.measure import compiling, gputimer, limits, targets
 from lrbench.bench.measure.gate import Gate
-from lrbench.bench.measure.machine import load_now, machine_info, threads_now
+from lrbench.bench.measure.machine import cpu_state, gpu_state, load_now, machine_info, threads_now
 from lrbench.bench.measure.memory import peak_extra_bytes
 from lrbench.bench.results import metrics, records, runlock
 from lrbench.bench.results.manifest import Manifest, ShardPlan
@@ -43,7 +43,8 @@ EXTRA_INFO = ("macs", "gmacs_per_s", "peak_bytes", "output_bytes", "max_abs_err"
 # Substrings of the allocators' out-of-memory messages (CUDA caching allocator, CPU allocator).
 OOM_MARKERS = ("out of memory", "can't allocate memory")
 
-# time_fn(fn) -> pytest-benchmark's statistics of fn, in seconds
+# time_fn(fn) -> the statistics columns of fn, in seconds; ``rounds_s``: each round's seconds per
+# call, a list (the row stores it as text, records.format_rounds)
 TimeFn = Callable[[Callable[[], object]], dict]
 # on_case(index, total, row): called after each row is written
 OnCase = Callable[[int, int, dict], None]
@@ -52,11 +53,14 @@ OnCase = Callable[[int, int, dict], None]
 @dataclass(frozen=True)
 class Timing:
     """pytest-benchmark's knobs: at least ``min_rounds`` rounds, about ``max_time`` seconds per
-    case (calibrated), ``warmup_iterations`` untimed calls before the timed rounds."""
+    case (calibrated), ``warmup_iterations`` untimed calls before the timed rounds; a round lasts
+    at least ``min_time`` seconds (a faster call is repeated within the round, pytest-benchmark's
+    iterations)."""
 
     min_rounds: int = 3
     max_time: float = 0.05
     warmup_iterations: int = 1
+    min_time: float = 5e-6  # pytest-benchmark's default
 
     def __post_init__(self) -> None:
         if self.min_rounds < 1:
@@ -69,6 +73,7 @@ class Timing:
             "--benchmark-enable",
             f"--benchmark-min-rounds={self.min_rounds}",
             f"--benchmark-max-time={self.max_time}",
+            f"--benchmark-min-time={self.min_time}",
             "--benchmark-warmup=on",
             f"--benchmark-warmup-iterations={self.warmup_iterations}",
             "--benchmark-disable-gc",
@@ -85,8 +90,12 @@ def describe(err: BaseException) -> str:
 
 
 def _stats_row(stats) -> dict:
+    """pytest-benchmark's statistics; ``rounds_s`` its rounds in the order timed. Its ``data``
+    holds each round's time already divided by the iterations of the round
+    (``Metadata.update``: ``duration / self.iterations``), i.e. seconds per call, as the median."""
     return {"median_s": stats.median, "iqr_s": stats.iqr, "stddev_s": stats.stddev,
-            "min_s": stats.min, "mean_s": stats.mean, "rounds": stats.rounds}
+            "min_s": stats.min, "mean_s": stats.mean, "rounds": stats.rounds,
+            "rounds_s": list(stats.data)}
 
 
 def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
@@ -101,7 +110,7 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
     macs, macs_source = case_macs(case)
     min_bytes = case_min_bytes(case)
     row = {"case_id": case.case_id, **case.as_row(), **machine_info(), "threads": threads_now(),
-           "load_1m": load_now(),
+           "load_1m": load_now(), **cpu_state(),
            "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
            "macs": macs, "macs_source": macs_source, "min_bytes": min_bytes}
     reasons = targets.why_not(case)
@@ -136,7 +145,11 @@ def _gate_and_time(case: Case, row: dict, time_fn: TimeFn, gate: Callable) -> di
         else:
             prepared = targets.build(case)
             prepared.fn()  # warm-up call, outside the timer (first-use builds, caches)
-        row.update(time_fn(prepared.fn))
+        timed = time_fn(prepared.fn)
+        row.update(timed, rounds_s=records.format_rounds(timed.get("rounds_s", ())),
+                   load_1m_after=load_now())
+        if case.device == "cuda":  # clocks, power, temperature right after the timed rounds
+            row.update(gpu_state())
         row["peak_bytes"] = peak_extra_bytes(prepared.fn, case.device)
         row["output_bytes"] = prepared.output_bytes
         row["memory_format"] = prepared.memory_format

@@ -1,0 +1,81 @@
+"""Every timed case keeps its raw rounds (``rounds_s``), in seconds per call, and they travel with
+the run through resume, shards and merge; the machine's state is recorded beside them."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from lrbench.bench.matrix.cases import expand, shard
+from lrbench.bench.measure import gputimer, machine
+from lrbench.bench.measure.runner import Timing, run_matrix
+from lrbench.bench.results import records
+from tests.bench_toys import preset
+from tests.test_gputimer import FakeDevice
+
+TIMING = Timing(min_rounds=5, max_time=0.02)
+def test_rounds_are_seconds_per_call_even_with_several_iterations_a_round(tmp_path):
+    # rounds of at least 2 ms: the tiny case's call (well under 1 ms) repeats within each
+    timing = Timing(min_rounds=5, max_time=0.02, min_time=0.002)
+    run_matrix(expand(preset(["unfold"], passes=("fwd",))), tmp_path, timing=timing)
+    row = records.load(tmp_path).iloc[0]
+    assert row["status"] == "ok" and row["iterations"] >= 8, row["iterations"]
+    rounds = records.parse_rounds(row["rounds_s"])
+    assert len(rounds) == row["rounds"] >= 5
+    assert statistics.median(rounds) == pytest.approx(row["median_s"], rel=1e-5)
+    # per call, not per round: every round lasted >= 2 ms, the call alone far less
+    assert statistics.median(rounds) * row["iterations"] >= 0.002 * 0.9
+    assert statistics.median(rounds) < 0.002 / 4
+
+
+def test_rounds_survive_shards_and_merge(tmp_path):
+    cases = expand(preset(["unfold", "im2col_matmul"], passes=("fwd",)))
+    pieces = []
+    for i in (1, 2):
+        run_matrix(shard(cases, i, 2), tmp_path / f"shard{i}", timing=TIMING)
+        pieces.append(tmp_path / f"shard{i}")
+    records.write(records.merge_runs(pieces), tmp_path / "merged")
+    merged = records.load(tmp_path / "merged")
+    assert len(merged) == 2
+    for row in merged.itertuples():
+        rounds = records.parse_rounds(row.rounds_s)
+        assert len(rounds) == row.rounds and min(rounds) == pytest.approx(row.min_s, rel=1e-5)
+
+
+def test_the_cuda_timer_hands_back_every_round_in_order():
+    rounds = [0.003, 0.001, 0.004, 0.002]
+    device = FakeDevice([0.01, *rounds])
+    stats = gputimer.time_cuda(device.call, gputimer.GpuTiming(min_rounds=4, max_time=1e-9,
+                                                               warmup=1), device=device)
+    assert stats["rounds_s"] == pytest.approx(rounds)
+
+
+def test_rows_record_the_machine_state(tmp_path):
+    run_matrix(expand(preset(["unfold"], passes=("fwd",))), tmp_path, timing=TIMING)
+    row = records.load(tmp_path).iloc[0]
+    assert row["cpus"] >= 1 and row["load_1m_after"] >= 0
+    assert (row["cpu_mhz"] > 0) == (machine.cpu_mhz() is not None)
+
+
+def test_cpu_frequency_and_governor_come_from_cpufreq_where_present(tmp_path):
+    for cpu, khz in (("cpu0", 2000000), ("cpu1", 3000000)):
+        folder = tmp_path / cpu / "cpufreq"
+        folder.mkdir(parents=True)
+        (folder / "scaling_cur_freq").write_text(f"{khz}\n")
+        (folder / "scaling_governor").write_text("performance\n")
+    assert machine.cpu_mhz(tmp_path) == 2500.0
+    assert machine.cpu_governor(tmp_path) == "performance"
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: X\ncpu MHz\t\t: 1000.0\ncpu MHz\t\t: 3000.0\n")
+    assert machine.cpu_mhz(tmp_path / "none", info) == 2000.0
+    assert machine.cpu_governor(tmp_path / "none") == ""
+
+
+def test_nvidia_smi_line_becomes_the_gpu_columns():
+    state = machine.parse_gpu_query("1755, 2619, 312.45, 61, 0x0000000000000024")
+    assert state == {"gpu_sm_mhz": 1755.0, "gpu_mem_mhz": 2619.0, "gpu_power_w": 312.45,
+                     "gpu_temp_c": 61.0, "gpu_throttle": "sw_power_cap+sw_thermal_slowdown"}
+    assert machine.parse_gpu_query("[N/A], 2619, [N/A], 40, 0x0")["gpu_throttle"] == "none"
+    with pytest.raises(ValueError, match="expected 5 fields"):
+        machine.parse_gpu_query("1755, 2619")
