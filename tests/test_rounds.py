@@ -4,29 +4,38 @@ the run through resume, shards and merge; the machine's state is recorded beside
 from __future__ import annotations
 
 import statistics
+from types import SimpleNamespace
 
 import pytest
+from pytest_benchmark.stats import Metadata
 
 from lrbench.bench.matrix.cases import expand, shard
 from lrbench.bench.measure import gputimer, machine
-from lrbench.bench.measure.runner import Timing, run_matrix
+from lrbench.bench.measure.runner import Timing, _stats_row, run_matrix
 from lrbench.bench.results import records
 from tests.bench_toys import preset
 from tests.test_gputimer import FakeDevice
 
 TIMING = Timing(min_rounds=5, max_time=0.02)
-def test_rounds_are_seconds_per_call_even_with_several_iterations_a_round(tmp_path):
-    # rounds of at least 2 ms: the tiny case's call (well under 1 ms) repeats within each
-    timing = Timing(min_rounds=5, max_time=0.02, min_time=0.002)
-    run_matrix(expand(preset(["unfold"], passes=("fwd",))), tmp_path, timing=timing)
+def test_rounds_are_seconds_per_call_even_with_several_iterations_a_round():
+    # pytest-benchmark's own bookkeeping, fed as its fixture feeds it: one round of 4 iterations
+    # lasting 8 ms is 2 ms a call (Metadata.update divides by the iterations)
+    fixture = SimpleNamespace(name="t", fullname="t", group=None, param=None, params=None,
+                              extra_info={}, cprofile_stats=None)
+    metadata = Metadata(fixture, iterations=4, options={})
+    for total in (0.008, 0.012, 0.004):
+        metadata.update(total)
+    row = _stats_row(metadata.stats)
+    assert row["rounds_s"] == pytest.approx([0.002, 0.003, 0.001])
+    assert row["median_s"] == pytest.approx(statistics.median(row["rounds_s"]))
+
+
+def test_a_run_records_its_rounds(tmp_path):
+    run_matrix(expand(preset(["unfold"], passes=("fwd",))), tmp_path, timing=TIMING)
     row = records.load(tmp_path).iloc[0]
-    assert row["status"] == "ok" and row["iterations"] >= 8, row["iterations"]
     rounds = records.parse_rounds(row["rounds_s"])
     assert len(rounds) == row["rounds"] >= 5
     assert statistics.median(rounds) == pytest.approx(row["median_s"], rel=1e-5)
-    # per call, not per round: every round lasted >= 2 ms, the call alone far less
-    assert statistics.median(rounds) * row["iterations"] >= 0.002 * 0.9
-    assert statistics.median(rounds) < 0.002 / 4
 
 
 def test_rounds_survive_shards_and_merge(tmp_path):

@@ -25,7 +25,8 @@ COLUMNS = [
     "min_bytes", "peak_gmacs_per_s", "peak_gb_per_s", "achieved_gmacs_per_s", "pct_of_peak",
     "intensity_macs_per_byte", "roofline_gmacs_per_s", "roofline_bound", "pct_of_roofline",
     "threads", "load_1m", "load_1m_after", "cpus", "cpu_governor", "cpu_mhz",
-    "gpu_sm_mhz", "gpu_mem_mhz", "gpu_power_w", "gpu_temp_c", "gpu_throttle", "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
+    "gpu_sm_mhz", "gpu_mem_mhz", "gpu_power_w", "gpu_temp_c", "gpu_throttle",
+    "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
     "rounds_s", "reason", "status",
 ]
 
@@ -33,7 +34,8 @@ COLUMNS = [
 # Columns of text: read back as strings ("" when empty), never as an all-NaN float column.
 TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "compile", "macs_source",
                 "oracle", "baseline", "timer", "memory_format", "roofline_bound",
-                "cpu_governor", "gpu_throttle", "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
+                "cpu_governor", "gpu_throttle",
+                "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
                 "rounds_s", "reason", "status"]
 
 
