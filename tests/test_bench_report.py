@@ -13,6 +13,7 @@ from lrbench.bench.results import plots, records
 from lrbench.bench.results.compare import compare_runs, parse_threshold
 from lrbench.bench.results.report import write_report
 from tests.bench_toys import TINY, preset
+from tests.helpers import with_rounds
 
 TIMING = Timing(min_rounds=1, max_time=0.001)
 
@@ -27,33 +28,69 @@ def run_dir(tmp_path_factory):
     return out
 
 
-def _slowed(run_dir, tmp_path, factor: float, impl: str) -> pd.DataFrame:
+def _sides(run_dir, tmp_path, factor: float, impl: str, spread: float = 0.02):
+    """BASE and NEW with synthetic rounds; NEW's ``impl`` rows ``factor`` times slower."""
     frame = records.load(run_dir)
-    frame.loc[frame["impl"] == impl, "median_s"] *= factor
-    records.write(frame, tmp_path)
-    return frame
+    records.write(with_rounds(frame, spread=spread), tmp_path / "base")
+    records.write(with_rounds(frame, spread=spread, seed=1, factor=factor,
+                              mask=frame["impl"] == impl), tmp_path / "new")
+    return tmp_path / "base", tmp_path / "new"
 
 
 def test_compare_flags_a_planted_2x_slowdown(run_dir, tmp_path):
-    _slowed(run_dir, tmp_path, 2.0, "im2col_matmul")
-    result = compare_runs(run_dir, tmp_path, threshold=0.10)
-    flagged = set(result.regressions["case_id"])
+    base, new = _sides(run_dir, tmp_path, 2.0, "im2col_matmul")
+    result = compare_runs(base, new, threshold=0.10)
     frame = records.load(run_dir)
-    assert flagged == set(frame[frame["impl"] == "im2col_matmul"]["case_id"])
-    assert result.regressions["ratio"].round(6).eq(2.0).all()
+    assert set(result.regressions["case_id"]) == set(frame[frame["impl"] == "im2col_matmul"]["case_id"])
+    assert result.regressions["ratio"].between(1.9, 2.1).all() and result.failed
+    assert (result.regressions["p_value"] < 0.01).all()
+    others = result.table[~result.table["case_id"].isin(result.regressions["case_id"])]
+    assert set(others["verdict"]) == {"unchanged"}
 
 
 def test_compare_passes_an_unchanged_run(run_dir):
-    result = compare_runs(run_dir, run_dir, threshold=0.10)
-    assert result.regressions.empty and len(result.table) == len(records.load(run_dir))
+    result = compare_runs(run_dir, run_dir, threshold=0.10)  # the same real rounds both sides
+    assert len(result.table) == len(records.load(run_dir)) and not result.failed
+    assert set(result.table["verdict"]) <= {"unchanged", "unsure"}
+    assert result.table["ratio"].eq(1).all()
 
 
 def test_compare_tolerates_a_slowdown_under_the_threshold(run_dir, tmp_path):
-    _slowed(run_dir, tmp_path, 1.05, "unfold")
-    assert compare_runs(run_dir, tmp_path, threshold=0.10).regressions.empty
+    base, new = _sides(run_dir, tmp_path, 1.03, "unfold")
+    result = compare_runs(base, new, threshold=0.10)
+    assert set(result.table["verdict"]) == {"unchanged"} and not result.failed
 
 
-@pytest.mark.parametrize("text", ["10", "abc%", "-5%", "", "ten percent"])
+def test_compare_does_not_call_a_shift_inside_wide_noise(run_dir, tmp_path):
+    base, new = _sides(run_dir, tmp_path, 1.15, "unfold", spread=0.6)
+    result = compare_runs(base, new, threshold=0.10)
+    assert result.regressions.empty and "unsure" in set(result.table["verdict"])
+    assert result.table["unstable"].all()
+
+
+def test_runs_without_rounds_are_unsure_with_the_reason(run_dir, tmp_path):
+    frame = records.load(run_dir)
+    frame["median_s"] = frame["median_s"] * 3  # an old CSV: medians only, wildly slower
+    frame["rounds_s"] = ""
+    records.write(frame, tmp_path)
+    result = compare_runs(run_dir, tmp_path, threshold=0.10)
+    assert set(result.table["verdict"]) == {"unsure"} and not result.failed
+    assert result.table["note"].str.contains("no rounds in NEW").all()
+
+
+def test_several_runs_without_rounds_are_compared_on_their_medians(run_dir, tmp_path):
+    from lrbench.bench.results.compare import compare_frames
+
+    frame = records.load(run_dir).assign(rounds_s="")
+    frame = frame[frame["status"] == "ok"].iloc[[0]]
+    runs = [frame.assign(median_s=frame["median_s"] * (1 + 0.01 * i)) for i in range(8)]
+    slower = [run.assign(median_s=run["median_s"] * 2) for run in runs]
+    result = compare_frames(pd.concat(runs), pd.concat(slower), threshold=0.10)
+    row = result.table.iloc[0]
+    assert row["verdict"] == "slower" and row["base_rounds"] == 8 and "run medians" in row["note"]
+
+
+@pytest.mark.parametrize("text", ["10", "abc%", "-5%", "0%", "", "ten percent"])
 def test_threshold_must_be_a_percentage(text):
     with pytest.raises(ValueError, match="threshold"):
         parse_threshold(text)

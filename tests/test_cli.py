@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from lrbench.bench.results import records
 from lrbench.cli import main
+from tests.helpers import with_rounds
 
 TINY_RUN = ["run", "--preset", "quick", "--impl", "unfold,im2col_matmul", "--kernel", "3",
             "--size", "6", "--channels", "4", "--m", "2", "--batch", "1", "--pass", "fwd",
@@ -54,15 +55,24 @@ def test_report_writes_markdown(runner, run_dir):
     assert (run_dir / "report.md").exists() and "report.md" in result.output
 
 
-def test_compare_exit_codes(runner, run_dir, tmp_path):
+def test_compare_exit_codes_markdown_and_the_drift_note(runner, run_dir, tmp_path):
     same = runner.invoke(main, ["compare", str(run_dir), str(run_dir), "--threshold", "10%"])
-    assert same.exit_code == 0 and "no regression" in same.output
+    assert same.exit_code == 0 and "no confirmed regression" in same.output
+    assert "lrbench ab" in same.output  # the drift note points to the interleaved A/B
     frame = records.load(run_dir)
-    frame["median_s"] *= 2
-    records.write(frame, tmp_path)
-    slower = runner.invoke(main, ["compare", str(run_dir), str(tmp_path), "--threshold", "10%"])
-    assert slower.exit_code == 1
-    assert slower.output.count("REGRESSED") == 5 and "(2.00x)" in slower.output
+    records.write(with_rounds(frame), tmp_path / "base")
+    records.write(with_rounds(frame, seed=1, factor=2.0), tmp_path / "new")
+    page = tmp_path / "comment.md"
+    slower = runner.invoke(main, ["compare", str(tmp_path / "base"), str(tmp_path / "new"),
+                                  "--markdown", str(page)])
+    assert slower.exit_code == 1, slower.output
+    assert slower.output.count("\nslower ") == 5 and "5 regression(s) beyond 10%" in slower.output
+    text = page.read_text()
+    assert text.count("| slower |") == 5 and "**Regression**" in text and "lrbench ab" in text
+    faster = runner.invoke(main, ["compare", str(tmp_path / "new"), str(tmp_path / "base")])
+    assert faster.exit_code == 0 and faster.output.count("\nfaster ") == 5
+    bad = runner.invoke(main, ["compare", str(run_dir), str(run_dir), "--alpha", "1.5"])
+    assert bad.exit_code == 2 and "--alpha" in bad.output
 
 
 def test_merge_shards(runner, tmp_path, run_dir):

@@ -1,17 +1,32 @@
-"""Comparing two runs case by case: which cases got slower by more than a threshold."""
+"""Comparing two runs case by case, on their raw rounds: is a case slower, faster, unchanged, or
+can the data not tell?
+
+Each case's rounds (``rounds_s``, every timed round of the case in seconds per call) of BASE and
+NEW go to :func:`lrbench.bench.results.stats.compare_rounds`: ratio of medians, bootstrap
+interval, rank test, verdict, unstable flag. A side may hold several runs of a case (``lrbench
+ab`` repeats each side): their rounds are pooled. A run made before rounds were kept has only its
+median; such a case is compared on the medians of its runs, and with fewer than
+:data:`~lrbench.bench.results.stats.MIN_ROUNDS` of them it is ``unsure``, with the reason.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from lrbench.bench.results import metrics, records
+from lrbench.bench.results import metrics, records, stats
+
+# the order of the table: what needs attention first
+VERDICT_ORDER = {"slower": 0, "unsure": 1, "faster": 2, "unchanged": 3}
+TABLE_COLUMNS = ["case_id", "verdict", "unstable", "base_s", "new_s", "ratio", "low", "high",
+                 "p_value", "base_rounds", "new_rounds", "note"]
 
 
 def parse_threshold(text: str) -> float:
-    """``"10%"`` -> ``0.10``; anything but a non-negative percentage is a ValueError."""
+    """``"10%"`` -> ``0.10``; anything but a positive percentage is a ValueError."""
     value = str(text).strip()
     if not value.endswith("%"):
         raise ValueError(f"threshold must be a percentage such as 10%, got {text!r}")
@@ -19,57 +34,123 @@ def parse_threshold(text: str) -> float:
         fraction = float(value[:-1]) / 100
     except ValueError:
         raise ValueError(f"threshold must be a percentage such as 10%, got {text!r}") from None
-    if not fraction >= 0:
-        raise ValueError(f"threshold must be >= 0%, got {text!r}")
+    if not fraction > 0:
+        raise ValueError(f"threshold must be > 0%, got {text!r}")
     return fraction
 
 
 @dataclass
 class Comparison:
-    """Cases timed in both runs, with ``ratio`` = new median / base median.
+    """Cases timed on both sides, each with its statistics and verdict.
 
     Attributes:
-        table: one row per common ``ok`` case: case_id, base_s, new_s, ratio, regressed.
-        threshold: fraction; a case regressed when ``ratio > 1 + threshold``.
-        only_base, only_new: case ids timed in one run only.
+        table: one row per case timed on both sides (:data:`TABLE_COLUMNS`), most urgent first:
+            base_s/new_s the medians of the pooled samples, ratio = new / base with its 95%
+            bootstrap interval [low, high], p_value of the Mann-Whitney U test, verdict (one of
+            :data:`lrbench.bench.results.stats.VERDICTS`), unstable (either side's median absolute
+            deviation >= 5% of its median), the samples per side, a note when the comparison
+            fell back to medians.
+        threshold, alpha: the practical and the statistical bar.
+        only_base, only_new: case ids timed on one side only.
         broken: case ids timed in BASE that NEW recorded as ``failed`` or ``error``.
     """
 
     table: pd.DataFrame
     threshold: float
+    alpha: float
     only_base: list[str]
     only_new: list[str]
     broken: list[str]
 
     @property
     def regressions(self) -> pd.DataFrame:
-        return self.table[self.table["regressed"]]
+        """Cases significantly slower by more than the threshold."""
+        return self.table[self.table["verdict"] == "slower"]
+
+    @property
+    def failed(self) -> bool:
+        """A confirmed regression or a broken case: what makes ``compare`` and ``ab`` exit 1."""
+        return bool(len(self.regressions) or self.broken)
+
+    def counts(self) -> dict[str, int]:
+        found = self.table["verdict"].value_counts()
+        return {verdict: int(found.get(verdict, 0)) for verdict in stats.VERDICTS}
 
 
-def compare_runs(base: str | Path, new: str | Path, threshold: float) -> Comparison:
-    """Compare the ``ok`` rows of two runs (directories or CSVs) by median time."""
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold}")
+def case_samples(rows: pd.DataFrame) -> tuple[list[float], bool]:
+    """One side's samples of one case (its ``ok`` rows, one per run): every run's rounds pooled
+    (and True), or, when any run lacks rounds, one median per run (and False)."""
+    rounds = [records.parse_rounds(cell) for cell in rows["rounds_s"]]
+    if rounds and all(rounds):
+        return [t for run in rounds for t in run], True
+    return rows["median_s"].astype(float).tolist(), False
 
-    base_rows, new_rows = records.load(base), records.load(new)
-    for name, rows in (("BASE", base_rows), ("NEW", new_rows)):
-        machines = metrics.machine_of(rows).unique()
-        if len(machines) > 1:  # a case id would stand for several machines' times
-            raise ValueError(f"{name} has rows of {len(machines)} machines ({'; '.join(machines)});"
-                             " compare runs of one machine each")
 
-    def timed(frame: pd.DataFrame) -> pd.Series:
-        frame = frame[frame["status"] == "ok"]
-        return frame.set_index("case_id")["median_s"].astype(float)
+def _compare_case(base: pd.DataFrame, new: pd.DataFrame, threshold: float, alpha: float) -> dict:
+    (base_t, base_has), (new_t, new_has) = case_samples(base), case_samples(new)
+    change = stats.compare_rounds(base_t, new_t, threshold, alpha)
+    verdict, note = change.verdict, ""
+    without = [side for side, has in (("BASE", base_has), ("NEW", new_has)) if not has]
+    if without:
+        note = (f"no rounds in {' or '.join(without)} (run made before rounds were kept): "
+                "compared on run medians")
+        if min(len(base_t), len(new_t)) < stats.MIN_ROUNDS:
+            verdict = "unsure"  # a median or two: no interval, no test worth the name
+            note += f", fewer than {stats.MIN_ROUNDS} a side: no verdict"
+    return {"verdict": verdict, "unstable": change.unstable,
+            "base_s": float(pd.Series(base_t).median()), "new_s": float(pd.Series(new_t).median()),
+            "ratio": change.ratio, "low": change.low, "high": change.high,
+            "p_value": change.p_value, "base_rounds": len(base_t), "new_rounds": len(new_t),
+            "note": note}
 
-    base_s, new_s = timed(base_rows), timed(new_rows)
-    new_bad = new_rows[new_rows["status"].isin(["failed", "error"])]["case_id"]
-    common = base_s.index.intersection(new_s.index)
-    table = pd.DataFrame({"base_s": base_s[common], "new_s": new_s[common]})
-    table["ratio"] = table["new_s"] / table["base_s"]
-    table["regressed"] = table["ratio"] > 1 + threshold
-    table = table.sort_values("ratio", ascending=False).reset_index(names="case_id")
-    return Comparison(table=table, threshold=threshold,
-                      only_base=sorted(set(base_s.index) - set(common)),
-                      only_new=sorted(set(new_s.index) - set(common)),
-                      broken=sorted(set(base_s.index) & set(new_bad)))
+
+def compare_frames(base_rows: pd.DataFrame, new_rows: pd.DataFrame, threshold: float,
+                   alpha: float = 0.01) -> Comparison:
+    """Compare the rows of two sides (each one run, or several runs of the same cases).
+
+    Args:
+        base_rows, new_rows: rows as :func:`lrbench.bench.results.records.load` gives them.
+        threshold: the smallest change that matters, a fraction (> 0).
+        alpha: significance level of the rank test (0 < alpha < 1).
+    """
+    if not threshold > 0:
+        raise ValueError(f"threshold: expected a fraction > 0, got {threshold!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: expected 0 < alpha < 1, got {alpha!r}")
+    base_ok = base_rows[base_rows["status"] == "ok"]
+    new_ok = new_rows[new_rows["status"] == "ok"]
+    new_bad = set(new_rows[new_rows["status"].isin(["failed", "error"])]["case_id"])
+    base_ids, new_ids = set(base_ok["case_id"]), set(new_ok["case_id"])
+    base_groups = dict(tuple(base_ok.groupby("case_id")))
+    new_groups = dict(tuple(new_ok.groupby("case_id")))
+    common = [case for case in dict.fromkeys(base_ok["case_id"]) if case in new_ids]
+    table = pd.DataFrame([{"case_id": case, **_compare_case(base_groups[case], new_groups[case],
+                                                            threshold, alpha)}
+                          for case in common], columns=TABLE_COLUMNS)
+    if not table.empty:
+        order = table["verdict"].map(VERDICT_ORDER)
+        table = (table.assign(_order=order).sort_values(["_order", "ratio"], ascending=[True, False],
+                                                        kind="stable")
+                 .drop(columns="_order").reset_index(drop=True))
+    return Comparison(table=table, threshold=threshold, alpha=alpha,
+                      only_base=sorted(base_ids - new_ids), only_new=sorted(new_ids - base_ids),
+                      broken=sorted(base_ids & new_bad))
+
+
+def load_side(name: str, locations: Iterable[str | Path]) -> pd.DataFrame:
+    """The rows of one side's runs (run folders or CSVs), refused when they mix machines."""
+    frames = [records.load(location) for location in locations]
+    if not frames:
+        raise ValueError(f"{name}: no run to read")
+    rows = pd.concat(frames, ignore_index=True)
+    machines = metrics.machine_of(rows).unique()
+    if len(machines) > 1:  # a case id would stand for several machines' times
+        raise ValueError(f"{name} has rows of {len(machines)} machines ({'; '.join(machines)});"
+                         " compare runs of one machine each")
+    return rows
+
+
+def compare_runs(base: str | Path, new: str | Path, threshold: float,
+                 alpha: float = 0.01) -> Comparison:
+    """Compare two runs (directories or CSVs) case by case on their rounds."""
+    return compare_frames(load_side("BASE", [base]), load_side("NEW", [new]), threshold, alpha)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrbench.bench.results import plots, records
+from lrbench.bench.results import conditions, plots, records
 from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
 from lrbench.bench.results.peers import against_the_peers
 from lrbench.tables import markdown_table
@@ -102,14 +102,16 @@ def _machine(frame: pd.DataFrame) -> str:
     for column in ("cpu", "gpu", "threads", "torch", "triton", "fvcore", "python", "git_rev"):
         values = sorted({str(v) for v in frame[column].dropna() if str(v)})
         lines.append(f"- {column}: {', '.join(values) or 'none'}")
-    load = frame["load_1m"].dropna()
+    load = pd.concat([frame["load_1m"], frame["load_1m_after"]]).dropna()
     if not load.empty:
-        cpus = os.cpu_count() or 1
-        verdict = ("other processes shared the cores: the times are inflated"
-                   if load.max() > cpus + 0.5 else "about the run's own threads or less")
-        # The run's own threads count in the load: only clearly more than the cores means sharing.
+        cpus = int(pd.to_numeric(frame["cpus"], errors="coerce").max()
+                   if frame["cpus"].notna().any() else os.cpu_count() or 1)
         lines.append(f"- 1-minute load average during the run: {load.min():.1f} to "
-                     f"{load.max():.1f} on {cpus} logical CPUs ({verdict})")
+                     f"{load.max():.1f} on {cpus} logical CPUs (the run's own threads count)")
+    lines += conditions.summary_lines(frame)
+    for warning in (conditions.busy_warning(frame), conditions.throttled_warning(frame)):
+        if warning:
+            lines.append(f"\n**Warning**: {warning}.")
     return "\n".join(lines)
 
 
