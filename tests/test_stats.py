@@ -7,10 +7,13 @@ import pytest
 
 from lrbench.bench.results.stats import (
     UNSTABLE_MAD,
+    compare_pairs,
     compare_rounds,
     mann_whitney_p,
     ratio_interval,
     relative_mad,
+    student_t_p,
+    student_t_quantile,
 )
 
 
@@ -91,3 +94,55 @@ def test_relative_mad_flags_the_spread():
 def test_bad_input_names_the_argument(args, word):
     with pytest.raises(ValueError, match=word):
         compare_rounds(*args)
+
+
+def _runs(median_s: float, n_runs: int, drift: float, spread: float = 0.02, seed: int = 0,
+          shared: np.ndarray | None = None) -> list[np.ndarray]:
+    """``n_runs`` runs of 30 rounds; each run moved as a whole by the machine's drift (log-normal,
+    ``drift``), or by ``shared`` (the same moments for both sides of interleaved pairs)."""
+    rng = np.random.default_rng(seed)
+    moves = shared if shared is not None else rng.normal(0.0, drift, n_runs)
+    return [_rounds(median_s * np.exp(m), spread, seed=seed * 100 + i) for i, m in enumerate(moves)]
+
+
+def test_student_t_matches_scipy():
+    from scipy import stats as sp
+
+    for df in (1, 2, 3, 5, 9, 30):
+        for t in (0.0, 0.5, 2.0, 4.3, 12.0):
+            assert student_t_p(t, df) == pytest.approx(2 * sp.t.sf(t, df), rel=1e-9, abs=1e-14)
+        assert student_t_quantile(0.95, df) == pytest.approx(sp.t.ppf(0.975, df), rel=1e-9)
+
+
+def test_drift_between_runs_is_no_verdict_where_pooled_rounds_would_give_one():
+    """The same code, each run moved 20% by the machine's drift: the rounds of one run a side
+    call a change, the pairs do so no more often than alpha says (1%; here at most 2 of 100)."""
+    verdicts = []
+    for seed in range(100):
+        base = _runs(1e-3, 5, 0.2, seed=seed)
+        new = _runs(1e-3, 5, 0.2, seed=seed + 1000)
+        verdicts.append(compare_pairs(base, new, 0.10).verdict)
+    assert sum(v in ("slower", "faster") for v in verdicts) <= 2, verdicts
+    pooled = compare_rounds(np.concatenate(base[:1]), np.concatenate(new[:1]), 0.10)
+    assert pooled.p_value < 0.01  # what one run a side would have claimed
+
+
+def test_a_2x_slowdown_is_caught_through_shared_drift():
+    for seed in range(10):
+        shared = np.random.default_rng(seed).normal(0, 0.2, 4)  # each pair's moment, both sides
+        base = _runs(1e-3, 4, 0, seed=seed, shared=shared)
+        new = _runs(2e-3, 4, 0, seed=seed + 50, shared=shared + np.random.default_rng(
+            seed + 9).normal(0, 0.05, 4))
+        change = compare_pairs(base, new, 0.10)
+        assert change.verdict == "slower" and change.pairs == 4, (seed, change)
+        assert change.low > 1.5 and change.high < 2.7
+
+
+def test_equal_pairs_are_unchanged_and_one_pair_is_unsure():
+    base = _runs(1e-3, 4, 0.0, spread=0.01, seed=1)
+    new = _runs(1e-3, 4, 0.0, spread=0.01, seed=2)
+    assert compare_pairs(base, new, 0.10).verdict == "unchanged"
+    one = compare_pairs(base[:1], [r * 2 for r in new[:1]], 0.10)
+    assert one.verdict == "unsure" and one.pairs == 1
+    with pytest.raises(ValueError, match="as many base as new runs"):
+        compare_pairs(base, new[:2], 0.10)

@@ -3,10 +3,13 @@ can the data not tell?
 
 Each case's rounds (``rounds_s``, every timed round of the case in seconds per call) of BASE and
 NEW go to :func:`lrbench.bench.results.stats.compare_rounds`: ratio of medians, bootstrap
-interval, rank test, verdict, unstable flag. A side may hold several runs of a case (``lrbench
-ab`` repeats each side): their rounds are pooled. A run made before rounds were kept has only its
-median; such a case is compared on the medians of its runs, and with fewer than
-:data:`~lrbench.bench.results.stats.MIN_ROUNDS` of them it is ``unsure``, with the reason.
+interval, rank test, verdict, unstable flag. When each side holds the same number (two or more) of
+runs of a case, in the order run (``lrbench ab``'s interleaved repeats), run ``i`` of BASE and
+run ``i`` of NEW are a pair and :func:`~lrbench.bench.results.stats.compare_pairs` decides, with
+the run as the unit (drift between runs widens its interval). A run made before rounds were kept
+has only its median; such a case is compared on the medians of its runs, and with fewer than
+:data:`~lrbench.bench.results.stats.MIN_ROUNDS` of them (and no pairs) it is ``unsure``, with the
+reason.
 """
 
 from __future__ import annotations
@@ -77,31 +80,40 @@ class Comparison:
         return {verdict: int(found.get(verdict, 0)) for verdict in stats.VERDICTS}
 
 
-def case_samples(rows: pd.DataFrame) -> tuple[list[float], bool]:
-    """One side's samples of one case (its ``ok`` rows, one per run): every run's rounds pooled
-    (and True), or, when any run lacks rounds, one median per run (and False)."""
+def case_runs(rows: pd.DataFrame) -> tuple[list[list[float]], bool]:
+    """One side's runs of one case (its ``ok`` rows, one per run, in run order): each run's rounds
+    (and True), or, when any run lacks rounds, each run's median alone (and False)."""
     rounds = [records.parse_rounds(cell) for cell in rows["rounds_s"]]
     if rounds and all(rounds):
-        return [t for run in rounds for t in run], True
-    return rows["median_s"].astype(float).tolist(), False
+        return rounds, True
+    return [[float(m)] for m in rows["median_s"]], False
 
 
 def _compare_case(base: pd.DataFrame, new: pd.DataFrame, threshold: float, alpha: float) -> dict:
-    (base_t, base_has), (new_t, new_has) = case_samples(base), case_samples(new)
-    change = stats.compare_rounds(base_t, new_t, threshold, alpha)
-    verdict, note = change.verdict, ""
+    (base_runs, base_has), (new_runs, new_has) = case_runs(base), case_runs(new)
+    paired = len(base_runs) == len(new_runs) >= 2  # interleaved repeats (lrbench ab)
+    if paired:
+        change = stats.compare_pairs(base_runs, new_runs, threshold, alpha)
+    else:
+        change = stats.compare_rounds([t for run in base_runs for t in run],
+                                      [t for run in new_runs for t in run], threshold, alpha)
+    verdict, notes = change.verdict, []
+    if paired:
+        notes.append(f"{len(base_runs)} pairs of runs")
     without = [side for side, has in (("BASE", base_has), ("NEW", new_has)) if not has]
     if without:
-        note = (f"no rounds in {' or '.join(without)} (run made before rounds were kept): "
-                "compared on run medians")
-        if min(len(base_t), len(new_t)) < stats.MIN_ROUNDS:
+        notes.append(f"no rounds in {' or '.join(without)} (run made before rounds were kept): "
+                     "compared on run medians")
+        if not paired and min(change.base_rounds, change.new_rounds) < stats.MIN_ROUNDS:
             verdict = "unsure"  # a median or two: no interval, no test worth the name
-            note += f", fewer than {stats.MIN_ROUNDS} a side: no verdict"
+            notes[-1] += f", fewer than {stats.MIN_ROUNDS} a side: no verdict"
+    pooled = [t for run in base_runs for t in run], [t for run in new_runs for t in run]
     return {"verdict": verdict, "unstable": change.unstable,
-            "base_s": float(pd.Series(base_t).median()), "new_s": float(pd.Series(new_t).median()),
+            "base_s": float(pd.Series(pooled[0]).median()),
+            "new_s": float(pd.Series(pooled[1]).median()),
             "ratio": change.ratio, "low": change.low, "high": change.high,
-            "p_value": change.p_value, "base_rounds": len(base_t), "new_rounds": len(new_t),
-            "note": note}
+            "p_value": change.p_value, "base_rounds": change.base_rounds,
+            "new_rounds": change.new_rounds, "note": "; ".join(notes)}
 
 
 def compare_frames(base_rows: pd.DataFrame, new_rows: pd.DataFrame, threshold: float,
@@ -138,7 +150,8 @@ def compare_frames(base_rows: pd.DataFrame, new_rows: pd.DataFrame, threshold: f
 
 
 def load_side(name: str, locations: Iterable[str | Path]) -> pd.DataFrame:
-    """The rows of one side's runs (run folders or CSVs), refused when they mix machines."""
+    """The rows of one side's runs (run folders or CSVs), in the order given (a case's rows then
+    come in run order), refused when they mix machines."""
     frames = [records.load(location) for location in locations]
     if not frames:
         raise ValueError(f"{name}: no run to read")

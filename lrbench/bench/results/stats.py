@@ -16,13 +16,20 @@ A comparison is made on the raw rounds of both sides, never on two medians alone
 
 A threshold ``t`` is symmetric in ratio: ``slower`` beyond ``1 + t``, ``faster`` below
 ``1 / (1 + t)``.
+
+Rounds of one run share the machine's state of that moment: a neighbour's job, clocks, heat that
+last longer than a run move every round of it alike, and no test on those rounds can tell that
+from a change in the code. ``lrbench ab`` therefore runs the two sides interleaved, in pairs of
+runs close in time, and :func:`compare_pairs` makes the **run** the unit as well: the change in
+each pair (ratio of the two runs' medians), a t-test and t-interval on their logarithms, and a
+verdict only where the pairs and the pooled rounds agree.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,6 +52,7 @@ class Change:
     unstable: bool  # either side's MAD/median >= UNSTABLE_MAD
     base_rounds: int
     new_rounds: int
+    pairs: int = 0  # interleaved pairs of runs behind the interval and p (compare_pairs); 0: rounds
 
 
 def relative_mad(rounds: Sequence[float]) -> float:
@@ -131,3 +139,106 @@ def compare_rounds(base: Sequence[float], new: Sequence[float], threshold: float
     unstable = max(relative_mad(base), relative_mad(new)) >= UNSTABLE_MAD
     return Change(ratio=ratio, low=low, high=high, p_value=p, verdict=verdict, unstable=unstable,
                   base_rounds=len(base), new_rounds=len(new))
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)),
+                   -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return h
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def student_t_p(t: float, df: int) -> float:
+    """Two-sided p-value of Student's t with ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"df: expected >= 1, got {df}")
+    if math.isinf(t):
+        return 0.0
+    return _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+def student_t_quantile(confidence: float, df: int) -> float:
+    """``q`` with P(|T| <= q) = ``confidence`` for Student's t with ``df`` degrees of freedom."""
+    low, high = 0.0, 1.0
+    while student_t_p(high, df) > 1 - confidence:
+        high *= 2
+    for _ in range(200):  # bisection: p falls as q grows
+        mid = (low + high) / 2
+        low, high = (mid, high) if student_t_p(mid, df) > 1 - confidence else (low, mid)
+    return (low + high) / 2
+
+
+def compare_pairs(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Sequence[float]],
+                  threshold: float, alpha: float = 0.01) -> Change:
+    """The change from ``base`` to ``new`` measured in interleaved pairs of runs (``lrbench ab``).
+
+    Pair ``i`` is base run ``i`` and new run ``i``, run one after the other. The ratio is that of
+    the medians over every round gathered (as :func:`compare_rounds`); the interval is the 95%
+    t-interval of the pairs' ratios (of the two runs' medians, on a log scale), which widens with
+    the machine's drift between runs; the p-value is the larger of the rank test on all rounds and
+    the t-test of the pairs' log ratios (both must reject: an intersection-union test, still of
+    level ``alpha``). Verdicts as :func:`compare_rounds`, on that interval and p. Fewer than two
+    pairs cannot tell drift from code: ``unsure``.
+
+    Args:
+        base_runs, new_runs: per run, its rounds (seconds); as many runs on each side.
+        threshold: the smallest change that matters, a fraction (0.1 for 10%).
+        alpha: the significance level.
+    """
+    if len(base_runs) != len(new_runs) or not len(base_runs):
+        raise ValueError(f"runs: need as many base as new runs, at least one, got "
+                         f"{len(base_runs)} and {len(new_runs)}")
+    if any(not len(run) for run in [*base_runs, *new_runs]):
+        raise ValueError("runs: every run needs at least one round")
+    pooled = compare_rounds([t for run in base_runs for t in run],
+                            [t for run in new_runs for t in run], threshold, alpha)
+    n = len(base_runs)
+    logs = np.log([np.median(new) / np.median(base) for base, new in zip(base_runs, new_runs,
+                                                                         strict=True)])
+    if n < 2:
+        return replace(pooled, verdict="unsure", pairs=n, low=math.nan, high=math.nan)
+    mean, se = float(logs.mean()), float(logs.std(ddof=1)) / math.sqrt(n)
+    if se > 0:
+        p_pairs = student_t_p(mean / se, n - 1)
+        half = student_t_quantile(CONFIDENCE, n - 1) * se
+    else:  # every pair agrees exactly
+        p_pairs, half = (0.0 if mean != 0 else 1.0), 0.0
+    low, high = math.exp(mean - half), math.exp(mean + half)
+    p = max(pooled.p_value, p_pairs)
+    up, down = 1 + threshold, 1 / (1 + threshold)
+    ratio = pooled.ratio
+    if p < alpha and ratio > up and low > 1:
+        verdict = "slower"
+    elif p < alpha and ratio < down and high < 1:
+        verdict = "faster"
+    elif down <= low and high <= up and down <= pooled.low and pooled.high <= up:
+        verdict = "unchanged"
+    else:
+        verdict = "unsure"
+    return replace(pooled, low=low, high=high, p_value=p, verdict=verdict, pairs=n)

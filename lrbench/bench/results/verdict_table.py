@@ -22,7 +22,9 @@ def method(comparison: Comparison) -> str:
             f"Mann-Whitney U on the rounds. slower/faster: beyond {t:.0%} (ratio > {1 + t:.2f} or "
             f"< {1 / (1 + t):.2f}) and p < {comparison.alpha:g}; unchanged: the whole interval "
             f"within {t:.0%} both ways; unsure: neither. unstable: a side's median absolute "
-            f"deviation is {UNSTABLE_MAD:.0%} of its median or more.")
+            f"deviation is {UNSTABLE_MAD:.0%} of its median or more. With pairs of interleaved "
+            f"runs (lrbench ab) the run is the unit: the interval is the t-interval of the pairs' "
+            f"ratios and p the larger of the rank test and the pairs' t-test.")
 
 
 def summary(comparison: Comparison) -> str:
