@@ -23,11 +23,13 @@ from tests.helpers import with_rounds
 ROOT = Path(__file__).resolve().parents[1]
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-# a tiny slice: unfold's op and layer and the 3x3 conv (the control) at 8x8, one thread (steadier
-# on shared cores); four pairs, the fewest whose t-test reaches alpha = 0.01 on a noisy machine
-SLICE = ["--impl", "unfold", "--kernel", "3", "--size", "8", "--channels", "8", "--m", "4",
+# a small slice: unfold's op and layer and the 3x3 conv (the control) at 16x16, one thread
+# (steadier on shared cores), 0.3 s of rounds a case (a run's median is not one moment's); four
+# pairs, the fewest whose t-test reaches alpha = 0.01 on a noisy machine
+SLICE = ["--impl", "unfold", "--kernel", "3", "--size", "16", "--channels", "16", "--m", "4",
          "--batch", "1", "--pass", "fwd", "--threads", "1", "--min-rounds", "10",
-         "--max-time", "0.02", "--repeats", "4"]
+         "--max-time", "0.3", "--repeats", "4"]
+UNFOLD_OP = "op:unfold:B1-C16-16x16-k3-m4-s1:float32:cpu:fwd"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -169,9 +171,9 @@ register(''', 1)
     done = _ab(project, tmp_path / "ab")
     assert done.returncode == 1, done.stdout + done.stderr
     named = done.stderr.splitlines()[-1]
-    assert "op:unfold:B1-C8-8x8-k3-m4-s1:float32:cpu:fwd" in named, done.stdout + done.stderr
+    assert UNFOLD_OP in named, done.stdout + done.stderr
     assert "conv3x3" not in named  # the untouched control is not blamed
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "ab" / "comparison.csv").set_index("case_id")
-    assert table.loc["op:unfold:B1-C8-8x8-k3-m4-s1:float32:cpu:fwd", "ratio"] > 1.5
+    assert table.loc[UNFOLD_OP, "ratio"] > 1.5
