@@ -3,16 +3,22 @@ the run through resume, shards and merge; the machine's state is recorded beside
 
 from __future__ import annotations
 
+import json
 import statistics
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
+from click.testing import CliRunner
 from pytest_benchmark.stats import Metadata
 
 from lrbench.bench.matrix.cases import expand, shard
 from lrbench.bench.measure import gputimer, machine
 from lrbench.bench.measure.runner import Timing, _stats_row, run_matrix
-from lrbench.bench.results import records
+from lrbench.bench.results import conditions, records
+from lrbench.bench.results.export import export
+from lrbench.bench.results.report import write_report
+from lrbench.cli import main
 from tests.bench_toys import preset
 from tests.test_gputimer import FakeDevice
 
@@ -88,3 +94,45 @@ def test_nvidia_smi_line_becomes_the_gpu_columns():
     assert machine.parse_gpu_query("[N/A], 2619, [N/A], 40, 0x0")["gpu_throttle"] == "none"
     with pytest.raises(ValueError, match="expected 5 fields"):
         machine.parse_gpu_query("1755, 2619")
+
+
+def _state_rows(**columns) -> pd.DataFrame:
+    return pd.DataFrame({"case_id": ["a", "b", "c"], **columns})
+
+
+def test_a_busy_machine_is_named_with_its_load():
+    quiet = _state_rows(load_1m=[1.0, 1.8, 2.0], load_1m_after=[1.9, 2.1, 2.2], cpus=[2, 2, 2])
+    assert conditions.busy_warning(quiet) is None  # the run's own two threads
+    busy = _state_rows(load_1m=[1.0, 4.2, 2.0], load_1m_after=[1.9, 2.1, 3.1], cpus=[2, 2, 2])
+    warning = conditions.busy_warning(busy)
+    assert "busy during 2 of 3 cases" in warning and "up to 4.2 on 2 CPUs" in warning
+    assert conditions.busy_warning(_state_rows(load_1m=[None] * 3)) is None  # nothing recorded
+
+
+def test_gpu_throttling_is_named_and_idle_is_not_a_slowdown():
+    rows = _state_rows(gpu_throttle=["none", "gpu_idle", "sw_power_cap+hw_slowdown"])
+    assert "1 of 3 cases (hw_slowdown, sw_power_cap)" in conditions.throttled_warning(rows)
+    assert conditions.throttled_warning(_state_rows(gpu_throttle=["none", "gpu_idle", ""])) is None
+
+
+def test_the_report_warns_when_the_machine_was_busy(tmp_path):
+    run_matrix(expand(preset(["unfold"], passes=("fwd",))), tmp_path, timing=TIMING)
+    frame = records.load(tmp_path)
+    frame["load_1m"], frame["cpus"] = 9.0, 2
+    records.write(frame, tmp_path)
+    text = write_report(tmp_path).read_text()
+    assert "**Warning**: the machine was busy during 1 of 1 cases" in text
+
+
+def test_export_github_action_benchmark(tmp_path):
+    run_matrix(expand(preset(["unfold"], passes=("fwd",))), tmp_path, timing=TIMING)
+    result = CliRunner().invoke(main, ["export", str(tmp_path), "--format",
+                                       "github-action-benchmark", "--out", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    entries = json.loads((tmp_path / "b.json").read_text())
+    row = records.load(tmp_path).iloc[0]
+    assert [e["name"] for e in entries] == [row["case_id"]]
+    assert entries[0]["unit"] == "ms" and entries[0]["value"] == pytest.approx(row["median_s"] * 1e3)
+    assert entries[0]["range"].startswith("± ") and "rounds" in entries[0]["extra"]
+    with pytest.raises(ValueError, match="format: expected one of github-action-benchmark"):
+        export(records.load(tmp_path), "csv")

@@ -95,6 +95,13 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
                + (f" ({summary.already_done} already in the CSV)" if summary.already_done else ""))
     click.echo(f"rows: {summary.csv_path}  pytest-benchmark JSON: {summary.json_path}  "
                f"log: {summary.log_path}")
+    if summary.csv_path.exists():
+        from lrbench.bench.results import conditions, records
+
+        rows = records.load(summary.csv_path)
+        for warning in (conditions.busy_warning(rows), conditions.throttled_warning(rows)):
+            if warning:
+                click.echo(f"warning: {warning}", err=True)
     if summary.interrupted:
         click.echo("interrupted; continue with --resume", err=True)
         sys.exit(130)
