@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job: install, list the implementations, check them against the reference, verify the
 # complexity against the paper, run the quick CPU benchmark matrix, and write its report. Then an
-# A/B of this commit against its parent on a slice of the quick matrix (docs/benchmarking.md,
-# "Comparing two commits"): its verdict table printed and kept in reports/ab; a confirmed
-# regression (exit 1) or a side that cannot run (exit 2) fails the job, after everything is written.
+# A/B of this commit against its parent on a slice of the quick matrix (docs/benchmarking.md, "In
+# CI"): its verdict table printed and kept in reports/ab; a confirmed regression (exit 1) or a side
+# that cannot run (exit 2) fails the job, after everything is written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
