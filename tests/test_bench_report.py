@@ -145,3 +145,14 @@ def test_compare_flags_a_case_that_broke(run_dir, tmp_path):
     records.write(frame, tmp_path)
     result = compare_runs(run_dir, tmp_path, threshold=0.10)
     assert result.broken == [frame.loc[0, "case_id"]] and result.regressions.empty
+
+
+def test_repeats_with_a_run_missing_give_no_verdict_on_rounds_alone(run_dir, tmp_path):
+    from lrbench.bench.results.compare import compare_frames
+
+    frame = records.load(run_dir)
+    frame = frame[frame["status"] == "ok"].iloc[[0]]
+    base = pd.concat([with_rounds(frame, seed=s) for s in range(3)])
+    new = pd.concat([with_rounds(frame, seed=10 + s, factor=2.0) for s in range(2)])
+    row = compare_frames(base, new, threshold=0.10).table.iloc[0]
+    assert row["verdict"] == "unsure" and "not paired" in row["note"]

@@ -100,6 +100,10 @@ def _compare_case(base: pd.DataFrame, new: pd.DataFrame, threshold: float, alpha
     verdict, notes = change.verdict, []
     if paired:
         notes.append(f"{len(base_runs)} pairs of runs")
+    elif max(len(base_runs), len(new_runs)) >= 2:  # repeats with a run missing: pairs broken
+        verdict = "unsure" if verdict in ("slower", "faster") else verdict
+        notes.append(f"{len(base_runs)} BASE and {len(new_runs)} NEW runs: not paired, no "
+                     "slower/faster verdict on rounds alone")
     without = [side for side, has in (("BASE", base_has), ("NEW", new_has)) if not has]
     if without:
         notes.append(f"no rounds in {' or '.join(without)} (run made before rounds were kept): "
