@@ -5,6 +5,7 @@ backend and pyplot's figure list alone (a notebook keeps its inline backend). Sa
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -12,7 +13,8 @@ from matplotlib.figure import Figure
 from lrbench.files import atomic_write
 
 DPI = 110
-CAPTION_INCHES = 0.3  # room kept under the axes for the caption line
+CAPTION_INCHES = 0.16  # room kept under the axes for each line of the caption
+CHARS_PER_INCH = 17  # of the caption's 6.5 pt type: where it wraps
 
 
 def new(width: float, height: float) -> Figure:
@@ -22,9 +24,10 @@ def new(width: float, height: float) -> Figure:
 def png(fig: Figure, caption: str = "") -> bytes:
     """The figure as PNG bytes, with ``caption`` in small type along its bottom edge."""
     if caption:
-        height = fig.get_figheight()
-        fig.text(0.005, 0.008, caption, fontsize=6.5, color="#444444", ha="left", va="bottom")
-        fig.tight_layout(rect=(0, CAPTION_INCHES / height, 1, 1))
+        lines = textwrap.wrap(caption, width=int(fig.get_figwidth() * CHARS_PER_INCH))
+        fig.text(0.005, 0.008, "\n".join(lines), fontsize=6.5, color="#444444", ha="left",
+                 va="bottom")
+        fig.tight_layout(rect=(0, CAPTION_INCHES * len(lines) / fig.get_figheight(), 1, 1))
     else:
         fig.tight_layout()
     buffer = io.BytesIO()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from lrbench.bench.figures import canvas, palette
 from lrbench.bench.figures.rows import labelled, timed
@@ -32,7 +31,8 @@ def speedup_vs_baseline(frame: pd.DataFrame) -> Figure | None:
     ax = fig.subplots()
     for i, (row, s) in enumerate(drawn):
         ax.barh(i, s.value, color=palette.colour(row["label"]),
-                hatch="" if s.source == BOOTSTRAP else "//", edgecolor="white", linewidth=0)
+                hatch="" if s.source == BOOTSTRAP else "//", edgecolor="white", linewidth=0,
+                label=row["label"])
         ax.errorbar(s.value, i, xerr=error_bars([s.value], [s.low], [s.high]), color="black",
                     capsize=2, linewidth=0.8)
     labels = [f"{r['target']} {r['label']} {shape_of(r['case_id'])} {r['dtype']} {r['device']} "
@@ -46,7 +46,7 @@ def speedup_vs_baseline(frame: pd.DataFrame) -> Figure | None:
                   "bars: 95% bootstrap interval of the rounds; hatched: quartile range, no rounds")
     ax.set_title("speedup vs baseline")
     ax.grid(True, axis="x", alpha=0.3)
-    impls = sorted({r["label"] for r, _ in drawn})
-    ax.legend(handles=[Patch(color=palette.colour(i), label=i) for i in impls], fontsize=7,
-              loc="lower right")
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(sorted(zip(names, handles, strict=True), key=lambda p: p[0]))  # one per impl
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
     return fig

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from lrbench.bench.figures import canvas, palette
 from lrbench.bench.figures.rows import labelled, quartiles, timed
@@ -42,23 +43,27 @@ def stage_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return labelled(pd.concat([ours, convs], ignore_index=True))
 
 
+def _at_stage(rows: pd.DataFrame, stage: tuple[int, int, int]) -> pd.Series:
+    return np.logical_and.reduce([rows[c].astype(int) == v for c, v in zip(STAGE, stage,
+                                                                             strict=True)])
+
+
 def _panel(ax, rows: pd.DataFrame, title: str) -> None:
     labels = sorted(rows["label"].unique(), key=lambda n: (ORDER.get(n, 0), n))
     stages = sorted({tuple(int(v) for v in s) for s in rows[STAGE].to_numpy()}, key=lambda s: -s[1])
     width = 0.8 / len(labels)
     for j, name in enumerate(labels):
         for i, stage in enumerate(stages):
-            at = rows[(rows["label"] == name) & (rows[STAGE] == stage).all(axis=1)]
+            at = rows[(rows["label"] == name) & _at_stage(rows, stage)]
             if at.empty:
                 continue
             median = at["median_s"].to_numpy(dtype=float)
             low, high = quartiles(at)
             ax.bar(i - 0.4 + width * (j + 0.5), median[0] * 1e3, width,
                    yerr=error_bars(median, low, high)[:, :1] * 1e3, capsize=2,
-                   color=palette.colour(name), label=name if i == 0 or name not in
-                   ax.get_legend_handles_labels()[1] else None)
+                   color=palette.colour(name), label=name)
     for i, stage in enumerate(stages):
-        here = rows[(rows[STAGE] == stage).all(axis=1)]
+        here = rows[_at_stage(rows, stage)]
         conv, others = here[here["label"] == "conv3x3"], here[here["label"] != "conv3x3"]
         if conv.empty or others.empty:
             continue
@@ -67,11 +72,16 @@ def _panel(ax, rows: pd.DataFrame, title: str) -> None:
                     xytext=(0, 8), textcoords="offset points", ha="center", fontsize=7)
     ax.set_xticks(range(len(stages)), [f"{h}x{w}\n(B={b})" for b, h, w in stages], fontsize=8)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.margins(y=0.25)
     ax.set_ylabel("median time (ms), bars: quartiles")
     ax.set_title(title, fontsize=9)
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=6.5, ncol=2)
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))  # one entry per name, not per stage
+    ax.legend(unique.values(), unique.keys(), fontsize=6.5, loc="upper left",
+              bbox_to_anchor=(1.01, 1))
 
 
 def per_stage(frame: pd.DataFrame) -> Figure | None:
@@ -83,7 +93,7 @@ def per_stage(frame: pd.DataFrame) -> Figure | None:
         return None
     columns = min(2, len(panels))
     lines = -(-len(panels) // columns)
-    fig = canvas.new(6.5 * columns, 4.2 * lines)
+    fig = canvas.new(7.5 * columns, 4.2 * lines)
     axes = fig.subplots(lines, columns, squeeze=False).ravel()
     for ax, ((what, dtype, device, pass_), group) in zip(axes, panels, strict=False):
         _panel(ax, group, f"LR-Net-50 stages: {what}, {pass_}, {dtype}, {device}")

@@ -90,19 +90,21 @@ def fit_power(x: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
     return float(t0[i]), float(c[i]), float(fine[i])
 
 
-def _redraw(rows: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
-    """One bootstrap draw of each row's median."""
-    out = []
+def _redraws(rows: pd.DataFrame, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` bootstrap draws of each row's median, ``(n, len(rows))``."""
+    columns = []
     for _, row in rows.iterrows():
         rounds = records.parse_rounds(row.get("rounds_s", ""))
+        median = float(row["median_s"])
         if len(rounds) >= 2:
-            out.append(np.median(rng.choice(rounds, size=len(rounds))))
+            picks = rng.integers(0, len(rounds), (n, len(rounds)))
+            columns.append(np.median(np.asarray(rounds)[picks], axis=1))
         else:
-            n = max(float(row["rounds"]) if pd.notna(row.get("rounds")) else 1.0, 1.0)
+            count = max(float(row["rounds"]) if pd.notna(row.get("rounds")) else 1.0, 1.0)
             iqr = float(row["iqr_s"]) if pd.notna(row.get("iqr_s")) else 0.0
-            sigma = 1.2533 * iqr / 1.349 / np.sqrt(n)
-            out.append(max(row["median_s"] + rng.normal(0, sigma), row["median_s"] * 0.05))
-    return np.asarray(out, dtype=float)
+            sigma = 1.2533 * iqr / 1.349 / np.sqrt(count)  # standard error of a median
+            columns.append(np.maximum(median + rng.normal(0, sigma, n), median * 0.05))
+    return np.stack(columns, axis=1)
 
 
 def fit_sweep(rows: pd.DataFrame, seed: int = 0) -> Fit:
@@ -116,7 +118,7 @@ def fit_sweep(rows: pd.DataFrame, seed: int = 0) -> Fit:
     t = rows["median_s"].astype(float).to_numpy()
     t0, c, b = fit_power(x, t)
     rng = np.random.default_rng(seed)
-    draws = [fit_power(x, _redraw(rows, rng))[2] for _ in range(RESAMPLES)]
+    draws = [fit_power(x, t_draw)[2] for t_draw in _redraws(rows, rng, RESAMPLES)]
     low, high = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
     share = t0 / (t0 + c) if t0 + c > 0 else 1.0
     sizes = int(rows["macs"].nunique())
