@@ -21,7 +21,13 @@ from lrbench.bench.matrix.presets import LRNET50_STAGES, RESNET50_STAGES
 
 PANEL = ["what", "dtype", "device", "pass"]
 STAGE = ["B", "H", "W"]
-ORDER = {"conv3x3": 2, "natten": 1}  # ours first, then the peers, the conv last
+PEERS = ("natten", "flex_attention")  # and every compiled variant (``impl@mode``)
+
+
+def _order(name: str) -> tuple[int, str]:
+    """Ours first, then the peers, the conv last."""
+    peer = name.partition("@")[0] in PEERS or "@" in name
+    return (2 if name == "conv3x3" else 1 if peer else 0, name)
 
 
 def _at(rows: pd.DataFrame, stages: list[dict]) -> pd.DataFrame:
@@ -49,7 +55,7 @@ def _at_stage(rows: pd.DataFrame, stage: tuple[int, int, int]) -> pd.Series:
 
 
 def _panel(ax, rows: pd.DataFrame, title: str) -> None:
-    labels = sorted(rows["label"].unique(), key=lambda n: (ORDER.get(n, 0), n))
+    labels = sorted(rows["label"].unique(), key=_order)
     stages = sorted({tuple(int(v) for v in s) for s in rows[STAGE].to_numpy()}, key=lambda s: -s[1])
     width = 0.8 / len(labels)
     for j, name in enumerate(labels):
