@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrbench.bench.results import plots, records
+from lrbench.bench.results import accuracy, plots, records
 from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
 from lrbench.bench.results.peers import against_the_peers
 from lrbench.tables import markdown_table
@@ -154,6 +154,9 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
                   "(roofline.png). Above 100% of peak: the computation does fewer multiplies "
                   "than the closed form counts (e.g. oneDNN's 3x3 convolutions).",
                   all_timed(frame)),
+        *_section(level, "Accuracy gate",
+                  accuracy.INTRO + "\n\n" + accuracy.loosening_text(frame),
+                  accuracy.worst_over_limit(frame)),
         *_section(level, "Cases not timed", "",
                   frame[frame["status"] != "ok"][["case_id", "status", "reason"]]),
     ]
@@ -173,7 +176,8 @@ def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str] | dict[s
         "MACs: one multiply-add = 1 (fvcore's convention), forward closed form; GMAC/s is "
         "given for forward passes only. Peak memory: extra bytes at the peak of one call "
         "(CUDA allocator peak on GPU; PyTorch profiler allocation events on CPU). Every timed "
-        "case passed the accuracy gate first (`max abs err` against the float64 oracle). "
+        "case passed the accuracy gate first (`max abs err` against the float64 oracle; the limits "
+        "and how close each implementation came to them: \"Accuracy gate\"). "
         "`impl@inductor`: the implementation compiled with `torch.compile` (inductor); its first "
         "call (compilation included) is in `compile s`, never in the median.",
     ]
