@@ -35,7 +35,8 @@ COLUMNS = [
 
 # Columns of text: read back as strings ("" when empty), never as an all-NaN float column.
 TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "compile", "macs_source",
-                "oracle", "limit_source", "gate_value", "baseline", "timer", "memory_format", "roofline_bound",
+                "oracle", "limit_source", "gate_value", "baseline", "timer", "memory_format",
+                "roofline_bound",
                 "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
                 "rounds_s", "reason", "status"]
 
