@@ -21,7 +21,6 @@ from lrbench.inputs import Shape, make_inputs
 from tests.impls import skip_or_fail
 
 
-
 @pytest.fixture(autouse=True)
 def _fused_cpu_here():
     """Skip where fused_cpu cannot run, or fail with the reason where it is required

@@ -88,7 +88,7 @@ def test_limits_grow_with_eps_and_the_square_root_of_the_reduction():
     assert half.atol == pytest.approx(ratio * small.atol) and half.rtol == pytest.approx(ratio * small.rtol)
     # the prior's gradient sums every output pixel: its limit grows with B*Ho*Wo, y's does not
     n = {v: limits.reduction_length(v, k=7, m=8, pixels=8 * 56 * 56) for v in limits.VALUES}
-    assert n == {"y": 49, "x": 49, "query": 392, "key": 392, "prior": 8 * 56 * 56 * 8}
+    assert n == {"y": 49, "x": 49, "query": 784, "key": 784, "prior": 2 * 8 * 56 * 56 * 8}
     assert limits.suite_limit(torch.bfloat16, n["prior"]).atol == pytest.approx(
         limits.ATOL_SCALE * 2**-7 * math.sqrt(n["prior"]))
 

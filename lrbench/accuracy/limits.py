@@ -18,9 +18,10 @@ value      n                 why
 =========  ================  ====================================================================
 y          k*k               a softmax-weighted sum over the k*k neighbours
 grad x     k*k               each input pixel is a neighbour of at most k*k output pixels
-grad query k*k*m             k*k neighbours, each logit's gradient a sum over the group's m channels
-grad key   k*k*m             at most k*k output pixels, each through an m-channel sum
-grad prior B*Ho*Wo*m         every output pixel of every image, each an m-channel sum
+grad query 2*k*k*m           k*k neighbours, each logit's gradient ``w_n (g.x_n - g.y)`` the
+                             difference of two sums over the group's m channels
+grad key   2*k*k*m           at most k*k output pixels, each through such a logit gradient
+grad prior 2*B*Ho*Wo*m       every output pixel of every image, each through such a logit gradient
 =========  ================  ====================================================================
 
 The same limits hold for every implementation. One may declare a looser limit for a dtype, with
@@ -84,8 +85,8 @@ def eps(dtype: torch.dtype) -> float:
 def reduction_length(value: str, *, k: int, m: int, pixels: int) -> int:
     """How many terms of order one are summed into one element of ``value`` (table above);
     ``pixels``: the output pixels whose gradient flows back (``B*Ho*Wo`` for a whole case)."""
-    lengths = {"y": k * k, "x": k * k, "query": k * k * m, "key": k * k * m,
-               "prior": pixels * m}
+    lengths = {"y": k * k, "x": k * k, "query": 2 * k * k * m, "key": 2 * k * k * m,
+               "prior": 2 * pixels * m}
     if value not in lengths:
         raise ValueError(f"value must be one of {list(lengths)}, got {value!r}")
     return max(1, lengths[value])
