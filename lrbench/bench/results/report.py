@@ -16,7 +16,7 @@ import pandas as pd
 
 from lrbench.bench.pages import html
 from lrbench.bench.pages.document import Block, Heading, Image, Text, section, to_markdown
-from lrbench.bench.results import fits, plots, records
+from lrbench.bench.results import accuracy, fits, plots, records
 from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
 from lrbench.bench.results.peers import against_the_peers
 from lrbench.files import atomic_write
@@ -169,6 +169,9 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[Block]:
                   "(roofline.png). Above 100% of peak: the computation does fewer multiplies "
                   "than the closed form counts (e.g. oneDNN's 3x3 convolutions).",
                   all_timed(frame)),
+        *_section(level, "Accuracy gate",
+                  accuracy.INTRO + "\n\n" + accuracy.loosening_text(frame),
+                  accuracy.worst_over_limit(frame)),
         *_section(level, "Cases not timed", "",
                   frame[frame["status"] != "ok"][["case_id", "status", "reason"]]),
     ]
@@ -189,7 +192,8 @@ def build_document(frame: pd.DataFrame, run_dir: Path,
         "MACs: one multiply-add = 1 (fvcore's convention), forward closed form; GMAC/s is "
         "given for forward passes only. Peak memory: extra bytes at the peak of one call "
         "(CUDA allocator peak on GPU; PyTorch profiler allocation events on CPU). Every timed "
-        "case passed the accuracy gate first (`max abs err` against the float64 oracle). "
+        "case passed the accuracy gate first (`max abs err` against the float64 oracle; the limits "
+        "and how close each implementation came to them: \"Accuracy gate\"). "
         "`impl@inductor`: the implementation compiled with `torch.compile` (inductor); its first "
         "call (compilation included) is in `compile s`, never in the median."),
     ]
