@@ -29,18 +29,13 @@ import torch
 from lrbench.impls.op_wiring import wire
 from torch import Tensor
 
-from lrbench.registry import DEFAULT_TOLERANCES, Implementation, register
+from lrbench.registry import Implementation, register
 from lrbench.spec import OpSpec
 
 HALF = (torch.float16, torch.bfloat16)
-# Half-precision gradients get twice the output's limits. query, key and prior's gradients are
-# sums over the k*k neighbours (and grad_key adds up to k*k of them per pixel) of differences
-# w_n * (dL/dw_n - delta) that cancel, so the inputs' rounding weighs more in them than in y.
-# Rounding the inputs to the half dtype and computing exactly in float64 (what a kernel that
-# accumulates in float32 approaches) used up to 0.66 of the default bfloat16 limit on key's
-# gradient against at most 0.30 on y (LR-Net shapes C=100 and 64, k=7, m=8, three seeds); on a
-# GPU the float32 accumulation order adds to it. Unmeasured on a GPU so far.
-GRAD_TOLERANCES = {dt: (2 * DEFAULT_TOLERANCES[dt][0], 2 * DEFAULT_TOLERANCES[dt][1]) for dt in HALF}
+# No loosened limits: the suite's gradient limits already grow with the k*k*m terms that
+# query's and key's gradients sum (lrbench.accuracy.limits), the reason it once declared twice
+# the output's limits for half-precision gradients.
 GRID_LIMIT = 65535
 
 
@@ -157,7 +152,6 @@ register(
         limits=limits,
         compile_limits=compile_limits,
         custom_ops=("lrbench::fused_triton",),
-        grad_tolerances=GRAD_TOLERANCES,
     )
 )
 
@@ -173,6 +167,5 @@ register(
         availability=availability,
         limits=limits,
         custom_ops=("lrbench::fused_triton_det",),
-        grad_tolerances=GRAD_TOLERANCES,
     )
 )

@@ -32,6 +32,10 @@ def implementation_rows() -> list[dict[str, str]]:
             "dtypes": ",".join(str(d).removeprefix("torch.") for d in impl.dtypes),
             "why not": reason or "",
             "summary": impl.summary,
+            "looser limits": [
+                f"{str(dtype).removeprefix('torch.')}: forward {loose.forward:g}x, backward "
+                f"{loose.backward:g}x the suite's: {loose.reason}"
+                for dtype, loose in impl.loosened.items()],
         })
     return rows
 

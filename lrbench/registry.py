@@ -29,21 +29,12 @@ from pathlib import Path
 
 import torch
 
+from lrbench.accuracy.limits import Limit, Loosening, check_loosenings, loosened, suite_limit
 from lrbench.spec import OpSpec
 
 # fn(x, query, key, prior, kernel_size, stride, phi) -> y
 OpFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, int, str],
                 torch.Tensor]
-
-# (atol, rtol) against the float64 reference, per input dtype. Half precision is loose because
-# the inputs themselves are rounded to 8 (bf16) or 11 (fp16) significant bits.
-DEFAULT_TOLERANCES: Mapping[torch.dtype, tuple[float, float]] = {
-    torch.float64: (1e-9, 1e-7),
-    torch.float32: (5e-5, 1e-4),
-    torch.float16: (1e-2, 1e-2),
-    torch.bfloat16: (6e-2, 5e-2),
-}
-
 
 def _always_available() -> str | None:
     return None
@@ -66,7 +57,6 @@ class Implementation:
         priority: ``impl=None`` picks the usable implementation with the highest priority on
             the call's device: one number for every device, or a dict from device type to
             number (devices not in it rank 0).
-        tolerances: per-dtype ``(atol, rtol)`` of the output against the float64 reference.
         availability: returns why it cannot run on this machine at all, or ``None``.
         limits: returns extra reasons it cannot run a given call (e.g. unsupported stride).
         backward_limits: returns extra reasons it cannot run the backward pass of a call (e.g. a
@@ -74,9 +64,11 @@ class Implementation:
         compile_limits: returns reasons ``torch.compile`` cannot compile it for a call.
         custom_ops: names of the ``torch.library`` operators it emits (``"lrbench::fused_cpu"``),
             so the FLOP counters can give them the op's closed-form count.
-        grad_tolerances: per-dtype ``(atol, rtol)`` of the four gradients; a dtype not in it
-            (or ``None``, the default) uses the output's tolerance. Gradients sum over the k*k
-            neighbours and the group's channels, so half precision may need looser limits.
+        loosened: per dtype, a :class:`~lrbench.accuracy.limits.Loosening`: looser limits than
+            the suite's (:mod:`lrbench.accuracy.limits`), up to 4x, with the reason. A dtype not
+            in it is held to the suite's limits, as every implementation is.
+        tolerances, grad_tolerances: no longer taken (the suite owns the limits); ``register``
+            refuses an implementation that sets them, naming ``loosened`` instead.
     """
 
     name: str
@@ -85,14 +77,13 @@ class Implementation:
     devices: tuple[str, ...]
     dtypes: tuple[torch.dtype, ...]
     priority: int | Mapping[str, int] = 0
-    tolerances: Mapping[torch.dtype, tuple[float, float]] = field(
-        default_factory=lambda: dict(DEFAULT_TOLERANCES)
-    )
     availability: Callable[[], str | None] = _always_available
     limits: Callable[[OpSpec], list[str]] = _no_limits
     backward_limits: Callable[[OpSpec], list[str]] = _no_limits
     compile_limits: Callable[[OpSpec], list[str]] = _no_limits
     custom_ops: tuple[str, ...] = ()
+    loosened: Mapping[torch.dtype, Loosening] = field(default_factory=dict)
+    tolerances: Mapping[torch.dtype, tuple[float, float]] | None = None
     grad_tolerances: Mapping[torch.dtype, tuple[float, float]] | None = None
 
     def unavailable_reason(self) -> str | None:
@@ -130,15 +121,12 @@ class Implementation:
             reasons.extend(self.compile_limits(spec))
         return reasons
 
-    def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
-        """``(atol, rtol)`` of the output (forward pass) in ``dtype``."""
-        return self.tolerances.get(dtype, DEFAULT_TOLERANCES[torch.float32])
-
-    def grad_tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
-        """``(atol, rtol)`` of the gradients (backward pass) in ``dtype``."""
-        if self.grad_tolerances is not None and dtype in self.grad_tolerances:
-            return self.grad_tolerances[dtype]
-        return self.tolerance(dtype)
+    def limit(self, dtype: torch.dtype, value: str, n: int) -> Limit:
+        """The limit of ``value`` ("y" or a gradient's input name) in ``dtype`` when it sums ``n``
+        terms: the suite's, times this implementation's declared factor if it has one."""
+        loose = self.loosened.get(dtype)
+        base = suite_limit(dtype, n)
+        return loosened(base, loose.factor(value)) if loose is not None else base
 
     def rank(self, device: str) -> int:
         """Priority on ``device`` (higher is picked first by ``impl=None``)."""
@@ -181,12 +169,28 @@ def register(impl: Implementation) -> Implementation:
     """
     if not isinstance(impl, Implementation):
         raise TypeError(f"register() takes an lrbench.Implementation, got {type(impl).__name__}")
+    _check_limits(impl)
     if impl.name in _REGISTRY:
         if _REGISTRY[impl.name] is impl:
             return impl
         raise ValueError(f"implementation {impl.name!r} is already registered")
     _REGISTRY[impl.name] = impl
     return impl
+
+
+def _check_limits(impl: Implementation) -> None:
+    """The suite owns the accuracy limits: refuse absolute tolerances and loosenings past the
+    ceiling or without a reason (:func:`lrbench.accuracy.limits.check_loosenings`)."""
+    for name in ("tolerances", "grad_tolerances"):
+        declared = getattr(impl, name)
+        if declared:
+            dtype = str(next(iter(declared))).removeprefix("torch.")
+            raise ValueError(
+                f"implementation {impl.name!r}, dtype {dtype}: {name} are no longer taken; the "
+                f"suite owns the accuracy limits (docs/benchmarking.md, 'The accuracy gate'). "
+                f"Declare loosened={{torch.{dtype}: Loosening(reason, forward, backward)}} with "
+                f"factors up to the ceiling of 4x the suite's limits")
+    check_loosenings(impl.name, impl.loosened)
 
 
 def unregister(name: str) -> Implementation:

@@ -29,3 +29,70 @@ def with_rounds(frame: pd.DataFrame, spread: float = 0.02, n: int = 30, seed: in
         frame.loc[index, "rounds_s"] = records.format_rounds(rounds)
         frame.loc[index, "median_s"] = float(np.median(rounds))
     return frame
+
+
+PLUGIN = "my_plugin_impl"  # a name the palette does not know: it gets a reserve colour
+
+
+def planted_row(target: str, impl: str, ms: float, *, pass_: str = "fwd", compile: str = "eager",
+                rounds: bool = True, spread: float = 0.03, seed: int = 0, revision: str = "abc1234",
+                timestamp: str = "2026-12-01T10:00:00+00:00", cpu: str = "Planted CPU",
+                **shape) -> dict:
+    """One ``ok`` row of a run, its time ``ms`` (median), with 20 rounds spread by ``spread``
+    (relative) unless ``rounds`` is False (then only median and IQR, as older CSVs)."""
+    import numpy as np
+
+    from lrbench.bench.matrix.cases import Case
+    from lrbench.bench.matrix.macs import case_macs
+
+    fields = {"B": 2, "C": 32, "H": 16, "W": 16, "k": 7, "m": 8, "stride": 1, **shape}
+    case = Case(target=target, impl=impl, dtype="float32", device="cpu", pass_=pass_,
+                compile=compile, baseline="unfold" if target == "op" else "", **fields)
+    times = ms / 1e3 * (1 + spread * np.random.default_rng(seed).standard_normal(20))
+    row = {"case_id": case.case_id, **case.as_row(), "status": "ok",
+           "median_s": float(np.median(times)),
+           "iqr_s": float(np.subtract(*np.percentile(times, [75, 25]))), "rounds": 20,
+           "macs": case_macs(case)[0] if target in ("op", "layer", "conv3x3") else 4e9,
+           "peak_bytes": 1e6, "min_bytes": 1e5,
+           "peak_gmacs_per_s": 100.0, "peak_gb_per_s": 20.0, "cpu": cpu, "threads": 2,
+           "git_rev": revision, "timestamp": timestamp}
+    if rounds:
+        row["rounds_s"] = records.format_rounds(times)
+    return row
+
+
+def planted_run(path, rounds: bool = True, floor: bool = True) -> pd.DataFrame:
+    """A run with something for every plot the report draws: the op along k and along H = W
+    (unfold, fused_cpu and a plugin, fwd and fwd_bwd), LR-Net-50's stages with the 3x3 conv and
+    the layer, and the whole networks (with the floor unless ``floor`` is False). Written to
+    ``path`` and loaded back (derived columns filled)."""
+    from lrbench.bench.matrix.presets import LRNET50_STAGES, RESNET50_STAGES
+
+    impls = {"unfold": 1.0, "fused_cpu": 0.1, PLUGIN: 0.5}
+    rows, seed = [], 0
+
+    def add(*args, **kwargs):
+        nonlocal seed
+        seed += 1
+        rows.append(planted_row(*args, rounds=rounds, seed=seed, **kwargs))
+
+    for impl, scale in impls.items():
+        for pass_ in ("fwd", "fwd_bwd"):
+            factor = scale * (3 if pass_ == "fwd_bwd" else 1)
+            for k in (3, 5, 7, 9):
+                add("op", impl, factor * k * k / 49, pass_=pass_, H=16, W=16, k=k)
+            for size in (8, 24, 32, 48):  # 16 comes from the k sweep
+                add("op", impl, factor * (0.05 + size * size / 256), pass_=pass_, H=size, W=size)
+    for stage, conv in zip(LRNET50_STAGES, RESNET50_STAGES, strict=True):
+        for impl, scale in impls.items():
+            add("op", impl, 5 * scale, B=8, **stage)
+            add("layer", impl, 6 * scale, B=8, **stage)
+        add("conv3x3", "torch", 1.0, B=8, C=conv["C"], H=conv["H"], W=conv["W"], k=3, m=1)
+    for pass_, factor in (("fwd", 1.0), ("train", 3.0)):
+        network = {"B": 8, "C": 3, "H": 224, "W": 224, "k": 7, "m": 8}
+        for impl, scale in {**impls, **({"floor": 0.05} if floor else {})}.items():
+            add("lrnet50", impl, factor * 100 * (1 + scale), pass_=pass_, **network)
+        add("resnet50", "torch", factor * 90, pass_=pass_, **{**network, "k": 3, "m": 1})
+    frame = pd.DataFrame(rows)
+    records.write(frame, path)
+    return records.load(path)

@@ -107,24 +107,21 @@ def test_report_has_tables_and_only_the_plots_with_data(run_dir):
     for name in ("time_vs_k.png", "time_vs_size.png", "memory_vs_k.png",
                  "speedup_vs_baseline.png"):
         assert (run_dir / name).stat().st_size > 1000 and f"]({name})" in text
-    assert not (run_dir / "network_throughput.png").exists()
+    assert not (run_dir / "networks.png").exists() and not (run_dir / "per_stage.png").exists()
     assert "each implementation against the baseline (unfold)" in text and "im2col_matmul" in text
     assert "Scaling with input size" in text
     assert text.count("\n| op:") == len(records.load(run_dir))  # every timed case listed
 
 
-def test_fitted_size_exponent_recovers_a_planted_power_law():
-    sizes = [8, 16, 32, 64]
+def test_sweep_picks_the_family_with_the_most_sizes():
     frame = pd.DataFrame([{
         "case_id": f"op:x:B1-C4-{h}x{h}-k3-m2-s1:float32:cpu:fwd", "target": "op", "impl": "x",
         "B": 1, "C": 4, "H": h, "W": h, "k": 3, "m": 2, "stride": 1, "dtype": "float32",
         "device": "cpu", "pass": "fwd", "status": "ok",
         "median_s": 1e-6 * h**1.5, "macs": 100 * h * h,
-    } for h in sizes])
-    exponents = plots.size_exponents(frame)
-    assert exponents["fitted exponent"].item() == pytest.approx(1.5)
-    assert exponents["closed-form exponent"].item() == pytest.approx(2.0)
+    } for h in [8, 16, 32, 64]])
     assert np.isclose(plots.sweep(frame, "H")["H"].nunique(), 4)
+    assert plots.sweep(frame.iloc[:1], "H").empty
 
 
 def test_network_rows_get_their_table_and_throughput_plot(run_dir, tmp_path):
@@ -136,7 +133,7 @@ def test_network_rows_get_their_table_and_throughput_plot(run_dir, tmp_path):
     records.write(pd.concat([frame, network], ignore_index=True), tmp_path)
     text = write_report(tmp_path).read_text()
     assert "## Whole networks" in text and "lrnet50:unfold:B1-32x32" in text
-    assert (tmp_path / "network_throughput.png").stat().st_size > 1000
+    assert (tmp_path / "networks.png").stat().st_size > 1000
 
 
 def test_compare_flags_a_case_that_broke(run_dir, tmp_path):

@@ -129,7 +129,7 @@ def test_misbehaving_plugins_become_rows_and_the_run_goes_on(plugin_dir, tmp_pat
                     "--out", str(out))
     assert result.exit_code == 0, result.output
     rows = records.load(out).set_index(["target", "impl"])
-    assert rows.loc[("op", "unfold"), "status"] == "ok"
+    assert rows.loc[("op", "unfold"), "status"] == "ok", rows.loc[("op", "unfold"), "reason"]
     assert rows.loc[("op", "wrong_shape"), "status"] == "failed"
     assert "shape (1, 4, 5, 4), expected (1, 4, 5, 5)" in rows.loc[("op", "wrong_shape"), "reason"]
     assert rows.loc[("op", "wrong_values"), "status"] == "failed"

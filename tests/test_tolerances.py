@@ -1,11 +1,15 @@
-"""Tolerances per pass: the output against the forward tolerance, gradients against the backward one."""
+"""The gate's limits are the suite's: per dtype from eps and reduction length, loosened only with a
+reason and at most 4x, recorded on every gated row; a 1%-wrong implementation is refused."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
-from lrbench import Implementation, registry
+from lrbench import Implementation, Loosening, registry
+from lrbench.accuracy import limits
 from lrbench.bench.matrix.cases import Case
 from lrbench.bench.measure.gate import Gate
 from lrbench.check import check_against_reference
@@ -13,8 +17,6 @@ from lrbench.inputs import Shape
 from lrbench.op import local_relation
 
 SHAPE = Shape(B=1, C=4, H=5, W=5, k=3, m=2)
-FORWARD = {torch.float32: (1e-5, 1e-5)}
-BACKWARD = {torch.float32: (1e-2, 1e-2)}
 
 
 class _ShiftGrad(torch.autograd.Function):
@@ -30,53 +32,101 @@ class _ShiftGrad(torch.autograd.Function):
         return grad + ctx.shift, None
 
 
-def grad_off_by(shift: float, name: str, grad_tolerances=BACKWARD) -> Implementation:
-    def fn(x, query, key, prior, kernel_size, stride, phi):
-        return local_relation(_ShiftGrad.apply(x, shift), query, key, prior,
-                              kernel_size=kernel_size, stride=stride, phi=phi, impl="reference")
+def _reference(x, query, key, prior, kernel_size, stride, phi):
+    return local_relation(x, query, key, prior, kernel_size=kernel_size, stride=stride, phi=phi,
+                          impl="reference")
+
+
+def scaled(factor: float, name: str, **declared) -> Implementation:
+    """The reference with its output multiplied by ``factor`` (1.01: one percent wrong)."""
+    def fn(*args):
+        return _reference(*args) * factor
+
+    return Implementation(name=name, fn=fn, summary="scaled reference", devices=("cpu",),
+                          dtypes=(torch.float32,), **declared)
+
+
+def grad_off_by(shift: float, name: str, **declared) -> Implementation:
+    def fn(x, *rest):
+        return _reference(_ShiftGrad.apply(x, shift), *rest)
 
     return Implementation(name=name, fn=fn, summary="reference with grad_x off by a constant",
-                          devices=("cpu",), dtypes=(torch.float32,), tolerances=FORWARD,
-                          grad_tolerances=grad_tolerances)
+                          devices=("cpu",), dtypes=(torch.float32,), **declared)
 
 
-def test_backward_tolerance_defaults_to_the_forward_one():
-    impl = grad_off_by(0.0, "t", grad_tolerances=None)
-    assert impl.grad_tolerance(torch.float32) == impl.tolerance(torch.float32) == (1e-5, 1e-5)
-    partial = grad_off_by(0.0, "t", grad_tolerances={torch.float16: (1.0, 1.0)})
-    assert partial.grad_tolerance(torch.float32) == (1e-5, 1e-5)  # dtype not listed
-    assert partial.grad_tolerance(torch.float16) == (1.0, 1.0)
+def test_a_one_percent_wrong_plugin_with_loose_declared_tolerances_is_refused():
+    with pytest.raises(ValueError, match=r"'one_pct'.*float32.*4x"):
+        registry.register(scaled(1.01, "one_pct", tolerances={torch.float32: (1.0, 1.0)},
+                                 grad_tolerances={torch.float32: (1.0, 1.0)}))
+    assert "one_pct" not in registry.implementations()
 
 
-def test_a_gradient_beyond_the_forward_but_within_the_backward_tolerance_passes():
-    # 1e-3 on every grad_x element: 100x the forward atol, a tenth of the backward one.
-    with registry.registered(grad_off_by(1e-3, "grad_off_a_little")):
-        result = check_against_reference("grad_off_a_little", SHAPE, seed=1)
-    assert result.ok, result.failures
-    assert 1e-5 < result.max_abs_err["x"] < 1e-2
-    assert result.max_abs_err["y"] < 1e-5
+def test_a_one_percent_wrong_plugin_fails_the_gate_even_loosened_to_the_ceiling():
+    loose = {torch.float32: Loosening("test", forward=limits.CEILING, backward=limits.CEILING)}
+    with registry.registered(scaled(1.01, "one_pct_loose", loosened=loose)):
+        result = check_against_reference("one_pct_loose", SHAPE, seed=1)
+    assert not result.ok and result.failures[0].startswith("y:")
+    assert result.limit_source == "implementation" and result.err_over_limit > 1
 
 
-def test_a_gradient_beyond_the_backward_tolerance_fails_and_names_the_gradient():
+@pytest.mark.parametrize("declared, match", [
+    (Loosening("slow exp", forward=4.5), r"'too_loose', dtype float32: forward factor 4.5.*4x"),
+    (Loosening("", backward=2.0), r"'too_loose', dtype float32: a looser limit needs a stated reason"),
+    ((2.0, 2.0), r"'too_loose', dtype float32: expected a Loosening"),
+])
+def test_register_refuses_loosenings_past_the_ceiling_or_without_a_reason(declared, match):
+    with pytest.raises(ValueError, match=match):
+        registry.register(scaled(1.0, "too_loose", loosened={torch.float32: declared}))
+    assert "too_loose" not in registry.implementations()
+
+
+def test_limits_grow_with_eps_and_the_square_root_of_the_reduction():
+    small, large = limits.suite_limit(torch.float32, 49), limits.suite_limit(torch.float32, 4 * 49)
+    assert large.atol == pytest.approx(2 * small.atol) and large.rtol == small.rtol
+    half = limits.suite_limit(torch.bfloat16, 49)
+    ratio = torch.finfo(torch.bfloat16).eps / torch.finfo(torch.float32).eps
+    assert half.atol == pytest.approx(ratio * small.atol) and half.rtol == pytest.approx(ratio * small.rtol)
+    # the prior's gradient sums every output pixel: its limit grows with B*Ho*Wo, y's does not
+    n = {v: limits.reduction_length(v, k=7, m=8, pixels=8 * 56 * 56) for v in limits.VALUES}
+    assert n == {"y": 49, "x": 49, "query": 784, "key": 784, "prior": 2 * 8 * 56 * 56 * 8}
+    assert limits.suite_limit(torch.bfloat16, n["prior"]).atol == pytest.approx(
+        limits.ATOL_SCALE * 2**-7 * math.sqrt(n["prior"]))
+
+
+def test_a_dtype_without_a_declaration_gets_the_suites_limit_and_one_with_gets_its_factor():
+    impl = scaled(1.0, "t", loosened={torch.float16: Loosening("fp16 accumulation", backward=3)})
+    suite = limits.suite_limit(torch.float32, 9)
+    assert impl.limit(torch.float32, "x", 9) == suite  # float32 not declared
+    assert impl.limit(torch.float16, "y", 9) == limits.suite_limit(torch.float16, 9)  # forward 1x
+    loose = impl.limit(torch.float16, "x", 9)
+    base = limits.suite_limit(torch.float16, 9)
+    assert (loose.atol, loose.rtol, loose.source) == (3 * base.atol, 3 * base.rtol, "implementation")
+
+
+def test_a_wrong_gradient_fails_and_names_the_gradient_and_its_limit():
     with registry.registered(grad_off_by(0.5, "grad_off_a_lot")):
         result = check_against_reference("grad_off_a_lot", SHAPE, seed=1)
-    assert not result.ok
     assert [f.split(":")[0] for f in result.failures] == ["x"]
-    assert "atol 0.01" in result.failures[0]
+    assert result.worst_value == "x" and result.err_over_limit > 1
+    assert result.over_limit["y"] <= 1
+    limit = result.limits["x"]
+    assert f"atol {limit.atol:.3g}" in result.failures[0]
 
 
-def test_the_bench_gate_uses_both_tolerances():
+def test_gated_rows_record_their_limit():
     case = {"target": "op", "B": SHAPE.B, "C": SHAPE.C, "H": SHAPE.H, "W": SHAPE.W, "k": SHAPE.k,
             "m": SHAPE.m, "stride": 1, "dtype": "float32", "device": "cpu", "pass_": "fwd_bwd"}
-    with registry.registered(grad_off_by(1e-3, "small_off"), grad_off_by(0.5, "large_off")):
-        assert Gate()(Case(impl="small_off", **case)).ok
-        verdict = Gate()(Case(impl="large_off", **case))
-    assert not verdict.ok and verdict.reason.startswith("x:")
+    with registry.registered(grad_off_by(0.0, "exact"), grad_off_by(0.5, "large_off")):
+        good = Gate()(Case(impl="exact", **case))
+        bad = Gate()(Case(impl="large_off", **case))
+    assert good.ok and 0 <= good.err_over_limit <= 1 and good.limit_source == "suite"
+    assert not bad.ok and bad.err_over_limit > 1 and bad.reason.startswith("x:")
+    n = limits.reduction_length("x", k=SHAPE.k, m=SHAPE.m, pixels=SHAPE.Ho * SHAPE.Wo)
+    assert (bad.atol, bad.rtol) == (limits.suite_limit(torch.float32, n).atol,
+                                    limits.suite_limit(torch.float32, n).rtol)
+    assert set(bad.row()) >= {"atol", "rtol", "limit_source", "err_over_limit", "max_abs_err"}
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_fused_triton_gradients_are_looser_than_its_output_in_half_precision(dtype):
-    impl = registry.get("fused_triton")
-    (atol, rtol), (gatol, grtol) = impl.tolerance(dtype), impl.grad_tolerance(dtype)
-    assert gatol >= atol and grtol >= rtol and (gatol, grtol) != (atol, rtol)
-    assert impl.grad_tolerance(torch.float32) == impl.tolerance(torch.float32)
+def test_an_implementation_is_never_its_own_oracle():
+    with pytest.raises(ValueError, match="own oracle"):
+        check_against_reference("unfold", SHAPE, oracle="unfold")

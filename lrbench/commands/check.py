@@ -42,7 +42,8 @@ def check_cmd(dtype: str, device: str, impls: str | None, plugins) -> None:
         sys.exit(1)
     for r in results:
         status = "ok  " if r.ok else "FAIL"
-        click.echo(f"{status} {r.impl:<15} {r.label:<32} max abs err {r.worst:.2e}"
+        click.echo(f"{status} {r.impl:<15} {r.label:<32} max abs err {r.worst:.2e}, "
+                   f"{r.err_over_limit:.2f} of its limit ({r.limit_source})"
                    + ("" if r.ok else "  " + "; ".join(r.failures))
                    + (f"  (output only: {r.unchecked})" if r.unchecked else ""))
     failed = [r for r in results if not r.ok]

@@ -10,7 +10,8 @@ from lrbench.commands import options
 @click.command("list")
 @options.plugin_option
 def list_cmd(plugins) -> None:
-    """Show each implementation, what it supports, and whether it can run here (and why not)."""
+    """Show each implementation, what it supports, whether it can run here (and why not), and
+    any looser accuracy limits it declared (with the reason)."""
     from lrbench.listing import implementation_rows, plugin_errors
 
     options.load_plugins(plugins)
@@ -20,6 +21,8 @@ def list_cmd(plugins) -> None:
         click.echo(f"{'':<15} {row['summary']}")
         if row["why not"]:
             click.echo(f"{'':<15} why not: {row['why not']}")
+        for line in row["looser limits"]:
+            click.echo(f"{'':<15} looser limits, {line}")
     from lrbench.bench.matrix.presets import PRESETS
 
     click.echo("\npresets (lrbench run --preset NAME):")

@@ -133,7 +133,7 @@ def _gate_and_time(case: Case, row: dict, time_fn: TimeFn, gate: Callable) -> di
         verdict = gate(case)
     except Exception as err:  # the implementation raised: its reason goes in the row
         return {**row, "status": "error", "reason": "accuracy gate: " + describe(err)}
-    row.update(max_abs_err=verdict.max_abs_err, oracle=verdict.oracle)
+    row.update(verdict.row())
     if not verdict.ok:
         return {**row, "status": "failed",
                 "reason": f"accuracy gate vs {verdict.oracle}: {verdict.reason}"[:REASON_CHARS]}

@@ -102,28 +102,29 @@ def forward_fn(case: Case):
     return (lambda: na2d(q, k, v, kernel_size=(s.k, s.k))), [q, k, v]  # (B, H, W, G, HEAD_DIM)
 
 
-def gate_errors(case: Case) -> tuple[float, list[str]]:
+def gate_result(case: Case):
     """NATTEN in the case's dtype against :func:`clamped_window_attention` in float64 on a small
-    image, output and the three gradients; ``(max abs err, failures)``."""
-    from lrbench.registry import DEFAULT_TOLERANCES
+    image (the same rounded inputs), output and the three gradients, each held to the suite's
+    limit for ``k*k*HEAD_DIM`` terms (:mod:`lrbench.accuracy.limits`); a
+    :class:`lrbench.check.CheckResult`."""
+    from lrbench.accuracy.limits import suite_limit
+    from lrbench.check import CheckResult, compare_value
 
     size = max(GATE_SIZE, case.k)
     na2d = _na2d(load_natten())
-    exact = _tensors(1, size, size, 2, torch.float64, "cpu", requires_grad=True, seed=1)
-    got = [t.detach().to(case.device, case.torch_dtype).requires_grad_(True) for t in exact]
+    made = _tensors(1, size, size, 2, torch.float64, "cpu", requires_grad=False, seed=1)
+    rounded = [t.to(case.torch_dtype).double() for t in made]  # what NATTEN is given, exactly
+    exact = [t.clone().requires_grad_(True) for t in rounded]
+    got = [t.to(case.device, case.torch_dtype).requires_grad_(True) for t in rounded]
     expected_y = clamped_window_attention(*exact, case.k)
     got_y = na2d(*got, kernel_size=(case.k, case.k))
-    grad = torch.randn_like(expected_y)
+    grad = torch.randn_like(expected_y).to(case.torch_dtype).double()
     expected_y.backward(grad)
     got_y.backward(grad.to(got_y.device, got_y.dtype))
-    atol, rtol = DEFAULT_TOLERANCES.get(case.torch_dtype, DEFAULT_TOLERANCES[torch.float32])
-    atol, rtol = 10 * atol, 10 * rtol  # head dim 32 sums: looser than the op's scalar logits
-    worst, failures = 0.0, []
+    limit = suite_limit(case.torch_dtype, case.k * case.k * HEAD_DIM)
+    result = CheckResult(impl="natten", dtype=case.torch_dtype, oracle="clamped-window float64")
     pairs = [("y", got_y, expected_y)] + [
         (name, g.grad, e.grad) for name, g, e in zip("qkv", got, exact, strict=True)]
     for name, value, ref in pairs:
-        err = (value.detach().double().cpu() - ref.detach()).abs()
-        worst = max(worst, err.max().item())
-        if (err > atol + rtol * ref.detach().abs()).any():
-            failures.append(f"{name}: max abs err {err.max().item():.3g}")
-    return worst, failures
+        compare_value(result, name, value.detach().double().cpu(), ref.detach(), limit)
+    return result

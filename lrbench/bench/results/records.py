@@ -15,13 +15,17 @@ from lrbench.files import atomic_open
 
 RESULTS = "results.csv"
 STATUSES = ("ok", "skipped", "failed", "error")
+# What the accuracy gate held the row to (lrbench.accuracy.limits): the limit of the value that
+# came closest to it (gate_value: "y", a gradient, or the network's logits), where the limit came
+# from ("suite", or "implementation" for a declared loosening), and the worst error over it.
+GATE_COLUMNS = ["atol", "rtol", "limit_source", "err_over_limit", "gate_value"]
 COLUMNS = [
     "case_id", "target", "impl", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device", "pass",
     "compile", "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations", "timer",
     "compile_s",
     "macs", "macs_source", "gmacs_per_s", "items_per_s", "speedup_vs_unfold",
     "baseline", "speedup_vs_baseline",
-    "peak_bytes", "output_bytes", "max_abs_err", "oracle", "memory_format",
+    "peak_bytes", "output_bytes", "max_abs_err", "oracle", *GATE_COLUMNS, "memory_format",
     "min_bytes", "peak_gmacs_per_s", "peak_gb_per_s", "achieved_gmacs_per_s", "pct_of_peak",
     "intensity_macs_per_byte", "roofline_gmacs_per_s", "roofline_bound", "pct_of_roofline",
     "threads", "load_1m", "load_1m_after", "cpus", "cpu_governor", "cpu_mhz",
@@ -33,8 +37,8 @@ COLUMNS = [
 
 # Columns of text: read back as strings ("" when empty), never as an all-NaN float column.
 TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "compile", "macs_source",
-                "oracle", "baseline", "timer", "memory_format", "roofline_bound",
-                "cpu_governor", "gpu_throttle",
+                "oracle", "limit_source", "gate_value", "baseline", "timer", "memory_format",
+                "roofline_bound", "cpu_governor", "gpu_throttle",
                 "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
                 "rounds_s", "reason", "status"]
 

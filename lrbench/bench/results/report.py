@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrbench.bench.results import conditions, plots, records
+from lrbench.bench.pages import html
+from lrbench.bench.pages.document import Block, Heading, Image, Text, section, to_markdown
+from lrbench.bench.results import accuracy, conditions, fits, plots, records
 from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
 from lrbench.bench.results.peers import against_the_peers
-from lrbench.tables import markdown_table
+from lrbench.files import atomic_write
 
 MIB = 2**20
 MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
@@ -115,14 +117,24 @@ def _machine(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _section(level: str, title: str, intro: str, table: pd.DataFrame) -> list[str]:
-    """One heading, its explanation and its table; nothing when the table is empty."""
-    if table.empty:
-        return []
-    return [f"{level} {title}\n\n" + (f"{intro}\n\n" if intro else "") + markdown_table(table)]
+def _section(level: str, title: str, intro: str, table: pd.DataFrame) -> list[Block]:
+    """One heading (``level`` "##" or "###"), its explanation and its table; nothing when the
+    table is empty."""
+    return section(len(level), title, intro, table)
 
 
-def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
+SCALING = (
+    "Each implementation's median time over the size sweep (H = W, the rest fixed), fitted as "
+    "`t = t0 + c * MACs^b` with the closed-form MACs (`b` = 1: time in proportion to the work). "
+    "`fixed share at largest` = t0 over the fitted time at the largest size. Where the fixed term "
+    "is half of it or more, the sizes are too small for the fit to say how the op scales: the "
+    "verdict says `fixed term dominates` and no exponent is given. `uncertain`: the 95% bootstrap "
+    "interval of `b` (medians redrawn from the rounds) is wider than 0.5, or fewer than 4 sizes. "
+    "The size-sweep preset's fit comes first when the run has it (the rule: docs/benchmarking.md, "
+    "\"Scaling fits\").")
+
+
+def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[Block]:
     """The tables (and plots) of one machine's rows, under headings of ``level`` ("##")."""
     versus = versus_baseline(frame)
     baselines = ", ".join(sorted(versus["baseline"].unique())) if not versus.empty else ""
@@ -140,13 +152,16 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
         *_section(level, "The layer against the 3x3 convolution it replaces",
                   "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
                   "ResNet-50's 3x3 conv at the same stage.", layer_vs_conv(frame)),
-        *_section(level, "Scaling with input size",
-                  "Fitted exponent `a` of `time ~ H^a` over the size sweep, beside the closed "
-                  "form's (2 at stride 1: MACs grow with H*W).", plots.size_exponents(frame)),
+        *_section(level, "Scaling with input size", SCALING, fits.scaling(frame)),
         *_section(level, "Whole networks",
                   "`fwd`: eval-mode forward without autograd; `train`: forward, cross-entropy, "
                   "backward and an SGD step.", networks(frame)),
-        *[f"![{name}]({name})" for name in drawn],
+        *([Heading(len(level), "Plots"),
+           Text("Medians with their quartile range (bars or bands); speedups with the 95% "
+                "bootstrap interval of the rounds where the run kept them. Each plot's bottom "
+                "line: the command that drew it, the machine and the date of the data.")]
+          if drawn else []),
+        *[Image(name) for name in drawn],
         *_section(level, "All timed cases",
                   "Efficiency: `% of peak` = achieved GMAC/s (the pass's closed-form MACs, "
                   "backward = 2x forward, / median) over the GEMM peak measured in the same "
@@ -156,67 +171,83 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
                   "(roofline.png). Above 100% of peak: the computation does fewer multiplies "
                   "than the closed form counts (e.g. oneDNN's 3x3 convolutions).",
                   all_timed(frame)),
+        *_section(level, "Accuracy gate",
+                  accuracy.INTRO + "\n\n" + accuracy.loosening_text(frame),
+                  accuracy.worst_over_limit(frame)),
         *_section(level, "Cases not timed", "",
                   frame[frame["status"] != "ok"][["case_id", "status", "reason"]]),
     ]
     return parts
 
 
-def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str] | dict[str, list[str]]
-                   ) -> str:
-    """The report. Rows of several machines (:func:`lrbench.bench.results.metrics.machine_of`) get one
-    section each; ``drawn`` is then the plots per machine label."""
+def build_document(frame: pd.DataFrame, run_dir: Path,
+                   drawn: list[str] | dict[str, list[str]]) -> list[Block]:
+    """The report as blocks. Rows of several machines
+    (:func:`lrbench.bench.results.metrics.machine_of`) get one section each; ``drawn`` is then the
+    plots per machine label."""
     counts = frame["status"].value_counts()
-    parts = [
-        f"# Benchmark report: `{run_dir}`",
-        f"Written by `lrbench report {run_dir}` from `results.csv`: {len(frame)} cases ("
-        + ", ".join(f"{n} {status}" for status, n in counts.items()) + ").",
-        "Times are pytest-benchmark medians of calibrated rounds after warm-up (spread: IQR). "
+    parts: list[Block] = [
+        Heading(1, f"Benchmark report: `{run_dir}`"),
+        Text(f"Written by `lrbench report {run_dir}` from `results.csv`: {len(frame)} cases ("
+             + ", ".join(f"{n} {status}" for status, n in counts.items()) + ")."),
+        Text("Times are pytest-benchmark medians of calibrated rounds after warm-up (spread: IQR). "
         "MACs: one multiply-add = 1 (fvcore's convention), forward closed form; GMAC/s is "
         "given for forward passes only. Peak memory: extra bytes at the peak of one call "
         "(CUDA allocator peak on GPU; PyTorch profiler allocation events on CPU). Every timed "
-        "case passed the accuracy gate first (`max abs err` against the float64 oracle). "
+        "case passed the accuracy gate first (`max abs err` against the float64 oracle; the limits "
+        "and how close each implementation came to them: \"Accuracy gate\"). "
         "`impl@inductor`: the implementation compiled with `torch.compile` (inductor); its first "
-        "call (compilation included) is in `compile s`, never in the median.",
+        "call (compilation included) is in `compile s`, never in the median."),
     ]
     machines = machine_of(frame)
     if machines.nunique() <= 1:
-        return "\n\n".join([*parts, "## Machine\n\n" + _machine(frame),
-                             *_tables(frame, list(drawn), "##")]) + "\n"
+        return [*parts, Heading(2, "Machine"), Text(_machine(frame)),
+                *_tables(frame, list(drawn), "##")]
     labels = list(dict.fromkeys(machines))
-    parts.append(f"These rows come from {len(labels)} machines (CPU model / GPU model / "
+    parts.append(Text(f"These rows come from {len(labels)} machines (CPU model / GPU model / "
                  "threads). Each has its own section below; every speedup and ratio is "
                  "between times of one machine, never across machines.\n\n"
                  + "\n".join(f"{i}. {label}: {int((machines == label).sum())} cases"
-                             for i, label in enumerate(labels, start=1)))
+                                  for i, label in enumerate(labels, start=1))))
     for i, label in enumerate(labels, start=1):
         rows = frame[machines == label]
         plots_here = drawn.get(label, []) if isinstance(drawn, dict) else []
-        parts += [f"## Machine {i}: {label}\n\n" + _machine(rows),
+        parts += [Heading(2, f"Machine {i}: {label}"), Text(_machine(rows)),
                   *_tables(rows, plots_here, "###")]
-    return "\n\n".join(parts) + "\n"
+    return parts
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``report.md`` and the plots into ``run_dir`` from its ``results.csv``."""
+def build_markdown(frame: pd.DataFrame, run_dir: Path, drawn: list[str] | dict[str, list[str]]
+                   ) -> str:
+    """The report as Markdown (:func:`build_document`)."""
+    return to_markdown(build_document(frame, run_dir, drawn))
+
+
+def write_report(run_dir: str | Path, html_page: bool = False) -> Path:
+    """Write ``report.md`` and the plots into ``run_dir`` from its ``results.csv``, and with
+    ``html_page`` also ``report.html``, the same report as one self-contained page; returns the
+    path of the last written (the page, when asked for)."""
     run_dir = Path(run_dir)
     csv_path = records.results_path(run_dir)
     out_dir = csv_path.parent
     frame = records.load(csv_path)
+    command = f"lrbench report {run_dir}" + (" --html" if html_page else "")
     machines = machine_of(frame)
     if machines.nunique() <= 1:
-        drawn = [name for name, draw in plots.PLOTS.items() if draw(frame, out_dir / name)]
+        drawn = plots.draw(frame, out_dir, command)
         kept = set(drawn)
     else:  # one set of plots per machine: machine-1-time_vs_k.png, ...
         drawn, kept = {}, set()
         for i, label in enumerate(dict.fromkeys(machines), start=1):
-            rows = frame[machines == label]
-            drawn[label] = [f"machine-{i}-{name}" for name, draw in plots.PLOTS.items()
-                            if draw(rows, out_dir / f"machine-{i}-{name}")]
+            drawn[label] = plots.draw(frame[machines == label], out_dir, command,
+                                      prefix=f"machine-{i}-")
             kept.update(drawn[label])
-    for stale in [*plots.PLOTS, *(p.name for p in out_dir.glob("machine-*-*.png"))]:
+    for stale in [*plots.FIGURES, *plots.RETIRED, *(p.name for p in out_dir.glob("machine-*-*.png"))]:
         if stale not in kept:
             (out_dir / stale).unlink(missing_ok=True)
-    path = out_dir / "report.md"
-    path.write_text(build_markdown(frame, out_dir, drawn))
+    blocks = build_document(frame, out_dir, drawn)
+    path = atomic_write(out_dir / "report.md", to_markdown(blocks))
+    if html_page:
+        path = atomic_write(out_dir / "report.html",
+                            html.render(blocks, f"Benchmark report: {out_dir}", out_dir))
     return path

@@ -1,0 +1,1 @@
+"""Figures of the suite: one palette, spread, captions, and each picture the reports draw."""
