@@ -3,6 +3,7 @@ action inputs, shell scripts where shellcheck is present), and it does what the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -47,5 +48,21 @@ def test_the_workflow_runs_the_main_job_keeps_reports_and_posts_the_ab_table():
     assert "bash scripts/main.sh" in text and "fetch-depth: 2" in text
     assert "path: reports/" in text and "if: always()" in text
     assert "gh pr comment" in text and "reports/ab/comparison.md" in text
-    main = (ROOT / "scripts" / "main.sh").read_text()
-    assert "ab HEAD~1 HEAD" in main and "--out reports/ab" in main
+    assert 'LRBENCH_AB_GATE: "1"' in text
+    assert "bash scripts/ab-ci.sh" in (ROOT / "scripts" / "main.sh").read_text()
+    ab = (ROOT / "scripts" / "ab-ci.sh").read_text()
+    assert "ab HEAD~1 HEAD" in ab and "--out reports/ab" in ab
+
+
+def test_the_ci_ab_is_skipped_with_its_reason_in_a_one_commit_clone(tmp_path):
+    repo = tmp_path / "clone"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "ab-ci.sh", repo / "scripts" / "ab-ci.sh")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "only"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    done = subprocess.run(["bash", "scripts/ab-ci.sh"], cwd=repo, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "lrbench ab skipped: HEAD~1 is not in this clone" in done.stdout
