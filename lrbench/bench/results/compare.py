@@ -25,7 +25,7 @@ from lrbench.bench.results import metrics, records, stats
 # the order of the table: what needs attention first
 VERDICT_ORDER = {"slower": 0, "unsure": 1, "faster": 2, "unchanged": 3}
 TABLE_COLUMNS = ["case_id", "verdict", "unstable", "base_s", "new_s", "ratio", "low", "high",
-                 "p_value", "base_rounds", "new_rounds", "note"]
+                 "p_value", "base_rounds", "new_rounds", "pairs", "note"]
 
 
 def parse_threshold(text: str) -> float:
@@ -51,8 +51,8 @@ class Comparison:
             base_s/new_s the medians of the pooled samples, ratio = new / base with its 95%
             bootstrap interval [low, high], p_value of the Mann-Whitney U test, verdict (one of
             :data:`lrbench.bench.results.stats.VERDICTS`), unstable (either side's median absolute
-            deviation >= 5% of its median), the samples per side, a note when the comparison
-            fell back to medians.
+            deviation >= 5% of its median), the samples per side, the pairs of runs behind the
+            interval and p (0: the rounds of one run a side), a note (pairs, fallbacks).
         threshold, alpha: the practical and the statistical bar.
         only_base, only_new: case ids timed on one side only.
         broken: case ids timed in BASE that NEW recorded as ``failed`` or ``error``.
@@ -74,6 +74,11 @@ class Comparison:
     def failed(self) -> bool:
         """A confirmed regression or a broken case: what makes ``compare`` and ``ab`` exit 1."""
         return bool(len(self.regressions) or self.broken)
+
+    @property
+    def paired(self) -> bool:
+        """Were the verdicts made on pairs of interleaved runs (``lrbench ab``)?"""
+        return bool(len(self.table) and self.table["pairs"].max() >= 2)
 
     def counts(self) -> dict[str, int]:
         found = self.table["verdict"].value_counts()
@@ -98,9 +103,7 @@ def _compare_case(base: pd.DataFrame, new: pd.DataFrame, threshold: float, alpha
         change = stats.compare_rounds([t for run in base_runs for t in run],
                                       [t for run in new_runs for t in run], threshold, alpha)
     verdict, notes = change.verdict, []
-    if paired:
-        notes.append(f"{len(base_runs)} pairs of runs")
-    elif max(len(base_runs), len(new_runs)) >= 2:  # repeats with a run missing: pairs broken
+    if not paired and max(len(base_runs), len(new_runs)) >= 2:  # repeats with a run missing: pairs broken
         verdict = "unsure" if verdict in ("slower", "faster") else verdict
         notes.append(f"{len(base_runs)} BASE and {len(new_runs)} NEW runs: not paired, no "
                      "slower/faster verdict on rounds alone")
@@ -117,7 +120,7 @@ def _compare_case(base: pd.DataFrame, new: pd.DataFrame, threshold: float, alpha
             "new_s": float(pd.Series(pooled[1]).median()),
             "ratio": change.ratio, "low": change.low, "high": change.high,
             "p_value": change.p_value, "base_rounds": change.base_rounds,
-            "new_rounds": change.new_rounds, "note": "; ".join(notes)}
+            "new_rounds": change.new_rounds, "pairs": change.pairs, "note": "; ".join(notes)}
 
 
 def compare_frames(base_rows: pd.DataFrame, new_rows: pd.DataFrame, threshold: float,

@@ -18,13 +18,18 @@ DRIFT_NOTE = ("BASE and NEW were run separately: machine drift between two runs 
 def method(comparison: Comparison) -> str:
     """How the verdicts were reached, in one paragraph."""
     t = comparison.threshold
-    return (f"ratio = NEW median / BASE median, with its 95% bootstrap interval; p: two-sided "
-            f"Mann-Whitney U on the rounds. slower/faster: beyond {t:.0%} (ratio > {1 + t:.2f} or "
-            f"< {1 / (1 + t):.2f}) and p < {comparison.alpha:g}; unchanged: the whole interval "
-            f"within {t:.0%} both ways; unsure: neither. unstable: a side's median absolute "
-            f"deviation is {UNSTABLE_MAD:.0%} of its median or more. With pairs of interleaved "
-            f"runs (lrbench ab) the run is the unit: the interval is the t-interval of the pairs' "
-            f"ratios and p the larger of the rank test and the pairs' t-test.")
+    if comparison.paired:
+        basis = ("ratio = NEW median / BASE median over every round; 95% interval: the t-interval "
+                 "of the interleaved pairs' ratios (run medians, log scale), which widens with the "
+                 "drift between runs; p: the larger of the two-sided Mann-Whitney U on all rounds "
+                 "and the t-test of the pairs' log ratios")
+    else:
+        basis = ("ratio = NEW median / BASE median, with its 95% bootstrap interval; p: two-sided "
+                 "Mann-Whitney U on the rounds")
+    return (f"{basis}. slower/faster: beyond {t:.0%} (ratio > {1 + t:.2f} or < {1 / (1 + t):.2f}), "
+            f"the interval wholly beyond 1 and p < {comparison.alpha:g}; unchanged: the whole "
+            f"interval within {t:.0%} both ways; unsure: neither. unstable: a side's median "
+            f"absolute deviation is {UNSTABLE_MAD:.0%} of its median or more.")
 
 
 def summary(comparison: Comparison) -> str:
@@ -45,7 +50,8 @@ def _cells(row) -> dict[str, str]:
     return {"verdict": row.verdict + (" (unstable)" if row.unstable else ""),
             "case": row.case_id, "BASE ms": _ms(row.base_s), "NEW ms": _ms(row.new_s),
             "ratio": f"{row.ratio:.3f}", "95% interval": interval, "p": f"{row.p_value:.2g}",
-            "rounds": f"{row.base_rounds}/{row.new_rounds}", "note": row.note}
+            "rounds": f"{row.base_rounds}/{row.new_rounds}"
+            + (f" in {row.pairs} pairs" if row.pairs else ""), "note": row.note}
 
 
 def terminal_lines(comparison: Comparison, *, all_cases: bool = True) -> list[str]:
