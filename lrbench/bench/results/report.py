@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from lrbench.bench.results import plots, records
+from lrbench.bench.results.floor import against_the_floor
 from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
 from lrbench.bench.results.peers import against_the_peers
 from lrbench.tables import markdown_table
@@ -143,7 +144,14 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[str]:
                   "form's (2 at stride 1: MACs grow with H*W).", plots.size_exponents(frame)),
         *_section(level, "Whole networks",
                   "`fwd`: eval-mode forward without autograd; `train`: forward, cross-entropy, "
-                  "backward and an SGD step.", networks(frame)),
+                  "backward and an SGD step. `floor`: LR-Net-50 with the op replaced by a free "
+                  "stand-in (a strided slice of x: the same convolutions, batch norms and "
+                  "projections, no op), the fastest any op could make it.", networks(frame)),
+        *_section(level, "LR-Net against ResNet-50 and its floor",
+                  "Per pass, each network in its faster memory format. `floor / ResNet-50`: "
+                  "what the architecture costs whatever the op; `op share %` = (LR-Net - "
+                  "floor) / LR-Net, the part of LR-Net's time that a faster op could remove.",
+                  against_the_floor(frame)),
         *[f"![{name}]({name})" for name in drawn],
         *_section(level, "All timed cases",
                   "Efficiency: `% of peak` = achieved GMAC/s (the pass's closed-form MACs, "
