@@ -12,7 +12,8 @@ import click
 
 # The commands in the order ``lrbench --help`` lists them; lrbench/commands/NAME.py defines
 # ``command``.
-COMMANDS = ("list", "check", "verify", "run", "status", "merge", "report", "compare", "machine")
+COMMANDS = ("list", "check", "verify", "run", "status", "merge", "report", "compare", "machine",
+            "profile")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
