@@ -119,7 +119,10 @@ class LocalRelation2d(nn.Module):
         if s == 1:
             weight = torch.cat([self.key.weight, self.query.weight])  # (2G, C, 1, 1)
             both = F.conv2d(x, weight)  # (B, 2G, H, W)
-            return both[:, :G], both[:, G:]
+            # One split, not two slices: its backward is one cat of the two gradients, where two
+            # slices' would zero-fill a (B, 2G, H, W) tensor twice and add the two.
+            key, query = both.split(G, dim=1)  # (B, G, H, W) each
+            return key, query
         if x.is_contiguous():  # NCHW: a 1x1 conv of the subsampled input, not a strided conv
             return self.key(x), F.conv2d(x[:, :, ::s, ::s], self.query.weight)
         return self.key(x), self.query(x)
