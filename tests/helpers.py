@@ -78,3 +78,27 @@ def planted_run(path, rounds: bool = True, floor: bool = True) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     records.write(frame, path)
     return records.load(path)
+
+
+def plant_medians(monkeypatch, medians: dict, measured: dict | None = None) -> None:
+    """Make the runner's timer report planted medians: ``medians`` maps an implementation name,
+    or ``(name, compile mode)``, to seconds. The case is still timed for real (pytest-benchmark
+    runs and writes its JSON); the real median goes into ``measured[case_id]`` when given. With
+    known medians, every derived number of a real run (speedups, rates) has one exact value."""
+    from lrbench.bench.measure.runner import MatrixPlugin
+
+    real = MatrixPlugin.time_fn
+
+    def time_fn(self, case, benchmark):
+        timer = real(self, case, benchmark)
+        key = (case.impl, case.compile) if (case.impl, case.compile) in medians else case.impl
+
+        def planted(fn):
+            stats = timer(fn)
+            if measured is not None:
+                measured[case.case_id] = stats["median_s"]
+            return {**stats, "median_s": medians[key]}
+
+        return planted
+
+    monkeypatch.setattr(MatrixPlugin, "time_fn", time_fn)
