@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
+from torch import nn
 
+from lrbench import local_relation
 from lrbench.bench.results import records
 
 
@@ -102,3 +104,27 @@ def plant_medians(monkeypatch, medians: dict, measured: dict | None = None) -> N
         return planted
 
     monkeypatch.setattr(MatrixPlugin, "time_fn", time_fn)
+
+
+def unfold_trace_macs(shape, args) -> int:
+    """fvcore's count of one call of the op through ``unfold`` on ``args`` (x, query, key, prior):
+    the op's MACs counted op by op on a real trace (unfold, mul, softmax, sum, ...), independent
+    of the closed form that the custom ops' FLOP formulas and fvcore handle return."""
+    from lrbench.complexity.fvcore_count import count_macs
+
+    count = count_macs(OpCall("unfold", shape), tuple(args))
+    if count.unsupported:
+        raise AssertionError(f"fvcore could not count unfold's trace: {count.unsupported}")
+    return count.total
+
+
+class OpCall(nn.Module):
+    """A module calling the op with ``impl`` at ``shape``'s kernel size and stride, for fvcore."""
+
+    def __init__(self, impl: str, shape) -> None:
+        super().__init__()
+        self.impl, self.shape = impl, shape
+
+    def forward(self, x, query, key, prior):
+        return local_relation(x, query, key, prior, kernel_size=self.shape.k,
+                              stride=self.shape.stride, impl=self.impl)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrbench import LocalRelation2d, local_relation, registry
+from lrbench import LocalRelation2d, registry
 from lrbench.complexity import lr_layer_terms, op_macs, secondary_formula
 from lrbench.complexity.conventions import MATRIX_OPS, PER_OUTPUT_ELEMENT, ZERO_COST
 from lrbench.complexity.fvcore_count import count_macs, custom_op_names, handles
@@ -21,6 +21,7 @@ from lrbench.complexity.network import network_layers, network_macs
 from lrbench.complexity.torch_counter import cross_check
 from lrbench.inputs import Shape, make_inputs
 from lrbench.models import CONFIGS, build
+from tests.helpers import OpCall, unfold_trace_macs
 from tests.impls import INTERPRETED, runnable_on_cpu
 
 IMPLS = runnable_on_cpu(include_reference=True)
@@ -109,21 +110,12 @@ CUSTOM = [i for i in IMPLS if registry.get(i).custom_ops]
 OP_SHAPES = [Shape(B=2, C=16, H=7, W=6, k=3, m=4), Shape(B=1, C=20, H=9, W=8, k=5, m=8, stride=2)]
 
 
-class Op(nn.Module):
-    def __init__(self, impl: str, shape: Shape) -> None:
-        super().__init__()
-        self.impl, self.shape = impl, shape
-
-    def forward(self, x, query, key, prior):
-        return local_relation(x, query, key, prior, kernel_size=self.shape.k,
-                              stride=self.shape.stride, impl=self.impl)
-
-
 @pytest.mark.parametrize("shape", OP_SHAPES, ids=Shape.label)
 @pytest.mark.parametrize("impl", CUSTOM)
 def test_a_custom_ops_count_equals_fvcores_count_of_the_unfold_trace(impl, shape):
     inputs = tuple(make_inputs(shape, seed=1).args())
-    fused, unfolded = count_macs(Op(impl, shape), inputs), count_macs(Op("unfold", shape), inputs)
+    fused = count_macs(OpCall(impl, shape), inputs)
+    unfolded = count_macs(OpCall("unfold", shape), inputs)
     assert fused.unsupported == {} and unfolded.unsupported == {}
     assert len(fused.by_operator) == 1  # the custom op, and nothing else
     assert unfolded.total > 0 and fused.total == unfolded.total
@@ -188,8 +180,8 @@ def test_custom_ops_of_registered_implementations_get_the_op_closed_form():
         assert result.unsupported == {}
         assert result.total == op_macs(B, C, G, k, 5, 4)
         # and the closed form against fvcore's own count of the same call through unfold
-        assert result.total == count_macs(Op("unfold", Shape(B, C, H, W, k=k, m=C // G,
-                                                             stride=2)), inputs).total
+        assert result.total == unfold_trace_macs(Shape(B, C, H, W, k=k, m=C // G, stride=2),
+                                                 inputs)
 
 
 @pytest.mark.parametrize("C,H,W,k,m", [(64, 8, 8, 7, 8), (96, 12, 6, 3, 4), (32, 4, 10, 5, 32)])
