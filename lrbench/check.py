@@ -15,7 +15,7 @@ import torch
 
 from lrbench import registry
 from lrbench.accuracy import parts
-from lrbench.accuracy.limits import VALUES, Limit, reduction_length
+from lrbench.accuracy.limits import VALUES, Limit, reduction_length, term_size
 from lrbench.inputs import Inputs, Shape, make_inputs, to_layout
 from lrbench.op import local_relation
 
@@ -203,8 +203,8 @@ def check_against_reference(
     for name in VALUES:
         if name in expected:
             n = reduction_length(name, k=shape.k, m=shape.m, pixels=pixels)
-            compare_value(result, name, got[name].double().cpu(), expected[name],
-                          implementation.limit(dtype, name, n))
+            limit = implementation.limit(dtype, name, n, term_size(name, m=shape.m))
+            compare_value(result, name, got[name].double().cpu(), expected[name], limit)
     return result
 
 

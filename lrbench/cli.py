@@ -13,7 +13,7 @@ import click
 # The commands in the order ``lrbench --help`` lists them; lrbench/commands/NAME.py defines
 # ``command``.
 COMMANDS = ("list", "check", "verify", "run", "status", "merge", "report", "history", "compare",
-            "ab", "export", "machine")
+            "ab", "export", "machine", "profile")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,6 +5,8 @@ Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,6 +106,10 @@ class LocalRelation2d(nn.Module):
         return self.prior() if isinstance(self.prior, GeometricPrior) else self.prior
 
     fast = True
+    # The op the layer calls, with local_relation's arguments. The benchmark's floor swaps in a
+    # free stand-in (lrbench.bench.measure.floor) and the profiler a labelled wrapper, per
+    # instance (set_op); neither is an implementation of the op, nor part of the state dict.
+    op: Callable[..., torch.Tensor] = staticmethod(local_relation)
 
     def key_query(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(key, query)``: ``(B, G, H, W)`` and ``(B, G, Ho, Wo)``, the fast way when on."""
@@ -113,7 +119,10 @@ class LocalRelation2d(nn.Module):
         if s == 1:
             weight = torch.cat([self.key.weight, self.query.weight])  # (2G, C, 1, 1)
             both = F.conv2d(x, weight)  # (B, 2G, H, W)
-            return both[:, :G], both[:, G:]
+            # One split, not two slices: its backward is one cat of the two gradients, where two
+            # slices' would zero-fill a (B, 2G, H, W) tensor twice and add the two.
+            key, query = both.split(G, dim=1)  # (B, G, H, W) each
+            return key, query
         if x.is_contiguous():  # NCHW: a 1x1 conv of the subsampled input, not a strided conv
             return self.key(x), F.conv2d(x[:, :, ::s, ::s], self.query.weight)
         return self.key(x), self.query(x)
@@ -121,8 +130,8 @@ class LocalRelation2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         key, query = self.key_query(x)  # (B, G, H, W), (B, G, Ho, Wo)
         prior = self.prior_logits().to(x.dtype)  # (G, k, k)
-        y = local_relation(x, query, key, prior, kernel_size=self.kernel_size,
-                           stride=self.stride, phi=self.phi, impl=self.impl)  # (B, C, Ho, Wo)
+        y = self.op(x, query, key, prior, kernel_size=self.kernel_size, stride=self.stride,
+                    phi=self.phi, impl=self.impl)  # (B, C, Ho, Wo)
         return self.final(y)
 
     def extra_repr(self) -> str:
@@ -149,4 +158,16 @@ def set_implementation(model: nn.Module, name: str | None) -> int:
     layers = [mod for mod in model.modules() if isinstance(mod, LocalRelation2d)]
     for layer in layers:
         layer.impl = name
+    return len(layers)
+
+
+def set_op(model: nn.Module, op: Callable[..., torch.Tensor] | None) -> int:
+    """Make every ``LocalRelation2d`` in ``model`` call ``op`` (``local_relation``'s signature)
+    instead of :func:`lrbench.local_relation`; ``None`` restores the op. Returns how many."""
+    layers = [mod for mod in model.modules() if isinstance(mod, LocalRelation2d)]
+    for layer in layers:
+        if op is None:
+            layer.__dict__.pop("op", None)
+        else:
+            layer.op = op
     return len(layers)

@@ -121,11 +121,12 @@ class Implementation:
             reasons.extend(self.compile_limits(spec))
         return reasons
 
-    def limit(self, dtype: torch.dtype, value: str, n: int) -> Limit:
+    def limit(self, dtype: torch.dtype, value: str, n: int, size: float = 1.0) -> Limit:
         """The limit of ``value`` ("y" or a gradient's input name) in ``dtype`` when it sums ``n``
-        terms: the suite's, times this implementation's declared factor if it has one."""
+        terms of order ``size``: the suite's, times this implementation's declared factor if it
+        has one."""
         loose = self.loosened.get(dtype)
-        base = suite_limit(dtype, n)
+        base = suite_limit(dtype, n, size)
         return loosened(base, loose.factor(value)) if loose is not None else base
 
     def rank(self, device: str) -> int:

@@ -1,12 +1,19 @@
 """fused_cpu's two kernels timed directly, without autograd: forward, backward, and their ratio.
 
-    python scripts/time_fused_cpu.py [--threads 2] [--rounds 21] [--channels-last]
+    python scripts/time_fused_cpu.py [--threads 2] [--rounds 21] [--format both]
+                                     [--against OLD.cpp] [--shapes stem,res3.0]
 
-At LR-Net-50's stage shapes (B=8, k=7, m=8, stride 1: C=100@56, 200@28, 400@14, 800@7), float32,
-random inputs. Each round calls ``forward`` then ``backward`` (with the forward's statistics) on the
-same tensors; the medians over the rounds are printed, with GMAC/s of the forward (closed-form op
-MACs) and (forward + backward) / forward. The benchmark's ``fwd_bwd`` pass (``lrbench run``) is the
-number to quote; this is the kernels' own share of it, for kernel work.
+At every LR layer shape of LR-Net-50 at 224x224, batch 8, k=7, m=8 (Hu et al., ICCV 2019,
+arXiv:1904.11491, Table 1): the stem (C=64 on 224x224, stride 2), each stage's first block (stride
+2 from res3 on) and its other blocks; float32, random inputs, NCHW and/or channels_last x and
+grad_y. Each round calls ``forward`` then ``backward`` (with the forward's statistics) on the same
+tensors; the medians over the rounds are printed, with (forward + backward) / forward.
+
+``--against OLD.cpp`` builds a second copy of the kernels from another source (e.g. ``git show
+main:implementations/csrc/fused_cpu.cpp > /tmp/old.cpp``) and interleaves its rounds with this
+one's, round by round in one process, so that a shared machine's noise falls on both alike; the
+last column is then old / new forward+backward. The benchmark's ``fwd_bwd`` pass (``lrbench run``)
+is the number to quote; this is the kernels' own share of it, for kernel work.
 """
 
 from __future__ import annotations
@@ -14,46 +21,92 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from lrbench.impls import fused_cpu
 
-from lrbench.complexity import op_macs
+from lrbench import buildcache
 
-STAGES = [(100, 56), (200, 28), (400, 14), (800, 7)]  # (C, H = W)
+# name -> (C, H = W of the input, stride): LR-Net-50's LR layers at 224x224 input.
+SHAPES = {
+    "stem": (64, 224, 2),
+    "res2": (100, 56, 1),
+    "res3.0": (200, 56, 2),
+    "res3": (200, 28, 1),
+    "res4.0": (400, 28, 2),
+    "res4": (400, 14, 1),
+    "res5.0": (800, 14, 2),
+    "res5": (800, 7, 1),
+}
 B, K, M = 8, 7, 8
+FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def inputs(C: int, H: int, stride: int, fmt: torch.memory_format) -> list[torch.Tensor]:
+    G, Ho = -(-C // M), (H - 1) // stride + 1
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(B, C, H, H, generator=gen).contiguous(memory_format=fmt)
+    query = torch.randn(B, G, Ho, Ho, generator=gen)
+    key = torch.randn(B, G, H, H, generator=gen)
+    prior = torch.randn(G, K, K, generator=gen)
+    grad_y = torch.randn(B, C, Ho, Ho, generator=gen).contiguous(memory_format=fmt)
+    return [x, query, key, prior, grad_y]
+
+
+def one_round(ext, tensors: list[torch.Tensor], stride: int) -> tuple[float, float]:
+    x, query, key, prior, grad_y = tensors
+    start = time.perf_counter()
+    _, stats = ext.forward(x, query, key, prior, K, stride, 0)
+    middle = time.perf_counter()
+    ext.backward(grad_y, x, query, key, prior, stats, K, stride, 0)
+    return middle - start, time.perf_counter() - middle
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--channels-last", action="store_true", help="x and grad_y channels_last")
+    parser.add_argument("--format", choices=["nchw", "channels_last", "both"], default="both")
+    parser.add_argument("--shapes", default=",".join(SHAPES),
+                        help=f"comma-separated, of {list(SHAPES)}")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another fused_cpu.cpp to time beside this one, interleaved")
     args = parser.parse_args()
+    names = [name.strip() for name in args.shapes.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SHAPES]
+    if unknown:
+        parser.error(f"--shapes must be among {list(SHAPES)}, got {unknown}")
     torch.set_num_threads(args.threads)
-    ext = fused_cpu.extension()
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    generator = torch.Generator().manual_seed(0)
-    for C, H in STAGES:
-        G = -(-C // M)
-        x = torch.randn(B, C, H, H, generator=generator).contiguous(memory_format=fmt)
-        query = torch.randn(B, G, H, H, generator=generator)
-        key = torch.randn(B, G, H, H, generator=generator)
-        prior = torch.randn(G, K, K, generator=generator)
-        grad_y = torch.randn(B, C, H, H, generator=generator).contiguous(memory_format=fmt)
-        forward_s, backward_s = [], []
-        for _ in range(args.rounds + 2):  # the first two rounds warm up
-            start = time.perf_counter()
-            _, stats = ext.forward(x, query, key, prior, K, 1, 0)
-            middle = time.perf_counter()
-            ext.backward(grad_y, x, query, key, prior, stats, K, 1, 0)
-            forward_s.append(middle - start)
-            backward_s.append(time.perf_counter() - middle)
-        fwd = statistics.median(forward_s[2:])
-        bwd = statistics.median(backward_s[2:])
-        gmacs = op_macs(B, C, G, K, H, H) / fwd / 1e9
-        print(f"C={C:4d} {H:3d}x{H:<3d} fwd {fwd * 1e3:7.3f} ms ({gmacs:5.1f} GMAC/s)  "
-              f"bwd {bwd * 1e3:7.3f} ms  (fwd+bwd)/fwd {(fwd + bwd) / fwd:4.2f}")
+    kernels = {"new": fused_cpu.extension()}
+    if args.against is not None:
+        spec = buildcache.ExtensionSpec("fused_cpu_against", args.against,
+                                        cflags=fused_cpu.CFLAGS, ldflags=("-fopenmp",))
+        kernels["old"] = buildcache.load(spec)
+    formats = list(FORMATS) if args.format == "both" else [args.format]
+    print(f"{torch.get_num_threads()} threads, B={B}, k={K}, m={M}, float32, medians of "
+          f"{args.rounds} rounds" + (", old interleaved with new" if "old" in kernels else ""))
+    for fmt_name in formats:
+        for name in names:
+            C, H, stride = SHAPES[name]
+            tensors = inputs(C, H, stride, FORMATS[fmt_name])
+            times = {label: ([], []) for label in kernels}
+            for round_ in range(args.rounds + 2):  # the first two rounds warm up
+                for label, ext in kernels.items():
+                    fwd, bwd = one_round(ext, tensors, stride)
+                    if round_ >= 2:
+                        times[label][0].append(fwd)
+                        times[label][1].append(bwd)
+            fwd, bwd = (statistics.median(t) for t in times["new"])
+            line = (f"{fmt_name:13s} {name:6s} C={C:3d} {H:3d}x{H:<3d} s{stride}  fwd "
+                    f"{fwd * 1e3:7.2f} ms  bwd {bwd * 1e3:7.2f} ms  (fwd+bwd)/fwd "
+                    f"{(fwd + bwd) / fwd:4.2f}")
+            if "old" in kernels:
+                old_fwd, old_bwd = (statistics.median(t) for t in times["old"])
+                line += (f"  | old (fwd+bwd)/fwd {(old_fwd + old_bwd) / old_fwd:4.2f}, "
+                         f"old/new fwd {old_fwd / fwd:4.2f} bwd {old_bwd / bwd:4.2f} "
+                         f"fwd+bwd {(old_fwd + old_bwd) / (fwd + bwd):4.2f}")
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
+from torch import nn
 
+from lrbench import local_relation
 from lrbench.bench.results import records
 
 
@@ -96,3 +98,51 @@ def planted_run(path, rounds: bool = True, floor: bool = True) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     records.write(frame, path)
     return records.load(path)
+
+
+def plant_medians(monkeypatch, medians: dict, measured: dict | None = None) -> None:
+    """Make the runner's timer report planted medians: ``medians`` maps an implementation name,
+    or ``(name, compile mode)``, to seconds. The case is still timed for real (pytest-benchmark
+    runs and writes its JSON); the real median goes into ``measured[case_id]`` when given. With
+    known medians, every derived number of a real run (speedups, rates) has one exact value."""
+    from lrbench.bench.measure.runner import MatrixPlugin
+
+    real = MatrixPlugin.time_fn
+
+    def time_fn(self, case, benchmark):
+        timer = real(self, case, benchmark)
+        key = (case.impl, case.compile) if (case.impl, case.compile) in medians else case.impl
+
+        def planted(fn):
+            stats = timer(fn)
+            if measured is not None:
+                measured[case.case_id] = stats["median_s"]
+            return {**stats, "median_s": medians[key]}
+
+        return planted
+
+    monkeypatch.setattr(MatrixPlugin, "time_fn", time_fn)
+
+
+def unfold_trace_macs(shape, args) -> int:
+    """fvcore's count of one call of the op through ``unfold`` on ``args`` (x, query, key, prior):
+    the op's MACs counted op by op on a real trace (unfold, mul, softmax, sum, ...), independent
+    of the closed form that the custom ops' FLOP formulas and fvcore handle return."""
+    from lrbench.complexity.fvcore_count import count_macs
+
+    count = count_macs(OpCall("unfold", shape), tuple(args))
+    if count.unsupported:
+        raise AssertionError(f"fvcore could not count unfold's trace: {count.unsupported}")
+    return count.total
+
+
+class OpCall(nn.Module):
+    """A module calling the op with ``impl`` at ``shape``'s kernel size and stride, for fvcore."""
+
+    def __init__(self, impl: str, shape) -> None:
+        super().__init__()
+        self.impl, self.shape = impl, shape
+
+    def forward(self, x, query, key, prior):
+        return local_relation(x, query, key, prior, kernel_size=self.shape.k,
+                              stride=self.shape.stride, impl=self.impl)

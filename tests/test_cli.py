@@ -49,10 +49,50 @@ def test_resume_runs_nothing_twice(runner, run_dir):
     assert len(records.load(run_dir)) == 5
 
 
-def test_report_writes_markdown(runner, run_dir):
-    result = runner.invoke(main, ["report", str(run_dir)])
+def _table(text: str, header: str) -> dict[str, dict[str, str]]:
+    """The Markdown table whose header row starts with ``| header |``: first cell -> row."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header} |"))
+    names = [cell.strip() for cell in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows.setdefault(cells[0], []).append(dict(zip(names, cells, strict=True)))
+    return rows
+
+
+# Planted medians (ms) for the tiny run's rows, so the report's numbers have one right value each.
+PLANTED_MS = {("op", "unfold"): 4, ("op", "im2col_matmul"): 1, ("layer", "unfold"): 6,
+              ("layer", "im2col_matmul"): 3, ("conv3x3", "torch"): 2}
+
+
+def test_report_shows_the_runs_numbers(runner, run_dir, tmp_path):
+    frame = records.load(run_dir)
+    keys = zip(frame["target"], frame["impl"], strict=True)
+    frame["median_s"] = [PLANTED_MS[key] / 1e3 for key in keys]
+    records.write(frame, tmp_path)
+    result = runner.invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert (run_dir / "report.md").exists() and "report.md" in result.output
+    assert f"wrote {tmp_path / 'report.md'}" in result.output
+    text = (tmp_path / "report.md").read_text()
+    assert "5 cases (5 ok)" in text and f"- git_rev: {frame['git_rev'].iloc[0]}" in text
+    shape = "B1-C4-6x6-k3-m2-s1"
+    (op,) = _table(text, "shape")[shape]  # the op against unfold: 4 ms / 1 ms
+    assert (op["impl"], op["baseline"], op["fwd ms"], op["fwd speedup"]) == (
+        "im2col_matmul", "unfold", "1", "4")
+    layers = {row["impl"]: row for row in _table(text, "layer")[shape]}  # against the 2 ms conv
+    assert {impl: (row["layer ms"], row["conv3x3 ms"], row["layer / conv3x3"])
+            for impl, row in layers.items()} == {"unfold": ("6", "2", "3"),
+                                                 "im2col_matmul": ("3", "2", "1.50")}
+    cases = {cid: rows[0] for cid, rows in _table(text, "case").items()}
+    assert set(cases) == set(frame["case_id"])  # every timed case, once
+    im2col = cases[f"op:im2col_matmul:{shape}:float32:cpu:fwd"]
+    # 2592 MACs (1 * (2*2 + 4) * 9 * 36) in 1 ms: 0.00259 GMAC/s
+    assert (im2col["median ms"], im2col["speedup vs baseline"], im2col["GMAC/s"]) == (
+        "1", "4", "0.00259")
+    assert cases[f"layer:im2col_matmul:{shape}:float32:cpu:fwd"]["speedup vs baseline"] == "2"
 
 
 def test_compare_exit_codes_markdown_and_the_drift_note(runner, run_dir, tmp_path):

@@ -19,7 +19,9 @@ from lrbench.complexity.gaps import VARIANTS, best_variants, gap_rows
 from lrbench.complexity.layer_terms import secondary_excess
 from lrbench.complexity.network import network_layers, network_macs
 from lrbench.complexity.torch_counter import cross_check
+from lrbench.inputs import Shape, make_inputs
 from lrbench.models import CONFIGS, build
+from tests.helpers import OpCall, unfold_trace_macs
 from tests.impls import INTERPRETED, runnable_on_cpu
 
 IMPLS = runnable_on_cpu(include_reference=True)
@@ -101,6 +103,40 @@ def test_flop_counter_mode_is_twice_fvcore_on_the_ops_it_sees(impl):
     assert check.flops == 2 * (convs + seen_by_impl.get(impl, 0))
 
 
+# Implementations that emit a custom op: fvcore cannot see inside it, so the op's count comes from
+# the handle's closed form (op_macs). Checked against an independent count: the same call through
+# unfold, whose trace fvcore counts op by op (unfold, mul, sub, softmax, sum, ...).
+CUSTOM = [i for i in IMPLS if registry.get(i).custom_ops]
+OP_SHAPES = [Shape(B=2, C=16, H=7, W=6, k=3, m=4), Shape(B=1, C=20, H=9, W=8, k=5, m=8, stride=2)]
+
+
+@pytest.mark.parametrize("shape", OP_SHAPES, ids=Shape.label)
+@pytest.mark.parametrize("impl", CUSTOM)
+def test_a_custom_ops_count_equals_fvcores_count_of_the_unfold_trace(impl, shape):
+    inputs = tuple(make_inputs(shape, seed=1).args())
+    fused = count_macs(OpCall(impl, shape), inputs)
+    unfolded = count_macs(OpCall("unfold", shape), inputs)
+    assert fused.unsupported == {} and unfolded.unsupported == {}
+    assert len(fused.by_operator) == 1  # the custom op, and nothing else
+    assert unfolded.total > 0 and fused.total == unfolded.total
+
+
+@pytest.mark.parametrize("impl", [i for i in CUSTOM if i not in INTERPRETED])
+def test_a_network_of_custom_ops_counts_as_its_unfold_trace(impl):
+    x = torch.randn(1, 3, 32, 32)
+    torch.manual_seed(0)
+    fused = count_macs(build("lrnet26", impl=impl).eval(), (x,))
+    torch.manual_seed(0)
+    unfolded = count_macs(build("lrnet26", impl="unfold").eval(), (x,))
+    assert fused.unsupported == {} and fused.total == unfolded.total
+    assert fused.by_module == unfolded.by_module  # every LR layer, every block, the whole
+    # the op's share: what the unfold trace spends outside the convolutions and the classifier
+    outside = {"_convolution", "linear"}
+    assert set(fused.by_operator) == outside | {impl}
+    assert fused.by_operator[impl] == sum(v for op, v in unfolded.by_operator.items()
+                                          if op not in outside) > 0
+
+
 def test_unsupported_op_is_reported_not_ignored():
     class Clamped(nn.Module):  # aten::clamp is in fvcore's default ignore list, not in ours
         def forward(self, x):
@@ -143,6 +179,9 @@ def test_custom_ops_of_registered_implementations_get_the_op_closed_form():
         result = count_macs(Call(), inputs)
         assert result.unsupported == {}
         assert result.total == op_macs(B, C, G, k, 5, 4)
+        # and the closed form against fvcore's own count of the same call through unfold
+        assert result.total == unfold_trace_macs(Shape(B, C, H, W, k=k, m=C // G, stride=2),
+                                                 inputs)
 
 
 @pytest.mark.parametrize("C,H,W,k,m", [(64, 8, 8, 7, 8), (96, 12, 6, 3, 4), (32, 4, 10, 5, 32)])

@@ -22,6 +22,7 @@ from lrbench import LocalRelation2d, local_relation, registry
 from lrbench.complexity import op_macs
 from lrbench.complexity.fvcore_count import count_macs
 from lrbench.inputs import Shape, make_inputs
+from tests.helpers import unfold_trace_macs
 
 SHAPE = Shape(B=2, C=6, H=5, W=4, k=3, m=2, stride=2)  # borders, stride 2, G=3 maps
 
@@ -115,6 +116,7 @@ def test_torch_compile_traces_one_opaque_op_forward_and_backward(name, device):
 def test_flop_counter_uses_the_closed_form(name, device):
     t = make_inputs(SHAPE, device=device, requires_grad=True)
     macs = op_macs(SHAPE.B, SHAPE.C, SHAPE.G, SHAPE.k, SHAPE.Ho, SHAPE.Wo)
+    assert macs == unfold_trace_macs(SHAPE, make_inputs(SHAPE).args())  # counted apart
     with FlopCounterMode(display=False) as counter:
         y = _call(name, t)
         forward = counter.get_total_flops()
@@ -129,4 +131,7 @@ def test_fvcore_counts_the_op_with_the_closed_form(name, device):
     layer = LocalRelation2d(8, kernel_size=3, m=4, impl=name).to(device)
     count = count_macs(layer, (torch.randn(1, 8, 5, 5, device=device),))
     assert count.unsupported == {}
-    assert count.by_operator[registry.get(name).custom_ops[0].split("::")[1]] == op_macs(1, 8, 2, 3, 5, 5)
+    op = registry.get(name).custom_ops[0].split("::")[1]
+    shape = Shape(B=1, C=8, H=5, W=5, k=3, m=4)
+    expected = unfold_trace_macs(shape, make_inputs(shape).args())  # unfold's trace, op by op
+    assert count.by_operator[op] == op_macs(1, 8, 2, 3, 5, 5) == expected

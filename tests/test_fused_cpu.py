@@ -194,3 +194,29 @@ def test_channels_last_in_place_matches_reference(shape):
     assert gx.is_contiguous(memory_format=torch.channels_last)
     for got, expected in zip(results["fused_cpu"], results["reference"], strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("shape", [
+    Shape(B=2, C=16, H=41, W=23, k=7, m=8, stride=2),  # the stem's case: several bands, odd H
+    Shape(B=1, C=6, H=20, W=17, k=5, m=3, stride=3),   # s = r + 1: every row still covered
+    Shape(B=1, C=6, H=21, W=17, k=3, m=3, stride=3),   # s > r + 1: row 20 no band touches
+], ids=Shape.label)
+def test_strided_backward_writes_every_gradient_element(shape, fmt):
+    """The backward allocates grad_x and grad_key without a zero fill wherever the bands cover
+    every input row: with the allocator handing back memory full of NaN (a freed tensor of the
+    same size), the gradients still equal the reference's."""
+    t = make_inputs(shape, dtype=torch.float64, seed=8)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
+    x = t.x.contiguous(memory_format=fmt)
+    _, stats = fused_cpu.extension().forward(x, t.query, t.key, t.prior, shape.k, shape.stride, 0)
+    leaves = t.map(lambda v: v.detach().clone().requires_grad_(True))
+    y = _op(shape, "sqdiff", "reference")(*leaves.args())
+    expected = torch.autograd.grad(y, leaves.args(), grad)
+    for _ in range(3):
+        junk = [torch.full_like(x, float("nan")), torch.full_like(t.key, float("nan"))]
+        del junk  # their memory is what the next allocations of these sizes are likely to get
+        got = fused_cpu.extension().backward(grad.contiguous(memory_format=fmt), x, t.query,
+                                             t.key, t.prior, stats, shape.k, shape.stride, 0)
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)

@@ -86,6 +86,36 @@ def test_deterministic_backward_gives_the_same_gradients_as_the_atomic_one():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+# The table as tile_config's docstring states it, written out: (pixels, channels) -> warps. Pixels:
+# the smallest of 32, 64, 128 covering the image; channels: m rounded up to a power of two, 2 to
+# 16; warps: one per 256 accumulator values (float64 values count twice), at least one per 64
+# pixels, 1 to 8.
+FLOAT32_TABLE = {(32, 2): 1, (32, 4): 1, (32, 8): 1, (32, 16): 2,
+                 (64, 2): 1, (64, 4): 1, (64, 8): 2, (64, 16): 4,
+                 (128, 2): 2, (128, 4): 2, (128, 8): 4, (128, 16): 8}
+FLOAT64_TABLE = {(32, 2): 1, (32, 4): 1, (32, 8): 2, (32, 16): 4,
+                 (64, 2): 1, (64, 4): 2, (64, 8): 4, (64, 16): 8,
+                 (128, 2): 2, (128, 4): 4, (128, 8): 8, (128, 16): 8}
+
+
+@pytest.mark.parametrize("dtype,table", [(torch.float32, FLOAT32_TABLE),
+                                         (torch.float64, FLOAT64_TABLE)], ids=["float32", "float64"])
+def test_the_tile_table_gives_exactly_the_stated_entries(dtype, table):
+    tk = fused_triton.kernels()
+    # Every entry tile_config gives, over every image size up to 300 pixels and m up to 40
+    # (LR-Net's stages: 3136, 784, 196, 49 pixels; m = 8)...
+    sizes = [*range(1, 301), 784, 3136, 12544]
+    given = {(n, m): tk.tile_config(n, m, dtype) for n in sizes for m in range(1, 41)}
+    assert {(c.block_pixels, c.block_channels): c.num_warps for c in given.values()} == table
+    for (n, m), config in given.items():  # ...each the one its rules name
+        pixels = next((p for p in (32, 64, 128) if p >= n), 128)
+        channels = min(max(1 << (m - 1).bit_length(), 2), 16)
+        assert (config.block_pixels, config.block_channels) == (pixels, channels), (n, m)
+    # ...and what the ahead-of-time compile checks (all_tile_configs) is that set, no more
+    listed = tk.all_tile_configs(dtype)
+    assert len(listed) == len(set(listed)) and set(listed) == set(given.values())
+
+
 def test_the_tile_table():
     tk = fused_triton.kernels()
     assert tk.tile_config(56 * 56, 8, torch.float32) == tk.TileConfig(128, 8, 4)  # LR-Net-50
@@ -94,9 +124,7 @@ def test_the_tile_table():
     assert tk.tile_config(56 * 56, 24, torch.float32) == tk.TileConfig(128, 16, 8)
     assert tk.tile_config(56 * 56, 8, torch.float64).num_warps == 8  # two registers a value
     assert tk.tile_config(56 * 56, 2, torch.float32).num_warps == 2  # at most 2 pixels a thread
-    configs = tk.all_tile_configs()
-    assert len(configs) == len(set(configs)) == len(tk.PIXEL_TILES) * len(tk.CHANNEL_TILES)
-    assert all(1 <= c.num_warps <= 8 for c in configs)
+    assert len(tk.all_tile_configs()) == len(FLOAT32_TABLE) == 12
 
 
 @runs_here
@@ -148,14 +176,27 @@ def test_absdiff_gradient_of_a_tie_is_zero_like_torch():
 
 
 @runs_here
+@pytest.mark.skipif(DEVICE != "cpu", reason="the interpreter runs on CPU tensors only")
 def test_impl_none_does_not_pick_the_interpreter_on_cpu():
     spec = Shape(B=1, C=4, H=4, W=4, k=3, m=2).spec(device="cpu")
-    if DEVICE == "cpu":
-        assert registry.resolve("fused_triton", spec).name == "fused_triton"
-        assert registry.resolve(None, spec).name != "fused_triton"
-    else:
-        assert registry.resolve(None, Shape(1, 4, 4, 4, k=3, m=2).spec(device="cuda")).rank(
-            "cuda") >= registry.get("fused_triton").rank("cuda")
+    assert registry.resolve("fused_triton", spec).name == "fused_triton"  # it can run, by name
+    assert registry.resolve(None, spec).name != "fused_triton"
+
+
+def test_fused_triton_ranks_first_on_cuda_and_below_the_reference_on_cpu():
+    # The priorities themselves, so that this holds on any machine: on CUDA impl=None picks
+    # fused_triton (its deterministic variant only by name); on CPU it
+    # ranks below the reference, which can always run, so the interpreter is never picked.
+    ranked = sorted(registry.implementations(), key=lambda n: -registry.get(n).rank("cuda"))
+    assert ranked[:2] == ["fused_triton", "fused_triton_det"]
+    for name in ("fused_triton", "fused_triton_det"):
+        assert registry.get(name).rank("cpu") < registry.get("reference").rank("cpu")
+
+
+@pytest.mark.gpu
+def test_impl_none_picks_fused_triton_on_cuda():
+    spec = Shape(B=1, C=4, H=4, W=4, k=3, m=2).spec(device="cuda")
+    assert registry.resolve(None, spec).name == "fused_triton"
 
 
 @runs_here
@@ -213,8 +254,7 @@ def test_every_tile_config_compiles_for_sm80_and_sm90_without_spills():
     assert {r[1] for r in rows} == kernels
     assert {r[2] for r in rows} == {"fp32", "fp16", "bf16", "fp64"}
     tiles = {r[7] for r in rows}  # "128x8"
-    table = fused_triton.kernels().all_tile_configs()
-    assert tiles == {f"{c.block_pixels}x{c.block_channels}" for c in table}
+    assert tiles == {f"{pixels}x{channels}" for pixels, channels in FLOAT32_TABLE}
     for arch in ("sm_80", "sm_90"):
         for tile in tiles:  # every kernel on every tile, for both architectures
             assert {r[1] for r in rows if r[0] == arch and r[7] == tile} == kernels

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-
 import pytest
 import torch
 
@@ -59,7 +57,9 @@ def kinds(log):
 
 def test_every_round_is_flushed_bracketed_and_read_after_one_sync():
     warmup = [0.010, 0.010]
-    rounds = [0.001, 0.004, 0.002, 0.003, 0.005]
+    # Every statistic differs from every other (median 3, mean 4, min 1, IQR 2, stddev 3.54 ms),
+    # so a column filled from the wrong statistic fails.
+    rounds = [0.001, 0.004, 0.002, 0.003, 0.010]
     device = FakeDevice(warmup + rounds)
     stats = time_cuda(device.call, GpuTiming(min_rounds=5, max_time=0.001, warmup=2),
                       device=device)
@@ -72,10 +72,11 @@ def test_every_round_is_flushed_bracketed_and_read_after_one_sync():
     assert timed_part[len(rounds) * 4 + 1:] == ["read"] * len(rounds)
     assert log.count("call") == len(warmup) + len(rounds)
     assert stats["rounds"] == len(rounds) and stats["iterations"] == 1
-    assert stats["median_s"] == pytest.approx(statistics.median(rounds))
+    assert stats["median_s"] == pytest.approx(0.003)
     assert stats["min_s"] == pytest.approx(0.001)
-    assert stats["mean_s"] == pytest.approx(0.003)
+    assert stats["mean_s"] == pytest.approx(0.004)
     assert stats["iqr_s"] == pytest.approx(0.002)  # quartiles 0.002 and 0.004
+    assert stats["stddev_s"] == pytest.approx(12.5**0.5 * 1e-3)  # squares 9+4+1+0+36 over 4
     assert stats["timer"] == gputimer.CUDA_TIMER
 
 
@@ -118,11 +119,43 @@ def test_bad_knobs_name_the_argument(kwargs, needle):
         GpuTiming(**kwargs)
 
 
+# No GPU has more FP32 lanes per streaming multiprocessor (NVIDIA: 128 since Ampere's GA10x, 64
+# on the A100; AMD: 64 per compute unit, issued twice) or clocks faster than 3 GHz (the H100 and
+# H200 boost to 1.98 GHz): so SMs x 128 x 2 FLOPs x 3 GHz is above any device's IEEE float32 peak.
+FP32_LANES_PER_SM = 128
+CLOCK_CEILING_HZ = 3.0e9
+
+
+def fp32_peak_ceiling(device: int = 0) -> float:
+    """FLOP/s that ``device`` cannot exceed in IEEE float32 (one FMA = 2 FLOPs; no TF32)."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return sms * FP32_LANES_PER_SM * 2 * CLOCK_CEILING_HZ
+
+
+def test_the_peak_ceiling_is_above_the_h100s_vendor_figure(monkeypatch):
+    class H100:  # 132 SMs; NVIDIA's figure for the SXM part: 67 TFLOPS float32
+        multi_processor_count = 132
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=0: H100)
+    ceiling = fp32_peak_ceiling()
+    assert 67e12 < ceiling < 2 * 67e12  # above the peak, and not so far above it as to be vacuous
+
+
 @pytest.mark.gpu
 def test_real_cuda_events_time_a_matmul():
-    a = torch.randn(2048, 2048, device="cuda")
-    stats = time_cuda(lambda: a @ a, GpuTiming(min_rounds=5, max_time=0.05))
-    assert stats["rounds"] >= 5 and 0 < stats["min_s"] <= stats["median_s"] < 1.0
+    n = 2048
+    a = torch.randn(n, n, device="cuda")
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # IEEE float32: no TF32 tensor cores
+    try:
+        stats = time_cuda(lambda: a @ a, GpuTiming(min_rounds=5, max_time=0.05))
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    # The kernel cannot beat the device's peak: 2 n^3 FLOPs (17.2 GFLOP) take at least
+    # 2 n^3 / peak (about 170 us on an H100 or H200, against a few us for a launch alone).
+    floor_s = 2 * n**3 / fp32_peak_ceiling()
+    assert stats["rounds"] >= 5
+    assert floor_s <= stats["min_s"] <= stats["median_s"] < 1.0, (floor_s, stats)
 
 
 # ------------------------------------------------------------------ the runner picks the timer
@@ -139,12 +172,12 @@ class FakeBenchmark:
     def __init__(self) -> None:
         self.calls = 0
 
-        class Stats:
-            median = iqr = stddev = min = mean = 0.001
+        class Stats:  # a distinct value per statistic: a swapped column fails
+            median, iqr, stddev, min, mean = 0.0011, 0.0002, 0.0003, 0.0009, 0.0012
             rounds = 5
             data = [0.001] * 5
 
-        self.stats = type("Outer", (), {"stats": Stats(), "iterations": 1})()
+        self.stats = type("Outer", (), {"stats": Stats(), "iterations": 3})()
 
     def __call__(self, fn):
         self.calls += 1
@@ -180,4 +213,6 @@ def test_the_runner_times_cpu_cases_with_pytest_benchmark_as_before(tmp_path):
     benchmark = FakeBenchmark()
     stats = plugin.time_fn(_case("cpu"), benchmark)(lambda: None)
     assert benchmark.calls == 1
-    assert stats["timer"] == gputimer.CPU_TIMER and stats["rounds"] == 5
+    assert stats == {"median_s": 0.0011, "iqr_s": 0.0002, "stddev_s": 0.0003, "min_s": 0.0009,
+                     "mean_s": 0.0012, "rounds": 5, "iterations": 3,
+                     "timer": gputimer.CPU_TIMER}

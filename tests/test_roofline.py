@@ -35,6 +35,54 @@ def test_limits_are_positive_and_stable_to_a_factor_of_three():
         assert max(first, second) / min(first, second) < 3
 
 
+class PlantedClock:
+    """``time`` for :mod:`limits`: every reading of the clock is ``tick`` seconds after the last,
+    so each timed call (one reading before it, one after) lasts exactly ``tick``."""
+
+    def __init__(self, tick: float) -> None:
+        self.tick, self.now = tick, 0.0
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_limits_units_with_a_planted_timer(monkeypatch):
+    # Each call takes 100 us. A 64^3 GEMM is 262144 MACs (not 2x that: FLOPs); a copy of 1 MiB
+    # reads 1 MiB and writes 1 MiB (2 MiB, not 1).
+    monkeypatch.setattr(limits, "time", PlantedClock(1e-4))
+    with torch.no_grad():
+        gemm = limits.gemm_gmacs_per_s("cpu", torch.float32, budget_s=0.01, n=64)
+        copy = limits.copy_gb_per_s("cpu", budget_s=0.01, nbytes=2**20)
+    assert gemm == pytest.approx(2.62144, rel=1e-6)  # 262144 MACs / 1e-4 s = 2.62e9 MAC/s
+    assert copy == pytest.approx(20.97152, rel=1e-6)  # 2 * 1048576 B / 1e-4 s = 2.10e10 B/s
+    # measure() and the machine command carry the same numbers, in the same units
+    monkeypatch.setitem(limits.GEMM_N, "cpu", 64)
+    monkeypatch.setitem(limits.COPY_BYTES, "cpu", 2**20)
+    found = limits.measure.__wrapped__("cpu", "float32", 1, budget_s=0.01)
+    assert found.as_row() == pytest.approx({"peak_gmacs_per_s": 2.62144,
+                                            "peak_gb_per_s": 20.97152}, rel=1e-6)
+    limits.measure.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["machine", "--dtype", "float32", "--threads", "1"])
+    finally:
+        limits.measure.cache_clear()  # the planted limits stay out of every later test
+    assert result.exit_code == 0, result.output
+    assert ("cpu float32: GEMM 2.6 GMAC/s, copy 21.0 GB/s, ridge point 0.12 MAC/byte"
+            in result.output), result.output
+
+
+def test_the_best_call_is_the_fastest_after_an_untimed_warm_up(monkeypatch):
+    durations = iter([5.0, 0.3, 0.1, 0.2])  # the warm-up is the slowest; it is not counted
+    clock = PlantedClock(0.0)
+
+    def call():
+        clock.now += next(durations)
+
+    monkeypatch.setattr(limits, "time", clock)
+    assert limits.best_seconds(call, lambda: None, budget_s=0.0, min_calls=3) == pytest.approx(0.1)
+
+
 def test_measure_is_cached_and_restores_the_thread_count():
     before = torch.get_num_threads()
     found = limits.measure("cpu", "float32", 1, budget_s=0.05)
@@ -104,13 +152,27 @@ def test_backward_convention_and_minimal_bytes_by_hand():
     assert case_min_bytes(conv) == (2 * 16 * 64 + 9 * 256 + 2 * 16 * 16) * 4
 
 
-def test_roofline_plot_is_written(tmp_path):
+def test_roofline_plot_draws_the_roofs_and_the_rows_where_they_belong(tmp_path):
     path = tmp_path / "results.csv"
     records.append_row(path, _row("fwd", 0.5, 1e9))
     records.append_row(path, _row("fwd_bwd", 2.0, 1e8))
     frame = records.load(path)
+    fig = plots.roofline_figure(frame)
+    (ax,) = fig.axes
+    # the roof: min(10 GMAC/s, 4 GB/s x intensity), bending at the ridge point 2.5 MAC/byte
+    (roof,) = [line for line in ax.lines if line.get_label().startswith("_")
+               and line.get_color() == "black"]
+    x, y = roof.get_xdata(), roof.get_ydata()
+    assert y == pytest.approx([min(10.0, 4.0 * v) for v in x], rel=1e-12)
+    assert x.min() < 2.5 < x.max()  # both roofs are in the picture
+    assert any(t.get_text() == "cpu float32: GEMM 10 GMAC/s, copy 4 GB/s" for t in ax.texts)
+    # each row at (MAC/byte, achieved GMAC/s): the planted rows' hand-computed values
+    points = {c.get_label(): tuple(c.lines[0].get_xydata()[0]) for c in ax.containers}
+    assert points == {"fused_cpu fwd": pytest.approx((2.0, 4.0)),
+                      "fused_cpu fwd_bwd": pytest.approx((60.0, 3.0))}
+    assert ax.get_xscale() == ax.get_yscale() == "log"
     assert plots.roofline(frame, tmp_path / "roofline.png")
-    assert (tmp_path / "roofline.png").stat().st_size > 1000
+    assert (tmp_path / "roofline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plots.roofline(frame.iloc[:0], tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
 

@@ -130,3 +130,14 @@ def test_gated_rows_record_their_limit():
 def test_an_implementation_is_never_its_own_oracle():
     with pytest.raises(ValueError, match="own oracle"):
         check_against_reference("unfold", SHAPE, oracle="unfold")
+
+
+def test_gradients_through_a_logit_are_held_to_terms_of_size_sqrt_m():
+    assert limits.term_size("y", m=16) == limits.term_size("x", m=16) == 1.0
+    for value in ("query", "key", "prior"):
+        assert limits.term_size(value, m=16) == 4.0
+    base = limits.suite_limit(torch.float32, 9 * 24)
+    sized = limits.suite_limit(torch.float32, 9 * 24, limits.term_size("query", m=24))
+    assert sized.atol == pytest.approx(base.atol * 24**0.5) and sized.rtol == base.rtol
+    with pytest.raises(ValueError, match="value"):
+        limits.term_size("z", m=4)

@@ -1063,11 +1063,14 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
   const int64_t band = std::max(min_band, std::min(choose_band(geo, min_band, true),
                                                    line_band(geo, x.stride(3) != 1)));
   const int64_t bands = (geo.Ho + band - 1) / band;
-  // Every input row lies in some band's rows at stride 1 (written there first, then added to):
-  // no zero fill. A stride > 1 can skip rows, which stay 0.
-  at::Tensor gx = geo.s == 1 ? at::empty_like(x) : at::zeros_like(x);  // x's memory format
+  // Every input row lies in some band's rows (written there first, then added to) when s <= r + 1:
+  // the bands' rows overlap (k >= s) and the last output row's kernel reaches the last input row
+  // ((H - 1) % s <= r). No zero fill then (the stem's grad_x alone is 100 MB at batch 8); a
+  // larger stride skips rows, which must be 0.
+  const bool every_row = geo.s <= geo.r + 1;
+  at::Tensor gx = every_row ? at::empty_like(x) : at::zeros_like(x);  // x's memory format
   at::Tensor gq = at::empty_like(query);
-  at::Tensor gkey = geo.s == 1 ? at::empty_like(key) : at::zeros_like(key);
+  at::Tensor gkey = every_row ? at::empty_like(key) : at::zeros_like(key);
   at::Tensor gprior_parts = at::zeros({geo.B, geo.G, bands, geo.k * geo.k},
                                       x.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_backward", [&] {

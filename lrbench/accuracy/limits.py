@@ -7,11 +7,16 @@ with signs that do not line up, so the error of a sum of ``n`` terms grows like 
 (Higham and Mary, "A New Approach to Probabilistic Rounding Error Analysis", SIAM J. Sci. Comput.
 41(5), 2019: ``|error| <= lambda * sqrt(n) * u`` per unit term with probability at least
 ``1 - 2 exp(-lambda**2 / 2)``). The gate's inputs and incoming gradient are standard normal
-(:func:`lrbench.inputs.make_inputs`), so a term is of order one, and the limit of one element is::
+(:func:`lrbench.inputs.make_inputs`), so a product of two of them is of order one; a gradient
+that flows through a logit is of order ``sqrt(m)`` per term (the logit's gradient is a difference
+of two sums over the group's ``m`` channels, each of order ``sqrt(m)``). The limit of one element
+is::
 
-    |got - ref| <= atol + rtol * |ref|,   atol = ATOL_SCALE * eps * sqrt(n),   rtol = RTOL_SCALE * eps
+    |got - ref| <= atol + rtol * |ref|,   atol = ATOL_SCALE * eps * sqrt(n) * s,   rtol = RTOL_SCALE * eps
 
-with ``eps = torch.finfo(dtype).eps`` and ``n`` (:func:`reduction_length`):
+with ``eps = torch.finfo(dtype).eps``, ``n`` (:func:`reduction_length`) and the size ``s`` of one
+term (:func:`term_size`: 1 for ``y`` and ``grad x``, ``sqrt(m)`` for the gradients of query, key and
+prior):
 
 =========  ================  ====================================================================
 value      n                 why
@@ -92,10 +97,18 @@ def reduction_length(value: str, *, k: int, m: int, pixels: int) -> int:
     return max(1, lengths[value])
 
 
-def suite_limit(dtype: torch.dtype, n: int) -> Limit:
-    """The suite's limit for a value of ``dtype`` that sums ``n`` terms."""
+def term_size(value: str, *, m: int) -> float:
+    """The order of one term summed into ``value`` (see the module docstring)."""
+    if value not in VALUES:
+        raise ValueError(f"value must be one of {list(VALUES)}, got {value!r}")
+    return math.sqrt(max(1, m)) if value in ("query", "key", "prior") else 1.0
+
+
+def suite_limit(dtype: torch.dtype, n: int, size: float = 1.0) -> Limit:
+    """The suite's limit for a value of ``dtype`` that sums ``n`` terms of order ``size``."""
     e = eps(dtype)
-    return Limit(atol=ATOL_SCALE * e * math.sqrt(max(1, n)), rtol=RTOL_SCALE * e, source="suite")
+    return Limit(atol=ATOL_SCALE * e * math.sqrt(max(1, n)) * size, rtol=RTOL_SCALE * e,
+                 source="suite")
 
 
 def loosened(limit: Limit, factor: float) -> Limit:

@@ -18,7 +18,9 @@ from lrbench.inputs import Shape
 
 # What each target varies. ``impl``: None when the target runs one fixed implementation
 # (the name recorded instead); ``fixed``: values of the shape fields it does not vary;
-# ``compiles``: the compile modes it can be timed in (default: eager only).
+# ``compiles``: the compile modes it can be timed in (default: eager only); ``floor``: each shape
+# also runs as a FLOOR row, the network with the op replaced by a free stand-in
+# (:mod:`lrbench.bench.measure.floor`).
 TARGET_AXES: dict[str, dict] = {
     "op": {"fields": SHAPE_FIELDS, "passes": ("fwd", "bwd", "fwd_bwd"), "impl": None,
            "fixed": {}, "compiles": COMPILE_MODES},
@@ -29,10 +31,13 @@ TARGET_AXES: dict[str, dict] = {
     "conv3x3": {"fields": ("B", "C", "H", "W", "stride"), "passes": ("fwd", "bwd", "fwd_bwd"),
                 "impl": "torch", "fixed": {"k": 3, "m": 1}},
     "lrnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": None,
-                "fixed": {"C": 3, "k": 7, "m": 8, "stride": 1}},
+                "fixed": {"C": 3, "k": 7, "m": 8, "stride": 1}, "floor": True},
     "resnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": "torch",
                  "fixed": {"C": 3, "k": 3, "m": 1, "stride": 1}},
 }
+# The ``impl`` of a network's floor rows: not an implementation of the op (never in the registry,
+# never a baseline), the name of the stand-in that replaces it.
+FLOOR = "floor"
 # The implementation a group's speedups are measured against, unless the group names another.
 DEFAULT_BASELINE = "unfold"
 # A case id: these parts joined by ":" (``shape`` is :meth:`Case.label`).
@@ -143,7 +148,9 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
     Returns:
         Unique cases, in preset order, with the group's baseline (``"baseline"``, default
         :data:`DEFAULT_BASELINE`) first among the implementations of each shape; each case
-        records its baseline (empty for targets that run one fixed implementation).
+        records its baseline (empty for targets that run one fixed implementation). Targets
+        with a floor (:data:`TARGET_AXES`) add a :data:`FLOOR` case after the implementations
+        of each shape, dtype, device and pass (no baseline).
 
     Raises:
         ValueError: an unknown implementation, dtype, device or pass, an invalid shape, or an
@@ -169,6 +176,10 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
                 for impl, mode in itertools.product(impls, modes):
                     case = Case(target=group["target"], impl=impl, dtype=dtype, device=device,
                                 pass_=pass_, baseline=baseline, compile=mode, **shape)
+                    cases.setdefault(case.case_id, case)
+                if axes.get("floor"):  # after the implementations; no speedup, no compile
+                    case = Case(target=group["target"], impl=FLOOR, dtype=dtype, device=device,
+                                pass_=pass_, **shape)
                     cases.setdefault(case.case_id, case)
     if not cases:
         raise ValueError("the overrides leave no case to run (e.g. a --pass that no target "

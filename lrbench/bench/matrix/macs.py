@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import importlib
 
-from lrbench.bench.matrix.cases import Case
-from lrbench.complexity import lr_layer_terms, op_macs
+from lrbench.bench.matrix.cases import FLOOR, Case
+from lrbench.complexity import lr_layer_terms, op_macs, op_terms
 from lrbench.layer import parameter_count as lr_parameter_count
 
 # Closed-form MACs of a pass as a multiple of the forward's (see the module docstring).
@@ -74,8 +74,20 @@ def network_macs(case: Case) -> tuple[int | None, str]:
         config = importlib.import_module("lrbench.models.config").CONFIGS[case.target]
     except (ImportError, AttributeError, KeyError) as err:
         return None, f"no closed-form network count available ({type(err).__name__}: {err})"
+    if case.impl == FLOOR:
+        return case.B * _floor_macs(network, config, case), ("network closed form without the "
+                                                             "op's terms (the floor) x B")
     per_image = network.network_macs(config, case.H, case.W)
     return case.B * per_image, "network closed form (network_macs x B)"
+
+
+def _floor_macs(network, config, case: Case) -> int:
+    """Per image: the network's closed form less the op's terms of every LR layer (the floor
+    keeps the projections, the prior and the final 1x1; :mod:`lrbench.bench.measure.floor`)."""
+    op_keys = set(op_terms(1, 1, 1, 1, 1, 1))
+    return sum(sum(v for term, v in layer.macs.items()
+                   if not (layer.kind == "lr" and term in op_keys))
+               for layer in network.network_layers(config, case.H, case.W))
 
 
 MACS = {

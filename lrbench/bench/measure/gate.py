@@ -7,8 +7,10 @@ the case, every channel block (:mod:`lrbench.accuracy.parts`), while the impleme
 of it. Each value is held to the suite's limit (:mod:`lrbench.accuracy.limits`). One check per
 (implementation, shape, dtype, device) serves every pass and the layer. LR-Net-50 cases: the
 network's logits on a small image, in the case's dtype and in every memory format the timing may
-pick, against the same network (the same rounded weights) in float64 with the reference. Cases
-that run only PyTorch's own operators (3x3 conv, ResNet-50) have no gate.
+pick, against the same network (the same rounded weights) in float64 with the reference. Its floor (the op
+replaced by a stand-in that computes something else) has no oracle: its gate checks that the
+network runs and gives finite logits of the right shape. Cases that run only PyTorch's own
+operators (3x3 conv, ResNet-50) have no gate.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from lrbench.accuracy.limits import network_limit
-from lrbench.bench.matrix.cases import Case
+from lrbench.bench.matrix.cases import FLOOR, Case
 from lrbench.bench.measure.formats import MEMORY_FORMATS
 from lrbench.bench.peers import natten
 from lrbench.check import CheckResult, check_against_reference, compare_value
@@ -107,6 +109,23 @@ def _network_gate(case: Case) -> GateResult:
     return GateResult.of(result)
 
 
+def _floor_gate(case: Case) -> GateResult:
+    from lrbench.bench.measure.targets import network_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = network_model(case).eval().to(case.device, case.torch_dtype)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(1, 3, NETWORK_GATE_SIZE, NETWORK_GATE_SIZE, generator=gen)
+    with torch.no_grad():
+        got = model(images.to(case.device, case.torch_dtype))
+    expected = (1, model.fc.out_features)
+    ok = tuple(got.shape) == expected and bool(torch.isfinite(got).all())
+    reason = "" if ok else f"logits: shape {tuple(got.shape)} (expected {expected}) or not finite"
+    return GateResult(ok=ok, max_abs_err=float("nan"), oracle="none (floor: shape and finite only)",
+                      reason=reason)
+
+
 def _natten_gate(case: Case) -> GateResult:
     return GateResult.of(natten.gate_result(case))
 
@@ -132,8 +151,14 @@ class Gate:
         self._done: dict[tuple, GateResult] = {}
 
     def __call__(self, case: Case) -> GateResult:
-        kind = "network" if case.target == "lrnet50" else GATES[case.target].__name__
+        gate = gate_for(case)
+        kind = "network" if case.target == "lrnet50" else gate.__name__
         key = (kind, case.impl_label, case.shape, case.dtype, case.device)
         if key not in self._done:
-            self._done[key] = GATES[case.target](case)
+            self._done[key] = gate(case)
         return self._done[key]
+
+
+def gate_for(case: Case) -> Callable[[Case], GateResult]:
+    """The gate of ``case``: its target's (:data:`GATES`), or the floor's for a floor row."""
+    return _floor_gate if case.impl == FLOOR else GATES[case.target]

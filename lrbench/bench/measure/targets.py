@@ -2,7 +2,8 @@
 
 Targets: the op (:func:`lrbench.local_relation` with one implementation), the
 ``LocalRelation2d`` layer, the 3x3 convolution it replaces (ResNet-50's spatial layer) and whole
-networks (LR-Net-50 and ResNet-50; Hu et al., ICCV 2019, arXiv:1904.11491, Table 1). Inputs,
+networks (LR-Net-50 and ResNet-50; Hu et al., ICCV 2019, arXiv:1904.11491, Table 1), LR-Net-50
+also as its floor (:mod:`lrbench.bench.measure.floor`). Inputs,
 modules, gradients of the output and (for ``bwd``) the autograd graph are made here, once; the
 callable only runs the pass and, on a GPU, waits for it (``torch.cuda.synchronize``).
 """
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrbench import registry
-from lrbench.bench.matrix.cases import Case
+from lrbench.bench.matrix.cases import FLOOR, Case
+from lrbench.bench.measure.floor import floor_network
 from lrbench.bench.measure.formats import fastest_format
 from lrbench.bench.peers import natten
 from lrbench.inputs import Shape, make_inputs
@@ -160,10 +162,19 @@ def build_network(case: Case) -> Prepared:
                     memory_format=name)
 
 
-def _network_fn(case: Case, memory_format: torch.memory_format) -> Callable[[], object]:
+def network_model(case: Case) -> nn.Module:
+    """The case's network: ResNet-50, LR-Net-50 with the case's implementation, or LR-Net-50's
+    floor (:data:`FLOOR`: the op replaced by :func:`lrbench.bench.measure.floor.stand_in`)."""
     models = load_models()
-    kwargs = {} if case.target == "resnet50" else {"impl": case.impl}
-    model = getattr(models, case.target)(**kwargs).to(device=case.device, dtype=case.torch_dtype)
+    if case.target == "resnet50":
+        return models.resnet50()
+    if case.impl == FLOOR:
+        return floor_network(getattr(models, case.target)())
+    return getattr(models, case.target)(impl=case.impl)
+
+
+def _network_fn(case: Case, memory_format: torch.memory_format) -> Callable[[], object]:
+    model = network_model(case).to(device=case.device, dtype=case.torch_dtype)
     model = model.to(memory_format=memory_format)
     images = _images(case, 3).contiguous(memory_format=memory_format)  # (B, 3, H, W)
     gen = torch.Generator().manual_seed(1)
@@ -224,7 +235,7 @@ BACKWARD_PASSES = ("bwd", "fwd_bwd", "train")  # the passes that differentiate t
 
 def _network_specs(case: Case) -> list:
     """LR-Net-50's op calls, as specs: the stem's 7x7 stride-2 layer and a stage's k x k."""
-    stem = Shape(B=case.B, C=64, H=case.H // 2, W=case.W // 2, k=7, m=8, stride=2)
+    stem = Shape(B=case.B, C=64, H=case.H, W=case.W, k=7, m=8, stride=2)  # after a 1x1 conv
     stage = Shape(B=case.B, C=100, H=case.H // 4, W=case.W // 4, k=7, m=8, stride=1)
     return [shape.spec(dtype=case.torch_dtype, device=case.device) for shape in (stem, stage)]
 

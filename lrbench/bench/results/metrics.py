@@ -26,7 +26,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lrbench.bench.matrix.cases import DEFAULT_BASELINE, TARGET_AXES, parse_case_id, with_impl
+from lrbench.bench.matrix.cases import (
+    DEFAULT_BASELINE,
+    FLOOR,
+    TARGET_AXES,
+    parse_case_id,
+    with_impl,
+)
 from lrbench.bench.matrix.macs import PASS_MACS
 
 FORWARD_PASSES = ("fwd",)  # the passes that the closed-form (forward) MAC count describes
@@ -51,10 +57,10 @@ def machine_of(frame: pd.DataFrame) -> pd.Series:
 
 def _baselines(frame: pd.DataFrame) -> pd.Series:
     """Each row's baseline; rows of CSVs written before the column existed get the default
-    where their target varies the implementation."""
+    where their target varies the implementation (a network's floor rows have none)."""
     baseline = frame["baseline"].fillna("").astype(str)
     varies = frame["target"].map(lambda t: TARGET_AXES.get(t, {}).get("impl", "") is None)
-    varies = varies.astype(bool)
+    varies = varies.astype(bool) & (frame["impl"].astype(str) != FLOOR)
     return baseline.where((baseline != "") | ~varies, DEFAULT_BASELINE)
 
 

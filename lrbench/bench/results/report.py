@@ -17,6 +17,7 @@ import pandas as pd
 from lrbench.bench.pages import html
 from lrbench.bench.pages.document import Block, Heading, Image, Text, section, to_markdown
 from lrbench.bench.results import accuracy, conditions, fits, plots, records
+from lrbench.bench.results.floor import against_the_floor
 from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
 from lrbench.bench.results.peers import against_the_peers
 from lrbench.files import atomic_write
@@ -155,7 +156,14 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[Block]:
         *_section(level, "Scaling with input size", SCALING, fits.scaling(frame)),
         *_section(level, "Whole networks",
                   "`fwd`: eval-mode forward without autograd; `train`: forward, cross-entropy, "
-                  "backward and an SGD step.", networks(frame)),
+                  "backward and an SGD step. `floor`: LR-Net-50 with the op replaced by a free "
+                  "stand-in (a strided slice of x: the same convolutions, batch norms and "
+                  "projections, no op), the fastest any op could make it.", networks(frame)),
+        *_section(level, "LR-Net against ResNet-50 and its floor",
+                  "Per pass, each network in its faster memory format. `floor / ResNet-50`: "
+                  "what the architecture costs whatever the op; `op share %` = (LR-Net - "
+                  "floor) / LR-Net, the part of LR-Net's time that a faster op could remove.",
+                  against_the_floor(frame)),
         *([Heading(len(level), "Plots"),
            Text("Medians with their quartile range (bars or bands); speedups with the 95% "
                 "bootstrap interval of the rounds where the run kept them. Each plot's bottom "
