@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lrbench.bench.comparison.compare import compare_runs, parse_threshold
 from lrbench.bench.matrix.cases import expand
 from lrbench.bench.measure.runner import Timing, run_matrix
 from lrbench.bench.results import plots, records
-from lrbench.bench.results.compare import compare_runs, parse_threshold
 from lrbench.bench.results.report import write_report
 from tests.bench_toys import TINY, preset
 from tests.helpers import with_rounds
@@ -79,7 +79,7 @@ def test_runs_without_rounds_are_unsure_with_the_reason(run_dir, tmp_path):
 
 
 def test_several_runs_without_rounds_are_compared_on_their_medians(run_dir, tmp_path):
-    from lrbench.bench.results.compare import compare_frames
+    from lrbench.bench.comparison.compare import compare_frames
 
     frame = records.load(run_dir).assign(rounds_s="")
     frame = frame[frame["status"] == "ok"].iloc[[0]]
@@ -145,7 +145,7 @@ def test_compare_flags_a_case_that_broke(run_dir, tmp_path):
 
 
 def test_repeats_with_a_run_missing_give_no_verdict_on_rounds_alone(run_dir, tmp_path):
-    from lrbench.bench.results.compare import compare_frames
+    from lrbench.bench.comparison.compare import compare_frames
 
     frame = records.load(run_dir)
     frame = frame[frame["status"] == "ok"].iloc[[0]]

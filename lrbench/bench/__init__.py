@@ -6,7 +6,7 @@ Networks for Image Recognition", ICCV 2019, arXiv:1904.11491), the ``LocalRelati
 
 Entry points: :func:`lrbench.bench.measure.runner.run_matrix` (``lrbench run``),
 :func:`lrbench.bench.results.report.write_report` (``lrbench report``),
-:func:`lrbench.bench.results.compare.compare_runs` (``lrbench compare``),
+:func:`lrbench.bench.comparison.compare.compare_runs` (``lrbench compare``),
 :func:`lrbench.bench.ab.interleave.run_ab` (``lrbench ab``) and
 :func:`lrbench.bench.results.records.merge_runs` (``lrbench merge``).
 """

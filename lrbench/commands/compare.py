@@ -17,8 +17,9 @@ def compare_cmd(base, new, threshold, alpha, markdown) -> None:
     """Compare two runs (directories or CSVs) case by case on their rounds: ratio of medians with
     a 95% bootstrap interval, a rank-test p-value and a verdict. Exit 1 only for a case
     significantly slower by more than --threshold, or one that broke."""
-    from lrbench.bench.results import conditions, verdict_table
-    from lrbench.bench.results.compare import compare_runs, load_side
+    from lrbench.bench.comparison import verdict_table
+    from lrbench.bench.comparison.compare import compare_runs, load_side
+    from lrbench.bench.results import conditions
 
     try:
         result = compare_runs(base, new, threshold, alpha)

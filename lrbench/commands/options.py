@@ -44,7 +44,7 @@ def axis_options(command):
 
 
 def threshold(ctx, param, value):
-    from lrbench.bench.results.compare import parse_threshold
+    from lrbench.bench.comparison.compare import parse_threshold
 
     try:
         return parse_threshold(value)
@@ -74,7 +74,7 @@ def verdict_options(command):
 
 def report_comparison(result, title: str, notes: list[str], markdown: str | None) -> None:
     """Print a comparison (notes on stderr), write its Markdown when asked, say the outcome."""
-    from lrbench.bench.results import verdict_table
+    from lrbench.bench.comparison import verdict_table
     from lrbench.files import atomic_write
 
     click.echo(verdict_table.summary(result))

@@ -8,7 +8,7 @@ lets the rank test see it as noise rather than as a change. Layout of ``out``::
     out/ab.json                 the revisions, the run options, the order and each run's time
     out/base/1/ ... out/base/N/ each base run (results.csv, pytest.log, plan.json) and its
     out/new/1/  ... out/new/N/  console log beside it (out/base/1.log)
-    out/comparison.csv          the per-case table (lrbench.bench.results.compare)
+    out/comparison.csv          the per-case table (lrbench.bench.comparison.compare)
     out/comparison.md           the same as Markdown (a pull-request comment)
 """
 
@@ -24,7 +24,8 @@ from pathlib import Path
 
 from lrbench.bench.ab.launch import IMPORTED_FROM_ELSEWHERE, SideRun, run_side
 from lrbench.bench.ab.revisions import Revision, checkouts
-from lrbench.bench.results import compare, conditions, verdict_table
+from lrbench.bench.comparison import compare, verdict_table
+from lrbench.bench.results import conditions
 from lrbench.files import atomic_write
 
 SIDES = ("base", "new")
@@ -44,7 +45,7 @@ class ABPlan:
         run_args: ``lrbench run`` options, the same for both sides (without ``--out``).
         repeats: runs per side, interleaved base, new, base, new ...
         out: the folder of both sides' runs and the comparison.
-        threshold, alpha: the comparison's bars (:func:`lrbench.bench.results.compare.compare_frames`).
+        threshold, alpha: the comparison's bars (:func:`lrbench.bench.comparison.compare.compare_frames`).
     """
 
     base: Revision

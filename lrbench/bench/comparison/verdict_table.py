@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from lrbench.bench.results.compare import Comparison
+from lrbench.bench.comparison.compare import Comparison
 from lrbench.bench.results.stats import UNSTABLE_MAD
 
 DRIFT_NOTE = ("BASE and NEW were run separately: machine drift between two runs (other load, "
