@@ -118,6 +118,12 @@ struct PaddedRows {
   void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W) const {
     if (s == 1) {
       std::memcpy(dst + r, src, W * sizeof(T));
+    } else if (s == 2) {  // a constant stride, so that the compiler vectorizes the split
+      for (int64_t phase = 0; phase < 2; ++phase) {
+        T* __restrict__ out = dst + phase * Wp;
+        const int64_t u0 = r > phase ? (r - phase + 1) / 2 : 0, u1 = (r + W - phase + 1) / 2;
+        for (int64_t u = u0; u < u1; ++u) out[u] = src[2 * u + phase - r];  // padded 2u + phase
+      }
     } else {
       copy_pixels(dst, 0, src, W, 1, 0, 1);
     }
@@ -728,6 +734,40 @@ bool gather_all_rows(int64_t k, int64_t s, const T* e, int64_t ld, const T* gyp,
   return false;
 }
 
+// dst[col] = scale * (padded column col + r of src) for the W columns of one row (ADD: +=),
+// src in phases of Wq elements (padded column t at (t % s) * Wq + t / s; s = 1: the plain padded
+// row). Stride 2 interleaves the two phases pair of columns by pair, which the compiler vectorizes.
+template <typename T, bool ADD>
+void unpad_row(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_t r, int64_t s,
+               int64_t Wq, T scale) {
+  auto put = [&](int64_t col, T value) {
+    if constexpr (ADD) {
+      dst[col] += scale * value;
+    } else {
+      dst[col] = scale * value;
+    }
+  };
+  if (s == 1) {
+    for (int64_t col = 0; col < W; ++col) put(col, src[r + col]);
+  } else if (s == 2) {
+    const T* __restrict__ even = src;  // padded columns 2u
+    const T* __restrict__ odd = src + Wq;  // padded columns 2u + 1
+    int64_t col = 0;
+    if (r % 2 == 1 && W > 0) put(col++, odd[r / 2]);  // from here on col + r is even
+    const int64_t pairs = (W - col) / 2, u0 = (col + r) / 2;
+    for (int64_t u = 0; u < pairs; ++u) {
+      put(col + 2 * u, even[u0 + u]);
+      put(col + 2 * u + 1, odd[u0 + u]);
+    }
+    if (col + 2 * pairs < W) put(W - 1, even[u0 + pairs]);
+  } else {
+    for (int64_t col = 0; col < W; ++col) {
+      const int64_t t = col + r;
+      put(col, src[(t % s) * Wq + t / s]);
+    }
+  }
+}
+
 // Backward: task (b, g, band of output rows). With the forward's shift and 1 / sum of each output
 // pixel, row by row, per block of V output columns (gy' = gy / sum, e = exp(logit - shift), so
 // w = e / sum):
@@ -973,9 +1013,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           T* gkrow = gkey + (bg * H + in_row) * W;
           const T* gksrc = gkp + rr * GW;
           if (add) {
-            for (int64_t col = 0; col < W; ++col) gkrow[col] += kscale * gksrc[at(col)];
+            unpad_row<T, true>(gkrow, gksrc, W, r, s, Wq, kscale);
           } else {
-            for (int64_t col = 0; col < W; ++col) gkrow[col] = kscale * gksrc[at(col)];
+            unpad_row<T, false>(gkrow, gksrc, W, r, s, Wq, kscale);
           }
           T* gxrow = gx + gxs.row(b, c0, in_row);
           const T* src = gxp + rr * GW;  // channel cl at src + cl * rows * GW
@@ -984,9 +1024,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
             for (int64_t cl = 0; cl < mc; ++cl) {
               T* dst = gxrow + cl * gxs.c;
               if (add) {
-                for (int64_t col = 0; col < W; ++col) dst[col] += src[cl * sc + at(col)];
+                unpad_row<T, true>(dst, src + cl * sc, W, r, s, Wq, T(1));
               } else {
-                for (int64_t col = 0; col < W; ++col) dst[col] = src[cl * sc + at(col)];
+                unpad_row<T, false>(dst, src + cl * sc, W, r, s, Wq, T(1));
               }
             }
           } else {  // channels_last: pixel by pixel
