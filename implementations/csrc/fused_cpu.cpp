@@ -194,66 +194,6 @@ inline Vec<T, V> splat(T value) {
   return v + value;
 }
 
-// Swaps the off-diagonal D x D blocks of the 2D x 2D block made of rows a and b of an 8 x 8
-// matrix (b = a + D); done for D = 4, 2, 1 on the right row pairs, it transposes the matrix.
-template <int D>
-inline void swap_blocks(Vec<float, 8>& a, Vec<float, 8>& b) {
-#if defined(__clang__)
-  const Vec<float, 8> lo = D == 4   ? __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
-                           : D == 2 ? __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
-                                    : __builtin_shufflevector(a, b, 0, 8, 2, 10, 4, 12, 6, 14);
-  const Vec<float, 8> hi = D == 4   ? __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
-                           : D == 2 ? __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
-                                    : __builtin_shufflevector(a, b, 1, 9, 3, 11, 5, 13, 7, 15);
-#else
-  using Mask = Vec<int32_t, 8>;
-  constexpr Mask lo_mask = D == 4 ? Mask{0, 1, 2, 3, 8, 9, 10, 11}
-                           : D == 2 ? Mask{0, 1, 8, 9, 4, 5, 12, 13}
-                                    : Mask{0, 8, 2, 10, 4, 12, 6, 14};
-  constexpr Mask hi_mask = D == 4 ? Mask{4, 5, 6, 7, 12, 13, 14, 15}
-                           : D == 2 ? Mask{2, 3, 10, 11, 6, 7, 14, 15}
-                                    : Mask{1, 9, 3, 11, 5, 13, 7, 15};
-  const Vec<float, 8> lo = __builtin_shuffle(a, b, lo_mask);
-  const Vec<float, 8> hi = __builtin_shuffle(a, b, hi_mask);
-#endif
-  a = lo;
-  b = hi;
-}
-
-// Transposes the 8 x 8 matrix whose rows are v[0..7].
-inline void transpose8(Vec<float, 8> (&v)[8]) {
-  for (int i : {0, 1, 2, 3}) swap_blocks<4>(v[i], v[i + 4]);
-  for (int i : {0, 1, 4, 5}) swap_blocks<2>(v[i], v[i + 2]);
-  for (int i : {0, 2, 4, 6}) swap_blocks<1>(v[i], v[i + 1]);
-}
-
-// channels_last input rows into the padded scratch (as PaddedRows::copy_pixels): channel cl of
-// input column w, src[w * sw + cl * sc], to dst[cl * cstride + position of w]. Float rows of 8
-// channels adjacent in each pixel (sc = 1) go through tmp (8, W): 8 pixels at a time, one vector
-// load each and an 8 x 8 transpose, then each channel row as a contiguous row (PaddedRows::copy).
-template <typename T>
-void copy_pixel_rows(const PaddedRows& pr, T* __restrict__ dst, int64_t cstride,
-                     const T* __restrict__ src, int64_t W, int64_t sw, int64_t sc, int64_t mc,
-                     T* __restrict__ tmp) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (mc == 8 && sc == 1) {
-      int64_t col = 0;
-      for (; col + 8 <= W; col += 8) {
-        Vec<float, 8> v[8];
-        for (int jj = 0; jj < 8; ++jj) v[jj] = load<float, 8>(src + (col + jj) * sw);
-        transpose8(v);  // v[cl]: channel cl of the pixels col..col + 7
-        for (int cl = 0; cl < 8; ++cl) store<float, 8>(tmp + cl * W + col, v[cl]);
-      }
-      for (; col < W; ++col) {
-        for (int cl = 0; cl < 8; ++cl) tmp[cl * W + col] = src[col * sw + cl];
-      }
-      for (int cl = 0; cl < 8; ++cl) pr.copy(dst + cl * cstride, tmp + cl * W, W);
-      return;
-    }
-  }
-  pr.copy_pixels(dst, cstride, src, W, sw, sc, mc);
-}
-
 // exp of V values, exactly 0 for -inf. float: exp(x) = 2^n * exp(f), |f| <= ln2/2, degree-6
 // Taylor polynomial, relative error < 3e-7 (measured 2.3e-7 on [-87, 0], about 2 ulp); results
 // below 2^-126 are flushed to 0. double: std::exp per element (float64 is for checking, not
@@ -542,7 +482,6 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
     T* kp = colmask + k * Wv;    // (rows, pr.len): padded key rows; padding stays 0
     T* xp = kp + cstride;        // (slots, rows, pr.len), the same for the group's channels
     fill_column_mask(geo, Wv, colmask);
-    std::vector<T> pixel_rows(xs.w != 1 ? m * W : 0);  // channels_last: see copy_pixel_rows
     for (int64_t task = begin; task < end; ++task) {
       const auto [b, g, t] = order.split(task);
       const int64_t bg = b * G + g;
@@ -559,8 +498,7 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
             pr.copy(xp + cl * cstride + rr * pr.len, x + xs.row(b, c0 + cl, in_row), W);
           }
         } else {
-          copy_pixel_rows(pr, xp + rr * pr.len, cstride, x + xs.row(b, c0, in_row), W, xs.w, xs.c,
-                          mc, pixel_rows.data());
+          pr.copy_pixels(xp + rr * pr.len, cstride, x + xs.row(b, c0, in_row), W, xs.w, xs.c, mc);
         }
       }
       const int64_t nreg = std::min(mc, kRegChannels);
@@ -830,6 +768,39 @@ void unpad_row(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_
   }
 }
 
+// Swaps the off-diagonal D x D blocks of the 2D x 2D block made of rows a and b of an 8 x 8
+// matrix (b = a + D); done for D = 4, 2, 1 on the right row pairs, it transposes the matrix.
+template <int D>
+inline void swap_blocks(Vec<float, 8>& a, Vec<float, 8>& b) {
+#if defined(__clang__)
+  const Vec<float, 8> lo = D == 4   ? __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
+                           : D == 2 ? __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
+                                    : __builtin_shufflevector(a, b, 0, 8, 2, 10, 4, 12, 6, 14);
+  const Vec<float, 8> hi = D == 4   ? __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
+                           : D == 2 ? __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
+                                    : __builtin_shufflevector(a, b, 1, 9, 3, 11, 5, 13, 7, 15);
+#else
+  using Mask = Vec<int32_t, 8>;
+  constexpr Mask lo_mask = D == 4 ? Mask{0, 1, 2, 3, 8, 9, 10, 11}
+                           : D == 2 ? Mask{0, 1, 8, 9, 4, 5, 12, 13}
+                                    : Mask{0, 8, 2, 10, 4, 12, 6, 14};
+  constexpr Mask hi_mask = D == 4 ? Mask{4, 5, 6, 7, 12, 13, 14, 15}
+                           : D == 2 ? Mask{2, 3, 10, 11, 6, 7, 14, 15}
+                                    : Mask{1, 9, 3, 11, 5, 13, 7, 15};
+  const Vec<float, 8> lo = __builtin_shuffle(a, b, lo_mask);
+  const Vec<float, 8> hi = __builtin_shuffle(a, b, hi_mask);
+#endif
+  a = lo;
+  b = hi;
+}
+
+// Transposes the 8 x 8 matrix whose rows are v[0..7].
+inline void transpose8(Vec<float, 8> (&v)[8]) {
+  for (int i : {0, 1, 2, 3}) swap_blocks<4>(v[i], v[i + 4]);
+  for (int i : {0, 1, 4, 5}) swap_blocks<2>(v[i], v[i + 2]);
+  for (int i : {0, 2, 4, 6}) swap_blocks<1>(v[i], v[i + 1]);
+}
+
 // channels_last rows of mc channels: dst[col * sw + cl * sc] = src_cl[padded column col + r]
 // (ADD: +=), src_cl = src + cl * src_c in phases of Wq elements (as unpad_row). The channel rows
 // are unpadded into tmp (mc, W) first; float rows of 8 channels of a pixel's adjacent (sc = 1)
@@ -922,8 +893,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       T* gxp = gkp + rows * GW;    // (m, rows, GW) grad_x of the band
       T* gpv = gxp + m * rows * GW;  // (k*k, V) grad_prior of the band, per lane
       fill_column_mask(geo, Wv, colmask);
-      // channels_last: see copy_pixel_rows and unpad_pixels
-      std::vector<T> pixel_rows(xs.w != 1 || gxs.w != 1 ? m * W : 0);
+      std::vector<T> pixel_rows(gxs.w != 1 ? m * W : 0);  // channels_last: see unpad_pixels
       for (int64_t task = begin; task < end; ++task) {
         const auto [b, g, tt] = order.split(task);
         const int64_t t = 2 * tt + parity, bg = b * G + g;
@@ -946,8 +916,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
               pr.copy(xp + cl * cstride + rr * pl, x + xs.row(b, c0 + cl, in_row), W);
             }
           } else {
-            copy_pixel_rows(pr, xp + rr * pl, cstride, x + xs.row(b, c0, in_row), W, xs.w, xs.c,
-                            mc, pixel_rows.data());
+            pr.copy_pixels(xp + rr * pl, cstride, x + xs.row(b, c0, in_row), W, xs.w, xs.c, mc);
           }
         }
         std::fill(gpv, gpv + kk * V, T(0));
