@@ -202,10 +202,10 @@ def test_channels_last_in_place_matches_reference(shape):
     Shape(B=1, C=16, H=19, W=16, k=5, m=8, stride=2),  # even r, whole blocks only
 ], ids=Shape.label)
 def test_channels_last_float32_grad_x_through_the_pixel_transpose(shape):
-    """float32 channels_last groups of 8 channels: the backward writes grad_x 8 pixels at a time
-    through an 8 x 8 transpose (stored by the first band, added by the next), the tail pixel by
-    pixel; every gradient matches the float64 reference and equals the NCHW run's bit for bit
-    up to the order of the shared rows' sums."""
+    """float32 channels_last groups of 8 channels, rows of at least 16 pixels: the backward
+    writes grad_x 8 pixels at a time through an 8 x 8 transpose (stored by the first band, added
+    by the next), the tail pixel by pixel; y and every gradient match the float64 reference and
+    the NCHW run's (up to rounding: the shared rows' sums)."""
     t = make_inputs(shape, dtype=torch.float64, seed=9)
     grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
     leaves = t.map(lambda v: v.clone().requires_grad_(True))
@@ -216,7 +216,8 @@ def test_channels_last_float32_grad_x_through_the_pixel_transpose(shape):
     by_format = {}
     for fmt in (torch.contiguous_format, torch.channels_last):
         x = f32.x.contiguous(memory_format=fmt)
-        _, stats = ext.forward(x, f32.query, f32.key, f32.prior, shape.k, shape.stride, 0)
+        y32, stats = ext.forward(x, f32.query, f32.key, f32.prior, shape.k, shape.stride, 0)
+        torch.testing.assert_close(y32.double(), y.detach(), rtol=1e-4, atol=1e-4)
         by_format[fmt] = ext.backward(grad.float().contiguous(memory_format=fmt), x, f32.query,
                                       f32.key, f32.prior, stats, shape.k, shape.stride, 0)
     assert by_format[torch.channels_last][0].is_contiguous(memory_format=torch.channels_last)

@@ -802,16 +802,26 @@ inline void transpose8(Vec<float, 8> (&v)[8]) {
 }
 
 // channels_last rows of mc channels: dst[col * sw + cl * sc] = src_cl[padded column col + r]
-// (ADD: +=), src_cl = src + cl * src_c in phases of Wq elements (as unpad_row). The channel rows
-// are unpadded into tmp (mc, W) first; float rows of 8 channels of a pixel's adjacent (sc = 1)
-// then go out 8 pixels at a time through an 8 x 8 transpose, one vector store per pixel.
+// (ADD: +=), src_cl = src + cl * src_c in phases of Wq elements (as unpad_row). Float rows of 8
+// channels adjacent in each pixel (sc = 1), at least kTransposeWidth pixels long, are unpadded
+// into tmp (8, W) first and go out 8 pixels at a time through an 8 x 8 transpose, one vector
+// store per pixel; other rows (and the last W % 8 pixels) go element by element.
+constexpr int64_t kTransposeWidth = 16;
+
 template <typename T, bool ADD>
 void unpad_pixels(T* __restrict__ dst, int64_t sw, int64_t sc, const T* src, int64_t src_c,
                   int64_t mc, int64_t W, int64_t r, int64_t s, int64_t Wq, T* __restrict__ tmp) {
-  for (int64_t cl = 0; cl < mc; ++cl) unpad_row<T, false>(tmp + cl * W, src + cl * src_c, W, r, s, Wq, T(1));
+  auto put = [&](T* element, T value) {
+    if constexpr (ADD) {
+      *element += value;
+    } else {
+      *element = value;
+    }
+  };
   int64_t col = 0;
   if constexpr (std::is_same_v<T, float>) {
-    if (mc == 8 && sc == 1) {
+    if (mc == 8 && sc == 1 && W >= kTransposeWidth) {
+      for (int cl = 0; cl < 8; ++cl) unpad_row<T, false>(tmp + cl * W, src + cl * src_c, W, r, s, Wq, T(1));
       for (; col + 8 <= W; col += 8) {
         Vec<float, 8> v[8];
         for (int cl = 0; cl < 8; ++cl) v[cl] = load<float, 8>(tmp + cl * W + col);
@@ -824,14 +834,9 @@ void unpad_pixels(T* __restrict__ dst, int64_t sw, int64_t sc, const T* src, int
     }
   }
   for (; col < W; ++col) {
+    const int64_t t = col + r, at = s == 1 ? t : (t % s) * Wq + t / s;
     T* pixel = dst + col * sw;
-    for (int64_t cl = 0; cl < mc; ++cl) {
-      if constexpr (ADD) {
-        pixel[cl * sc] += tmp[cl * W + col];
-      } else {
-        pixel[cl * sc] = tmp[cl * W + col];
-      }
-    }
+    for (int64_t cl = 0; cl < mc; ++cl) put(pixel + cl * sc, src[cl * src_c + at]);
   }
 }
 
