@@ -197,15 +197,15 @@ def test_channels_last_in_place_matches_reference(shape):
 
 
 @pytest.mark.parametrize("shape", [
-    Shape(B=2, C=16, H=40, W=21, k=7, m=8, stride=1),  # 2 blocks of 8 pixels and a tail of 5
+    Shape(B=2, C=16, H=40, W=21, k=7, m=8, stride=1),  # a block of 16 columns and a tail
     Shape(B=2, C=24, H=41, W=23, k=7, m=8, stride=2),  # the stem's stride, odd r, 2 bands each
-    Shape(B=1, C=16, H=19, W=16, k=5, m=8, stride=2),  # even r, whole blocks only
+    Shape(B=1, C=16, H=19, W=16, k=5, m=8, stride=2),  # even r
 ], ids=Shape.label)
-def test_channels_last_float32_grad_x_through_the_pixel_transpose(shape):
-    """float32 channels_last groups of 8 channels, rows of at least 16 pixels: the backward
-    writes grad_x 8 pixels at a time through an 8 x 8 transpose (stored by the first band, added
-    by the next), the tail pixel by pixel; y and every gradient match the float64 reference and
-    the NCHW run's (up to rounding: the shared rows' sums)."""
+def test_channels_last_float32_matches_reference_and_nchw(shape):
+    """float32 channels_last (the other channels_last tests run float64): rows longer than a
+    vector block with a tail, strides 1 and 2 (the stride-2 phases joined back pixel by pixel),
+    several bands of each parity; y and every gradient match the float64 reference and the NCHW
+    run's (up to rounding: the shared rows' sums)."""
     t = make_inputs(shape, dtype=torch.float64, seed=9)
     grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
     leaves = t.map(lambda v: v.clone().requires_grad_(True))

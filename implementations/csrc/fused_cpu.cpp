@@ -768,78 +768,6 @@ void unpad_row(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_
   }
 }
 
-// Swaps the off-diagonal D x D blocks of the 2D x 2D block made of rows a and b of an 8 x 8
-// matrix (b = a + D); done for D = 4, 2, 1 on the right row pairs, it transposes the matrix.
-template <int D>
-inline void swap_blocks(Vec<float, 8>& a, Vec<float, 8>& b) {
-#if defined(__clang__)
-  const Vec<float, 8> lo = D == 4   ? __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
-                           : D == 2 ? __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
-                                    : __builtin_shufflevector(a, b, 0, 8, 2, 10, 4, 12, 6, 14);
-  const Vec<float, 8> hi = D == 4   ? __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
-                           : D == 2 ? __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
-                                    : __builtin_shufflevector(a, b, 1, 9, 3, 11, 5, 13, 7, 15);
-#else
-  using Mask = Vec<int32_t, 8>;
-  constexpr Mask lo_mask = D == 4 ? Mask{0, 1, 2, 3, 8, 9, 10, 11}
-                           : D == 2 ? Mask{0, 1, 8, 9, 4, 5, 12, 13}
-                                    : Mask{0, 8, 2, 10, 4, 12, 6, 14};
-  constexpr Mask hi_mask = D == 4 ? Mask{4, 5, 6, 7, 12, 13, 14, 15}
-                           : D == 2 ? Mask{2, 3, 10, 11, 6, 7, 14, 15}
-                                    : Mask{1, 9, 3, 11, 5, 13, 7, 15};
-  const Vec<float, 8> lo = __builtin_shuffle(a, b, lo_mask);
-  const Vec<float, 8> hi = __builtin_shuffle(a, b, hi_mask);
-#endif
-  a = lo;
-  b = hi;
-}
-
-// Transposes the 8 x 8 matrix whose rows are v[0..7].
-inline void transpose8(Vec<float, 8> (&v)[8]) {
-  for (int i : {0, 1, 2, 3}) swap_blocks<4>(v[i], v[i + 4]);
-  for (int i : {0, 1, 4, 5}) swap_blocks<2>(v[i], v[i + 2]);
-  for (int i : {0, 2, 4, 6}) swap_blocks<1>(v[i], v[i + 1]);
-}
-
-// channels_last rows of mc channels: dst[col * sw + cl * sc] = src_cl[padded column col + r]
-// (ADD: +=), src_cl = src + cl * src_c in phases of Wq elements (as unpad_row). Float rows of 8
-// channels adjacent in each pixel (sc = 1), at least kTransposeWidth pixels long, are unpadded
-// into tmp (8, W) first and go out 8 pixels at a time through an 8 x 8 transpose, one vector
-// store per pixel; other rows (and the last W % 8 pixels) go element by element.
-constexpr int64_t kTransposeWidth = 16;
-
-template <typename T, bool ADD>
-void unpad_pixels(T* __restrict__ dst, int64_t sw, int64_t sc, const T* src, int64_t src_c,
-                  int64_t mc, int64_t W, int64_t r, int64_t s, int64_t Wq, T* __restrict__ tmp) {
-  auto put = [&](T* element, T value) {
-    if constexpr (ADD) {
-      *element += value;
-    } else {
-      *element = value;
-    }
-  };
-  int64_t col = 0;
-  if constexpr (std::is_same_v<T, float>) {
-    if (mc == 8 && sc == 1 && W >= kTransposeWidth) {
-      for (int cl = 0; cl < 8; ++cl) unpad_row<T, false>(tmp + cl * W, src + cl * src_c, W, r, s, Wq, T(1));
-      for (; col + 8 <= W; col += 8) {
-        Vec<float, 8> v[8];
-        for (int cl = 0; cl < 8; ++cl) v[cl] = load<float, 8>(tmp + cl * W + col);
-        transpose8(v);  // v[jj]: the 8 channels of pixel col + jj
-        for (int jj = 0; jj < 8; ++jj) {
-          T* pixel = dst + (col + jj) * sw;
-          store<float, 8>(pixel, ADD ? load<float, 8>(pixel) + v[jj] : v[jj]);
-        }
-      }
-    }
-  }
-  for (; col < W; ++col) {
-    const int64_t t = col + r, at = s == 1 ? t : (t % s) * Wq + t / s;
-    T* pixel = dst + col * sw;
-    for (int64_t cl = 0; cl < mc; ++cl) put(pixel + cl * sc, src[cl * src_c + at]);
-  }
-}
-
 // Backward: task (b, g, band of output rows). With the forward's shift and 1 / sum of each output
 // pixel, row by row, per block of V output columns (gy' = gy / sum, e = exp(logit - shift), so
 // w = e / sum):
@@ -898,7 +826,6 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       T* gxp = gkp + rows * GW;    // (m, rows, GW) grad_x of the band
       T* gpv = gxp + m * rows * GW;  // (k*k, V) grad_prior of the band, per lane
       fill_column_mask(geo, Wv, colmask);
-      std::vector<T> pixel_rows(gxs.w != 1 ? m * W : 0);  // channels_last: see unpad_pixels
       for (int64_t task = begin; task < end; ++task) {
         const auto [b, g, tt] = order.split(task);
         const int64_t t = 2 * tt + parity, bg = b * G + g;
@@ -1090,10 +1017,16 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
                 unpad_row<T, false>(dst, src + cl * sc, W, r, s, Wq, T(1));
               }
             }
-          } else if (add) {  // channels_last: pixel by pixel
-            unpad_pixels<T, true>(gxrow, gxs.w, gxs.c, src, sc, mc, W, r, s, Wq, pixel_rows.data());
-          } else {
-            unpad_pixels<T, false>(gxrow, gxs.w, gxs.c, src, sc, mc, W, r, s, Wq, pixel_rows.data());
+          } else {  // channels_last: pixel by pixel
+            for (int64_t col = 0; col < W; ++col) {
+              const int64_t t = col + r, at = S == 1 ? t : (t % s) * Wq + t / s;
+              T* dst = gxrow + col * gxs.w;
+              if (add) {
+                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] += src[cl * sc + at];
+              } else {
+                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] = src[cl * sc + at];
+              }
+            }
           }
         }
       }
