@@ -196,6 +196,37 @@ def test_channels_last_in_place_matches_reference(shape):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("shape", [
+    Shape(B=2, C=16, H=40, W=21, k=7, m=8, stride=1),  # a block of 16 columns and a tail
+    Shape(B=2, C=24, H=41, W=23, k=7, m=8, stride=2),  # the stem's stride, odd r, 2 bands each
+    Shape(B=1, C=16, H=19, W=16, k=5, m=8, stride=2),  # even r
+], ids=Shape.label)
+def test_channels_last_float32_matches_reference_and_nchw(shape):
+    """float32 channels_last (the other channels_last tests run float64): rows longer than a
+    vector block with a tail, strides 1 and 2 (the stride-2 phases joined back pixel by pixel),
+    several bands of each parity; y and every gradient match the float64 reference and the NCHW
+    run's (up to rounding: the shared rows' sums)."""
+    t = make_inputs(shape, dtype=torch.float64, seed=9)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
+    leaves = t.map(lambda v: v.clone().requires_grad_(True))
+    y = _op(shape, "sqdiff", "reference")(*leaves.args())
+    expected = torch.autograd.grad(y, leaves.args(), grad)
+    ext = fused_cpu.extension()
+    f32 = t.map(lambda v: v.float())
+    by_format = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = f32.x.contiguous(memory_format=fmt)
+        y32, stats = ext.forward(x, f32.query, f32.key, f32.prior, shape.k, shape.stride, 0)
+        torch.testing.assert_close(y32.double(), y.detach(), rtol=1e-4, atol=1e-4)
+        by_format[fmt] = ext.backward(grad.float().contiguous(memory_format=fmt), x, f32.query,
+                                      f32.key, f32.prior, stats, shape.k, shape.stride, 0)
+    assert by_format[torch.channels_last][0].is_contiguous(memory_format=torch.channels_last)
+    for got, nchw, e in zip(by_format[torch.channels_last], by_format[torch.contiguous_format],
+                            expected, strict=True):
+        torch.testing.assert_close(got.double(), e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
+        torch.testing.assert_close(got, nchw, rtol=1e-6, atol=1e-6 * nchw.abs().max().item())
+
+
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("shape", [
     Shape(B=2, C=16, H=41, W=23, k=7, m=8, stride=2),  # the stem's case: several bands, odd H

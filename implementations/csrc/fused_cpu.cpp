@@ -118,6 +118,12 @@ struct PaddedRows {
   void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W) const {
     if (s == 1) {
       std::memcpy(dst + r, src, W * sizeof(T));
+    } else if (s == 2) {  // a constant stride, so that the compiler vectorizes the split
+      for (int64_t phase = 0; phase < 2; ++phase) {
+        T* __restrict__ out = dst + phase * Wp;
+        const int64_t u0 = r > phase ? (r - phase + 1) / 2 : 0, u1 = (r + W - phase + 1) / 2;
+        for (int64_t u = u0; u < u1; ++u) out[u] = src[2 * u + phase - r];  // padded 2u + phase
+      }
     } else {
       copy_pixels(dst, 0, src, W, 1, 0, 1);
     }
@@ -647,40 +653,47 @@ void scatter_phases(const Geometry& geo, const T* __restrict__ src, const T* con
 // Channels whose grad_x the all-rows gather accumulates at once (K * NC accumulators).
 constexpr int kGatherChannels = 4;
 
-// grad_x of up to NC channels at stride 1 from one output row, all K kernel rows at once, for
-// the block of V padded input columns at tb: dsts[c][ky * Wx + tb + t] += sum_kx
-// e[ky * K + kx][tb + t - kx] * gys[c][tb + t - kx] for ky < K, t < V. Each load of grad_y'
-// (one channel, one kx) feeds the K kernel rows' accumulators, which stay in registers over the
-// K*K neighbours. e's rows of kernel rows outside the image must be 0. Channels c >= nc repeat
-// channel 0 and are not stored.
-template <typename T, int V, int K, int NC>
+// grad_x of up to NC channels from one output row, all K kernel rows at once, at stride SS, for
+// the block of V elements at ub of each phase of the band's gradient rows (padded input column
+// t at (t % SS) * Wq + t / SS; at SS = 1 one phase, the plain padded row): neighbour kx = p + a*SS
+// of output column j lands at phase p, element j + a, so dsts[c][ky * GW + p * Wq + ub + u] +=
+// sum_a e[ky * K + kx][ub + u - a] * gys[c][ub + u - a] for ky < K, u < V. Each load of grad_y'
+// (one channel, one a) feeds the K kernel rows' accumulators, which stay in registers over the
+// phase's neighbours. e's rows of kernel rows outside the image must be 0, and e and gys need a
+// left margin of (K - 1) / SS zeros. Channels c >= nc repeat channel 0 and are not stored.
+template <typename T, int V, int K, int NC, int SS>
 inline void gather_rows(const T* __restrict__ e, int64_t ld, const T* const* gys, T* const* dsts,
-                        int64_t nc, int64_t Wx, int64_t tb) {
-  Vec<T, V> acc[K][NC];
-  for (int ky = 0; ky < K; ++ky) {
-    for (int c = 0; c < NC; ++c) acc[ky][c] = load<T, V>(dsts[c] + ky * Wx + tb);
-  }
-  for (int kx = 0; kx < K; ++kx) {
-    Vec<T, V> g[NC];
-    for (int c = 0; c < NC; ++c) g[c] = load<T, V>(gys[c] + tb - kx);
+                        int64_t nc, int64_t GW, int64_t Wq, int64_t ub) {
+  for (int p = 0; p < std::min(SS, K); ++p) {
+    const int na = (K - 1 - p) / SS + 1;  // kx = p, p + SS, ... < K
+    Vec<T, V> acc[K][NC];
     for (int ky = 0; ky < K; ++ky) {
-      const Vec<T, V> w = load<T, V>(e + (ky * K + kx) * ld + tb - kx);
-      for (int c = 0; c < NC; ++c) acc[ky][c] += w * g[c];
+      for (int c = 0; c < NC; ++c) acc[ky][c] = load<T, V>(dsts[c] + ky * GW + p * Wq + ub);
     }
-  }
-  for (int ky = 0; ky < K; ++ky) {
-    for (int c = 0; c < nc; ++c) store<T, V>(dsts[c] + ky * Wx + tb, acc[ky][c]);
+    for (int a = 0; a < na; ++a) {
+      const int kx = p + a * SS;
+      Vec<T, V> g[NC];
+      for (int c = 0; c < NC; ++c) g[c] = load<T, V>(gys[c] + ub - a);
+      for (int ky = 0; ky < K; ++ky) {
+        const Vec<T, V> w = load<T, V>(e + (ky * K + kx) * ld + ub - a);
+        for (int c = 0; c < NC; ++c) acc[ky][c] += w * g[c];
+      }
+    }
+    for (int ky = 0; ky < K; ++ky) {
+      for (int c = 0; c < nc; ++c) store<T, V>(dsts[c] + ky * GW + p * Wq + ub, acc[ky][c]);
+    }
   }
 }
 
-// grad_x of the mc channels of one output row at stride 1 with gather_rows: block of input
-// columns by block (the weights they read stay in L1 across the channels), NC channels at a time.
-// gxrow0: kernel row 0 of channel 0 in the band's grad_x buffer; channel c at c * cstride.
-template <typename T, int V, int K>
+// grad_x of the mc channels of one output row with gather_rows, over the elements [ub0, ub1) of
+// each phase: block by block (the weights they read stay in L1 across the channels), NC channels
+// at a time. gxrow0: kernel row 0 of channel 0 in the band's grad_x buffer; channel c at
+// c * cstride.
+template <typename T, int V, int K, int SS>
 void gather_rows_channels(const T* e, int64_t ld, const T* gyp, T* gxrow0, int64_t mc,
-                          int64_t cstride, int64_t Wx, int64_t tb0, int64_t tb1) {
+                          int64_t cstride, int64_t GW, int64_t Wq, int64_t ub0, int64_t ub1) {
   constexpr int NC = kGatherChannels;
-  for (int64_t tb = tb0; tb < tb1; tb += V) {
+  for (int64_t ub = ub0; ub < ub1; ub += V) {
     for (int64_t cl = 0; cl < mc; cl += NC) {
       const int64_t nc = std::min<int64_t>(NC, mc - cl);
       const T* gys[NC];
@@ -690,7 +703,67 @@ void gather_rows_channels(const T* e, int64_t ld, const T* gyp, T* gxrow0, int64
         gys[c] = gyp + ch * ld;
         dsts[c] = gxrow0 + ch * cstride;
       }
-      gather_rows<T, V, K, NC>(e, ld, gys, dsts, nc, Wx, tb);
+      gather_rows<T, V, K, NC, SS>(e, ld, gys, dsts, nc, GW, Wq, ub);
+    }
+  }
+}
+
+// grad_x of one output row with every kernel row at once (gather_rows) where k is 3, 5 or 7 and
+// the stride 1 or 2; returns false elsewhere (the caller then goes kernel row by kernel row).
+// At stride 1 the image's padded columns [tb0, tb1), at stride 2 every element of both phases.
+template <typename T, int V>
+bool gather_all_rows(int64_t k, int64_t s, const T* e, int64_t ld, const T* gyp, T* gxrow0,
+                     int64_t mc, int64_t cstride, int64_t GW, int64_t Wq, int64_t tb0,
+                     int64_t tb1) {
+  auto with_k = [&](auto K, auto SS) {
+    constexpr int KV = decltype(K)::value, SV = decltype(SS)::value;
+    const int64_t ub0 = SV == 1 ? tb0 : 0, ub1 = SV == 1 ? tb1 : Wq;
+    gather_rows_channels<T, V, KV, SV>(e, ld, gyp, gxrow0, mc, cstride, GW, Wq, ub0, ub1);
+    return true;
+  };
+  auto with_s = [&](auto SS) {
+    switch (k) {
+      case 3: return with_k(std::integral_constant<int, 3>{}, SS);
+      case 5: return with_k(std::integral_constant<int, 5>{}, SS);
+      case 7: return with_k(std::integral_constant<int, 7>{}, SS);
+      default: return false;
+    }
+  };
+  if (s == 1) return with_s(std::integral_constant<int, 1>{});
+  if (s == 2) return with_s(std::integral_constant<int, 2>{});
+  return false;
+}
+
+// dst[col] = scale * (padded column col + r of src) for the W columns of one row (ADD: +=),
+// src in phases of Wq elements (padded column t at (t % s) * Wq + t / s; s = 1: the plain padded
+// row). Stride 2 interleaves the two phases pair of columns by pair, which the compiler vectorizes.
+template <typename T, bool ADD>
+void unpad_row(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_t r, int64_t s,
+               int64_t Wq, T scale) {
+  auto put = [&](int64_t col, T value) {
+    if constexpr (ADD) {
+      dst[col] += scale * value;
+    } else {
+      dst[col] = scale * value;
+    }
+  };
+  if (s == 1) {
+    for (int64_t col = 0; col < W; ++col) put(col, src[r + col]);
+  } else if (s == 2) {
+    const T* __restrict__ even = src;  // padded columns 2u
+    const T* __restrict__ odd = src + Wq;  // padded columns 2u + 1
+    int64_t col = 0;
+    if (r % 2 == 1 && W > 0) put(col++, odd[r / 2]);  // from here on col + r is even
+    const int64_t pairs = (W - col) / 2, u0 = (col + r) / 2;
+    for (int64_t u = 0; u < pairs; ++u) {
+      put(col + 2 * u, even[u0 + u]);
+      put(col + 2 * u + 1, odd[u0 + u]);
+    }
+    if (col + 2 * pairs < W) put(W - 1, even[u0 + pairs]);
+  } else {
+    for (int64_t col = 0; col < W; ++col) {
+      const int64_t t = col + r;
+      put(col, src[(t % s) * Wq + t / s]);
     }
   }
 }
@@ -723,10 +796,6 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   // scatter_phases). GW: their row stride.
   const int64_t Wq = S == 1 ? Wx : (std::max(Wv + (k - 1) / s, (W - 1 + r) / s + 1) + V - 1) / V * V;
   const int64_t GW = S == 1 ? Wx : s * Wq;
-  std::vector<int64_t> colpos(S == 1 ? 0 : W);  // stride > 1: input column -> its element
-  for (int64_t col = 0; col < static_cast<int64_t>(colpos.size()); ++col) {
-    colpos[col] = ((col + r) % s) * Wq + (col + r) / s;
-  }
   const int64_t LM = k - 1, ld = LM + std::max(Wx, Wq);  // left margin, row stride of e, d, gyp
   const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
   const TaskOrder order(geo, per_parity, xs.w != 1);  // a phase's tasks: (b, g, band / 2)
@@ -873,9 +942,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
             store<T, V>(gqv + jb, gq_acc * T(PG::kQ));
           }
           std::memcpy(gq + at, gqv, Wo * sizeof(T));
-          // grad_x_c += w gy = e gy': at stride 1 with k = 3, 5 or 7 all kernel rows at once
-          // (e's rows outside the image zeroed first), else kernel row by kernel row.
-          const bool all_rows = S == 1 && (k == 3 || k == 5 || k == 7);
+          // grad_x_c += w gy = e gy': at stride 1 or 2 with k = 3, 5 or 7 all kernel rows at
+          // once (e's rows outside the image zeroed first), else kernel row by kernel row.
+          const bool all_rows = (s == 1 || s == 2) && (k == 3 || k == 5 || k == 7);
           if (all_rows && (n0 > 0 || n1 < kk)) {
             for (int64_t n = 0; n < kk; ++n) {
               if (n < n0 || n >= n1) std::fill(e + n * ld, e + n * ld + Wv, T(0));
@@ -883,12 +952,8 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           }
           T* gxrow0 = gxp + rr0 * GW;  // channel 0, kernel row 0
           const int64_t gxc = rows * GW;
-          if (all_rows && k == 7) {
-            gather_rows_channels<T, V, 7>(e, ld, gyp, gxrow0, mc, gxc, Wx, tb0, tb1);
-          } else if (all_rows && k == 5) {
-            gather_rows_channels<T, V, 5>(e, ld, gyp, gxrow0, mc, gxc, Wx, tb0, tb1);
-          } else if (all_rows && k == 3) {
-            gather_rows_channels<T, V, 3>(e, ld, gyp, gxrow0, mc, gxc, Wx, tb0, tb1);
+          if (all_rows) {
+            gather_all_rows<T, V>(k, s, e, ld, gyp, gxrow0, mc, gxc, GW, Wq, tb0, tb1);
           } else {
             for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
               const int64_t nc = std::min<int64_t>(kChannelBlock, mc - cl);
@@ -927,14 +992,6 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         // added where a band of the first phase (even) already wrote them: the rows an odd band
         // shares with its neighbours (bands of one phase never share rows).
         const T kscale = T(PG::kK);
-        // Where input column col sits in a gradient row.
-        auto at = [&](int64_t col) -> int64_t {
-          if constexpr (S == 1) {
-            return r + col;
-          } else {
-            return colpos[col];
-          }
-        };
         const int64_t shared_below = t > 0 ? top - band * s + rows : top;  // end of band t-1's rows
         const int64_t shared_above = t + 1 < bands ? top + band * s : top + rows;  // band t+1's start
         for (int64_t rr = 0; rr < rows; ++rr) {
@@ -944,9 +1001,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           T* gkrow = gkey + (bg * H + in_row) * W;
           const T* gksrc = gkp + rr * GW;
           if (add) {
-            for (int64_t col = 0; col < W; ++col) gkrow[col] += kscale * gksrc[at(col)];
+            unpad_row<T, true>(gkrow, gksrc, W, r, s, Wq, kscale);
           } else {
-            for (int64_t col = 0; col < W; ++col) gkrow[col] = kscale * gksrc[at(col)];
+            unpad_row<T, false>(gkrow, gksrc, W, r, s, Wq, kscale);
           }
           T* gxrow = gx + gxs.row(b, c0, in_row);
           const T* src = gxp + rr * GW;  // channel cl at src + cl * rows * GW
@@ -955,18 +1012,19 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
             for (int64_t cl = 0; cl < mc; ++cl) {
               T* dst = gxrow + cl * gxs.c;
               if (add) {
-                for (int64_t col = 0; col < W; ++col) dst[col] += src[cl * sc + at(col)];
+                unpad_row<T, true>(dst, src + cl * sc, W, r, s, Wq, T(1));
               } else {
-                for (int64_t col = 0; col < W; ++col) dst[col] = src[cl * sc + at(col)];
+                unpad_row<T, false>(dst, src + cl * sc, W, r, s, Wq, T(1));
               }
             }
           } else {  // channels_last: pixel by pixel
             for (int64_t col = 0; col < W; ++col) {
+              const int64_t t = col + r, at = S == 1 ? t : (t % s) * Wq + t / s;
               T* dst = gxrow + col * gxs.w;
               if (add) {
-                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] += src[cl * sc + at(col)];
+                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] += src[cl * sc + at];
               } else {
-                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] = src[cl * sc + at(col)];
+                for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] = src[cl * sc + at];
               }
             }
           }
