@@ -175,7 +175,10 @@ def _shard_pid(out, index: int, rows: int):
     if not csv.exists() or len(csv.read_text().splitlines()) < rows + 1:
         return None
     holder = runlock.live_holder(folder)
-    return holder.pid if holder is not None else None
+    if holder is None:
+        return None
+    assert holder.pid is not None and holder.pid > 0, holder  # never os.kill(-1, ...)
+    return holder.pid
 
 
 @needs_submitit
