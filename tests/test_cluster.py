@@ -285,6 +285,9 @@ def test_a_sharded_resume_never_merges_away_a_plain_runs_rows(tmp_path):
 
 
 # --- Slurm, faked: submitit's real SlurmExecutor against stand-in sbatch, srun and sacct --------
+# Kept for what the one-node cluster of tests/test_slurm.py cannot show: the array's tasks on
+# several nodes at once (here each stand-in task runs at once, in parallel). Everything one node
+# can show (submission, requeue, preemption, cancellation, sacct's states) is tested there, for real.
 
 FAKE_SBATCH = r"""#!/bin/bash
 # Records the batch script, "runs" each array task in the background, answers like sbatch.
@@ -327,8 +330,9 @@ done
 
 @needs_submitit
 def test_a_slurm_job_array_through_stand_in_slurm_commands(tmp_path, monkeypatch):
-    """The Slurm path end to end without a cluster: one array of 2 exclusive one-node tasks, each
-    shard run by submitit's job code, states read back with sacct, rows merged."""
+    """The Slurm path without a cluster, both array tasks at once as on two nodes: one array of 2
+    exclusive one-node tasks, each shard run by submitit's job code, states read back with sacct,
+    rows merged."""
     from lrbench.bench.cluster import submit
 
     fake = tmp_path / "fake-slurm"
