@@ -68,6 +68,9 @@ def test_bad_node_counts_and_misplaced_slurm_options_are_refused():
         ClusterOptions(executor="local", partition="gpu")
     with pytest.raises(ValueError, match="--time is required with --executor slurm"):
         ClusterOptions(executor="slurm", nodes=2)
+    for grace in (0, -1, "soon"):
+        with pytest.raises(ValueError, match="--grace must be a number of seconds > 0"):
+            ClusterOptions(executor="local", grace_s=grace)
 
 
 def test_slurm_args_must_be_known_key_value_pairs():
