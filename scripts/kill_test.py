@@ -3,9 +3,10 @@
     .venv/bin/python scripts/kill_test.py [--kills 50] [--seed 0] [--work DIR]
 
 A small CPU matrix (8 cases) is run into one folder again and again with ``--resume``; each run is
-killed with SIGKILL at a random instant: half of the instants anywhere in the run (interpreter
-start, plan, cases), half at the end (a random moment up to 0.6 s after the last case's row
-appears: the final CSV rewrite, the JSON report, the exit). Just before each kill the CSV is read
+killed with SIGKILL at a random instant, in turn: anywhere in the run (interpreter start, plan,
+cases), among the cases (a random moment after the run's first new row, within the time the cases
+take), and at the end (a random moment up to 0.6 s after the last case's row appears: the final
+CSV rewrite, the JSON report, the exit). Just before each kill the CSV is read
 as any reader would (:func:`lrbench.bench.results.records.read`); after the kill every row read
 then must still be there, unchanged (case id, status, median). A run that completes starts the
 folder afresh. At the end, a last ``--resume`` must finish the matrix with every case once.
@@ -82,24 +83,35 @@ def main() -> int:
     shutil.rmtree(folder, ignore_errors=True)
 
     started = time.monotonic()
-    clean = _start(folder, resume=False)  # how long a whole run takes here
+    clean = _start(folder, resume=False)  # how long a whole run, and its cases, take here
+    _wait_rows(folder, clean, 1)
+    first_row = time.monotonic()
+    _wait_rows(folder, clean, CASES)
+    cases_s = time.monotonic() - first_row
     clean.wait()
     whole_s = time.monotonic() - started
     assert clean.returncode == 0 and len(_rows(folder)) == CASES, "the clean run failed"
-    print(f"a whole run: {whole_s:.1f} s, {CASES} cases")
+    print(f"a whole run: {whole_s:.1f} s, {CASES} cases; from the first row to the last "
+          f"{cases_s:.1f} s")
     shutil.rmtree(folder)
 
     fresh_runs, checked, cut_lines = 1, 0, 0
+    folder.mkdir()
     for kill in range(1, args.kills + 1):
         if len(_rows(folder)) == CASES:  # finished: start afresh
             shutil.rmtree(folder)
+            folder.mkdir()
             fresh_runs += 1
-        proc = _start(folder, resume=folder.exists())
-        at_end = kill % 2 == 0
-        if at_end:  # after the last row: the final rewrite, the JSON, the exit
+        had = len(_rows(folder))
+        proc = _start(folder, resume=True)
+        if kill % 3 == 0:  # after the last row: the final rewrite, the JSON, the exit
             reached = _wait_rows(folder, proc, CASES)
             delay = rng.uniform(0, 0.6)
             where = f"{delay:.2f} s after the last row" + ("" if reached else " (run had ended)")
+        elif kill % 3 == 2:  # among the cases
+            reached = _wait_rows(folder, proc, had + 1)
+            delay = rng.uniform(0, cases_s)
+            where = f"{delay:.2f} s after its first row" + ("" if reached else " (run had ended)")
         else:
             delay = rng.uniform(0, whole_s)
             where = f"{delay:.2f} s into the run"

@@ -56,11 +56,11 @@ def _cluster_problem() -> str | None:
     if shutil.which("sbatch") is None or shutil.which("sacct") is None:
         return "Slurm's commands are not installed"
     try:
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=10)
         if "UP" not in ping.stdout:
             return f"slurmctld does not answer ({(ping.stdout + ping.stderr).strip()})"
         sacct = subprocess.run(["sacct", "-n", "-X", "--starttime=now-1hour"],
-                               capture_output=True, text=True, timeout=20)
+                               capture_output=True, text=True, timeout=10)
         if sacct.returncode != 0:
             return f"sacct does not answer ({sacct.stderr.strip()})"
         nodes = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
