@@ -3,12 +3,13 @@
     .venv/bin/python scripts/kill_test.py [--kills 50] [--seed 0] [--work DIR]
 
 A small CPU matrix (8 cases) is run into one folder again and again with ``--resume``; each run is
-killed with SIGKILL at a random instant, in turn: anywhere in the run (interpreter start, plan,
-cases), among the cases (a random moment after the run's first new row, within the time the cases
-take), and at the end (a random moment up to 0.6 s after the last case's row appears: the final
-CSV rewrite, the JSON report, the exit). Just before each kill the CSV is read
-as any reader would (:func:`lrbench.bench.results.records.read`); after the kill every row read
-then must still be there, unchanged (case id, status, median). A run that completes starts the
+killed with SIGKILL at a random instant, in turn: while it starts (a random moment before its
+first row: the interpreter, the plan, the lock), among the cases (a random moment within the case
+after a random row), and at the end (a random moment up to 0.6 s after the last case's row appears:
+the final CSV rewrite, the JSON report, the exit). The durations come from a clean run first.
+Just before each kill the CSV is read as any reader would
+(:func:`lrbench.bench.results.records.read`); after the kill every row read then must still be
+there, unchanged (case id, status, median). A run that completes starts the
 folder afresh. At the end, a last ``--resume`` must finish the matrix with every case once.
 
 Prints one line per kill and a summary; exits 1 on the first lost row.
@@ -83,19 +84,19 @@ def main() -> int:
     shutil.rmtree(folder, ignore_errors=True)
 
     started = time.monotonic()
-    clean = _start(folder, resume=False)  # how long a whole run, and its cases, take here
+    clean = _start(folder, resume=False)  # how long a run takes to start, and a case
     _wait_rows(folder, clean, 1)
-    first_row = time.monotonic()
+    start_s = time.monotonic() - started
     _wait_rows(folder, clean, CASES)
-    cases_s = time.monotonic() - first_row
+    case_s = (time.monotonic() - started - start_s) / (CASES - 1)
     clean.wait()
     whole_s = time.monotonic() - started
     assert clean.returncode == 0 and len(_rows(folder)) == CASES, "the clean run failed"
-    print(f"a whole run: {whole_s:.1f} s, {CASES} cases; from the first row to the last "
-          f"{cases_s:.1f} s")
+    print(f"a whole run: {whole_s:.1f} s, {CASES} cases; {start_s:.1f} s to the first row, "
+          f"then {case_s:.2f} s a case")
     shutil.rmtree(folder)
 
-    fresh_runs, checked, cut_lines = 1, 0, 0
+    fresh_runs, checked, cut_lines, live = 1, 0, 0, 0
     folder.mkdir()
     for kill in range(1, args.kills + 1):
         if len(_rows(folder)) == CASES:  # finished: start afresh
@@ -108,17 +109,19 @@ def main() -> int:
             reached = _wait_rows(folder, proc, CASES)
             delay = rng.uniform(0, 0.6)
             where = f"{delay:.2f} s after the last row" + ("" if reached else " (run had ended)")
-        elif kill % 3 == 2:  # among the cases
-            reached = _wait_rows(folder, proc, had + 1)
-            delay = rng.uniform(0, cases_s)
-            where = f"{delay:.2f} s after its first row" + ("" if reached else " (run had ended)")
-        else:
-            delay = rng.uniform(0, whole_s)
+        elif kill % 3 == 2 and had < CASES - 1:  # among the cases
+            after = rng.randint(had + 1, CASES - 1)
+            reached = _wait_rows(folder, proc, after)
+            delay = rng.uniform(0, case_s)
+            where = f"{delay:.2f} s after row {after}" + ("" if reached else " (run had ended)")
+        else:  # while it starts
+            delay = rng.uniform(0, start_s)
             where = f"{delay:.2f} s into the run"
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.005)
         before = _rows(folder)
+        live += proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         after_loaded = records.read(folder) if records.results_path(folder).exists() else None
@@ -139,7 +142,8 @@ def main() -> int:
     assert final.returncode == 0, "the final --resume failed"
     assert len(rows) == CASES and rows["case_id"].is_unique, rows["case_id"].tolist()
     leftovers = sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
-    print(f"{args.kills} kills over {fresh_runs} fresh run(s): no recorded row lost "
+    print(f"{args.kills} kills ({live} of a live run) over {fresh_runs} fresh run(s): no recorded "
+          "row lost "
           f"({checked} row checks); {cut_lines} cut-off line(s) kept out after kills; the last "
           f"--resume finished with {len(rows)} rows, each case once; {len(leftovers)} temporary "
           "file(s) left by killed writes")
