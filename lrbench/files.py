@@ -7,7 +7,10 @@ is flushed to disk, and is renamed over the target. A reader sees the old file o
 never half of one, and a kill at any instant leaves one of the two.
 
 Locks are ``flock`` locks, which the kernel drops when their holder dies (even by SIGKILL):
-:func:`try_lock` tries once, :func:`wait_lock` retries until a deadline.
+:func:`try_lock` tries once, :func:`wait_lock` retries until a deadline. A lock file that says who
+holds it is born whole and locked (:func:`create_locked`, :func:`replace_locked`): its content is
+written and the lock taken before the file appears under its name, so no reader ever finds a held
+lock file without its holder's details.
 """
 
 from __future__ import annotations
@@ -57,6 +60,68 @@ def atomic_write(path: str | Path, content: str | bytes) -> Path:
     with atomic_open(path, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
         f.write(content)
     return Path(path)
+
+
+def _write_locked(tmp: Path, content: bytes) -> int:
+    """``tmp`` created with ``content``, flushed to disk and flock'ed (where the file system can):
+    the open descriptor."""
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        try_lock(fd)  # nobody else knows this file yet: taken at once (or no flock here)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_locked(path: str | Path, content: bytes) -> int | None:
+    """Create ``path`` holding ``content`` and locked (exclusive ``flock``) from its first instant.
+
+    Returns the open descriptor, which holds the lock until it is closed, or ``None`` if ``path``
+    exists already. The file is written under a temporary name and hard-linked into place, which
+    fails when the name is taken.
+    """
+    path = Path(path)
+    tmp = _temporary(path)
+    fd = _write_locked(tmp, content)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        os.close(fd)
+        return None
+    except OSError:  # a file system without hard links: created exclusively, then written
+        os.close(fd)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return None
+        try_lock(fd)
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return fd
+
+
+def replace_locked(path: str | Path, content: bytes) -> int:
+    """Replace ``path`` with a new file holding ``content``, locked from its first instant (the
+    caller must hold the lock of the file it replaces); returns the new descriptor."""
+    path = Path(path)
+    tmp = _temporary(path)
+    fd = _write_locked(tmp, content)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return fd
 
 
 def try_lock(fd: int, shared: bool = False) -> bool | None:

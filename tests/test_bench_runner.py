@@ -96,9 +96,12 @@ def test_resume_drops_a_line_cut_short_by_a_kill(tmp_path):
     path = records.results_path(tmp_path)
     text = path.read_text()
     path.write_text(text[: text.rindex(",")])  # the last line loses its status column
-    assert records.done_ids(tmp_path) == set()
-    run_matrix(cases, tmp_path, resume=True, timing=TIMING)
+    with pytest.warns(records.DroppedLines, match="1 line"):  # said, not silent
+        assert records.done_ids(tmp_path) == set()
+    with pytest.warns(records.DroppedLines):
+        run_matrix(cases, tmp_path, resume=True, timing=TIMING)
     assert outcome(tmp_path)["status"].tolist() == ["ok"]
+    assert records.read(tmp_path).dropped == 0  # the cut line was removed, the new row whole
 
 
 def test_sharded_runs_merged_equal_the_unsharded_run(toys, tmp_path, monkeypatch):

@@ -68,6 +68,9 @@ def test_bad_node_counts_and_misplaced_slurm_options_are_refused():
         ClusterOptions(executor="local", partition="gpu")
     with pytest.raises(ValueError, match="--time is required with --executor slurm"):
         ClusterOptions(executor="slurm", nodes=2)
+    for grace in (0, -1, "soon"):
+        with pytest.raises(ValueError, match="--grace must be a number of seconds > 0"):
+            ClusterOptions(executor="local", grace_s=grace)
 
 
 def test_slurm_args_must_be_known_key_value_pairs():
@@ -175,7 +178,10 @@ def _shard_pid(out, index: int, rows: int):
     if not csv.exists() or len(csv.read_text().splitlines()) < rows + 1:
         return None
     holder = runlock.live_holder(folder)
-    return holder.pid if holder is not None else None
+    if holder is None:
+        return None
+    assert holder.pid is not None and holder.pid > 0, holder  # never os.kill(-1, ...)
+    return holder.pid
 
 
 @needs_submitit
@@ -282,6 +288,9 @@ def test_a_sharded_resume_never_merges_away_a_plain_runs_rows(tmp_path):
 
 
 # --- Slurm, faked: submitit's real SlurmExecutor against stand-in sbatch, srun and sacct --------
+# Kept for what the one-node cluster of tests/test_slurm.py cannot show: the array's tasks on
+# several nodes at once (here each stand-in task runs at once, in parallel). Everything one node
+# can show (submission, requeue, preemption, cancellation, sacct's states) is tested there, for real.
 
 FAKE_SBATCH = r"""#!/bin/bash
 # Records the batch script, "runs" each array task in the background, answers like sbatch.
@@ -324,8 +333,9 @@ done
 
 @needs_submitit
 def test_a_slurm_job_array_through_stand_in_slurm_commands(tmp_path, monkeypatch):
-    """The Slurm path end to end without a cluster: one array of 2 exclusive one-node tasks, each
-    shard run by submitit's job code, states read back with sacct, rows merged."""
+    """The Slurm path without a cluster, both array tasks at once as on two nodes: one array of 2
+    exclusive one-node tasks, each shard run by submitit's job code, states read back with sacct,
+    rows merged."""
     from lrbench.bench.cluster import submit
 
     fake = tmp_path / "fake-slurm"

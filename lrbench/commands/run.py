@@ -40,9 +40,13 @@ from lrbench.commands import options
                    "--executor slurm).")
 @click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
               help="Any other submitit Slurm parameter, e.g. qos=high (repeatable).")
+@click.option("--grace", "grace_s", type=float, default=None, metavar="SECONDS",
+              help="After Slurm's preemption or time-limit signal, how long the case in flight "
+                   "may go on before it is recorded as stopped and the shard requeued; keep it "
+                   "below the partition's GraceTime  [default: 20]")
 @options.plugin_option
 def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, executor, nodes,
-            partition, gpus_per_node, time_limit, slurm_args, plugins, **axes) -> None:
+            partition, gpus_per_node, time_limit, slurm_args, grace_s, plugins, **axes) -> None:
     """Run a benchmark matrix: gate each case against the reference, time it, record one CSV row.
 
     Every row is written as soon as its case finishes; a case that cannot run, fails the accuracy
@@ -69,7 +73,7 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
         torch.set_num_threads(threads)
     out = out or f"reports/runs/{preset}"
     cluster = {"--nodes": nodes, "--partition": partition, "--gpus-per-node": gpus_per_node,
-               "--time": time_limit, "--slurm-arg": slurm_args or None}
+               "--time": time_limit, "--slurm-arg": slurm_args or None, "--grace": grace_s}
     if executor is not None or any(v is not None for v in cluster.values()):
         _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plugins)
         return
@@ -122,7 +126,7 @@ def _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plug
     try:
         options = make_options(executor, cluster["--nodes"], cluster["--partition"],
                                cluster["--gpus-per-node"], cluster["--time"],
-                               cluster["--slurm-arg"] or ())
+                               cluster["--slurm-arg"] or (), grace_s=cluster["--grace"])
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     except RuntimeError as err:  # submitit missing

@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass, field
 
 EXECUTORS = ("local", "slurm")
+# After the preemption signal, how long the case in flight may go on (--grace): below Slurm's
+# usual preemption GraceTime, and well below submitit's 90 s between its signal and the time limit.
+GRACE_S = 20.0
 EXTRA_HINT = "pip install 'lrbench[cluster]'  (or: pip install submitit)"
 # Set by lrbench itself (one node per shard, the node to itself) or by a dedicated option.
 OWNED = {"nodes": "--nodes", "exclusive": "(always: one node per shard, to itself)",
@@ -94,12 +97,15 @@ class ClusterOptions:
     time_min: int | None = None
     slurm_args: dict = field(default_factory=dict)
     max_retries: int = 2  # resubmissions of a shard that ended unfinished (killed, crashed)
+    grace_s: float = GRACE_S  # after the preemption signal, how long the case in flight may go on
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
             raise ValueError(f"--executor must be one of {list(EXECUTORS)}, got {self.executor!r}")
         if not isinstance(self.nodes, int) or self.nodes < 1:
             raise ValueError(f"--nodes must be an integer >= 1, got {self.nodes!r}")
+        if not (isinstance(self.grace_s, int | float) and self.grace_s > 0):
+            raise ValueError(f"--grace must be a number of seconds > 0, got {self.grace_s!r}")
         if self.gpus_per_node is not None and self.gpus_per_node < 0:
             raise ValueError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node!r}")
         if self.executor == "slurm" and self.time_min is None:
@@ -125,7 +131,7 @@ class ClusterOptions:
 
 def make_options(executor: str, nodes: int | None = None, partition: str | None = None,
                  gpus_per_node: int | None = None, time: str | None = None,
-                 slurm_args: tuple[str, ...] = ()) -> ClusterOptions:
+                 slurm_args: tuple[str, ...] = (), grace_s: float | None = None) -> ClusterOptions:
     """Check the command line's strings and build the options (``ValueError`` names the option).
 
     submitit must be installed (checked first: ``RuntimeError`` naming the extra).
@@ -139,4 +145,5 @@ def make_options(executor: str, nodes: int | None = None, partition: str | None 
     return ClusterOptions(
         executor=executor, nodes=1 if nodes is None else nodes, partition=partition,
         gpus_per_node=gpus_per_node, time_min=None if time is None else parse_time(time),
-        slurm_args=parse_slurm_args(slurm_args, known))
+        slurm_args=parse_slurm_args(slurm_args, known),
+        grace_s=GRACE_S if grace_s is None else grace_s)

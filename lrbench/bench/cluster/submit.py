@@ -4,8 +4,9 @@ or submitit's local executor (real subprocesses here, one shard after another).
 ``run_sharded`` holds ``OUT``, writes ``OUT/plan.json``, submits the shards (each a
 :class:`lrbench.bench.cluster.job.ShardJob` writing ``OUT/shards/I/results.csv``), waits, and merges
 the shards into ``OUT/results.csv``. A shard that ends with cases still pending (killed, crashed)
-is resubmitted with ``resume`` up to ``max_retries`` times; preemption and timeouts are handled
-inside the job by submitit's checkpointing.
+is resubmitted with ``resume`` up to ``max_retries`` times, unless it was cancelled (``scancel``:
+someone meant it; ``--resume`` finishes it); preemption and timeouts are handled inside the job by
+submitit's checkpointing (:mod:`lrbench.bench.cluster.job`).
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume:
         jobs = {s.index: ShardJob(out=str(out), index=s.index, count=options.nodes,
                                   cases=shard(plan.cases, s.index, options.nodes),
                                   timing=plan.timing, label=plan.label, resume=True,
-                                  threads=threads, plugins=tuple(plugins))
+                                  threads=threads, plugins=tuple(plugins),
+                                  grace_s=options.grace_s)
                 for s in manifest.shards}
         todo = [s for s in manifest.shards if pending_ids(out, s)]
         if not todo:
@@ -187,9 +189,14 @@ def _drive(executor, manifest: Manifest, out: Path, shards: list[ShardPlan],
             if not job.done():
                 continue
             del running[index]
+            state = job.state  # its final state
             left = pending_ids(out, plan)
             record(index, job, "COMPLETED" if not left else f"ENDED ({state})")
             if not left:
+                continue
+            if state.startswith("CANCELLED"):  # someone cancelled it (scancel): not undone here
+                say(f"shard {index}: job {job.job_id} was cancelled ({state}) with {len(left)} "
+                    "cases pending; not resubmitted (rerun with --resume to finish it)")
                 continue
             why = _job_error(job)
             if attempts[index] > options.max_retries:

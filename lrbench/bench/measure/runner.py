@@ -5,7 +5,8 @@ record one row per case.
 :class:`MatrixPlugin` that parametrizes its one test over the cases. pytest-benchmark calibrates
 the rounds, excludes warm-up, computes the statistics and writes its JSON into the run directory;
 the plugin writes each case's CSV row as soon as the case finishes, so a killed run loses at most
-the case in flight and ``--resume`` carries on from there. CUDA cases are timed instead by
+the case in flight and ``--resume`` carries on from there. A :class:`~lrbench.bench.measure.stopping.
+StopRequest` (set by a signal handler) ends the session between cases. CUDA cases are timed instead by
 :func:`lrbench.bench.measure.gputimer.time_cuda` (events around each round, an L2 flush between rounds)
 with the same knobs; each row's ``timer`` column says which clock timed it.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -32,8 +34,10 @@ from lrbench.bench.measure import compiling, gputimer, limits, targets
 from lrbench.bench.measure.gate import Gate
 from lrbench.bench.measure.machine import cpu_state, gpu_state, load_now, machine_info, threads_now
 from lrbench.bench.measure.memory import peak_extra_bytes
+from lrbench.bench.measure.stopping import StopRequest
 from lrbench.bench.results import metrics, records, runlock
 from lrbench.bench.results.manifest import Manifest, ShardPlan
+from lrbench.files import atomic_write
 
 PLUGIN_KEY = pytest.StashKey["MatrixPlugin"]()
 BENCH_MODULE = Path(__file__).with_name("bench_matrix.py")
@@ -175,6 +179,7 @@ class MatrixPlugin:
     timing: Timing = field(default_factory=lambda: Timing())
     # time_cuda(fn, GpuTiming) -> statistics columns: CUDA cases' timer (injectable for tests)
     time_cuda: Callable[..., dict] = gputimer.time_cuda
+    stop: StopRequest = field(default_factory=StopRequest)  # read between cases
 
     def time_fn(self, case: Case, benchmark) -> TimeFn:
         """The timer of ``case``: CUDA events on a GPU, pytest-benchmark's perf_counter on CPU."""
@@ -199,13 +204,29 @@ class MatrixPlugin:
             metafunc.parametrize("lrbench_case", self.cases,
                                  ids=[case.case_id for case in self.cases])
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        yield
+        if self.stop.requested:  # pytest ends the session after this item, before the next
+            item.session.shouldstop = self.stop.reason()
+
     def run(self, case: Case, benchmark) -> None:
-        row = execute_case(case, self.time_fn(case, benchmark), self.gate)
-        if row["status"] == "ok":  # beside pytest-benchmark's statistics in its JSON
-            derived = metrics.derive(pd.DataFrame([row]).reindex(columns=records.COLUMNS))
-            info = {**row, **derived.iloc[0].dropna().to_dict()}
-            benchmark.extra_info.update({key: info[key] for key in EXTRA_INFO if key in info})
-        records.append_row(self.csv_path, row)
+        if self.stop.requested:  # asked while pytest set this case up: leave it pending
+            pytest.skip(f"not started: {self.stop.reason()}")
+        self.stop.started_at, self.stop.in_flight = time.monotonic(), case
+        try:
+            row = execute_case(case, self.time_fn(case, benchmark), self.gate)
+            if row["status"] == "ok":  # beside pytest-benchmark's statistics in its JSON
+                derived = metrics.derive(pd.DataFrame([row]).reindex(columns=records.COLUMNS))
+                info = {**row, **derived.iloc[0].dropna().to_dict()}
+                benchmark.extra_info.update({key: info[key] for key in EXTRA_INFO if key in info})
+            with self.stop.rows:  # a watchdog that gave this case up has written its row
+                if self.stop.given_up:
+                    return
+                records.append_row(self.csv_path, row)
+                self.stop.in_flight = None
+        finally:
+            self.stop.in_flight = None
         self.statuses[row["status"]] += 1
         if self.on_case is not None:
             self.on_case(sum(self.statuses.values()), len(self.cases), row)
@@ -228,7 +249,7 @@ class RunSummary:
 
 def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
                timing: Timing | None = None, on_case: OnCase | None = None,
-               label: str = "run") -> RunSummary:
+               label: str = "run", stop: StopRequest | None = None) -> RunSummary:
     """Run ``cases``, writing ``out_dir/results.csv`` row by row and pytest-benchmark's JSON.
 
     The run holds ``out_dir`` (:mod:`lrbench.bench.results.runlock`: a second run into it is refused
@@ -242,19 +263,21 @@ def run_matrix(cases: list[Case], out_dir: str | Path, *, resume: bool = False,
         timing: pytest-benchmark's knobs.
         on_case: progress callback, ``on_case(index, total, row)``.
         label: goes into the JSON's file name (e.g. the preset and shard).
+        stop: once requested (e.g. by a signal handler), the run ends after the case in flight.
 
     Returns:
-        A :class:`RunSummary`; ``interrupted`` is set when the run was stopped (Ctrl-C).
+        A :class:`RunSummary`; ``interrupted`` is set when the run was stopped (Ctrl-C, or
+        ``stop``).
     """
     with runlock.hold(out_dir):
         Manifest(executor="in-process", label=label, shards=[
             ShardPlan(index=1, folder=".", case_ids=[c.case_id for c in cases])]).save(out_dir)
         return _run_held(cases, out_dir, resume=resume, timing=timing, on_case=on_case,
-                         label=label)
+                         label=label, stop=stop or StopRequest())
 
 
 def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: Timing | None,
-              on_case: OnCase | None, label: str) -> RunSummary:
+              on_case: OnCase | None, label: str, stop: StopRequest) -> RunSummary:
     timing = timing or Timing()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -267,14 +290,16 @@ def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: T
                          already_done=len(cases) - len(todo), statuses=Counter())
     if not todo:
         return summary
-    plugin = MatrixPlugin(todo, csv_path, on_case, timing=timing)
+    plugin = MatrixPlugin(todo, csv_path, on_case, timing=timing, stop=stop)
     # A fresh run replaces its JSON; each resumed piece gets its own.
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     name = f"{label}-resumed-{stamp}" if done else label
     summary.json_path = out / "pytest-benchmark" / f"{name}.json"
     summary.json_path.parent.mkdir(parents=True, exist_ok=True)
+    # pytest-benchmark writes its JSON in place: it goes to a file of its own, then into place
+    partial = summary.json_path.with_name(f".{name}.json.partial")
     args = [str(BENCH_MODULE), "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-            "--capture=no", f"--benchmark-json={summary.json_path}", *timing.pytest_args()]
+            "--capture=no", f"--benchmark-json={partial}", *timing.pytest_args()]
     with log_path.open("a") as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log), warnings.catch_warnings():
         # when no case was timed, pytest-benchmark writes no JSON and says so; the CSV has why
@@ -284,6 +309,9 @@ def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: T
         finally:  # the CSV gets the derived columns (speedups across the run's rows)
             if csv_path.exists():
                 records.write(records.load(csv_path), csv_path)
+            if partial.exists():
+                atomic_write(summary.json_path, partial.read_bytes())
+                partial.unlink()
     if not summary.json_path.exists():
         summary.json_path = None
     summary.statuses = plugin.statuses

@@ -1,17 +1,22 @@
 """Tidy records: one CSV row per case, appended as each case finishes; resume and merge.
 
-Every row has the same columns (:data:`COLUMNS`). ``status`` is the last column, so a line cut
-short by a killed run has none and is dropped (and its case rerun) on ``--resume``.
+Every row has the same columns (:data:`COLUMNS`). A row is recorded once its line ends with a
+newline. A line cut short by a killed run (no newline, or no valid ``status``, the last column) is
+kept out when the CSV is read, with a warning that says how many lines were dropped
+(:class:`DroppedLines`; :func:`read` returns the count), and its case runs again on ``--resume``.
 """
 
 from __future__ import annotations
 
+import io
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from lrbench.bench.results import metrics
-from lrbench.files import atomic_open
+from lrbench.files import atomic_open, atomic_write
 
 RESULTS = "results.csv"
 STATUSES = ("ok", "skipped", "failed", "error")
@@ -19,6 +24,9 @@ STATUSES = ("ok", "skipped", "failed", "error")
 # came closest to it (gate_value: "y", a gradient, or the network's logits), where the limit came
 # from ("suite", or "implementation" for a declared loosening), and the worst error over it.
 GATE_COLUMNS = ["atol", "rtol", "limit_source", "err_over_limit", "gate_value"]
+# The reason of a case given up when its job was stopped (lrbench.bench.measure.stopping): such a
+# row is not done; the case runs again on --resume and its new row replaces this one.
+STOPPED = "stopped:"
 COLUMNS = [
     "case_id", "target", "impl", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device", "pass",
     "compile", "median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds", "iterations", "timer",
@@ -71,6 +79,7 @@ def append_row(path: str | Path, row: dict) -> None:
     # An existing file keeps its own header (e.g. written by an older version, without a column).
     existing = path.exists() and path.stat().st_size > 0
     if existing:
+        _drop_cut_line(path)
         with path.open() as handle:
             columns = handle.readline().strip().split(",")
     else:
@@ -81,22 +90,78 @@ def append_row(path: str | Path, row: dict) -> None:
         handle.flush()
 
 
-def load(location: str | Path) -> pd.DataFrame:
-    """The rows of a run (a CSV or a run directory), with the derived metrics
-    (:func:`lrbench.bench.results.metrics.derive`); rows without a valid status are dropped."""
+class DroppedLines(UserWarning):
+    """Lines of a results CSV that were kept out: cut short by a kill, or unreadable."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The rows of a CSV and how many of its lines were kept out of them."""
+
+    path: Path
+    rows: pd.DataFrame
+    dropped: int  # lines cut short (no newline) or unreadable (bad field count, no valid status)
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Before appending: a last line without its newline (a killed writer's) is removed, so the
+    next row starts a line of its own. The file is rewritten whole (atomically), with a warning."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    keep = data[:data.rfind(b"\n") + 1]
+    warnings.warn(f"{path}: removed its last line, cut short by a killed run "
+                  f"({len(data) - len(keep)} bytes); that case runs again", DroppedLines,
+                  stacklevel=3)
+    atomic_write(path, keep)
+
+
+def read(location: str | Path) -> Loaded:
+    """The rows of a run (a CSV or a run directory) with the derived metrics
+    (:func:`lrbench.bench.results.metrics.derive`), and the count of lines kept out: a last line
+    without its newline, lines with too many fields, rows without a valid status. A ``stopped:``
+    row followed by a later row of its case is replaced by that row. Never warns; see :func:`load`.
+    """
     path = results_path(location)
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}")
-    frame = pd.read_csv(path, on_bad_lines="skip", dtype={c: str for c in TEXT_COLUMNS})
-    frame = frame[frame["status"].isin(STATUSES)].reindex(columns=COLUMNS)
+    data = path.read_bytes()
+    dropped = 0
+    if data and not data.endswith(b"\n"):  # the writer was killed in the middle of this line
+        data = data[:data.rfind(b"\n") + 1]
+        dropped += 1
+    bad: list[list[str]] = []
+    frame = pd.read_csv(io.BytesIO(data), engine="python", on_bad_lines=bad.append,
+                        dtype={c: str for c in TEXT_COLUMNS}) if data.count(b"\n") > 0 \
+        else pd.DataFrame(columns=COLUMNS)
+    valid = frame["status"].isin(STATUSES) if "status" in frame else pd.Series(False, frame.index)
+    dropped += len(bad) + int((~valid).sum())
+    frame = frame[valid].reindex(columns=COLUMNS)
     frame[TEXT_COLUMNS] = frame[TEXT_COLUMNS].astype(object).fillna("").astype(str)
-    return metrics.derive(frame.reset_index(drop=True))
+    stopped = frame["reason"].str.startswith(STOPPED)
+    superseded = stopped & frame.duplicated("case_id", keep="last")
+    frame = frame[~superseded]
+    return Loaded(path=path, rows=metrics.derive(frame.reset_index(drop=True)), dropped=dropped)
+
+
+def load(location: str | Path) -> pd.DataFrame:
+    """:func:`read`'s rows; warns (:class:`DroppedLines`) when lines were kept out."""
+    loaded = read(location)
+    if loaded.dropped:
+        warnings.warn(f"{loaded.path}: {loaded.dropped} line(s) kept out (cut short by a killed "
+                      "run, or unreadable); their cases count as not done", DroppedLines,
+                      stacklevel=2)
+    return loaded.rows
 
 
 def done_ids(location: str | Path) -> set[str]:
-    """Case ids already recorded (any status) in a run; empty if there is no file yet."""
+    """Case ids already recorded in a run (any status, except ``stopped:`` rows: those cases run
+    again); empty if there is no file yet."""
     path = results_path(location)
-    return set(load(path)["case_id"]) if path.exists() else set()
+    if not path.exists():
+        return set()
+    rows = load(path)
+    return set(rows.loc[~rows["reason"].str.startswith(STOPPED), "case_id"])
 
 
 def merge_runs(locations: list[str | Path]) -> pd.DataFrame:

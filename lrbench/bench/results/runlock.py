@@ -2,7 +2,9 @@
 
 The lock is an advisory ``flock`` on that file, so the kernel drops it when the holder dies (even
 by SIGKILL) and the next run takes the folder over; the file says who holds it (host, PID, start
-time, command) so that a refused run can name the holder. A run also counts as holding ``FOLDER``
+time, command) so that a refused run can name the holder. The file is born with its holder's
+details and its lock (:func:`lrbench.files.create_locked`; a take-over renames a new one into
+place), so a reader never finds a held lock without them. A run also counts as holding ``FOLDER``
 while a shard of it holds ``FOLDER/shards/I`` (the shards of a cluster run outlive its driver).
 
 Where the file system has no ``flock`` (some network mounts), the file's content decides: a lock
@@ -24,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lrbench.bench.results.manifest import SHARDS
-from lrbench.files import try_lock
+from lrbench.files import create_locked, replace_locked, try_lock
 
 LOCK_NAME = ".lrbench-run.lock"
 
@@ -34,12 +36,13 @@ class Holder:
     """Who holds (or held) a folder."""
 
     host: str
-    pid: int
+    pid: int | None  # None only for a lock file without details (written by an older lrbench)
     started: str
     command: str = ""
 
     def describe(self) -> str:
-        return f"PID {self.pid} on host {self.host}, started {self.started}" + (
+        pid = self.pid if self.pid is not None else "(unknown)"
+        return f"PID {pid} on host {self.host}, started {self.started}" + (
             f" ({self.command})" if self.command else "")
 
     @classmethod
@@ -59,11 +62,31 @@ class FolderInUse(RuntimeError):
                          "or stop it; a run killed earlier is taken over automatically.")
 
 
+def _parse(data: bytes) -> Holder | None:
+    try:
+        holder = Holder(**json.loads(data))
+    except (ValueError, TypeError):
+        return None
+    return holder if isinstance(holder.pid, int) and holder.pid > 0 else None
+
+
 def _read(path: Path) -> Holder | None:
     try:
-        return Holder(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+        return _parse(path.read_bytes())
+    except OSError:
         return None
+
+
+def _read_fd(fd: int) -> Holder | None:
+    return _parse(os.pread(fd, 1 << 16, 0))
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file named ``path`` (not replaced or removed since opened)."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -85,25 +108,39 @@ def _held_without_flock(path: Path) -> Holder | None:
 
 
 def live_holder(folder: str | Path) -> Holder | None:
-    """Who holds ``folder`` now (itself, or one of its shards), or ``None`` if nobody does."""
+    """Who holds ``folder`` now (itself, or one of its shards), or ``None`` if nobody does.
+
+    A holder returned has a positive PID, except for a lock file left without details by an older
+    lrbench (``pid`` is ``None`` then).
+    """
     folder = Path(folder)
     paths = [folder / LOCK_NAME, *sorted((folder / SHARDS).glob(f"*/{LOCK_NAME}"))]
     for path in paths:
-        if not path.exists():
-            continue
+        holder = _holder_of(path)
+        if holder is not None:
+            return holder
+    return None
+
+
+def _holder_of(path: Path, looks: int = 20) -> Holder | None:
+    for _ in range(looks):
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            continue
+            return None
         try:
             taken = try_lock(fd, shared=True)  # shared: two lookers never block each other
-            if taken is False:
-                return _read(path) or Holder(host="?", pid=-1, started="?")
-            if taken is None and (holder := _held_without_flock(path)) is not None:
+            if taken is None:
+                return _held_without_flock(path)
+            if taken:
+                return None
+            holder = _read_fd(fd)
+            if holder is not None and _still_at(fd, path):
                 return holder
         finally:
             os.close(fd)  # closing drops a lock we took only to test it
-    return None
+        time.sleep(0.01)  # a run taking the folder over is renaming its file into place
+    return Holder(host="?", pid=None, started="?")
 
 
 @dataclass
@@ -133,35 +170,39 @@ def acquire(folder: str | Path) -> RunLock:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
+    me = Holder.me()
+    record = json.dumps(asdict(me)).encode()
     deadline = time.monotonic() + 0.5
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        taken = try_lock(fd)
+        fd = create_locked(path, record)  # born with our details, locked
+        if fd is not None:
+            previous = None
+            break
+        try:
+            old = os.open(path, os.O_RDWR)
+        except FileNotFoundError:  # released meanwhile
+            continue
+        taken = try_lock(old)
         if taken is False:
-            os.close(fd)
+            os.close(old)
             if time.monotonic() < deadline:  # a looker (live_holder) holds it for a moment
                 time.sleep(0.05)
                 continue
-            raise FolderInUse(folder, _read(path))
-        previous = _read(path)
+            raise FolderInUse(folder, _holder_of(path))
+        previous = _read_fd(old)
         if taken is None and (holder := _held_without_flock(path)) is not None:
-            os.close(fd)
+            os.close(old)
             raise FolderInUse(folder, holder)
-        try:  # the holder we raced with may have unlinked the file before we locked it
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
+        if not _still_at(old, path):  # its holder released it, or another run took it over
+            os.close(old)
+            continue
+        fd = replace_locked(path, record)  # ours in place while we hold the dead run's lock
+        os.close(old)
+        break
     for shard_lock in sorted((folder / SHARDS).glob(f"*/{LOCK_NAME}")):
         if (holder := live_holder(shard_lock.parent)) is not None:
-            os.close(fd)  # the folder itself was free, but a shard of an earlier run still runs
-            raise FolderInUse(shard_lock.parent, holder)
-    me = Holder.me()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(asdict(me)).encode(), 0)
-    os.fsync(fd)
+            RunLock(folder=folder, holder=me, took_over=None, _fd=fd).release()
+            raise FolderInUse(shard_lock.parent, holder)  # a shard of an earlier run still runs
     return RunLock(folder=folder, holder=me, took_over=previous, _fd=fd)
 
 

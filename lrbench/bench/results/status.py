@@ -1,7 +1,8 @@
 """``lrbench status OUT``: per shard, the planned cases against the rows of its CSV.
 
 Counts come from ``OUT/plan.json`` (what was planned) and each shard's ``results.csv`` (what is
-recorded: ok, failed, error, skipped); pending = planned but not recorded yet. The job state is the
+recorded: ok, failed, error, skipped); pending = planned but not recorded yet. Lines of a CSV that
+were kept out (cut short by a kill) are counted and shown. The job state is the
 last one the driver recorded, a live Slurm state when ``sacct`` answers, and "running" while a
 process holds the shard's folder.
 """
@@ -29,6 +30,7 @@ class ShardStatus:
     counts: Counter  # recorded rows of planned cases, by status
     pending: int
     job: str  # job id and state, "" when unknown
+    dropped: int = 0  # lines of its CSV kept out (cut short by a kill, or unreadable)
 
     @property
     def recorded(self) -> int:
@@ -64,21 +66,25 @@ def run_status(out: str | Path) -> tuple[Manifest | None, list[ShardStatus]]:
     out = Path(out)
     manifest = Manifest.load(out)
     if manifest is None:  # a run without a plan: what its CSV has, nothing known to be pending
-        rows = records.load(out) if records.results_path(out).exists() else None
-        counts = Counter() if rows is None else Counter(rows["status"])
+        loaded = records.read(out) if records.results_path(out).exists() else None
+        counts = Counter() if loaded is None else Counter(loaded.rows["status"])
         return None, [ShardStatus(index=1, folder=out, planned=sum(counts.values()),
-                                  counts=counts, pending=0, job="")]
+                                  counts=counts, pending=0, job="",
+                                  dropped=loaded.dropped if loaded else 0)]
     statuses = []
     for plan in manifest.shards:
         folder = out / plan.folder
         planned = set(plan.case_ids)
-        counts = Counter()
+        counts, dropped = Counter(), 0
         if records.results_path(folder).exists():
-            rows = records.load(folder).drop_duplicates("case_id", keep="last")
-            counts = Counter(rows.loc[rows["case_id"].isin(planned), "status"])
+            loaded = records.read(folder)
+            rows, dropped = loaded.rows.drop_duplicates("case_id", keep="last"), loaded.dropped
+            done = rows[rows["case_id"].isin(planned) & ~rows["reason"].str.startswith(
+                records.STOPPED)]  # a stopped case runs again: pending
+            counts = Counter(done["status"])
         statuses.append(ShardStatus(index=plan.index, folder=folder, planned=len(planned),
                                     counts=counts, pending=len(planned) - sum(counts.values()),
-                                    job=_job(manifest, out, plan)))
+                                    job=_job(manifest, out, plan), dropped=dropped))
     return manifest, statuses
 
 
@@ -99,6 +105,11 @@ def render(out: str | Path, manifest: Manifest | None, statuses: list[ShardStatu
     pending = sum(s.pending for s in statuses)
     lines.append(f"{'all':<7}{sum(s.planned for s in statuses):>8}{sum(total.values()):>6}"
                  + "".join(f"{total.get(name, 0):>8}" for name in COUNTED) + f"{pending:>9}")
+    for s in statuses:
+        if s.dropped:
+            lines.append(f"shard {s.index}: {s.dropped} line(s) of "
+                         f"{records.results_path(s.folder)} kept out (cut short by a kill, or "
+                         "unreadable); their cases count as pending")
     merged = records.results_path(out)
     if len(statuses) > 1 or (manifest is not None and manifest.shards[0].folder != "."):
         state = (f"merged: {len(records.load(merged))} rows in {merged}" if merged.exists()
