@@ -175,7 +175,7 @@ class FakeBenchmark:
         class Stats:  # a distinct value per statistic: a swapped column fails
             median, iqr, stddev, min, mean = 0.0011, 0.0002, 0.0003, 0.0009, 0.0012
             rounds = 5
-            data = [0.001] * 5
+            data = [0.0013, 0.0009, 0.0011, 0.0012, 0.001]  # per call, in the order timed
 
         self.stats = type("Outer", (), {"stats": Stats(), "iterations": 3})()
 
@@ -215,4 +215,5 @@ def test_the_runner_times_cpu_cases_with_pytest_benchmark_as_before(tmp_path):
     assert benchmark.calls == 1
     assert stats == {"median_s": 0.0011, "iqr_s": 0.0002, "stddev_s": 0.0003, "min_s": 0.0009,
                      "mean_s": 0.0012, "rounds": 5, "iterations": 3,
-                     "timer": gputimer.CPU_TIMER}
+                     "timer": gputimer.CPU_TIMER,
+                     "rounds_s": [0.0013, 0.0009, 0.0011, 0.0012, 0.001]}

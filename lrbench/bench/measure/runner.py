@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import os
 import time
 import warnings
 from collections import Counter
@@ -305,7 +306,8 @@ def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: T
         # when no case was timed, pytest-benchmark writes no JSON and says so; the CSV has why
         warnings.filterwarnings("ignore", message="Not saving anything")
         try:
-            code = pytest.main(args, plugins=[plugin])
+            with _outside_xdist():
+                code = pytest.main(args, plugins=[plugin])
         finally:  # the CSV gets the derived columns (speedups across the run's rows)
             if csv_path.exists():
                 records.write(records.load(csv_path), csv_path)
@@ -320,3 +322,19 @@ def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: T
         raise RuntimeError(f"the benchmark session failed (pytest exit code {int(code)}); "
                            f"see {log_path}")
     return summary
+
+
+@contextlib.contextmanager
+def _outside_xdist():
+    """Hide a pytest-xdist worker's marker from the benchmark session for its duration.
+
+    pytest-benchmark disables itself in any process whose environment has
+    ``PYTEST_XDIST_WORKER``, so a run started from inside an xdist worker (a test suite run on
+    several cores) would time nothing. This session is our own, in one process: it may time.
+    """
+    saved = os.environ.pop("PYTEST_XDIST_WORKER", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_XDIST_WORKER"] = saved
