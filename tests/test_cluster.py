@@ -171,6 +171,17 @@ def _wait_for(predicate, what: str, proc, timeout: float = 180.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _timed_in_json(folder) -> dict[str, int]:
+    """How many of a shard's pytest-benchmark JSONs timed each case id."""
+    import collections
+    import json
+
+    counts = collections.Counter()
+    for path in (folder / "pytest-benchmark").glob("*.json"):
+        counts.update(b["param"] for b in json.loads(path.read_text())["benchmarks"])
+    return dict(counts)
+
+
 def _shard_pid(out, index: int, rows: int):
     """The PID of shard ``index``'s job once its CSV has ``rows`` rows (from its run lock)."""
     folder = out / shard_folder(index)
@@ -228,8 +239,16 @@ def test_killed_and_preempted_shards_resume_to_the_rows_of_a_serial_run(tmp_path
     manifest = Manifest.load(out)
     assert [len(s.jobs) for s in manifest.shards] == [2, 1, 1]  # shard 2 requeued in its job
     assert [s.jobs[-1]["state"] for s in manifest.shards] == ["COMPLETED"] * 3
-    for i in (1, 2):  # the resumed attempt ran only what was missing, in a JSON of its own
-        assert list((out / shard_folder(i) / "pytest-benchmark").glob("*-resumed-*.json"))
+    # The resumed attempt ran only what was missing, in a JSON of its own: no case timed twice.
+    # Shard 1 was SIGKILLed (its first attempt wrote no JSON), so its rest is in a resumed one.
+    # Shard 2 stopped cleanly between cases: its two attempts' JSONs hold each timed case once
+    # (the signal may land during its last case, leaving the requeued attempt nothing to run).
+    timed = {i: _timed_in_json(out / shard_folder(i)) for i in (1, 2)}
+    for i in (1, 2):
+        assert all(n == 1 for n in timed[i].values()), timed[i]
+    assert list((out / shard_folder(1) / "pytest-benchmark").glob("*-resumed-*.json"))
+    shard2 = records.load(out / shard_folder(2))
+    assert set(timed[2]) == set(shard2[shard2["status"] == "ok"]["case_id"])
     log = "".join(p.read_text() for p in (out / "submitit").glob("*_log.err"))
     assert "this job is preempted" in log
 
