@@ -14,6 +14,8 @@ import numbers
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from lrbench.files import atomic_open
+
 SIGNIFICANT = 3
 SMALL = 1e-3  # below this magnitude, scientific notation reads better than a row of zeros
 
@@ -76,9 +78,8 @@ def markdown_table(rows: Iterable[Mapping] | object, columns: list[str] | None =
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
-    """Write ``rows`` (dicts with the same keys) as CSV; returns ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    """Write ``rows`` (dicts with the same keys) as CSV, atomically; returns ``path``."""
+    with atomic_open(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
         writer.writeheader()
         writer.writerows(rows)

@@ -81,11 +81,10 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
     click.echo(f"{len(plan.cases)} cases ({plan.label}), {torch.get_num_threads()} threads, "
                f"-> {out}")
 
+    from lrbench.bench.measure.progress import progress_line
+
     def progress(index: int, total: int, row: dict) -> None:
-        detail = (f"{row['median_s'] * 1e3:10.3f} ms" if row["status"] == "ok"
-                  else row["reason"][:80])
-        click.echo(f"[{index:>4}/{total}] {row['status']:<7} {row['case_id']:<60} {detail}",
-                   file=stream)
+        click.echo(progress_line(index, total, row), file=stream)
 
     from lrbench.bench.results.runlock import FolderInUse
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrbench.complexity.network import STAGES
+from lrbench.files import atomic_write
 from lrbench.models import CONFIGS, stage_rows
 from lrbench.tables import markdown_table, write_csv
 
@@ -76,7 +77,7 @@ def write_reports(report, out_dir: Path) -> list[Path]:
               "lr_layers": report.lr_layers, "gaps": report.gaps}
     files = [write_csv(out_dir / f"{name}.csv", rows) for name, rows in tables.items() if rows]
     md = out_dir / "verify.md"
-    md.write_text(render_markdown(report))
+    atomic_write(md, render_markdown(report))
     return [*files, md]
 
 
