@@ -24,10 +24,12 @@ def outcome(location) -> pd.DataFrame:
 
 
 def with_rounds(frame: pd.DataFrame, spread: float = 0.02, n: int = 30, seed: int = 0,
-                factor: float = 1.0, mask=None) -> pd.DataFrame:
-    """``frame`` with synthetic rounds for its ``ok`` rows (``n`` log-normal rounds around each
-    median, relative ``spread``), those of ``mask`` (default: all) slowed by ``factor``: a
-    comparison's truth, known exactly, whatever the machine's noise was."""
+                factor: float = 1.0, mask=None, passes: int = 3,
+                drift: float = 0.01) -> pd.DataFrame:
+    """``frame`` with synthetic rounds for its ``ok`` rows: ``passes`` passes of ``n`` rounds in
+    all, log-normal around each median (relative ``spread``), each pass moved as a whole by a
+    log-normal ``drift``, those of ``mask`` (default: all) slowed by ``factor``: a comparison's
+    truth, known exactly, whatever the machine's noise was."""
     import numpy as np
 
     frame = frame.copy()
@@ -35,9 +37,10 @@ def with_rounds(frame: pd.DataFrame, spread: float = 0.02, n: int = 30, seed: in
     mask = frame["status"].eq("ok") if mask is None else mask & frame["status"].eq("ok")
     for index in frame.index[frame["status"].eq("ok")]:
         scale = factor if mask[index] else 1.0
-        rounds = frame.loc[index, "median_s"] * scale * np.exp(rng.normal(0.0, spread, n))
-        frame.loc[index, "rounds_s"] = records.format_rounds(rounds)
-        frame.loc[index, "median_s"] = float(np.median(rounds))
+        each = [frame.loc[index, "median_s"] * scale * np.exp(rng.normal(0.0, drift))
+                * np.exp(rng.normal(0.0, spread, n // passes)) for _ in range(passes)]
+        frame.loc[index, "rounds_s"] = records.format_passes(each)
+        frame.loc[index, "median_s"] = float(np.median(np.concatenate(each)))
     return frame
 
 
@@ -48,8 +51,8 @@ def planted_row(target: str, impl: str, ms: float, *, pass_: str = "fwd", compil
                 rounds: bool = True, spread: float = 0.03, seed: int = 0, revision: str = "abc1234",
                 timestamp: str = "2026-12-01T10:00:00+00:00", cpu: str = "Planted CPU",
                 **shape) -> dict:
-    """One ``ok`` row of a run, its time ``ms`` (median), with 20 rounds spread by ``spread``
-    (relative) unless ``rounds`` is False (then only median and IQR, as older CSVs)."""
+    """One ``ok`` row of a run, its time ``ms`` (median), with 20 rounds in 4 passes spread by
+    ``spread`` (relative) unless ``rounds`` is False (then only median and IQR, as older CSVs)."""
     import numpy as np
 
     from lrbench.bench.matrix.cases import Case
@@ -66,8 +69,8 @@ def planted_row(target: str, impl: str, ms: float, *, pass_: str = "fwd", compil
            "peak_bytes": 1e6, "min_bytes": 1e5,
            "peak_gmacs_per_s": 100.0, "peak_gb_per_s": 20.0, "cpu": cpu, "threads": 2,
            "git_rev": revision, "timestamp": timestamp}
-    if rounds:
-        row["rounds_s"] = records.format_rounds(times)
+    if rounds:  # four passes of five rounds
+        row["rounds_s"] = records.format_passes([times[i:i + 5] for i in range(0, 20, 5)])
     return row
 
 

@@ -144,7 +144,7 @@ def test_compare_flags_a_case_that_broke(run_dir, tmp_path):
     assert result.broken == [frame.loc[0, "case_id"]] and result.regressions.empty
 
 
-def test_repeats_with_a_run_missing_give_no_verdict_on_rounds_alone(run_dir, tmp_path):
+def test_repeats_with_a_run_missing_are_compared_pass_by_pass(run_dir, tmp_path):
     from lrbench.bench.comparison.compare import compare_frames
 
     frame = records.load(run_dir)
@@ -152,4 +152,49 @@ def test_repeats_with_a_run_missing_give_no_verdict_on_rounds_alone(run_dir, tmp
     base = pd.concat([with_rounds(frame, seed=s) for s in range(3)])
     new = pd.concat([with_rounds(frame, seed=10 + s, factor=2.0) for s in range(2)])
     row = compare_frames(base, new, threshold=0.10).table.iloc[0]
-    assert row["verdict"] == "unsure" and "not paired" in row["note"]
+    assert row["verdict"] == "slower" and row["pairs"] == 0 and row["passes"] == 6  # 2 runs x 3
+
+
+def test_runs_of_one_pass_get_no_slower_verdict_and_say_why(run_dir, tmp_path):
+    from lrbench.bench.comparison.compare import compare_frames
+
+    frame = records.load(run_dir)
+    base = with_rounds(frame, passes=1)
+    new = with_rounds(frame, seed=1, passes=1, factor=2.0)
+    result = compare_frames(base, new, threshold=0.10)
+    assert not result.failed and set(result.table["verdict"]) == {"unsure"}
+    assert (result.table["ratio"] > 1.9).all() and (result.table["p_value"] < 1e-6).all()
+    assert result.table["note"].str.contains("one pass a side").all()
+
+
+def test_a_comparison_of_many_unchanged_cases_under_drift_calls_none(run_dir):
+    """69 cases, the same code both sides, every pass moved by 12% drift: the p-values adjusted
+    over the cases leave no call; a 2x slowdown of three of them is still caught."""
+    from lrbench.bench.comparison.compare import compare_frames
+
+    row = records.load(run_dir)
+    row = row[row["status"] == "ok"].iloc[[0]]
+    frame = pd.concat([row.assign(case_id=f"{row['case_id'].iloc[0]}-{i}") for i in range(69)],
+                      ignore_index=True)
+    for seed in range(5):
+        base = with_rounds(frame, seed=seed, passes=5, drift=0.12)
+        new = with_rounds(frame, seed=100 + seed, passes=5, drift=0.12)
+        result = compare_frames(base, new, threshold=0.10)
+        assert result.counts()["slower"] == result.counts()["faster"] == 0, seed
+        slowed = with_rounds(frame, seed=100 + seed, passes=5, drift=0.05, factor=2.0,
+                             mask=frame.index < 3)
+        caught = compare_frames(with_rounds(frame, seed=seed, passes=5, drift=0.05), slowed,
+                                threshold=0.10)
+        assert set(caught.regressions["case_id"]) == set(frame["case_id"][:3]), seed
+        assert (caught.table["p_adjusted"] >= caught.table["p_value"]).all()
+
+
+def test_adjusting_for_many_cases_turns_a_lone_marginal_call_unsure():
+    from lrbench.bench.comparison.compare import _adjust
+
+    table = pd.DataFrame({"verdict": ["slower"] + ["unchanged"] * 9, "p_value": [0.005] + [0.5] * 9,
+                          "note": [""] * 10})
+    adjusted = _adjust(table, alpha=0.01)
+    assert adjusted.loc[0, "verdict"] == "unsure" and adjusted.loc[0, "p_adjusted"] == 0.05
+    assert "adjusted for the 10 cases" in adjusted.loc[0, "note"]
+    assert _adjust(table.iloc[:1], alpha=0.01).loc[0, "verdict"] == "slower"

@@ -171,14 +171,18 @@ def _wait_for(predicate, what: str, proc, timeout: float = 180.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _timed_in_json(folder) -> dict[str, int]:
-    """How many of a shard's pytest-benchmark JSONs timed each case id."""
+def _timed_in_json(folder) -> dict[tuple[str, int], int]:
+    """How many of a shard's pytest-benchmark JSONs timed each case id in each pass over the
+    matrix (a further pass's JSON is named ``...-passN.json``)."""
     import collections
     import json
+    import re
 
     counts = collections.Counter()
     for path in (folder / "pytest-benchmark").glob("*.json"):
-        counts.update(b["param"] for b in json.loads(path.read_text())["benchmarks"])
+        found = re.search(r"-pass(\d+)\.json$", path.name)
+        index = int(found.group(1)) if found else 1
+        counts.update((b["param"], index) for b in json.loads(path.read_text())["benchmarks"])
     return dict(counts)
 
 
@@ -248,7 +252,12 @@ def test_killed_and_preempted_shards_resume_to_the_rows_of_a_serial_run(tmp_path
         assert all(n == 1 for n in timed[i].values()), timed[i]
     assert list((out / shard_folder(1) / "pytest-benchmark").glob("*-resumed-*.json"))
     shard2 = records.load(out / shard_folder(2))
-    assert set(timed[2]) == set(shard2[shard2["status"] == "ok"]["case_id"])
+    passes = _plan().timing.passes
+    assert passes > 1  # the preset times each case in several passes: each once in each
+    assert set(timed[2]) == {(case, index) for case in shard2[shard2["status"] == "ok"]["case_id"]
+                             for index in range(1, passes + 1)}
+    assert {len(records.parse_passes(c)) for c in shard2[shard2["status"] == "ok"]["rounds_s"]} \
+        == {passes}
     log = "".join(p.read_text() for p in (out / "submitit").glob("*_log.err"))
     assert "this job is preempted" in log
 

@@ -136,3 +136,49 @@ def test_export_github_action_benchmark(tmp_path):
     assert entries[0]["range"].startswith("± ") and "rounds" in entries[0]["extra"]
     with pytest.raises(ValueError, match="format: expected one of github-action-benchmark"):
         export(records.load(tmp_path), "csv")
+
+
+def test_passes_time_each_case_again_and_keep_each_pass(tmp_path):
+    """Three passes: each ok row holds three passes of rounds, its statistics over all of them;
+    each pass has its own pytest-benchmark JSON and its own progress lines."""
+    cases = expand(preset(["unfold", "im2col_matmul"], passes=("fwd", "fwd_bwd")))
+    timing = Timing(min_rounds=3, max_time=0.005, passes=3)
+    lines = []
+    summary = run_matrix(cases, tmp_path, timing=timing,
+                         on_case=lambda i, n, row: lines.append(row))
+    rows = records.load(tmp_path)
+    ok = rows[rows["status"] == "ok"]
+    assert len(ok) == len(cases) == summary.statuses["ok"]
+    for row in ok.itertuples():
+        passes = records.parse_passes(row.rounds_s)
+        assert len(passes) == 3 and all(len(p) >= 3 for p in passes)
+        every = [t for p in passes for t in p]
+        assert row.rounds == len(every) and row.min_s == pytest.approx(min(every))
+        assert row.median_s == pytest.approx(statistics.median(every))
+    assert sorted(p.name for p in (tmp_path / "pytest-benchmark").glob("*.json")) == [
+        "run-pass2.json", "run-pass3.json", "run.json"]
+    further = [row for row in lines if row.get("timing_pass")]
+    assert sorted(r["timing_pass"] for r in further) == [2] * len(cases) + [3] * len(cases)
+
+
+def test_resume_gives_rows_the_passes_they_lack(tmp_path):
+    cases = expand(preset(["unfold"], passes=("fwd", "fwd_bwd")))
+    run_matrix(cases, tmp_path, timing=Timing(min_rounds=3, max_time=0.005))
+    assert {len(records.parse_passes(c)) for c in records.load(tmp_path)["rounds_s"]} == {1}
+    before = records.load(tmp_path)
+    run_matrix(cases, tmp_path, resume=True, timing=Timing(min_rounds=3, max_time=0.005, passes=2))
+    after = records.load(tmp_path)
+    assert {len(records.parse_passes(c)) for c in after["rounds_s"]} == {2}
+    for b, a in zip(before["rounds_s"], after["rounds_s"], strict=True):
+        assert records.parse_passes(a)[0] == records.parse_passes(b)[0]  # the first pass kept
+    assert list(after["timestamp"]) == list(before["timestamp"])  # no case gated or run anew
+
+
+def test_rounds_cells_keep_passes_apart_and_old_cells_read_as_one_pass():
+    cell = records.format_passes([[1e-3, 2e-3], [3e-3]])
+    assert records.parse_passes(cell) == [[1e-3, 2e-3], [3e-3]]
+    assert records.parse_rounds(cell) == [1e-3, 2e-3, 3e-3]
+    old = records.format_rounds([1e-3, 2e-3])
+    assert records.parse_passes(old) == [[1e-3, 2e-3]] and records.parse_passes("") == []
+    with pytest.raises(ValueError, match="passes must be >= 1"):
+        Timing(passes=0)

@@ -7,13 +7,16 @@ import pytest
 
 from lrbench.bench.results.stats import (
     UNSTABLE_MAD,
+    adjust_p,
     compare_pairs,
+    compare_passes,
     compare_rounds,
     mann_whitney_p,
     ratio_interval,
     relative_mad,
     student_t_p,
     student_t_quantile,
+    welch,
 )
 
 
@@ -146,3 +149,78 @@ def test_equal_pairs_are_unchanged_and_one_pair_is_unsure():
     assert one.verdict == "unsure" and one.pairs == 1
     with pytest.raises(ValueError, match="as many base as new runs"):
         compare_pairs(base, new[:2], 0.10)
+
+
+def test_welch_matches_scipy():
+    from scipy import stats as sp
+
+    rng = np.random.default_rng(3)
+    for nb, nn, sb, sn in ((3, 3, 0.1, 0.1), (5, 3, 0.05, 0.3), (2, 7, 1.0, 0.01)):
+        base, new = rng.normal(0, sb, nb), rng.normal(0.2, sn, nn)
+        diff, p, half = welch(base, new)
+        ref = sp.ttest_ind(new, base, equal_var=False)
+        assert diff == pytest.approx(new.mean() - base.mean())
+        assert p == pytest.approx(ref.pvalue, rel=1e-7)
+        low, high = ref.confidence_interval(0.95)
+        assert (diff - half, diff + half) == pytest.approx((low, high), rel=1e-7)
+    with pytest.raises(ValueError, match="two values a side"):
+        welch([1.0], [1.0, 2.0])
+
+
+def test_benjamini_hochberg_matches_scipy():
+    from scipy import stats as sp
+
+    p = np.random.default_rng(0).uniform(0, 0.2, 40) ** 2
+    assert adjust_p(p) == pytest.approx(sp.false_discovery_control(p, method="bh"), rel=1e-12)
+    assert adjust_p([0.01, 0.04, 0.03, 0.005]).tolist() == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert adjust_p([]).size == 0
+
+
+def _passes(median_s: float, n_passes: int, drift: float, spread: float = 0.02, seed: int = 0,
+            rounds: int = 30) -> list[np.ndarray]:
+    """One run's passes: each moved as a whole by the machine's state of its moment (log-normal,
+    ``drift``), its rounds tight around that (``spread``)."""
+    rng = np.random.default_rng(seed)
+    return [_rounds(median_s * np.exp(rng.normal(0.0, drift)), spread, n=rounds,
+                    seed=seed * 100 + i) for i in range(n_passes)]
+
+
+def test_passes_make_drift_between_runs_no_verdict():
+    """The same code, every pass of both runs moved by 12% drift (what this suite's quick cases
+    showed from run to run): one pass a side would call most pairs a change at p < 1e-9, five
+    passes a side call one about as often as alpha says (1%, two-sided: 2 of 200 expected; at
+    most 5)."""
+    verdicts, one_pass = [], []
+    for seed in range(200):
+        base = _passes(1e-3, 5, 0.12, seed=seed)
+        new = _passes(1e-3, 5, 0.12, seed=seed + 1000)
+        verdicts.append(compare_passes(base, new, 0.10).verdict)
+        one_pass.append(compare_rounds(base[0], new[0], 0.10).verdict)
+    assert sum(v in ("slower", "faster") for v in verdicts) <= 5, verdicts
+    assert sum(v in ("slower", "faster") for v in one_pass) > 60  # what the rounds alone claim
+
+
+def test_passes_catch_a_30_percent_shift_and_a_2x_slowdown():
+    for seed in range(10):
+        base = _passes(1e-3, 5, 0.02, seed=seed)
+        change = compare_passes(base, _passes(1.3e-3, 5, 0.02, seed=seed + 50), 0.10)
+        assert change.verdict == "slower" and change.passes == 5, (seed, change)
+        assert 1.15 < change.low <= change.ratio <= change.high < 1.5
+        slow = compare_passes(_passes(1e-3, 5, 0.12, seed=seed),
+                              _passes(2e-3, 5, 0.12, seed=seed + 50), 0.10)
+        assert slow.verdict == "slower", (seed, slow)
+        fast = compare_passes(base, _passes(0.7e-3, 5, 0.02, seed=seed + 70), 0.10)
+        assert fast.verdict == "faster", (seed, fast)
+
+
+def test_one_pass_a_side_never_calls_a_change():
+    base, new = _passes(1e-3, 1, 0.0, seed=1), _passes(2e-3, 1, 0.0, seed=2)
+    change = compare_passes(base, new, 0.10)
+    assert change.verdict == "unsure" and change.passes == 1
+    assert change.p_value < 1e-9 and change.low > 1.9  # the rounds' statistics are still shown
+    same = compare_passes(base, _passes(1e-3, 1, 0.0, seed=3), 0.10)
+    assert same.verdict == "unchanged"  # an interval inside the threshold still says so
+    with pytest.raises(ValueError, match="at least one a side"):
+        compare_passes([], new, 0.10)
+    with pytest.raises(ValueError, match="every pass needs at least one round"):
+        compare_passes([[]], new, 0.10)

@@ -26,6 +26,11 @@ from lrbench.commands import options
                    "(default: the preset's).")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Target seconds of timed rounds per case (default: the preset's).")
+@click.option("--passes", type=click.IntRange(min=1), default=None,
+              help="Times over the matrix: the first gates, times and records each case, each "
+                   "further one times it again, in an order of its own (its rounds kept as a pass "
+                   "of the row); `lrbench compare` needs 2 or more a side for a verdict "
+                   "(default: the preset's).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch intra-op threads (default: torch's choice); recorded in every row.")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
@@ -45,7 +50,7 @@ from lrbench.commands import options
                    "may go on before it is recorded as stopped and the shard requeued; keep it "
                    "below the partition's GraceTime  [default: 20]")
 @options.plugin_option
-def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, executor, nodes,
+def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, passes, threads, executor, nodes,
             partition, gpus_per_node, time_limit, slurm_args, grace_s, plugins, **axes) -> None:
     """Run a benchmark matrix: gate each case against the reference, time it, record one CSV row.
 
@@ -66,7 +71,7 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
     options.warn_plugin_errors()
     overrides = {name.removesuffix("_axis"): value for name, value in axes.items()}
     try:
-        plan = make_plan(preset, overrides, shard_spec, min_rounds, max_time)
+        plan = make_plan(preset, overrides, shard_spec, min_rounds, max_time, passes)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     if threads is not None:
@@ -78,8 +83,8 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, threads, exec
         _run_sharded(plan, out, resume, threads, executor, shard_spec, cluster, plugins)
         return
     stream = sys.stdout  # the progress lines; pytest's own output goes to the run's log
-    click.echo(f"{len(plan.cases)} cases ({plan.label}), {torch.get_num_threads()} threads, "
-               f"-> {out}")
+    click.echo(f"{len(plan.cases)} cases ({plan.label}), {plan.timing.passes} pass(es), "
+               f"{torch.get_num_threads()} threads, -> {out}")
 
     from lrbench.bench.measure.progress import progress_line
 

@@ -1,15 +1,16 @@
 """Comparing two runs case by case, on their raw rounds: is a case slower, faster, unchanged, or
 can the data not tell?
 
-Each case's rounds (``rounds_s``, every timed round of the case in seconds per call) of BASE and
-NEW go to :func:`lrbench.bench.results.stats.compare_rounds`: ratio of medians, bootstrap
-interval, rank test, verdict, unstable flag. When each side holds the same number (two or more) of
-runs of a case, in the order run (``lrbench ab``'s interleaved repeats), run ``i`` of BASE and
+Each case's rounds (``rounds_s``: every timed round in seconds per call, pass by pass) of BASE and
+NEW go to :mod:`lrbench.bench.results.stats`. When each side holds the same number (two or more)
+of runs of a case, in the order run (``lrbench ab``'s interleaved repeats), run ``i`` of BASE and
 run ``i`` of NEW are a pair and :func:`~lrbench.bench.results.stats.compare_pairs` decides, with
-the run as the unit (drift between runs widens its interval). A run made before rounds were kept
-has only its median; such a case is compared on the medians of its runs, and with fewer than
-:data:`~lrbench.bench.results.stats.MIN_ROUNDS` of them (and no pairs) it is ``unsure``, with the
-reason.
+the run as the unit. Otherwise every pass of every run is a unit
+(:func:`~lrbench.bench.results.stats.compare_passes`): runs made with ``--passes 2`` or more get
+verdicts; runs of one pass get the ratio, its interval on the rounds and the rank test, and at most
+``unsure``, with the reason. A run made before rounds were kept has only its median, compared as a
+pass of one round. The p-values are then adjusted over the comparison's cases (Benjamini-Hochberg):
+``alpha`` bounds the share of false calls among them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lrbench.bench.results import metrics, records, stats
 # the order of the table: what needs attention first
 VERDICT_ORDER = {"slower": 0, "unsure": 1, "faster": 2, "unchanged": 3}
 TABLE_COLUMNS = ["case_id", "verdict", "unstable", "base_s", "new_s", "ratio", "low", "high",
-                 "p_value", "base_rounds", "new_rounds", "pairs", "note"]
+                 "p_value", "p_adjusted", "base_rounds", "new_rounds", "pairs", "passes", "note"]
 
 
 def parse_threshold(text: str) -> float:
@@ -49,10 +50,11 @@ class Comparison:
     Attributes:
         table: one row per case timed on both sides (:data:`TABLE_COLUMNS`), most urgent first:
             base_s/new_s the medians of the pooled samples, ratio = new / base with its 95%
-            bootstrap interval [low, high], p_value of the Mann-Whitney U test, verdict (one of
-            :data:`lrbench.bench.results.stats.VERDICTS`), unstable (either side's median absolute
-            deviation >= 5% of its median), the samples per side, the pairs of runs behind the
-            interval and p (0: the rounds of one run a side), a note (pairs, fallbacks).
+            interval [low, high], p_value of the case (the larger of its rank test and its
+            t-test on passes or pairs), p_adjusted (Benjamini-Hochberg over the table), verdict
+            (one of :data:`lrbench.bench.results.stats.VERDICTS`), unstable (either side's median
+            absolute deviation >= 5% of its median), the samples per side, the pairs of runs or
+            the passes a side behind the interval and p, a note (reasons, fallbacks).
         threshold, alpha: the practical and the statistical bar.
         only_base, only_new: case ids timed on one side only.
         broken: case ids timed in BASE that NEW recorded as ``failed`` or ``error``.
@@ -85,42 +87,63 @@ class Comparison:
         return {verdict: int(found.get(verdict, 0)) for verdict in stats.VERDICTS}
 
 
-def case_runs(rows: pd.DataFrame) -> tuple[list[list[float]], bool]:
-    """One side's runs of one case (its ``ok`` rows, one per run, in run order): each run's rounds
-    (and True), or, when any run lacks rounds, each run's median alone (and False)."""
-    rounds = [records.parse_rounds(cell) for cell in rows["rounds_s"]]
-    if rounds and all(rounds):
-        return rounds, True
-    return [[float(m)] for m in rows["median_s"]], False
+def case_runs(rows: pd.DataFrame) -> tuple[list[list[list[float]]], bool]:
+    """One side's runs of one case (its ``ok`` rows, one per run, in run order): each run's passes,
+    each pass its rounds (and True); or, when any run lacks rounds, each run's median alone as a
+    pass of one round (and False)."""
+    runs = [records.parse_passes(cell) for cell in rows["rounds_s"]]
+    if runs and all(runs):
+        return runs, True
+    return [[[float(m)]] for m in rows["median_s"]], False
 
 
 def _compare_case(base: pd.DataFrame, new: pd.DataFrame, threshold: float, alpha: float) -> dict:
     (base_runs, base_has), (new_runs, new_has) = case_runs(base), case_runs(new)
     paired = len(base_runs) == len(new_runs) >= 2  # interleaved repeats (lrbench ab)
+    notes = []
     if paired:
-        change = stats.compare_pairs(base_runs, new_runs, threshold, alpha)
-    else:
-        change = stats.compare_rounds([t for run in base_runs for t in run],
-                                      [t for run in new_runs for t in run], threshold, alpha)
-    verdict, notes = change.verdict, []
-    if not paired and max(len(base_runs), len(new_runs)) >= 2:  # repeats with a run missing: pairs broken
-        verdict = "unsure" if verdict in ("slower", "faster") else verdict
-        notes.append(f"{len(base_runs)} BASE and {len(new_runs)} NEW runs: not paired, no "
-                     "slower/faster verdict on rounds alone")
+        change = stats.compare_pairs([_flat(run) for run in base_runs],
+                                     [_flat(run) for run in new_runs], threshold, alpha)
+    else:  # every pass of every run a unit of its own
+        change = stats.compare_passes([rounds for run in base_runs for rounds in run],
+                                      [rounds for run in new_runs for rounds in run],
+                                      threshold, alpha)
+        if change.passes < 2:
+            notes.append("one pass a side: rounds of one pass cannot tell machine drift from "
+                         "code, no slower/faster verdict (run with --passes 2 or more, or "
+                         "`lrbench ab`)")
     without = [side for side, has in (("BASE", base_has), ("NEW", new_has)) if not has]
     if without:
         notes.append(f"no rounds in {' or '.join(without)} (run made before rounds were kept): "
                      "compared on run medians")
-        if not paired and min(change.base_rounds, change.new_rounds) < stats.MIN_ROUNDS:
-            verdict = "unsure"  # a median or two: no interval, no test worth the name
-            notes[-1] += f", fewer than {stats.MIN_ROUNDS} a side: no verdict"
-    pooled = [t for run in base_runs for t in run], [t for run in new_runs for t in run]
-    return {"verdict": verdict, "unstable": change.unstable,
-            "base_s": float(pd.Series(pooled[0]).median()),
-            "new_s": float(pd.Series(pooled[1]).median()),
+    base_all = [t for run in base_runs for t in _flat(run)]
+    new_all = [t for run in new_runs for t in _flat(run)]
+    return {"verdict": change.verdict, "unstable": change.unstable,
+            "base_s": float(pd.Series(base_all).median()),
+            "new_s": float(pd.Series(new_all).median()),
             "ratio": change.ratio, "low": change.low, "high": change.high,
-            "p_value": change.p_value, "base_rounds": change.base_rounds,
-            "new_rounds": change.new_rounds, "pairs": change.pairs, "note": "; ".join(notes)}
+            "p_value": change.p_value, "p_adjusted": change.p_value,
+            "base_rounds": change.base_rounds, "new_rounds": change.new_rounds,
+            "pairs": change.pairs, "passes": change.passes, "note": "; ".join(notes)}
+
+
+def _flat(run: list[list[float]]) -> list[float]:
+    return [t for rounds in run for t in rounds]
+
+
+def _adjust(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Benjamini-Hochberg over the comparison's cases: ``p_adjusted``, and a slower/faster call
+    whose adjusted p is not below ``alpha`` becomes ``unsure``, with the reason."""
+    if table.empty:
+        return table
+    table = table.copy()
+    table["p_adjusted"] = stats.adjust_p(table["p_value"].to_numpy())
+    lost = table["verdict"].isin(["slower", "faster"]) & (table["p_adjusted"] >= alpha)
+    table.loc[lost, "verdict"] = "unsure"
+    reason = f"not significant once adjusted for the {len(table)} cases compared"
+    table.loc[lost, "note"] = [f"{note}; {reason}" if note else reason
+                               for note in table.loc[lost, "note"]]
+    return table
 
 
 def compare_frames(base_rows: pd.DataFrame, new_rows: pd.DataFrame, threshold: float,
@@ -146,6 +169,7 @@ def compare_frames(base_rows: pd.DataFrame, new_rows: pd.DataFrame, threshold: f
     table = pd.DataFrame([{"case_id": case, **_compare_case(base_groups[case], new_groups[case],
                                                             threshold, alpha)}
                           for case in common], columns=TABLE_COLUMNS)
+    table = _adjust(table, alpha)
     if not table.empty:
         order = table["verdict"].map(VERDICT_ORDER)
         table = (table.assign(_order=order).sort_values(["_order", "ratio"], ascending=[True, False],

@@ -11,8 +11,10 @@ from lrbench.bench.comparison.compare import Comparison
 from lrbench.bench.results.stats import UNSTABLE_MAD
 
 DRIFT_NOTE = ("BASE and NEW were run separately: machine drift between two runs (other load, "
-              "clocks, heat) shows in no round, so a verdict here may be the machine, not the code. "
-              "For a verdict, run both revisions interleaved: `lrbench ab BASE_REV NEW_REV`.")
+              "clocks, heat) shows in no round of one pass, so verdicts here rest on the spread "
+              "of each run's passes over its matrix (`lrbench run --passes N`; one pass a side "
+              "gives none), and drift lasting a whole run can still pass for the code. For a "
+              "verdict on two revisions, run them interleaved: `lrbench ab BASE_REV NEW_REV`.")
 
 
 def method(comparison: Comparison) -> str:
@@ -24,10 +26,14 @@ def method(comparison: Comparison) -> str:
                  "drift between runs; p: the larger of the two-sided Mann-Whitney U on all rounds "
                  "and the t-test of the pairs' log ratios")
     else:
-        basis = ("ratio = NEW median / BASE median, with its 95% bootstrap interval; p: two-sided "
-                 "Mann-Whitney U on the rounds")
-    return (f"{basis}. slower/faster: beyond {t:.0%} (ratio > {1 + t:.2f} or < {1 / (1 + t):.2f}), "
-            f"the interval wholly beyond 1 and p < {comparison.alpha:g}; unchanged: the whole "
+        basis = ("ratio = NEW median / BASE median over every round; 95% interval: Welch's "
+                 "t-interval of the passes' medians (log scale), which widens with the drift "
+                 "between passes (one pass a side: the bootstrap interval on the rounds, and no "
+                 "slower/faster); p: the larger of the two-sided Mann-Whitney U on all rounds "
+                 "and Welch's t-test on the passes")
+    return (f"{basis}; p adjusted over the {len(comparison.table)} cases (Benjamini-Hochberg). "
+            f"slower/faster: beyond {t:.0%} (ratio > {1 + t:.2f} or < {1 / (1 + t):.2f}), "
+            f"the interval wholly beyond 1 and adjusted p < {comparison.alpha:g}; unchanged: the whole "
             f"interval within {t:.0%} both ways; unsure: neither. unstable: a side's median "
             f"absolute deviation is {UNSTABLE_MAD:.0%} of its median or more.")
 
@@ -49,9 +55,10 @@ def _cells(row) -> dict[str, str]:
     interval = f"[{row.low:.3f}, {row.high:.3f}]" if math.isfinite(row.low) else ""
     return {"verdict": row.verdict + (" (unstable)" if row.unstable else ""),
             "case": row.case_id, "BASE ms": _ms(row.base_s), "NEW ms": _ms(row.new_s),
-            "ratio": f"{row.ratio:.3f}", "95% interval": interval, "p": f"{row.p_value:.2g}",
+            "ratio": f"{row.ratio:.3f}", "95% interval": interval, "p": f"{row.p_adjusted:.2g}",
             "rounds": f"{row.base_rounds}/{row.new_rounds}"
-            + (f" in {row.pairs} pairs" if row.pairs else ""), "note": row.note}
+            + (f" in {row.pairs} pairs" if row.pairs else "")
+            + (f" in {row.passes}+ passes" if row.passes >= 2 else ""), "note": row.note}
 
 
 def terminal_lines(comparison: Comparison, *, all_cases: bool = True) -> list[str]:

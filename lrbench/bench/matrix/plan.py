@@ -25,7 +25,7 @@ class Plan:
 
 def make_plan(preset: str, overrides: dict[str, str | None] | None = None,
               shard_spec: str | None = None, min_rounds: int | None = None,
-              max_time: float | None = None) -> Plan:
+              max_time: float | None = None, passes: int | None = None) -> Plan:
     """Build the plan of a run.
 
     Args:
@@ -33,7 +33,7 @@ def make_plan(preset: str, overrides: dict[str, str | None] | None = None,
         overrides: option name -> comma-separated values, e.g. ``{"kernel": "3,5"}``; ``None``
             values are ignored.
         shard_spec: ``"i/n"`` to run only slice ``i`` of ``n``.
-        min_rounds, max_time: replace the preset's timing.
+        min_rounds, max_time, passes: replace the preset's timing.
     """
     config = get_preset(preset)
     parsed = {name: parse_values(name, text)
@@ -49,4 +49,6 @@ def make_plan(preset: str, overrides: dict[str, str | None] | None = None,
         timing["min_rounds"] = min_rounds
     if max_time is not None:
         timing["max_time"] = max_time
+    if passes is not None:
+        timing["passes"] = passes
     return Plan(cases=cases, timing=Timing(**timing), label=label)

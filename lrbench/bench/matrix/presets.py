@@ -63,7 +63,7 @@ PRESETS: dict[str, dict] = {
     "quick": {
         "description": "CI smoke matrix on CPU: tiny shapes, every implementation, k and size "
                        "sweeps, the layer and the 3x3 conv (a few minutes on 2 cores)",
-        "timing": {"min_rounds": 5, "max_time": 0.1},
+        "timing": {"min_rounds": 5, "max_time": 0.1, "passes": 5},
         "groups": [
             {
                 "target": "op",
@@ -96,7 +96,7 @@ PRESETS: dict[str, dict] = {
     "paper": {
         "description": "LR-Net-50 stage shapes (batch 8, 224 input, k=7, m=8): the op per "
                        "implementation, the layer, and ResNet-50's 3x3 conv at the same stages",
-        "timing": {"min_rounds": 5, "max_time": 1.0},
+        "timing": {"min_rounds": 5, "max_time": 0.4, "passes": 3},
         "groups": [
             _op_group(_stage_shapes(LRNET50_STAGES, batch=8)),
             {
@@ -118,7 +118,7 @@ PRESETS: dict[str, dict] = {
     },
     "kernel-sweep": {
         "description": "k = 3..11 at LR-Net-50's second stage (B=8, C=200, 28x28, m=8)",
-        "timing": {"min_rounds": 5, "max_time": 1.0},
+        "timing": {"min_rounds": 5, "max_time": 0.4, "passes": 3},
         "groups": [
             _op_group([{"B": 8, "C": 200, "H": 28, "W": 28, "k": k, "m": 8, "stride": 1}
                        for k in (3, 5, 7, 9, 11)]),
@@ -126,7 +126,7 @@ PRESETS: dict[str, dict] = {
     },
     "size-sweep": {
         "description": "H = W from 14 to 112 at B=4, C=100, k=7, m=8 (the time-vs-size exponent)",
-        "timing": {"min_rounds": 5, "max_time": 1.0},
+        "timing": {"min_rounds": 5, "max_time": 0.4, "passes": 3},
         "groups": [
             _op_group([{"B": 4, "C": 100, "H": size, "W": size, "k": 7, "m": 8, "stride": 1}
                        for size in (14, 28, 56, 112)]),
@@ -134,7 +134,7 @@ PRESETS: dict[str, dict] = {
     },
     "channel-sweep": {
         "description": "C from 32 to 512 at B=8, 28x28, k=7, m=8",
-        "timing": {"min_rounds": 5, "max_time": 1.0},
+        "timing": {"min_rounds": 5, "max_time": 0.4, "passes": 3},
         "groups": [
             _op_group([{"B": 8, "C": C, "H": 28, "W": 28, "k": 7, "m": 8, "stride": 1}
                        for C in (32, 64, 128, 256, 512)]),
@@ -144,7 +144,7 @@ PRESETS: dict[str, dict] = {
         "description": "LR-Net-50 stages (B=8, k=7, m=8) against the peers: fused_cpu/fused_triton "
                        "vs compiled unfold and reference, FlexAttention (compiled), NATTEN (CUDA) "
                        "and the 3x3 conv; float32 (and bfloat16 on CUDA), fwd and fwd_bwd",
-        "timing": {"min_rounds": 3, "max_time": 1.0},
+        "timing": {"min_rounds": 3, "max_time": 0.4, "passes": 3},
         "groups": _peers_groups(),
     },
     "network": {

@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import gc
 import os
+import random
 import time
 import warnings
 from collections import Counter
@@ -51,7 +52,8 @@ OOM_MARKERS = ("out of memory", "can't allocate memory")
 # time_fn(fn) -> the statistics columns of fn, in seconds; ``rounds_s``: each round's seconds per
 # call, a list (the row stores it as text, records.format_rounds)
 TimeFn = Callable[[Callable[[], object]], dict]
-# on_case(index, total, row): called after each row is written
+# on_case(index, total, row): called after each row is written (and after each further pass of a
+# case, with a short row: case_id, status, median_s of that pass, timing_pass)
 OnCase = Callable[[int, int, dict], None]
 
 
@@ -60,16 +62,26 @@ class Timing:
     """pytest-benchmark's knobs: at least ``min_rounds`` rounds, about ``max_time`` seconds per
     case (calibrated), ``warmup_iterations`` untimed calls before the timed rounds; a round lasts
     at least ``min_time`` seconds (a faster call is repeated within the round, pytest-benchmark's
-    iterations)."""
+    iterations).
+
+    ``passes``: how many times the run goes over its matrix to time it. The first pass gates,
+    times and records every case; each further pass (in an order of its own, shuffled) builds each
+    ``ok`` case afresh and times it again for about ``max_time``, its rounds added to the row as a
+    pass of their own (:func:`lrbench.bench.results.records.add_pass`). Passes a while apart meet
+    the machine in different states, so their spread shows the drift between runs that the rounds
+    of one pass never show; ``lrbench compare`` makes the pass its unit."""
 
     min_rounds: int = 3
     max_time: float = 0.05
     warmup_iterations: int = 1
     min_time: float = 5e-6  # pytest-benchmark's default
+    passes: int = 1
 
     def __post_init__(self) -> None:
         if self.min_rounds < 1:
             raise ValueError(f"min_rounds must be >= 1, got {self.min_rounds}")
+        if self.passes < 1:
+            raise ValueError(f"passes must be >= 1, got {self.passes}")
         if not self.max_time > 0:
             raise ValueError(f"max_time must be > 0 seconds, got {self.max_time}")
 
@@ -133,6 +145,24 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
         return _gate_and_time(case, row, time_fn, gate)
 
 
+def retime_case(case: Case, time_fn: TimeFn) -> list[float]:
+    """Build ``case`` afresh, call it once untimed and time it: the rounds of a further pass
+    (seconds per call). The case passed the accuracy gate in the run's first pass."""
+    with registry.registered(*compiling.variants_for(case)):
+        if case.compiled:
+            prepared, _ = compiling.build_and_first_call(lambda: targets.build(case))
+        else:
+            prepared = targets.build(case)
+            prepared.fn()
+        try:
+            return [float(t) for t in time_fn(prepared.fn).get("rounds_s", ())]
+        finally:
+            del prepared
+            gc.collect()
+            if case.device == "cuda":
+                torch.cuda.empty_cache()
+
+
 def _gate_and_time(case: Case, row: dict, time_fn: TimeFn, gate: Callable) -> dict:
     try:
         verdict = gate(case)
@@ -181,6 +211,8 @@ class MatrixPlugin:
     # time_cuda(fn, GpuTiming) -> statistics columns: CUDA cases' timer (injectable for tests)
     time_cuda: Callable[..., dict] = gputimer.time_cuda
     stop: StopRequest = field(default_factory=StopRequest)  # read between cases
+    pass_index: int = 1  # above 1: a further pass, timing rows already recorded (Timing.passes)
+    json_path: Path | None = None  # pytest-benchmark's JSON of the session, once written
 
     def time_fn(self, case: Case, benchmark) -> TimeFn:
         """The timer of ``case``: CUDA events on a GPU, pytest-benchmark's perf_counter on CPU."""
@@ -214,6 +246,9 @@ class MatrixPlugin:
     def run(self, case: Case, benchmark) -> None:
         if self.stop.requested:  # asked while pytest set this case up: leave it pending
             pytest.skip(f"not started: {self.stop.reason()}")
+        if self.pass_index > 1:
+            self.run_pass(case, benchmark)
+            return
         self.stop.started_at, self.stop.in_flight = time.monotonic(), case
         try:
             row = execute_case(case, self.time_fn(case, benchmark), self.gate)
@@ -233,6 +268,22 @@ class MatrixPlugin:
             self.on_case(sum(self.statuses.values()), len(self.cases), row)
         if row["status"] != "ok":
             pytest.skip(f"{row['status']}: {row['reason']}")
+
+    def run_pass(self, case: Case, benchmark) -> None:
+        """A further pass over ``case``: time it again, add the rounds to its row. Its row is
+        already whole, so a stop in the middle leaves it as it was (no ``stopped:`` row: the
+        case is not marked in flight)."""
+        try:
+            rounds = retime_case(case, self.time_fn(case, benchmark))
+            records.add_pass(self.csv_path, case.case_id, rounds)
+        except Exception as err:  # the row keeps the passes it has, and says nothing: log it
+            self.statuses["error"] += 1
+            pytest.skip(f"pass {self.pass_index}: {describe(err)}")
+        self.statuses["ok"] += 1
+        if self.on_case is not None:
+            row = {"case_id": case.case_id, "status": "ok", "timing_pass": self.pass_index,
+                   "median_s": float(pd.Series(rounds).median())}
+            self.on_case(sum(self.statuses.values()), len(self.cases), row)
 
 
 @dataclass
@@ -289,18 +340,53 @@ def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: T
     todo = [case for case in cases if case.case_id not in done]
     summary = RunSummary(csv_path=csv_path, json_path=None, log_path=log_path, total=len(cases),
                          already_done=len(cases) - len(todo), statuses=Counter())
-    if not todo:
-        return summary
-    plugin = MatrixPlugin(todo, csv_path, on_case, timing=timing, stop=stop)
     # A fresh run replaces its JSON; each resumed piece gets its own.
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     name = f"{label}-resumed-{stamp}" if done else label
-    summary.json_path = out / "pytest-benchmark" / f"{name}.json"
-    summary.json_path.parent.mkdir(parents=True, exist_ok=True)
+    if todo:
+        plugin = MatrixPlugin(todo, csv_path, on_case, timing=timing, stop=stop)
+        code = _session(plugin, out / "pytest-benchmark" / f"{name}.json", log_path, timing)
+        summary.json_path = plugin.json_path
+        summary.statuses = plugin.statuses
+        summary.interrupted = code == pytest.ExitCode.INTERRUPTED
+    for index in range(2, timing.passes + 1):  # resumed rows get the passes they lack, too
+        if summary.interrupted or stop.requested:
+            break
+        short = _short_of(cases, csv_path, index, random.Random(index))
+        if not short:
+            continue
+        plugin = MatrixPlugin(short, csv_path, on_case, timing=timing, stop=stop,
+                              pass_index=index)
+        code = _session(plugin, out / "pytest-benchmark" / f"{name}-pass{index}.json", log_path,
+                        timing)
+        summary.interrupted = code == pytest.ExitCode.INTERRUPTED
+    return summary
+
+
+def _short_of(cases: list[Case], csv_path: Path, index: int, rng: random.Random) -> list[Case]:
+    """The cases whose ``ok`` rows have fewer than ``index`` passes, in an order of the pass's own
+    (so that a case's place in the run differs from pass to pass)."""
+    if not csv_path.exists():
+        return []
+    rows = records.load(csv_path)
+    ok = rows[rows["status"] == "ok"]
+    passes = {case_id: len(records.parse_passes(cell))
+              for case_id, cell in zip(ok["case_id"], ok["rounds_s"], strict=True)}
+    short = [case for case in cases if 0 < passes.get(case.case_id, 0) < index]
+    rng.shuffle(short)
+    return short
+
+
+def _session(plugin: MatrixPlugin, json_path: Path, log_path: Path, timing: Timing):
+    """One pytest session over ``plugin``'s cases, its output in ``log_path``; pytest-benchmark's
+    JSON (when it timed anything) to ``json_path``, recorded as ``plugin.json_path``. Returns
+    pytest's exit code (OK or INTERRUPTED; any other raises)."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     # pytest-benchmark writes its JSON in place: it goes to a file of its own, then into place
-    partial = summary.json_path.with_name(f".{name}.json.partial")
+    partial = json_path.with_name(f".{json_path.name}.partial")
     args = [str(BENCH_MODULE), "-q", "-p", "no:cacheprovider", "-o", "addopts=",
             "--capture=no", f"--benchmark-json={partial}", *timing.pytest_args()]
+    csv_path = plugin.csv_path
     with log_path.open("a") as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log), warnings.catch_warnings():
         # when no case was timed, pytest-benchmark writes no JSON and says so; the CSV has why
@@ -312,16 +398,13 @@ def _run_held(cases: list[Case], out_dir: str | Path, *, resume: bool, timing: T
             if csv_path.exists():
                 records.write(records.load(csv_path), csv_path)
             if partial.exists():
-                atomic_write(summary.json_path, partial.read_bytes())
+                atomic_write(json_path, partial.read_bytes())
                 partial.unlink()
-    if not summary.json_path.exists():
-        summary.json_path = None
-    summary.statuses = plugin.statuses
-    summary.interrupted = code == pytest.ExitCode.INTERRUPTED
+    plugin.json_path = json_path if json_path.exists() else None
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.INTERRUPTED):
         raise RuntimeError(f"the benchmark session failed (pytest exit code {int(code)}); "
                            f"see {log_path}")
-    return summary
+    return code
 
 
 @contextlib.contextmanager

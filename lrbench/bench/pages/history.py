@@ -5,8 +5,9 @@ several machines counts as one run per machine. Runs are kept apart by machine (
 machine is never set beside another's) and ordered by the time of their data (the earliest
 ``timestamp``), so that commits measured one after the other read left to right. Between
 consecutive runs, every case timed in both gets the verdict of
-:func:`lrbench.bench.results.stats.compare_rounds` on the two rounds; a row without rounds (a CSV
-written before they were kept) is not judged.
+:func:`lrbench.bench.results.stats.compare_passes` on the two rows' passes (runs of one pass get at
+most ``unsure``: their rounds cannot tell drift from code); a row without rounds (a CSV written
+before they were kept) is not judged.
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ def series(runs: list[Run], threshold: float, alpha: float) -> pd.DataFrame:
             verdict, ratio, low, high, p_value = "", None, None, None, None
             before = last.get(row["case_id"])
             if before is not None:
-                a, b = records.parse_rounds(before["rounds_s"]), records.parse_rounds(row["rounds_s"])
+                a, b = records.parse_passes(before["rounds_s"]), records.parse_passes(row["rounds_s"])
                 ratio = float(row["median_s"]) / float(before["median_s"])
                 if a and b:
-                    change = stats.compare_rounds(a, b, threshold, alpha)
+                    change = stats.compare_passes(a, b, threshold, alpha)
                     verdict = change.verdict + (", unstable" if change.unstable else "")
                     low, high, p_value = change.low, change.high, change.p_value
                 else:
@@ -113,7 +114,8 @@ def build(locations: list[str | Path], out: str | Path, threshold: float = 0.10,
         Text(f"Written by `{command or 'lrbench history'}`. Each plot: one case, one line per "
              "implementation, the median of each run with its quartile range (band), runs left to "
              "right in the order of their data's time. Between consecutive runs a change is "
-             f"marked where `compare_rounds` finds it (threshold {threshold:.0%}, alpha {alpha}): "
+             f"marked where `compare_passes` finds it (threshold {threshold:.0%}, alpha {alpha} a "
+             "case; runs of one pass get no marks: their rounds cannot tell drift from code): "
              "a red triangle up for `slower`, a green triangle down for `faster`; rows without "
              "rounds are not judged. Runs of different machines are kept apart."),
     ]
@@ -127,9 +129,11 @@ def build(locations: list[str | Path], out: str | Path, threshold: float = 0.10,
         changes = table[table["verdict"] != ""]
         if not changes.empty:
             blocks += [Heading(3, "Changes between consecutive runs"),
-                       Text("`ratio` = this run's median / the previous run's, with the 95% "
-                            "bootstrap interval `low` to `high`; `p`: Mann-Whitney U; the "
-                            "verdict is `compare_rounds` on the two runs' rounds."),
+                       Text("`ratio` = this run's median / the previous run's, with its 95% "
+                            "interval `low` to `high` (Welch's on the passes' medians; the "
+                            "bootstrap's on the rounds for runs of one pass); `p`: the larger of "
+                            "Mann-Whitney U on the rounds and Welch's t on the passes; the "
+                            "verdict is `compare_passes` on the two runs' passes."),
                        Table(pd.DataFrame({
                            "case_id": changes["case_id"], "from run": changes["run"] - 1,
                            "to run": changes["run"], **{c: changes[c] for c in

@@ -51,14 +51,65 @@ TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "compile
                 "rounds_s", "reason", "status"]
 
 
+PASS_SEPARATOR = "|"  # between the passes of a case's rounds in one cell: "r r r | r r | r r r"
+
+
 def format_rounds(times_s) -> str:
     """A case's timed rounds (seconds per call, in the order measured) as one CSV cell."""
     return " ".join(f"{float(t):.6e}" for t in times_s)
 
 
+def format_passes(passes) -> str:
+    """The rounds of each pass over the matrix (``Timing.passes``) as one cell, passes apart."""
+    return f" {PASS_SEPARATOR} ".join(format_rounds(rounds) for rounds in passes)
+
+
 def parse_rounds(cell: str) -> list[float]:
-    """The rounds of :func:`format_rounds` back as floats (empty for a row without them)."""
-    return [float(t) for t in str(cell).split()] if cell else []
+    """Every round of a cell (of :func:`format_rounds` or :func:`format_passes`) as floats, in
+    the order measured (empty for a row without them)."""
+    return [t for rounds in parse_passes(cell) for t in rounds]
+
+
+def parse_passes(cell: str) -> list[list[float]]:
+    """The rounds of each pass of a cell: one list for a one-pass run, none for a row without
+    rounds."""
+    text = str(cell) if cell else ""
+    passes = [[float(t) for t in part.split()] for part in text.split(PASS_SEPARATOR)]
+    return [rounds for rounds in passes if rounds]
+
+
+def round_stats(times_s) -> dict:
+    """The statistics columns of a row recomputed from its rounds (seconds per call): median,
+    interquartile range, standard deviation, minimum, mean and count, as pytest-benchmark gives
+    them for one pass."""
+    x = pd.Series([float(t) for t in times_s], dtype=float)
+    if x.empty:
+        raise ValueError("rounds: need at least one")
+    q1, q3 = x.quantile(0.25), x.quantile(0.75)
+    return {"median_s": float(x.median()), "iqr_s": float(q3 - q1),
+            "stddev_s": float(x.std()) if len(x) > 1 else 0.0, "min_s": float(x.min()),
+            "mean_s": float(x.mean()), "rounds": int(len(x))}
+
+
+def add_pass(location: str | Path, case_id: str, times_s) -> int:
+    """Add one more pass's rounds to the ``ok`` row of ``case_id`` and recompute its statistics
+    over every pass; the CSV is rewritten atomically. Returns the row's passes now.
+
+    Raises:
+        KeyError: the run has no ``ok`` row of ``case_id``.
+    """
+    path = results_path(location)
+    frame = load(path)
+    found = frame.index[(frame["case_id"] == case_id) & (frame["status"] == "ok")]
+    if not len(found):
+        raise KeyError(f"case_id: no ok row of {case_id!r} in {path}")
+    index = found[-1]
+    passes = [*parse_passes(frame.at[index, "rounds_s"]), [float(t) for t in times_s]]
+    for column, value in round_stats([t for rounds in passes for t in rounds]).items():
+        frame.at[index, column] = value
+    frame.at[index, "rounds_s"] = format_passes(passes)
+    write(metrics.derive(frame), path)
+    return len(passes)
 
 
 def results_path(location: str | Path) -> Path:

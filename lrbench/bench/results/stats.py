@@ -17,12 +17,23 @@ A comparison is made on the raw rounds of both sides, never on two medians alone
 A threshold ``t`` is symmetric in ratio: ``slower`` beyond ``1 + t``, ``faster`` below
 ``1 / (1 + t)``.
 
-Rounds of one run share the machine's state of that moment: a neighbour's job, clocks, heat that
-last longer than a run move every round of it alike, and no test on those rounds can tell that
-from a change in the code. ``lrbench ab`` therefore runs the two sides interleaved, in pairs of
-runs close in time, and :func:`compare_pairs` makes the **run** the unit as well: the change in
-each pair (ratio of the two runs' medians), a t-test and t-interval on their logarithms, and a
-verdict only where the pairs and the pooled rounds agree.
+Rounds of one pass share the machine's state of that moment: a neighbour's job, clocks, heat, the
+place of the case's tensors in memory move every round of it alike, and no test on those rounds
+can tell that from a change in the code (measured: the same commit's case 1.63x slower in a second
+run, its rounds tight on both sides). So a verdict needs a unit that meets that drift:
+
+- :func:`compare_passes`: a run that went over its matrix several times (``Timing.passes``,
+  minutes apart, each pass building the case afresh) has one median per pass; Welch's t-test and
+  t-interval on the logarithms of the two sides' pass medians, with the rank test on the pooled
+  rounds; a verdict only where both agree. One pass a side cannot tell drift from code: no
+  ``slower`` or ``faster``.
+- :func:`compare_pairs`: ``lrbench ab`` runs the two sides interleaved, in pairs of runs close in
+  time; the change in each pair (ratio of the two runs' medians), a t-test and t-interval on their
+  logarithms, and the rank test on the pooled rounds.
+
+Many cases are compared at once: :func:`adjust_p` gives the Benjamini-Hochberg adjusted p-values,
+so that ``alpha`` bounds the share of false ``slower``/``faster`` calls in a comparison (and, when
+nothing changed, the chance of any).
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ class Change:
     base_rounds: int
     new_rounds: int
     pairs: int = 0  # interleaved pairs of runs behind the interval and p (compare_pairs); 0: rounds
+    passes: int = 0  # passes a side (the fewer) behind the interval and p (compare_passes)
 
 
 def relative_mad(rounds: Sequence[float]) -> float:
@@ -126,16 +138,8 @@ def compare_rounds(base: Sequence[float], new: Sequence[float], threshold: float
     ratio = float(np.median(new) / np.median(base))
     low, high = ratio_interval(base, new)
     p = mann_whitney_p(base, new)
-    up, down = 1 + threshold, 1 / (1 + threshold)
     powered = min(len(base), len(new)) >= MIN_ROUNDS
-    if powered and p < alpha and ratio > up and low > 1:
-        verdict = "slower"
-    elif powered and p < alpha and ratio < down and high < 1:
-        verdict = "faster"
-    elif down <= low and high <= up:
-        verdict = "unchanged"
-    else:
-        verdict = "unsure"
+    verdict = decide(ratio, low, high, p if powered else 1.0, threshold, alpha)
     unstable = max(relative_mad(base), relative_mad(new)) >= UNSTABLE_MAD
     return Change(ratio=ratio, low=low, high=high, p_value=p, verdict=verdict, unstable=unstable,
                   base_rounds=len(base), new_rounds=len(new))
@@ -174,7 +178,7 @@ def _incomplete_beta(a: float, b: float, x: float) -> float:
     return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
 
 
-def student_t_p(t: float, df: int) -> float:
+def student_t_p(t: float, df: float) -> float:
     """Two-sided p-value of Student's t with ``df`` degrees of freedom."""
     if df < 1:
         raise ValueError(f"df: expected >= 1, got {df}")
@@ -183,7 +187,7 @@ def student_t_p(t: float, df: int) -> float:
     return _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
 
 
-def student_t_quantile(confidence: float, df: int) -> float:
+def student_t_quantile(confidence: float, df: float) -> float:
     """``q`` with P(|T| <= q) = ``confidence`` for Student's t with ``df`` degrees of freedom."""
     low, high = 0.0, 1.0
     while student_t_p(high, df) > 1 - confidence:
@@ -231,14 +235,87 @@ def compare_pairs(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Seque
         p_pairs, half = (0.0 if mean != 0 else 1.0), 0.0
     low, high = math.exp(mean - half), math.exp(mean + half)
     p = max(pooled.p_value, p_pairs)
-    up, down = 1 + threshold, 1 / (1 + threshold)
-    ratio = pooled.ratio
-    if p < alpha and ratio > up and low > 1:
-        verdict = "slower"
-    elif p < alpha and ratio < down and high < 1:
-        verdict = "faster"
-    elif down <= low and high <= up and down <= pooled.low and pooled.high <= up:
-        verdict = "unchanged"
-    else:
-        verdict = "unsure"
+    pooled_inside = 1 / (1 + threshold) <= pooled.low and pooled.high <= 1 + threshold
+    verdict = decide(pooled.ratio, low, high, p, threshold, alpha, inside=pooled_inside)
     return replace(pooled, low=low, high=high, p_value=p, verdict=verdict, pairs=n)
+
+
+def decide(ratio: float, low: float, high: float, p: float, threshold: float, alpha: float,
+           inside: bool = True) -> str:
+    """The verdict of a change: ``slower``/``faster`` beyond the threshold with its interval
+    wholly beyond 1 and ``p < alpha``; ``unchanged`` when the interval (and ``inside``, any other
+    interval that must agree) lies within the threshold both ways; ``unsure`` otherwise."""
+    up, down = 1 + threshold, 1 / (1 + threshold)
+    if p < alpha and ratio > up and low > 1:
+        return "slower"
+    if p < alpha and ratio < down and high < 1:
+        return "faster"
+    if inside and down <= low and high <= up:
+        return "unchanged"
+    return "unsure"
+
+
+def welch(base: Sequence[float], new: Sequence[float]) -> tuple[float, float, float]:
+    """Welch's t-test of mean(new) - mean(base): (difference, two-sided p, half-width of its 95%
+    interval). Two values a side at least."""
+    base, new = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
+    if base.size < 2 or new.size < 2:
+        raise ValueError(f"welch: need two values a side, got {base.size} and {new.size}")
+    diff = float(new.mean() - base.mean())
+    vb, vn = base.var(ddof=1) / base.size, new.var(ddof=1) / new.size
+    se = math.sqrt(vb + vn)
+    if se == 0:  # every value of each side equal
+        return diff, (0.0 if diff != 0 else 1.0), 0.0
+    df = (vb + vn) ** 2 / (vb**2 / (base.size - 1) + vn**2 / (new.size - 1))
+    return diff, student_t_p(diff / se, df), student_t_quantile(CONFIDENCE, df) * se
+
+
+def compare_passes(base_passes: Sequence[Sequence[float]],
+                   new_passes: Sequence[Sequence[float]], threshold: float,
+                   alpha: float = 0.01) -> Change:
+    """The change from ``base`` to ``new``, each a run's passes over the matrix (or several
+    runs' passes, not paired in time).
+
+    The ratio is that of the medians over every round (as :func:`compare_rounds`); the interval is
+    exp of Welch's 95% t-interval of mean log(pass median), new minus base, which widens with the
+    drift between passes; the p-value is the larger of Welch's t-test on the log pass medians and
+    the rank test on all rounds (both must reject). With fewer than two passes on a side the
+    interval is the bootstrap's on the rounds and the verdict at most ``unsure``: rounds of one
+    pass cannot tell drift from code.
+
+    Args:
+        base_passes, new_passes: per pass, its rounds (seconds); at least one pass a side.
+        threshold: the smallest change that matters, a fraction (0.1 for 10%).
+        alpha: the significance level.
+    """
+    if not len(base_passes) or not len(new_passes):
+        raise ValueError(f"passes: need at least one a side, got {len(base_passes)} and "
+                         f"{len(new_passes)}")
+    if any(not len(rounds) for rounds in [*base_passes, *new_passes]):
+        raise ValueError("passes: every pass needs at least one round")
+    pooled = compare_rounds([t for rounds in base_passes for t in rounds],
+                            [t for rounds in new_passes for t in rounds], threshold, alpha)
+    units = min(len(base_passes), len(new_passes))
+    if units < 2:
+        verdict = "unsure" if pooled.verdict in ("slower", "faster") else pooled.verdict
+        return replace(pooled, verdict=verdict, passes=units)
+    diff, p_welch, half = welch(np.log([np.median(r) for r in base_passes]),
+                                np.log([np.median(r) for r in new_passes]))
+    low, high = math.exp(diff - half), math.exp(diff + half)
+    p = max(pooled.p_value, p_welch)
+    verdict = decide(pooled.ratio, low, high, p, threshold, alpha)
+    return replace(pooled, low=low, high=high, p_value=p, verdict=verdict, passes=units)
+
+
+def adjust_p(p_values: Sequence[float]) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (in the order given): ``adjusted < alpha`` keeps the
+    expected share of false discoveries among the calls at most ``alpha``."""
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * (p.size / np.arange(1, p.size + 1))  # each factor >= 1: never below p
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(ranked, 1.0)
+    return adjusted
