@@ -2,6 +2,7 @@
 the whole ``LocalRelation2d`` (fused_cpu), forward and forward+backward.
 
     python scripts/time_key_query.py [--threads 1] [--rounds 9] [--shapes stem,res3.0]
+    python scripts/time_key_query.py --network [--rounds 3]
 
 At every LR layer shape of LR-Net-50 at 224x224, batch 8, k=7, m=8 (Hu et al., ICCV 2019,
 arXiv:1904.11491, Table 1), float32, NCHW and channels_last. "old" is a copy of
@@ -9,7 +10,8 @@ arXiv:1904.11491, Table 1), float32, NCHW and channels_last. "old" is a copy of
 their autograd backward); "new" is the layer's own. Rounds alternate old, new, so that a shared
 machine's noise falls on both alike. Each cell: median ms; the last columns: new / old
 forward+backward with its 95% bootstrap interval. "proj" rows time ``key_query`` alone, its
-backward fed the op's contiguous gradients of key and query.
+backward fed the op's contiguous gradients of key and query. ``--network``: LR-Net-50's training
+step (forward, backward, no optimizer; fused_cpu) with every layer on the old or the new path.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 
 from lrbench.bench.results.stats import ratio_interval
 from lrbench.layer import LocalRelation2d
+from lrbench.models import lrnet50
 
 # name: (C, H = W, stride); LR-Net-50 at 224x224
 SHAPES = {
@@ -114,13 +117,49 @@ def case(name: str, channels_last: bool, rounds: int) -> list[str]:
     return rows
 
 
+def network(channels_last: bool, rounds: int) -> str:
+    torch.manual_seed(0)
+    model = lrnet50(impl="fused_cpu").train()
+    x = torch.randn(BATCH, 3, 224, 224)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    layers = [mod for mod in model.modules() if isinstance(mod, LocalRelation2d)]
+
+    def step(way):
+        def run():
+            for layer in layers:
+                if way == "old":
+                    layer.key_query = types.MethodType(old_key_query, layer)
+                else:
+                    layer.__dict__.pop("key_query", None)
+            model(x).sum().backward()
+            model.zero_grad(set_to_none=True)
+        return run
+
+    times = _interleaved({"old": step("old"), "new": step("new")}, rounds)
+    old, new = (statistics.median(times[w]) * 1e3 for w in ("old", "new"))
+    low, high = ratio_interval(times["old"], times["new"])
+    fmt = "channels_last" if channels_last else "NCHW"
+    return f"| lrnet50 train step | {fmt} | {old:.0f} | {new:.0f} | {new / old:.3f} | {low:.3f}-{high:.3f} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--network", action="store_true", help="LR-Net-50's training step instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.network:
+        print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, 224x224, "
+              f"{args.rounds} interleaved rounds; ms (median)")
+        print("| case | format | old | new | new/old | 95% CI |")
+        print("|---|---|---|---|---|---|")
+        for channels_last in (False, True):
+            print(network(channels_last, args.rounds), flush=True)
+        return
     print(
         f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, float32, "
         f"{args.rounds} interleaved rounds; ms (median)"
