@@ -75,14 +75,18 @@ class _KeyQuery(torch.autograd.Function):
             query = F.conv2d(x, w_query, stride=stride).contiguous()  # (B, G, Ho, Wo)
         else:  # NCHW: a 1x1 conv of the subsampled input, not a strided conv (oneDNN's is slow)
             key = F.conv2d(x, w_key)
-            query = F.conv2d(x[:, :, ::stride, ::stride], w_query).contiguous()
-        ctx.save_for_backward(x, w_key, w_query)
+            subsampled = x[:, :, ::stride, ::stride].contiguous()  # (B, C, Ho, Wo), kept
+            query = F.conv2d(subsampled, w_query)
+        # The NCHW subsampled input is kept for the query's weight gradient (a quarter of x at
+        # stride 2), not copied again there; channels_last copies it in the backward.
+        ctx.save_for_backward(x, w_key, w_query, *(() if stride == 1 or _channels_last(x)
+                                                   else (subsampled,)))
         ctx.stride = stride
         return key, query
 
     @staticmethod
     def backward(ctx, grad_key: Tensor | None, grad_query: Tensor | None):
-        x, w_key, w_query = ctx.saved_tensors
+        x, w_key, w_query, *subsampled = ctx.saved_tensors
         s = ctx.stride
         G, C = w_key.shape[:2]
         if grad_key is None:
@@ -109,7 +113,10 @@ class _KeyQuery(torch.autograd.Function):
             if need_k:
                 grad_wk = _weight_grad(grad_key, x, channels_last)
             if need_q:
-                grad_wq = _weight_grad(grad_query, x[:, :, ::s, ::s], channels_last)
+                # create_graph (grad mode on here): the slice of x, whose graph reaches x
+                kept = subsampled and not torch.is_grad_enabled()
+                xs = subsampled[0] if kept else x[:, :, ::s, ::s]  # (B, C, Ho, Wo)
+                grad_wq = _weight_grad(grad_query, xs, channels_last)
         grad_wk = None if grad_wk is None or not need_k else grad_wk.view_as(w_key)
         grad_wq = None if grad_wq is None or not need_q else grad_wq.view_as(w_query)
         return grad_x, grad_wk, grad_wq, None

@@ -172,6 +172,7 @@ def test_key_query_equals_two_convs(stride, channels_last, needs):
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 def test_key_query_gradcheck(stride, channels_last):
+    """First and second order (the NCHW backward keeps the subsampled input; not for create_graph)."""
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(2, 5, 5, 4, generator=gen, dtype=torch.float64)
     if channels_last:
@@ -182,6 +183,7 @@ def test_key_query_gradcheck(stride, channels_last):
         torch.randn(2, 5, 1, 1, generator=gen, dtype=torch.float64, requires_grad=True),
     )
     assert torch.autograd.gradcheck(lambda *t: key_query(*t, stride), inputs)
+    assert torch.autograd.gradgradcheck(lambda *t: key_query(*t, stride), inputs)
 
 
 def test_key_query_of_an_empty_batch():
