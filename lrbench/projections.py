@@ -11,10 +11,12 @@ around the arithmetic: single-threaded 1x1 convolutions of a batch under 16 take
 meet a channels_last ``x``; and the strided query of an NCHW ``x`` (a 1x1 conv of
 ``x[:, :, ::s, ::s]``) went back through two slice backwards, each a zero-filled ``x``-sized
 tensor, and one more ``x``-sized addition. Here the backward writes ``grad_x`` once, in ``x``'s
-memory format, as a batched matrix product of ``x``'s pixel matrix (``(B, C, H*W)``, a view in
-either format), adds the strided query's part into its ``::s`` view, and makes the weights'
-gradients by one more product each. The forward is the convolutions as before (what counters
-see is unchanged); its outputs are contiguous, as the op's kernels read them.
+memory format, by one batched product with the gradients (``x``'s pixel matrix ``(B, C, H*W)`` is
+a view in either format), adds the strided query's part into its ``::s`` view, and sums the
+weights' gradients inside matrix products (one ``mm`` over ``B*H*W`` pixels for channels_last,
+one ``addmm`` per image for NCHW). The forward is the convolutions as before (what counters see
+is unchanged; FLOP totals of the backward too: the products do the convolutions' multiply-adds);
+its outputs are contiguous, as the op's kernels read them.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def _weight_grad(grad: Tensor, x: Tensor, channels_last: bool) -> Tensor:
     g, xp = grad.flatten(2), x.flatten(2)  # (B, n, P), (B, C, P)
     out = grad.new_zeros(n, C)
     for b in range(B):  # NCHW: batch and pixels do not merge into one matrix dimension
-        out.addmm_(g[b], xp[b].t())
+        out = torch.addmm(out, g[b], xp[b].t())  # not addmm_: FlopCounterMode counts addmm only
     return out
 
 

@@ -194,3 +194,29 @@ def test_key_query_of_an_empty_batch():
     assert key.shape == (0, 2, 5, 5) and query.shape == (0, 2, 3, 3)
     (key.sum() + query.sum()).backward()
     assert x.grad.shape == x.shape and torch.equal(w_key.grad, torch.zeros_like(w_key))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_flop_counter_sees_the_same_training_step(stride, channels_last):
+    """FlopCounterMode's total over forward and backward is the plain path's: the projections'
+    backward products do the convolution backward's multiply-adds (no in-place op it skips)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    plain = LocalRelation2d(16, kernel_size=5, stride=stride, m=4, impl="unfold")
+    plain.fast = False
+    fast = copy.deepcopy(plain)
+    fast.fast = True
+    x = torch.randn(2, 16, 9, 11)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    totals = []
+    for layer in (plain, fast):
+        with FlopCounterMode(display=False) as counter:
+            layer(x.clone().requires_grad_()).sum().backward()
+        totals.append(counter.get_total_flops())
+    C, G, H, W = 16, 4, 9, 11
+    Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
+    projections = C * G * (H * W + Ho * Wo) * 2  # MACs of key and query, batch 2
+    assert totals[1] == totals[0] >= 3 * 2 * projections  # forward + backward (2x), FLOPs = 2 MACs
