@@ -58,8 +58,8 @@ class LocalRelation2d(nn.Module):
 
     Attribute ``fast`` (default ``True``, not in the state dict): keys and queries by
     :func:`lrbench.projections.key_query` (one 1x1 conv for both at stride 1, the strided query
-    from the subsampled input in NCHW, contiguous outputs, a backward by matrix products that
-    writes the input's gradient once in its memory format). Same values and gradients; ``False``
+    from the subsampled input in NCHW, a backward by matrix products that writes the input's
+    gradient once in its memory format). Same values and gradients; ``False``
     (and any ``torch.jit`` trace, so that counters see each projection module) calls ``key`` and
     ``query`` themselves.
 
