@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lrbench import registry
 from lrbench.op import local_relation
+from lrbench.projections import key_query
 from lrbench.spec import check_kernel_stride_phi, weight_maps
 
 PRIORS = ("mlp", "direct", "none")
@@ -56,9 +56,10 @@ class LocalRelation2d(nn.Module):
             the paper's G* variant) or ``"none"``.
         impl: implementation name or ``None`` for the fastest usable one; not part of the state dict.
 
-    Attribute ``fast`` (default ``True``, not in the state dict): keys and queries by one 1x1 conv
-    whose weight is made from both at call time (stride 1), the strided query from the subsampled
-    input in NCHW (oneDNN's strided 1x1 conv is slow there). Same values and gradients; ``False``
+    Attribute ``fast`` (default ``True``, not in the state dict): keys and queries by
+    :func:`lrbench.projections.key_query` (one 1x1 conv for both at stride 1, the strided query
+    from the subsampled input in NCHW, a backward by matrix products that writes the input's
+    gradient once in its memory format). Same values and gradients; ``False``
     (and any ``torch.jit`` trace, so that counters see each projection module) calls ``key`` and
     ``query`` themselves.
 
@@ -115,17 +116,7 @@ class LocalRelation2d(nn.Module):
         """``(key, query)``: ``(B, G, H, W)`` and ``(B, G, Ho, Wo)``, the fast way when on."""
         if not self.fast or torch.jit.is_tracing():
             return self.key(x), self.query(x)
-        G, s = self.groups, self.stride
-        if s == 1:
-            weight = torch.cat([self.key.weight, self.query.weight])  # (2G, C, 1, 1)
-            both = F.conv2d(x, weight)  # (B, 2G, H, W)
-            # One split, not two slices: its backward is one cat of the two gradients, where two
-            # slices' would zero-fill a (B, 2G, H, W) tensor twice and add the two.
-            key, query = both.split(G, dim=1)  # (B, G, H, W) each
-            return key, query
-        if x.is_contiguous():  # NCHW: a 1x1 conv of the subsampled input, not a strided conv
-            return self.key(x), F.conv2d(x[:, :, ::s, ::s], self.query.weight)
-        return self.key(x), self.query(x)
+        return key_query(x, self.key.weight, self.query.weight, self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         key, query = self.key_query(x)  # (B, G, H, W), (B, G, Ho, Wo)

@@ -8,11 +8,13 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import lrbench
 from lrbench.layer import LocalRelation2d
 from lrbench.models import lrnet26, set_fast_path
 from lrbench.models.stem import Stem, conv_bn_relu, foldable
+from lrbench.projections import key_query
 from tests.impls import runnable_on_cpu
 
 CPU_IMPLS = [name for name in runnable_on_cpu(include_reference=True, include_interpreted=False)
@@ -122,3 +124,98 @@ def test_network_fast_path_equals_plain(channels_last, train):
         x_fast = x
     rtol, atol = NETWORK_TOL[train]
     _assert_same(_run(plain, x, train), _run(fast, x_fast, train), rtol=rtol, atol=atol)
+
+
+def _conv_key_query(x, w_key, w_query, stride):
+    """The plain projections: two 1x1 convolutions, the query strided."""
+    return F.conv2d(x, w_key), F.conv2d(x, w_query, stride=stride)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("needs", ["all", "x_only", "weights_only"])
+def test_key_query_equals_two_convs(stride, channels_last, needs):
+    """Values, gradients (those asked for, others None), and the input's gradient in the input's
+    memory format."""
+    gen = torch.Generator().manual_seed(1)
+    B, C, G, H, W = 3, 12, 3, 9, 10
+    x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w_key, w_query = (torch.randn(G, C, 1, 1, generator=gen, dtype=torch.float64) for _ in "kq")
+    grad_x_on, grad_w_on = needs in ("all", "x_only"), needs in ("all", "weights_only")
+    leaves = [
+        x.clone().requires_grad_(grad_x_on),
+        w_key.clone().requires_grad_(grad_w_on),
+        w_query.clone().requires_grad_(grad_w_on),
+    ]
+    plain = [t.detach().clone().requires_grad_(t.requires_grad) for t in leaves]
+    key, query = key_query(*leaves, stride)
+    key_p, query_p = _conv_key_query(*plain, stride)
+    torch.testing.assert_close(key, key_p, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(query, query_p, rtol=1e-12, atol=1e-12)
+    grad_key = torch.randn(key.shape, generator=gen, dtype=torch.float64)
+    grad_query = torch.randn(query.shape, generator=gen, dtype=torch.float64)
+    (key * grad_key).sum().add((query * grad_query).sum()).backward()
+    (key_p * grad_key).sum().add((query_p * grad_query).sum()).backward()
+    for got, want in zip(leaves, plain, strict=True):
+        if not want.requires_grad:
+            assert got.grad is None
+            continue
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-12, atol=1e-12)
+    if grad_x_on:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        assert leaves[0].grad.is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_key_query_gradcheck(stride, channels_last):
+    """First and second order (the NCHW backward keeps the subsampled input; not for create_graph)."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 5, 5, 4, generator=gen, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    inputs = (
+        x.requires_grad_(),
+        torch.randn(2, 5, 1, 1, generator=gen, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 5, 1, 1, generator=gen, dtype=torch.float64, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(lambda *t: key_query(*t, stride), inputs)
+    assert torch.autograd.gradgradcheck(lambda *t: key_query(*t, stride), inputs)
+
+
+def test_key_query_of_an_empty_batch():
+    x = torch.randn(0, 6, 5, 5, requires_grad=True)
+    w_key = torch.randn(2, 6, 1, 1, requires_grad=True)
+    w_query = torch.randn(2, 6, 1, 1, requires_grad=True)
+    key, query = key_query(x, w_key, w_query, 2)
+    assert key.shape == (0, 2, 5, 5) and query.shape == (0, 2, 3, 3)
+    (key.sum() + query.sum()).backward()
+    assert x.grad.shape == x.shape and torch.equal(w_key.grad, torch.zeros_like(w_key))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_flop_counter_sees_the_same_training_step(stride, channels_last):
+    """FlopCounterMode's total over forward and backward is the plain path's: the projections'
+    backward products do the convolution backward's multiply-adds (no in-place op it skips)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    plain = LocalRelation2d(16, kernel_size=5, stride=stride, m=4, impl="unfold")
+    plain.fast = False
+    fast = copy.deepcopy(plain)
+    fast.fast = True
+    x = torch.randn(2, 16, 9, 11)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    totals = []
+    for layer in (plain, fast):
+        with FlopCounterMode(display=False) as counter:
+            layer(x.clone().requires_grad_()).sum().backward()
+        totals.append(counter.get_total_flops())
+    C, G, H, W = 16, 4, 9, 11
+    Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
+    projections = C * G * (H * W + Ho * Wo) * 2  # MACs of key and query, batch 2
+    assert totals[1] == totals[0] >= 3 * 2 * projections  # forward + backward (2x), FLOPs = 2 MACs

@@ -1,0 +1,179 @@
+"""The fast path's key/query projections, old against new, in one process: the projections alone and
+the whole ``LocalRelation2d`` (fused_cpu), forward and forward+backward.
+
+    python scripts/time_key_query.py [--threads 1] [--rounds 9] [--shapes stem,res3.0]
+    python scripts/time_key_query.py --network [--rounds 3]
+
+At every LR layer shape of LR-Net-50 at 224x224, batch 8, k=7, m=8 (Hu et al., ICCV 2019,
+arXiv:1904.11491, Table 1), float32, NCHW and channels_last. "old" is a copy of
+``LocalRelation2d.key_query``'s fast path before :mod:`lrbench.projections` (convolutions and
+their autograd backward); "new" is the layer's own. Rounds alternate old, new, so that a shared
+machine's noise falls on both alike. Each cell: median ms; the last columns: new / old
+forward+backward with its 95% bootstrap interval. "proj" rows time ``key_query`` alone, its
+backward fed the op's contiguous gradients of key and query. ``--network``: LR-Net-50's training
+step (forward, backward, no optimizer; fused_cpu) with every layer on the old or the new path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import types
+
+import torch
+import torch.nn.functional as F
+
+from lrbench.bench.results.stats import ratio_interval
+from lrbench.layer import LocalRelation2d
+from lrbench.models import lrnet50
+
+# name: (C, H = W, stride); LR-Net-50 at 224x224
+SHAPES = {
+    "stem": (64, 224, 2),
+    "res2": (100, 56, 1),
+    "res3.0": (200, 56, 2),
+    "res3": (200, 28, 1),
+    "res4.0": (400, 28, 2),
+    "res4": (400, 14, 1),
+    "res5.0": (800, 14, 2),
+    "res5": (800, 7, 1),
+}
+BATCH = 8
+
+
+def old_key_query(self, x):
+    """The fast path as it was: one conv for both at stride 1, split; else two convs."""
+    G, s = self.groups, self.stride
+    if s == 1:
+        weight = torch.cat([self.key.weight, self.query.weight])  # (2G, C, 1, 1)
+        return F.conv2d(x, weight).split(G, dim=1)  # (B, G, H, W) each
+    if x.is_contiguous():
+        return self.key(x), F.conv2d(x[:, :, ::s, ::s], self.query.weight)
+    return self.key(x), self.query(x)
+
+
+def _interleaved(calls: dict, rounds: int) -> dict[str, list[float]]:
+    times = {name: [] for name in calls}
+    for fn in calls.values():  # warm-up
+        fn()
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def case(name: str, channels_last: bool, rounds: int) -> list[str]:
+    C, H, s = SHAPES[name]
+    torch.manual_seed(0)
+    layer = LocalRelation2d(C, 7, stride=s, m=8, impl="fused_cpu")
+    x = torch.randn(BATCH, C, H, H)
+    if channels_last:
+        layer = layer.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ways = {"old": types.MethodType(old_key_query, layer), "new": layer.key_query}
+    key, query = layer.key_query(x)
+    grad_key, grad_query = torch.randn_like(key), torch.randn_like(query)  # contiguous, as the op's
+
+    def proj(kq, grad):
+        def run():
+            with torch.set_grad_enabled(grad):
+                outs = kq(x)
+            if grad:
+                torch.autograd.backward(outs, (grad_key, grad_query))
+                x.grad = None
+                layer.zero_grad(set_to_none=True)
+
+        return run
+
+    def whole(kq, grad):
+        def run():
+            layer.key_query = kq
+            with torch.set_grad_enabled(grad):
+                y = layer(x)
+                if grad:
+                    y.backward(torch.ones_like(y))
+                    x.grad = None
+                    layer.zero_grad(set_to_none=True)
+
+        return run
+
+    rows = []
+    for part, make in (("proj", proj), ("layer", whole)):
+        fwd = _interleaved({w: make(kq, False) for w, kq in ways.items()}, rounds)
+        both = _interleaved({w: make(kq, True) for w, kq in ways.items()}, rounds)
+        med = {(p, w): statistics.median(t[w]) * 1e3 for p, t in (("f", fwd), ("fb", both)) for w in ways}
+        low, high = ratio_interval(both["old"], both["new"])
+        rows.append(
+            f"| {name} | {C} | {H} | {s} | {'channels_last' if channels_last else 'NCHW'} "
+            f"| {part} | {med['f', 'old']:.1f} | {med['f', 'new']:.1f} "
+            f"| {med['fb', 'old']:.1f} | {med['fb', 'new']:.1f} "
+            f"| {med['fb', 'new'] / med['fb', 'old']:.2f} | {low:.2f}-{high:.2f} |"
+        )
+    layer.__dict__.pop("key_query", None)
+    return rows
+
+
+def network(channels_last: bool, rounds: int) -> str:
+    torch.manual_seed(0)
+    model = lrnet50(impl="fused_cpu").train()
+    x = torch.randn(BATCH, 3, 224, 224)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    layers = [mod for mod in model.modules() if isinstance(mod, LocalRelation2d)]
+
+    def step(way):
+        def run():
+            for layer in layers:
+                if way == "old":
+                    layer.key_query = types.MethodType(old_key_query, layer)
+                else:
+                    layer.__dict__.pop("key_query", None)
+            model(x).sum().backward()
+            model.zero_grad(set_to_none=True)
+        return run
+
+    times = _interleaved({"old": step("old"), "new": step("new")}, rounds)
+    old, new = (statistics.median(times[w]) * 1e3 for w in ("old", "new"))
+    low, high = ratio_interval(times["old"], times["new"])
+    fmt = "channels_last" if channels_last else "NCHW"
+    return f"| lrnet50 train step | {fmt} | {old:.0f} | {new:.0f} | {new / old:.3f} | {low:.3f}-{high:.3f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--network", action="store_true", help="LR-Net-50's training step instead")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.network:
+        print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, 224x224, "
+              f"{args.rounds} interleaved rounds; ms (median)")
+        print("| case | format | old | new | new/old | 95% CI |")
+        print("|---|---|---|---|---|---|")
+        for channels_last in (False, True):
+            print(network(channels_last, args.rounds), flush=True)
+        return
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, float32, "
+        f"{args.rounds} interleaved rounds; ms (median)"
+    )
+    print(
+        "| layer | C | H=W | s | format | timed | old fwd | new fwd | old fwd+bwd | new fwd+bwd "
+        "| new/old fwd+bwd | 95% CI |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.shapes.split(","):
+        for channels_last in (False, True):
+            for row in case(name, channels_last, args.rounds):
+                print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
