@@ -182,3 +182,46 @@ def test_rounds_cells_keep_passes_apart_and_old_cells_read_as_one_pass():
     assert records.parse_passes(old) == [[1e-3, 2e-3]] and records.parse_passes("") == []
     with pytest.raises(ValueError, match="passes must be >= 1"):
         Timing(passes=0)
+
+
+def test_a_row_with_very_many_rounds_is_read_and_kept_through_passes(tmp_path):
+    """A fast case's rounds over several passes outgrow the csv module's 131,072-character cell
+    limit, under which pandas' python engine skipped the line without a word (rows lost at the
+    next rewrite): they are read, and a further pass keeps every row."""
+    run_matrix(expand(preset(["unfold"], passes=("fwd", "fwd_bwd"))), tmp_path, timing=TIMING)
+    frame = records.load(tmp_path)
+    first = frame.loc[0, "case_id"]
+    frame.loc[0, "rounds_s"] = records.format_passes([[1e-5 + 1e-9 * i for i in range(12000)]])
+    records.write(frame, tmp_path)
+    assert len(frame.loc[0, "rounds_s"]) > 131072
+    assert records.add_pass(tmp_path, first, [2e-5] * 3) == 2
+    after = records.load(tmp_path)
+    assert len(after) == len(frame) and after.loc[0, "rounds"] == 12003
+
+
+def test_a_line_the_parser_skips_counts_as_dropped_and_blocks_a_rewrite(tmp_path, monkeypatch):
+    run_matrix(expand(preset(["unfold"], passes=("fwd", "fwd_bwd"))), tmp_path, timing=TIMING)
+    frame = records.load(tmp_path)
+    monkeypatch.setattr(records, "_any_field_size", _field_limit(1000))  # as before the fix
+    loaded = records.read(tmp_path)
+    long = int((frame["rounds_s"].str.len() > 1000).sum())  # cells the parser now skips
+    assert long >= 1 and loaded.dropped == long and len(loaded.rows) == len(frame) - long
+    with pytest.raises(ValueError, match="cannot be read; not rewritten"):
+        records.add_pass(tmp_path, frame.loc[0, "case_id"], [1e-3])
+    monkeypatch.undo()
+    assert len(records.load(tmp_path)) == len(frame)  # nothing lost
+
+
+def _field_limit(limit: int):
+    import contextlib
+    import csv
+
+    @contextlib.contextmanager
+    def limited():
+        before = csv.field_size_limit(limit)
+        try:
+            yield
+        finally:
+            csv.field_size_limit(before)
+
+    return limited
