@@ -18,7 +18,7 @@ if ! git rev-parse --verify --quiet 'HEAD~1^{commit}' > /dev/null; then
   exit 0
 fi
 AB_SLICE=(--preset quick --impl unfold,im2col_matmul,fused_cpu --kernel 7 --size 16 --pass fwd
-          --threads 1 --min-rounds 10 --max-time 0.06 --repeats 4)
+          --threads 1 --min-rounds 10 --max-time 0.3 --passes 1 --repeats 4)
 status=0
 .venv/bin/lrbench ab HEAD~1 HEAD "${AB_SLICE[@]}" --out reports/ab || status=$?
 if [ "$status" -eq 2 ] || { [ "$status" -eq 1 ] && [ "${LRBENCH_AB_GATE:-0}" = 1 ]; }; then

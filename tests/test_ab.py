@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 # a small slice: unfold's op and layer and the 3x3 conv (the control) at 16x16, one thread
-# (steadier on shared cores), 0.3 s of rounds a case in the quick preset's 5 passes of 0.06 s (a
-# run's median is not one moment's); four pairs, the fewest whose t-test reaches alpha = 0.01 on a
-# noisy machine
+# (steadier on shared cores), 0.3 s of rounds a case in one pass (a run's median is not one
+# moment's; the A/B's unit is the run, so further passes would only add time); four pairs, the
+# fewest whose t-test reaches alpha = 0.01 on a noisy machine
 SLICE = ["--impl", "unfold", "--kernel", "3", "--size", "16", "--channels", "16", "--m", "4",
          "--batch", "1", "--pass", "fwd", "--threads", "1", "--min-rounds", "10",
-         "--max-time", "0.06", "--repeats", "4"]
+         "--max-time", "0.3", "--passes", "1", "--repeats", "4"]
 UNFOLD_OP = "op:unfold:B1-C16-16x16-k3-m4-s1:float32:cpu:fwd"
 
 

@@ -202,10 +202,12 @@ def test_a_row_with_very_many_rounds_is_read_and_kept_through_passes(tmp_path):
 def test_a_line_the_parser_skips_counts_as_dropped_and_blocks_a_rewrite(tmp_path, monkeypatch):
     run_matrix(expand(preset(["unfold"], passes=("fwd", "fwd_bwd"))), tmp_path, timing=TIMING)
     frame = records.load(tmp_path)
+    frame.loc[0, "rounds_s"] = records.format_rounds([1e-5] * 200)  # 2,600 characters
+    frame.loc[1, "rounds_s"] = records.format_rounds([1e-5] * 5)
+    records.write(frame, tmp_path)
     monkeypatch.setattr(records, "_any_field_size", _field_limit(1000))  # as before the fix
     loaded = records.read(tmp_path)
-    long = int((frame["rounds_s"].str.len() > 1000).sum())  # cells the parser now skips
-    assert long >= 1 and loaded.dropped == long and len(loaded.rows) == len(frame) - long
+    assert loaded.dropped == 1 and list(loaded.rows["case_id"]) == [frame.loc[1, "case_id"]]
     with pytest.raises(ValueError, match="cannot be read; not rewritten"):
         records.add_pass(tmp_path, frame.loc[0, "case_id"], [1e-3])
     monkeypatch.undo()
@@ -225,3 +227,14 @@ def _field_limit(limit: int):
             csv.field_size_limit(before)
 
     return limited
+
+
+def test_a_further_pass_writes_into_columns_read_as_integers(tmp_path):
+    """A run whose spreads were all 0 reads them back as integers; a pass's float goes in."""
+    run_matrix(expand(preset(["unfold"], passes=("fwd", "fwd_bwd"))), tmp_path, timing=TIMING)
+    frame = records.load(tmp_path)
+    frame[["iqr_s", "stddev_s"]] = 0
+    records.write(frame, tmp_path)
+    assert records.load(tmp_path)["iqr_s"].dtype.kind == "i"
+    records.add_pass(tmp_path, frame.loc[0, "case_id"], [1e-3, 2e-3, 4e-3])
+    assert records.load(tmp_path).loc[0, "iqr_s"] > 0

@@ -25,11 +25,15 @@ from lrbench.commands import options
               help="Minimum timed rounds per case and run (default: the preset's).")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Target seconds of timed rounds per case and run (default: the preset's).")
+@click.option("--passes", type=click.IntRange(min=1), default=None,
+              help="Passes over the matrix in each run (default: the preset's; passed on only "
+                   "when given, so both revisions must know `lrbench run --passes`). The A/B's "
+                   "unit is the run: 1 is enough.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch intra-op threads in both sides' runs (default: torch's choice).")
 @options.verdict_options
 @options.plugin_option
-def ab_cmd(base_rev, new_rev, preset, out, repeats, min_rounds, max_time, threads, threshold,
+def ab_cmd(base_rev, new_rev, preset, out, repeats, min_rounds, max_time, passes, threads, threshold,
            alpha, markdown, plugins, **axes) -> None:
     """Benchmark two revisions of the git repository here, interleaved, and compare them.
 
@@ -51,7 +55,7 @@ def ab_cmd(base_rev, new_rev, preset, out, repeats, min_rounds, max_time, thread
                                  param_hint="--preset")
     overrides = {name.removesuffix("_axis"): value for name, value in axes.items()}
     try:  # the options checked here once, not in each child
-        cases = make_plan(preset, overrides, None, min_rounds, max_time).cases
+        cases = make_plan(preset, overrides, None, min_rounds, max_time, passes).cases
         repo = repository(Path.cwd())
         base, new = resolve(repo, base_rev), resolve(repo, new_rev)
     except ValueError as err:  # RevisionError included
@@ -61,7 +65,7 @@ def ab_cmd(base_rev, new_rev, preset, out, repeats, min_rounds, max_time, thread
         if value is not None:
             run_args += [f"--{name}", value]
     for flag, value in (("--min-rounds", min_rounds), ("--max-time", max_time),
-                        ("--threads", threads)):
+                        ("--passes", passes), ("--threads", threads)):
         if value is not None:
             run_args += [flag, str(value)]
     for plugin in plugins:  # a .py path made absolute: the children run in the checkouts

@@ -18,6 +18,7 @@ import datetime
 import gc
 import os
 import random
+import sys
 import time
 import warnings
 from collections import Counter
@@ -44,6 +45,9 @@ from lrbench.files import atomic_write
 PLUGIN_KEY = pytest.StashKey["MatrixPlugin"]()
 BENCH_MODULE = Path(__file__).with_name("bench_matrix.py")
 REASON_CHARS = 300
+# A further pass writes its rounds into the rows this often (seconds): one rewrite of the CSV for
+# the cases of a few seconds, not one a case; a kill loses at most these seconds of that pass.
+FLUSH_S = 5.0
 EXTRA_INFO = ("macs", "gmacs_per_s", "peak_bytes", "output_bytes", "max_abs_err", "oracle",
               "threads", "load_1m")
 # Substrings of the allocators' out-of-memory messages (CUDA caching allocator, CPU allocator).
@@ -212,6 +216,8 @@ class MatrixPlugin:
     time_cuda: Callable[..., dict] = gputimer.time_cuda
     stop: StopRequest = field(default_factory=StopRequest)  # read between cases
     pass_index: int = 1  # above 1: a further pass, timing rows already recorded (Timing.passes)
+    pending: dict[str, list[float]] = field(default_factory=dict)  # a further pass's, unwritten
+    flushed_at: float = field(default_factory=time.monotonic)
     json_path: Path | None = None  # pytest-benchmark's JSON of the session, once written
 
     def time_fn(self, case: Case, benchmark) -> TimeFn:
@@ -270,20 +276,36 @@ class MatrixPlugin:
             pytest.skip(f"{row['status']}: {row['reason']}")
 
     def run_pass(self, case: Case, benchmark) -> None:
-        """A further pass over ``case``: time it again, add the rounds to its row. Its row is
-        already whole, so a stop in the middle leaves it as it was (no ``stopped:`` row: the
-        case is not marked in flight)."""
+        """A further pass over ``case``: time it again; its rounds go to its row with the
+        others' of the last few seconds (:meth:`flush`). Its row is already whole, so a stop in
+        the middle leaves it as it was (no ``stopped:`` row: the case is not marked in flight)."""
         try:
             rounds = retime_case(case, self.time_fn(case, benchmark))
-            records.add_pass(self.csv_path, case.case_id, rounds)
         except Exception as err:  # the row keeps the passes it has, and says nothing: log it
             self.statuses["error"] += 1
             pytest.skip(f"pass {self.pass_index}: {describe(err)}")
+        self.pending[case.case_id] = rounds
+        if time.monotonic() - self.flushed_at >= FLUSH_S:
+            self.flush()
         self.statuses["ok"] += 1
         if self.on_case is not None:
             row = {"case_id": case.case_id, "status": "ok", "timing_pass": self.pass_index,
                    "median_s": float(pd.Series(rounds).median())}
             self.on_case(sum(self.statuses.values()), len(self.cases), row)
+
+    def flush(self) -> None:
+        """Write the further pass's rounds gathered since the last flush into their rows (one
+        rewrite of the CSV for all of them)."""
+        if self.pending:
+            records.add_passes(self.csv_path, self.pending)
+            self.pending = {}
+        self.flushed_at = time.monotonic()
+
+    def pytest_sessionfinish(self, session) -> None:
+        try:
+            self.flush()
+        except (KeyError, ValueError) as err:  # the rows stay as they were; the log says why
+            print(f"pass {self.pass_index}: rounds not written: {describe(err)}", file=sys.stderr)
 
 
 @dataclass

@@ -94,11 +94,19 @@ def round_stats(times_s) -> dict:
 
 
 def add_pass(location: str | Path, case_id: str, times_s) -> int:
-    """Add one more pass's rounds to the ``ok`` row of ``case_id`` and recompute its statistics
-    over every pass; the CSV is rewritten atomically. Returns the row's passes now.
+    """Add one more pass's rounds to the ``ok`` row of ``case_id`` (see :func:`add_passes`);
+    returns the row's passes now."""
+    return add_passes(location, {case_id: times_s})[case_id]
+
+
+def add_passes(location: str | Path, new: dict[str, list[float]]) -> dict[str, int]:
+    """Add one more pass's rounds to the ``ok`` row of each case id of ``new`` and recompute the
+    rows' statistics over every pass; the CSV is rewritten once, atomically. Returns each row's
+    passes now.
 
     Raises:
-        KeyError: the run has no ``ok`` row of ``case_id``.
+        KeyError: the run has no ``ok`` row of one of the case ids (nothing is written).
+        ValueError: the CSV has lines that cannot be read (rewriting would lose them).
     """
     path = results_path(location)
     loaded = read(path)
@@ -106,16 +114,23 @@ def add_pass(location: str | Path, case_id: str, times_s) -> int:
         raise ValueError(f"location: {path} has {loaded.dropped} line(s) that cannot be read; "
                          "not rewritten")
     frame = loaded.rows
-    found = frame.index[(frame["case_id"] == case_id) & (frame["status"] == "ok")]
-    if not len(found):
-        raise KeyError(f"case_id: no ok row of {case_id!r} in {path}")
-    index = found[-1]
-    passes = [*parse_passes(frame.at[index, "rounds_s"]), [float(t) for t in times_s]]
-    for column, value in round_stats([t for rounds in passes for t in rounds]).items():
-        frame.at[index, column] = value
-    frame.at[index, "rounds_s"] = format_passes(passes)
+    ok = frame.index[frame["status"] == "ok"]
+    where = dict(zip(frame.loc[ok, "case_id"], ok, strict=True))  # a case's last ok row
+    missing = [case_id for case_id in new if case_id not in where]
+    if missing:
+        raise KeyError(f"case_id: no ok row of {missing[0]!r} in {path}")
+    stats = ["median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds"]
+    frame[stats] = frame[stats].astype(float)  # a column read as all-integer (iqr_s of zeros)
+    counts = {}
+    for case_id, times_s in new.items():
+        index = where[case_id]
+        passes = [*parse_passes(frame.at[index, "rounds_s"]), [float(t) for t in times_s]]
+        for column, value in round_stats([t for rounds in passes for t in rounds]).items():
+            frame.at[index, column] = value
+        frame.at[index, "rounds_s"] = format_passes(passes)
+        counts[case_id] = len(passes)
     write(metrics.derive(frame), path)
-    return len(passes)
+    return counts
 
 
 def results_path(location: str | Path) -> Path:
