@@ -23,22 +23,12 @@ import types
 
 import torch
 import torch.nn.functional as F
+from time_fused_cpu import SHAPES  # LR-Net-50's LR layers: (C, H = W, stride); this folder
 
 from lrbench.bench.results.stats import ratio_interval
 from lrbench.layer import LocalRelation2d
 from lrbench.models import lrnet50
 
-# name: (C, H = W, stride); LR-Net-50 at 224x224
-SHAPES = {
-    "stem": (64, 224, 2),
-    "res2": (100, 56, 1),
-    "res3.0": (200, 56, 2),
-    "res3": (200, 28, 1),
-    "res4.0": (400, 28, 2),
-    "res4": (400, 14, 1),
-    "res5.0": (800, 14, 2),
-    "res5": (800, 7, 1),
-}
 BATCH = 8
 
 

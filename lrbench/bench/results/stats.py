@@ -215,13 +215,10 @@ def compare_pairs(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Seque
         threshold: the smallest change that matters, a fraction (0.1 for 10%).
         alpha: the significance level.
     """
-    if len(base_runs) != len(new_runs) or not len(base_runs):
+    if len(base_runs) != len(new_runs):
         raise ValueError(f"runs: need as many base as new runs, at least one, got "
                          f"{len(base_runs)} and {len(new_runs)}")
-    if any(not len(run) for run in [*base_runs, *new_runs]):
-        raise ValueError("runs: every run needs at least one round")
-    pooled = compare_rounds([t for run in base_runs for t in run],
-                            [t for run in new_runs for t in run], threshold, alpha)
+    pooled = _pooled("runs", "run", base_runs, new_runs, threshold, alpha)
     n = len(base_runs)
     logs = np.log([np.median(new) / np.median(base) for base, new in zip(base_runs, new_runs,
                                                                          strict=True)])
@@ -288,13 +285,7 @@ def compare_passes(base_passes: Sequence[Sequence[float]],
         threshold: the smallest change that matters, a fraction (0.1 for 10%).
         alpha: the significance level.
     """
-    if not len(base_passes) or not len(new_passes):
-        raise ValueError(f"passes: need at least one a side, got {len(base_passes)} and "
-                         f"{len(new_passes)}")
-    if any(not len(rounds) for rounds in [*base_passes, *new_passes]):
-        raise ValueError("passes: every pass needs at least one round")
-    pooled = compare_rounds([t for rounds in base_passes for t in rounds],
-                            [t for rounds in new_passes for t in rounds], threshold, alpha)
+    pooled = _pooled("passes", "pass", base_passes, new_passes, threshold, alpha)
     units = min(len(base_passes), len(new_passes))
     if units < 2:
         verdict = "unsure" if pooled.verdict in ("slower", "faster") else pooled.verdict
@@ -305,6 +296,18 @@ def compare_passes(base_passes: Sequence[Sequence[float]],
     p = max(pooled.p_value, p_welch)
     verdict = decide(pooled.ratio, low, high, p, threshold, alpha)
     return replace(pooled, low=low, high=high, p_value=p, verdict=verdict, passes=units)
+
+
+def _pooled(units: str, unit: str, base: Sequence[Sequence[float]],
+            new: Sequence[Sequence[float]], threshold: float, alpha: float) -> Change:
+    """:func:`compare_rounds` on every round of the ``units`` (runs or passes) of each side, once
+    each side has one and every ``unit`` a round."""
+    if not len(base) or not len(new):
+        raise ValueError(f"{units}: need at least one a side, got {len(base)} and {len(new)}")
+    if any(not len(rounds) for rounds in [*base, *new]):
+        raise ValueError(f"{units}: every {unit} needs at least one round")
+    return compare_rounds([t for rounds in base for t in rounds],
+                          [t for rounds in new for t in rounds], threshold, alpha)
 
 
 def adjust_p(p_values: Sequence[float]) -> np.ndarray:
