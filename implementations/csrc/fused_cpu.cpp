@@ -100,6 +100,20 @@ struct Strides {
   int64_t row(int64_t bi, int64_t ci, int64_t hi) const { return bi * b + ci * c + hi * h; }
 };
 
+// channels_last rows are read and written pixel by pixel, half a cache line or less of each pixel
+// for one group: the hardware prefetchers do not run ahead of that pattern, so the kernels ask for
+// the pixel kPixelsAhead columns ahead themselves (on the stem's backward, 1 thread: 224 -> 195 ms,
+// x read and grad_x written together; 16 to 32 pixels measured alike, 8 less).
+constexpr int64_t kPixelsAhead = 32;
+
+// Asks for the cache line of p + ahead elements (WRITE: to write it), the address formed as an
+// integer, as it may lie past the tensor (a prefetch never faults).
+template <bool WRITE, typename T>
+inline void prefetch_ahead(const T* p, int64_t ahead) {
+  const std::uintptr_t address = reinterpret_cast<std::uintptr_t>(p) + ahead * sizeof(T);
+  __builtin_prefetch(reinterpret_cast<const void*>(address), WRITE ? 1 : 0, 3);
+}
+
 // Layout of the zero-padded scratch rows of x and key: padded column t (input column t - r) is
 // stored at (t % s) * Wp + t / s, so that the neighbours j*s + kx of consecutive output columns j
 // are consecutive in memory and load as one vector (at stride 1: the plain padded row).
@@ -131,7 +145,9 @@ struct PaddedRows {
 
   // The same for mc channels of a row, pixel by pixel (for channels_last, where each pixel's
   // channels are adjacent: one cache line read once, not once per channel): channel cl of input
-  // column w is src[w * sw + cl * sc] and goes to dst[cl * cstride + position of w].
+  // column w is src[w * sw + cl * sc] and goes to dst[cl * cstride + position of w]. The pixel
+  // kPixelsAhead columns ahead (in the next row past the end: channels_last rows follow each
+  // other) is prefetched.
   template <typename T>
   void copy_pixels(T* __restrict__ dst, int64_t cstride, const T* __restrict__ src, int64_t W,
                    int64_t sw, int64_t sc, int64_t mc) const {
@@ -140,6 +156,8 @@ struct PaddedRows {
       const int64_t u0 = r > phase ? (r - phase + s - 1) / s : 0;  // first t >= r
       for (int64_t u = u0; u * s + phase < r + W; ++u) {
         const T* __restrict__ pixel = src + (u * s + phase - r) * sw;
+        prefetch_ahead<false>(pixel, kPixelsAhead * sw);
+        prefetch_ahead<false>(pixel, kPixelsAhead * sw + (mc - 1) * sc);
         for (int64_t cl = 0; cl < mc; ++cl) out[cl * cstride + u] = pixel[cl * sc];
       }
     }
@@ -1017,10 +1035,16 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
                 unpad_row<T, false>(dst, src + cl * sc, W, r, s, Wq, T(1));
               }
             }
-          } else {  // channels_last: pixel by pixel
+          } else {  // channels_last: pixel by pixel, the pixel kPixelsAhead columns ahead
+            // (into the next input row, if any) prefetched for writing
+            const int64_t ahead_end = in_row + 1 < H ? W + kPixelsAhead : W;
             for (int64_t col = 0; col < W; ++col) {
               const int64_t t = col + r, at = S == 1 ? t : (t % s) * Wq + t / s;
               T* dst = gxrow + col * gxs.w;
+              if (col + kPixelsAhead < ahead_end) {
+                prefetch_ahead<true>(dst, kPixelsAhead * gxs.w);
+                prefetch_ahead<true>(dst, kPixelsAhead * gxs.w + (mc - 1) * gxs.c);
+              }
               if (add) {
                 for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] += src[cl * sc + at];
               } else {
