@@ -28,8 +28,9 @@
 // prior's gradient is summed per task into its own slot and reduced by the caller.
 //
 // Memory formats: x, grad_y, y and grad_x may be contiguous or channels_last; channels_last rows
-// are read and written pixel by pixel (a pixel's group channels share a cache line) and the
-// tasks of one band run group after group (TaskOrder) so that the lines are reused from cache.
+// are read and written pixel by pixel (a pixel's group channels share a cache line), the pixel
+// kPixelsAhead columns ahead prefetched (x read, grad_x written), and the tasks of one band run
+// group after group (TaskOrder) so that the lines are reused from cache.
 //
 // Vectors: GCC/Clang vector extensions (compiled with -O3 -march=native by fused_cpu.py), and
 // AVX-512 masked stores for partial blocks where the compiler targets AVX-512.
