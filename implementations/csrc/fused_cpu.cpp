@@ -28,8 +28,9 @@
 // prior's gradient is summed per task into its own slot and reduced by the caller.
 //
 // Memory formats: x, grad_y, y and grad_x may be contiguous or channels_last; channels_last rows
-// are read and written pixel by pixel (a pixel's group channels share a cache line) and the
-// tasks of one band run group after group (TaskOrder) so that the lines are reused from cache.
+// are read and written pixel by pixel (a pixel's group channels share a cache line), the pixel
+// kPixelsAhead columns ahead prefetched (x read, grad_x written), and the tasks of one band run
+// group after group (TaskOrder) so that the lines are reused from cache.
 //
 // Vectors: GCC/Clang vector extensions (compiled with -O3 -march=native by fused_cpu.py), and
 // AVX-512 masked stores for partial blocks where the compiler targets AVX-512.
@@ -37,6 +38,10 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -100,6 +105,20 @@ struct Strides {
   int64_t row(int64_t bi, int64_t ci, int64_t hi) const { return bi * b + ci * c + hi * h; }
 };
 
+// channels_last rows are read and written pixel by pixel, half a cache line or less of each pixel
+// for one group: the hardware prefetchers do not run ahead of that pattern, so the kernels ask for
+// the pixel kPixelsAhead columns ahead themselves (on the stem's backward, 1 thread: 224 -> 195 ms,
+// x read and grad_x written together; 16 to 32 pixels measured alike, 8 less).
+constexpr int64_t kPixelsAhead = 32;
+
+// Asks for the cache line of p + ahead elements (WRITE: to write it), the address formed as an
+// integer, as it may lie past the tensor (a prefetch never faults).
+template <bool WRITE, typename T>
+inline void prefetch_ahead(const T* p, int64_t ahead) {
+  const std::uintptr_t address = reinterpret_cast<std::uintptr_t>(p) + ahead * sizeof(T);
+  __builtin_prefetch(reinterpret_cast<const void*>(address), WRITE ? 1 : 0, 3);
+}
+
 // Layout of the zero-padded scratch rows of x and key: padded column t (input column t - r) is
 // stored at (t % s) * Wp + t / s, so that the neighbours j*s + kx of consecutive output columns j
 // are consecutive in memory and load as one vector (at stride 1: the plain padded row).
@@ -131,7 +150,9 @@ struct PaddedRows {
 
   // The same for mc channels of a row, pixel by pixel (for channels_last, where each pixel's
   // channels are adjacent: one cache line read once, not once per channel): channel cl of input
-  // column w is src[w * sw + cl * sc] and goes to dst[cl * cstride + position of w].
+  // column w is src[w * sw + cl * sc] and goes to dst[cl * cstride + position of w]. The pixel
+  // kPixelsAhead columns ahead (in the next row past the end: channels_last rows follow each
+  // other) is prefetched.
   template <typename T>
   void copy_pixels(T* __restrict__ dst, int64_t cstride, const T* __restrict__ src, int64_t W,
                    int64_t sw, int64_t sc, int64_t mc) const {
@@ -140,6 +161,8 @@ struct PaddedRows {
       const int64_t u0 = r > phase ? (r - phase + s - 1) / s : 0;  // first t >= r
       for (int64_t u = u0; u * s + phase < r + W; ++u) {
         const T* __restrict__ pixel = src + (u * s + phase - r) * sw;
+        prefetch_ahead<false>(pixel, kPixelsAhead * sw);
+        prefetch_ahead<false>(pixel, kPixelsAhead * sw + (mc - 1) * sc);
         for (int64_t cl = 0; cl < mc; ++cl) out[cl * cstride + u] = pixel[cl * sc];
       }
     }
@@ -1017,10 +1040,16 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
                 unpad_row<T, false>(dst, src + cl * sc, W, r, s, Wq, T(1));
               }
             }
-          } else {  // channels_last: pixel by pixel
+          } else {  // channels_last: pixel by pixel, the pixel kPixelsAhead columns ahead
+            // (into the next input row, if any) prefetched for writing
+            const int64_t ahead_end = in_row + 1 < H ? W + kPixelsAhead : W;
             for (int64_t col = 0; col < W; ++col) {
               const int64_t t = col + r, at = S == 1 ? t : (t % s) * Wq + t / s;
               T* dst = gxrow + col * gxs.w;
+              if (col + kPixelsAhead < ahead_end) {
+                prefetch_ahead<true>(dst, kPixelsAhead * gxs.w);
+                prefetch_ahead<true>(dst, kPixelsAhead * gxs.w + (mc - 1) * gxs.c);
+              }
               if (add) {
                 for (int64_t cl = 0; cl < mc; ++cl) dst[cl * gxs.c] += src[cl * sc + at];
               } else {
@@ -1032,6 +1061,20 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       }
     });
   }
+}
+
+// Asks Linux to back the 2 MB-aligned interior of a freshly allocated tensor with huge pages
+// (transparent huge pages, where the system grants them on request): its first writes then fault
+// once per 2 MB instead of once per 4 kB, and its pages stay in the TLB. A hint; errors ignored.
+// The backward's grad_x is such a tensor (100 MB at the stem), written once in every pixel.
+void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr std::uintptr_t kHuge = std::uintptr_t(1) << 21;
+  const auto begin = reinterpret_cast<std::uintptr_t>(t.data_ptr());
+  const std::uintptr_t lo = (begin + kHuge - 1) & ~(kHuge - 1);
+  const std::uintptr_t hi = (begin + t.nbytes()) & ~(kHuge - 1);
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+#endif
 }
 
 void check_inputs(const at::Tensor& x, const at::Tensor& query, const at::Tensor& key,
@@ -1126,7 +1169,9 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
   // ((H - 1) % s <= r). No zero fill then (the stem's grad_x alone is 100 MB at batch 8); a
   // larger stride skips rows, which must be 0.
   const bool every_row = geo.s <= geo.r + 1;
-  at::Tensor gx = every_row ? at::empty_like(x) : at::zeros_like(x);  // x's memory format
+  at::Tensor gx = at::empty_like(x);  // x's memory format
+  advise_huge_pages(gx);  // before its first write
+  if (!every_row) gx.zero_();
   at::Tensor gq = at::empty_like(query);
   at::Tensor gkey = every_row ? at::empty_like(key) : at::zeros_like(key);
   at::Tensor gprior_parts = at::zeros({geo.B, geo.G, bands, geo.k * geo.k},
