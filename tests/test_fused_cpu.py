@@ -196,6 +196,67 @@ def test_channels_last_in_place_matches_reference(shape):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
 
+CHUNK_CASES = [
+    Shape(B=2, C=46, H=30, W=13, k=5, m=8, stride=1),   # chunks of 4 groups and of 2, the last 6 wide
+    Shape(B=2, C=46, H=31, W=12, k=7, m=8, stride=2),   # the same at stride 2
+    Shape(B=1, C=58, H=18, W=9, k=3, m=16, stride=1),   # 2 groups a chunk, 16 channels each
+    Shape(B=1, C=30, H=9, W=8, k=3, m=10, stride=2),    # 3 groups a chunk; the last has 10
+]
+
+
+def _channels_last_against_reference(shape: Shape, x: torch.Tensor, threads: int):
+    """(fused_cpu with channels_last x, reference): y and the four gradients of each."""
+    t = make_inputs(shape, dtype=torch.float64, seed=12).replace(x=x)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(13))
+    results = {}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for impl, fmt in (("fused_cpu", torch.channels_last), ("reference", torch.contiguous_format)):
+            leaves = t.replace(x=t.x.contiguous(memory_format=fmt)).map(
+                lambda v: v.detach().clone(memory_format=torch.preserve_format).requires_grad_(True))
+            y = _op(shape, "mult", impl)(*leaves)
+            results[impl] = (y, *torch.autograd.grad(y, leaves.args(), grad.contiguous(memory_format=fmt)))
+    finally:
+        torch.set_num_threads(before)
+    return results["fused_cpu"], results["reference"]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("shape", CHUNK_CASES, ids=Shape.label)
+def test_channels_last_group_chunks_match_reference(shape, threads):
+    """channels_last with m >= 8: a chunk of groups shares one copy of the band's x rows, made by
+    its first task and reused by the others (on any thread: 3 threads cut the tasks mid-chunk);
+    values and every gradient match the float64 reference."""
+    x = make_inputs(shape, dtype=torch.float64, seed=12).x
+    got, expected = _channels_last_against_reference(shape, x, threads)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-9 * e.abs().max().item())
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("shape", CHUNK_CASES[:2], ids=Shape.label)
+def test_channels_last_narrow_chunk_reads_no_stale_x(shape, threads):
+    """C=46, m=8: chunks of groups 0-3 and 4-5, the last group 6 channels wide. The second chunk
+    copies 14 channels into the scratch where the first left 32; its last group's register passes
+    read 8 slots, 2 past its channels, which must read 0 and not the first chunk's channels 14-15.
+    Those hold inf here: stale, they would make group 5's gradients NaN (inf * a zero grad_y).
+    Group 1 (channels 8-15) is inf-tainted in both implementations and left out."""
+    x = make_inputs(shape, dtype=torch.float64, seed=12).x.clone()
+    x[:, 12:16] = float("inf")
+    got, expected = _channels_last_against_reference(shape, x, threads)
+    keep_c = [c for c in range(shape.C) if not 12 <= c < 16]
+    keep_g = [g for g in range(shape.G) if g != 1]
+    y, gx, gq, gk, gp = got
+    y_r, gx_r, gq_r, gk_r, gp_r = expected
+    assert torch.isfinite(gq[:, 5]).all() and torch.isfinite(gk[:, 5]).all()
+    pairs = [(y[:, keep_c], y_r[:, keep_c]), (gx, gx_r), (gq[:, keep_g], gq_r[:, keep_g]),
+             (gk[:, keep_g], gk_r[:, keep_g]), (gp[keep_g], gp_r[keep_g])]
+    for g, e in pairs:
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-9 * e.abs().max().item())
+
+
 @pytest.mark.parametrize("shape", [
     Shape(B=2, C=16, H=40, W=21, k=7, m=8, stride=1),  # a block of 16 columns and a tail
     Shape(B=2, C=24, H=41, W=23, k=7, m=8, stride=2),  # the stem's stride, odd r, 2 bands each

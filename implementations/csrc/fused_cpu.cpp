@@ -161,7 +161,9 @@ struct PaddedRows {
       const int64_t u0 = r > phase ? (r - phase + s - 1) / s : 0;  // first t >= r
       for (int64_t u = u0; u * s + phase < r + W; ++u) {
         const T* __restrict__ pixel = src + (u * s + phase - r) * sw;
-        prefetch_ahead<false>(pixel, kPixelsAhead * sw);
+        for (int64_t o = 0; o < mc * sc; o += 64 / sizeof(T)) {  // each line of its channels
+          prefetch_ahead<false>(pixel, kPixelsAhead * sw + o);
+        }
         prefetch_ahead<false>(pixel, kPixelsAhead * sw + (mc - 1) * sc);
         for (int64_t cl = 0; cl < mc; ++cl) out[cl * cstride + u] = pixel[cl * sc];
       }
@@ -283,7 +285,7 @@ inline void prefetch_span(const T* p, int64_t n) {
 
 // Prefetches input rows top + [r0, r1) of x (the channels [c0, c0 + mc) of batch b, when its
 // rows are contiguous) and of key (row block kb), so that the next task's copy of its band
-// overlaps with this task's arithmetic instead of waiting for memory.
+// overlaps with this task's arithmetic instead of waiting for memory (mc = 0: key only).
 template <typename T>
 void prefetch_band(const Geometry& geo, const T* x, const Strides& xs, const T* key, int64_t kb,
                    int64_t b, int64_t c0, int64_t mc, int64_t top, int64_t r0, int64_t r1) {
@@ -291,6 +293,7 @@ void prefetch_band(const Geometry& geo, const T* x, const Strides& xs, const T* 
     const int64_t in_row = top + rr;
     if (in_row < 0 || in_row >= geo.H) continue;
     prefetch_span(key + (kb * geo.H + in_row) * geo.W, geo.W);
+    if (mc == 0) continue;  // x already copied
     const T* row = x + xs.row(b, c0, in_row);
     if (xs.w == 1) {
       for (int64_t cl = 0; cl < mc; ++cl) prefetch_span(row + cl * xs.c, geo.W);
@@ -473,6 +476,54 @@ struct TaskOrder {
   }
 };
 
+// channels_last x (with m >= kRegChannels): a chunk of consecutive groups shares one copy of the
+// band's x rows, made by the first of its tasks whole pixels at a time (each pixel's cache lines
+// read once, in order, instead of half a line a group) and reused by the chunk's other tasks,
+// which run right after it on the same thread (TaskOrder: group fastest); as many groups as keep
+// the copy within kChunkBytes. Contiguous x, and m < kRegChannels (whose register passes read
+// past a group's channels into the next group's), copy each group on its own: one group a chunk.
+constexpr int64_t kChunkBytes = 1024 * 1024, kChunkChannels = 32;
+
+struct GroupChunks {
+  int64_t C, m, groups;
+  GroupChunks(const Geometry& geo, bool channels_last, int64_t channel_bytes)
+      : C(geo.C), m(geo.m), groups(1) {
+    if (channels_last && geo.m >= kRegChannels) {
+      const int64_t most = std::min(geo.G, std::max<int64_t>(1, kChunkChannels / geo.m));
+      groups = std::clamp<int64_t>(kChunkBytes / (geo.m * channel_bytes), 1, most);
+    }
+  }
+  int64_t chunk(int64_t g) const { return g / groups; }
+  int64_t c0(int64_t g) const { return chunk(g) * groups * m; }  // first channel of g's chunk
+  int64_t channels(int64_t g) const { return std::min(C, c0(g) + groups * m) - c0(g); }
+  int64_t slot(int64_t g) const { return (g % groups) * m; }  // g's channel 0 in the copy
+  // Channel slots of the copy: the last group's register passes read kRegChannels of them.
+  int64_t slots() const { return (groups - 1) * m + std::max(m, kRegChannels); }
+};
+
+// Copies the rows top + [0, rows) of x inside the image (channels [c0, c0 + nch) of batch b) to
+// the zero-padded scratch xp (channel slot cl at xp + cl * cstride, rows of pr.len); rows outside
+// the image are not written (their kernel rows are never visited). Slots [nch, *dirty) are zeroed,
+// so that slots past the copied channels read 0 (*dirty: the slots written so far).
+template <typename T>
+void copy_band_x(const Geometry& geo, const PaddedRows& pr, const T* x, const Strides& xs,
+                 int64_t b, int64_t c0, int64_t nch, int64_t top, int64_t rows, T* xp,
+                 int64_t cstride, int64_t* dirty) {
+  if (*dirty > nch) std::fill(xp + nch * cstride, xp + *dirty * cstride, T(0));
+  *dirty = nch;
+  for (int64_t rr = 0; rr < rows; ++rr) {
+    const int64_t in_row = top + rr;
+    if (in_row < 0 || in_row >= geo.H) continue;
+    if (xs.w == 1) {
+      for (int64_t cl = 0; cl < nch; ++cl) {
+        pr.copy(xp + cl * cstride + rr * pr.len, x + xs.row(b, c0 + cl, in_row), geo.W);
+      }
+    } else {
+      pr.copy_pixels(xp + rr * pr.len, cstride, x + xs.row(b, c0, in_row), geo.W, xs.w, xs.c, nch);
+    }
+  }
+}
+
 // Forward: task (b, g, band of output rows) writes y[b, c, i, :] for the m channels c of group g
 // and the rows i of the band, and the softmax statistics of each output pixel (the shift and
 // 1 / sum, which the backward reuses instead of recomputing them). The band's input rows of x and
@@ -495,15 +546,16 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
   const int64_t cstride = rows * pr.len;                     // channel stride of the x scratch
   T* shift_out = stats;                                      // (B, G, Ho, Wo)
   T* inv_out = stats + geo.B * G * Ho * Wo;                  // (B, G, Ho, Wo)
+  const GroupChunks chunks(geo, xs.w != 1, cstride * sizeof(T));
   at::parallel_for(0, geo.B * G * bands, geo.grain(band), [&](int64_t begin, int64_t end) {
-    // x scratch: at least kRegChannels channel slots (the register passes read them all).
-    const int64_t slots = std::max(m, kRegChannels);
+    const int64_t slots = chunks.slots();
     std::vector<T> scratch(kk * V + Wv + k * Wv + (slots + 1) * cstride, T(0));
     T* e = scratch.data();       // (k*k, V): one block's weights, for channels beyond the first
     T* q = e + kk * V;           // (Wv,) query row, zero-padded
     T* colmask = q + Wv;         // (k, Wv)
     T* kp = colmask + k * Wv;    // (rows, pr.len): padded key rows; padding stays 0
-    T* xp = kp + cstride;        // (slots, rows, pr.len), the same for the group's channels
+    T* xall = kp + cstride;      // (slots, rows, pr.len): the chunk's channels of x
+    int64_t copied = -1, dirty = 0;  // the (b, t, chunk) in xall; its slots written
     fill_column_mask(geo, Wv, colmask);
     for (int64_t task = begin; task < end; ++task) {
       const auto [b, g, t] = order.split(task);
@@ -516,23 +568,24 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
         const int64_t in_row = top + rr;
         if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
         pr.copy(kp + rr * pr.len, key + (bg * H + in_row) * W, W);
-        if (xs.w == 1) {
-          for (int64_t cl = 0; cl < mc; ++cl) {
-            pr.copy(xp + cl * cstride + rr * pr.len, x + xs.row(b, c0 + cl, in_row), W);
-          }
-        } else {
-          pr.copy_pixels(xp + rr * pr.len, cstride, x + xs.row(b, c0, in_row), W, xs.w, xs.c, mc);
-        }
       }
+      const int64_t chunk_key = (b * bands + t) * G + chunks.chunk(g);
+      if (chunk_key != copied) {
+        copy_band_x(geo, pr, x, xs, b, chunks.c0(g), chunks.channels(g), top, rows, xall, cstride,
+                    &dirty);
+        copied = chunk_key;
+      }
+      const T* xp = xall + chunks.slot(g) * cstride;  // (m, rows, pr.len): this group's channels
       const int64_t nreg = std::min(mc, kRegChannels);
       const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
       const auto [nb, ng, nt] = next >= 0 ? order.split(next) : order.split(task);
       const int64_t nbg = nb * G + ng;
+      const bool next_x = next >= 0 && (nb * bands + nt) * G + chunks.chunk(ng) != chunk_key;
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
         if (next >= 0) {
           const int64_t part = i - i0, parts = i1 - i0;
-          prefetch_band(geo, x, xs, key, nbg, nbg / G, ng * m, geo.channel_end(ng) - ng * m,
+          prefetch_band(geo, x, xs, key, nbg, nb, chunks.c0(ng), next_x ? chunks.channels(ng) : 0,
                         nt * band * s - r, part * rows / parts, (part + 1) * rows / parts);
         }
         std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
@@ -827,10 +880,11 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   const int64_t pl = pr.len, cstride = rows * pl;
   const T* shift_in = stats;
   const T* inv_in = stats + geo.B * G * Ho * Wo;
+  const GroupChunks chunks(geo, xs.w != 1, cstride * sizeof(T));
   for (int64_t parity = 0; parity < std::min<int64_t>(2, bands); ++parity) {  // 1 band: 1 phase
     at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
-      // x scratch: at least kRegChannels channel slots (pass 1 reads them all; unused ones are 0).
-      const int64_t slots = std::max(m, kRegChannels);
+      // x scratch: the chunk's channels; pass 1 reads kRegChannels slots, the unused ones are 0.
+      const int64_t slots = chunks.slots();
       std::vector<T> scratch(
           (2 * kk + m) * ld + (5 + k) * Wv + (slots + 1) * cstride + (m + 1) * rows * GW + kk * V,
           T(0));
@@ -844,10 +898,11 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       T* dot = gqv + Wv;           // (Wv,): D / sum
       T* colmask = dot + Wv;       // (k, Wv)
       T* kp = colmask + k * Wv;    // (rows, pl) padded key rows of the band (layout pr)
-      T* xp = kp + rows * pl;      // (slots, rows, pl) padded x rows
-      T* gkp = xp + slots * cstride;  // (rows, GW) grad_key of the band
+      T* xall = kp + rows * pl;    // (slots, rows, pl) padded x rows of the chunk's channels
+      T* gkp = xall + slots * cstride;  // (rows, GW) grad_key of the band
       T* gxp = gkp + rows * GW;    // (m, rows, GW) grad_x of the band
       T* gpv = gxp + m * rows * GW;  // (k*k, V) grad_prior of the band, per lane
+      int64_t copied = -1, dirty = 0;  // the (b, t, chunk) in xall; its slots written
       fill_column_mask(geo, Wv, colmask);
       for (int64_t task = begin; task < end; ++task) {
         const auto [b, g, tt] = order.split(task);
@@ -859,32 +914,32 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         // Padding columns j >= Wo: shift = the prior's bound (their query is 0, so every phi's
         // logit is at most it and e stays finite) and 1 / sum = 0, so they contribute nothing.
         std::fill(shift + Wo, shift + Wv, prior_bound(pg, kk));
-        // Accumulators to 0; x slots of absent channels (read by pass 1 with grad_y' = 0) too.
-        std::fill(gkp, gpv, T(0));
-        std::fill(xp + mc * cstride, xp + slots * cstride, T(0));
+        std::fill(gkp, gpv, T(0));  // accumulators to 0
         for (int64_t rr = 0; rr < rows; ++rr) {
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
           pr.copy(kp + rr * pl, key + (bg * H + in_row) * W, W);
-          if (xs.w == 1) {
-            for (int64_t cl = 0; cl < mc; ++cl) {
-              pr.copy(xp + cl * cstride + rr * pl, x + xs.row(b, c0 + cl, in_row), W);
-            }
-          } else {
-            pr.copy_pixels(xp + rr * pl, cstride, x + xs.row(b, c0, in_row), W, xs.w, xs.c, mc);
-          }
         }
+        // x slots past the chunk's channels are 0 (read by pass 1 with grad_y' = 0).
+        const int64_t chunk_key = (b * bands + t) * G + chunks.chunk(g);
+        if (chunk_key != copied) {
+          copy_band_x(geo, pr, x, xs, b, chunks.c0(g), chunks.channels(g), top, rows, xall,
+                      cstride, &dirty);
+          copied = chunk_key;
+        }
+        const T* xp = xall + chunks.slot(g) * cstride;  // (m, rows, pl): this group's channels
         std::fill(gpv, gpv + kk * V, T(0));
         const int64_t nreg = std::min(mc, kRegChannels);
         const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
         const auto [nb, ng, ntt] = order.split(next >= 0 ? next : task);
         const int64_t nt = 2 * ntt + parity, nbg = nb * G + ng;
+        const bool next_x = (nb * bands + nt) * G + chunks.chunk(ng) != chunk_key;
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
           const int64_t n0 = ky0 * k, n1 = ky1 * k;
           if (next >= 0 && nt < bands) {
             const int64_t part = i - i0, parts = i1 - i0;
-            prefetch_band(geo, x, xs, key, nbg, nbg / G, ng * m, geo.channel_end(ng) - ng * m,
+            prefetch_band(geo, x, xs, key, nbg, nb, chunks.c0(ng), next_x ? chunks.channels(ng) : 0,
                           nt * band * s - r, part * rows / parts, (part + 1) * rows / parts);
           }
           if (i + 1 < i1) {  // the next row's grad_y
@@ -1161,8 +1216,9 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
               "stats must be the forward's contiguous (2, B, G, Ho, Wo) statistics");
   // Bands of output rows; band * s >= k - s makes bands of one parity touch disjoint input rows.
   const int64_t min_band = std::max<int64_t>(1, (geo.k - 1) / geo.s);
-  const int64_t band = std::max(min_band, std::min(choose_band(geo, min_band, true),
-                                                   line_band(geo, x.stride(3) != 1)));
+  // No higher than the output (the band's scratch rows are zeroed and stored per task).
+  const int64_t band = std::max(min_band, std::min({geo.Ho, choose_band(geo, min_band, true),
+                                                    line_band(geo, x.stride(3) != 1)}));
   const int64_t bands = (geo.Ho + band - 1) / band;
   // Every input row lies in some band's rows (written there first, then added to) when s <= r + 1:
   // the bands' rows overlap (k >= s) and the last output row's kernel reaches the last input row
