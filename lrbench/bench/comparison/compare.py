@@ -122,7 +122,7 @@ def _compare_case(base: pd.DataFrame, new: pd.DataFrame, threshold: float, alpha
             "base_s": float(pd.Series(base_all).median()),
             "new_s": float(pd.Series(new_all).median()),
             "ratio": change.ratio, "low": change.low, "high": change.high,
-            "p_value": change.p_value, "p_adjusted": change.p_value,
+            "p_value": change.p_value,  # p_adjusted: _adjust, over the whole table
             "base_rounds": change.base_rounds, "new_rounds": change.new_rounds,
             "pairs": change.pairs, "passes": change.passes, "note": "; ".join(notes)}
 
