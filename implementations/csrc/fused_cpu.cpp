@@ -480,17 +480,22 @@ struct TaskOrder {
 // also share the band's grad_x rows, written to grad_x pixel by pixel once the chunk's last task
 // on the thread is done. Up to kChunkChannels channels (whole cache lines of a pixel), as many
 // groups as keep a copy within kChunkBytes (stem, channels_last, 2 threads: forward 1.28x,
-// backward 1.13x x copy and 1.10x grad_x). Contiguous x, and m < kRegChannels (whose register
+// backward 1.13x x copy and 1.10x grad_x, then 1.06x from 4 groups a chunk instead of 3). Contiguous x, and m < kRegChannels (whose register
 // passes read past a group's channels into the next group's), have one group a chunk.
-constexpr int64_t kChunkBytes = 1024 * 1024, kChunkChannels = 32;
+constexpr int64_t kChunkBytes = 1536 * 1024, kChunkChannels = 32;
 
 struct GroupChunks {
   int64_t C, m, groups;
-  GroupChunks(const Geometry& geo, bool channels_last, int64_t channel_bytes)
+  // channel_bytes: one channel's rows in the largest buffer a chunk shares; elem: sizeof(T).
+  GroupChunks(const Geometry& geo, bool channels_last, int64_t channel_bytes, int64_t elem)
       : C(geo.C), m(geo.m), groups(1) {
     if (channels_last && geo.m >= kRegChannels) {
       const int64_t most = std::min(geo.G, std::max<int64_t>(1, kChunkChannels / geo.m));
       groups = std::clamp<int64_t>(kChunkBytes / (geo.m * channel_bytes), 1, most);
+      // Whole cache lines of a pixel where a group is less than one: no line split between
+      // two chunks (read twice, written by two tasks).
+      const int64_t per_line = std::max<int64_t>(1, 64 / (geo.m * elem));
+      if (groups > per_line) groups -= groups % per_line;
     }
   }
   int64_t chunk(int64_t g) const { return g / groups; }
@@ -546,7 +551,7 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
   const int64_t cstride = rows * pr.len;                     // channel stride of the x scratch
   T* shift_out = stats;                                      // (B, G, Ho, Wo)
   T* inv_out = stats + geo.B * G * Ho * Wo;                  // (B, G, Ho, Wo)
-  const GroupChunks chunks(geo, xs.w != 1, cstride * sizeof(T));
+  const GroupChunks chunks(geo, xs.w != 1, cstride * sizeof(T), sizeof(T));
   at::parallel_for(0, geo.B * G * bands, geo.grain(band), [&](int64_t begin, int64_t end) {
     const int64_t slots = chunks.slots();
     std::vector<T> scratch(kk * V + Wv + k * Wv + (slots + 1) * cstride, T(0));
@@ -882,7 +887,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   const T* inv_in = stats + geo.B * G * Ho * Wo;
   // A chunk's tasks share its copy of x and its grad_x rows (stored once, after its last task):
   // each within kChunkBytes.
-  const GroupChunks chunks(geo, xs.w != 1, std::max(cstride, rows * GW) * sizeof(T));
+  const GroupChunks chunks(geo, xs.w != 1, std::max(cstride, rows * GW) * sizeof(T), sizeof(T));
   for (int64_t parity = 0; parity < std::min<int64_t>(2, bands); ++parity) {  // 1 band: 1 phase
     at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
       // x scratch: the chunk's channels; pass 1 reads kRegChannels slots, the unused ones are 0.
