@@ -199,7 +199,7 @@ def test_channels_last_in_place_matches_reference(shape):
 CHUNK_CASES = [
     Shape(B=2, C=46, H=30, W=13, k=5, m=8, stride=1),   # chunks of 4 groups and of 2, the last 6 wide
     Shape(B=2, C=46, H=31, W=12, k=7, m=8, stride=2),   # the same at stride 2
-    Shape(B=1, C=58, H=18, W=9, k=3, m=16, stride=1),   # 2 groups a chunk, 16 channels each
+    Shape(B=1, C=58, H=18, W=9, k=3, m=16, stride=1),   # 2 groups a chunk (4 groups of 15, 13)
     Shape(B=1, C=30, H=9, W=8, k=3, m=10, stride=2),    # 3 groups a chunk; the last has 10
 ]
 
@@ -233,6 +233,39 @@ def test_channels_last_group_chunks_match_reference(shape, threads):
     got, expected = _channels_last_against_reference(shape, x, threads)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-9 * e.abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_channels_last_chunks_cut_between_threads_in_both_phases(dtype):
+    """4 threads on 6 groups (chunks of groups 0-3 and 4-5), 5 bands of 8 rows, 3 tasks of each
+    parity's bands per group: each thread's range of tasks starts or ends inside a chunk, in the
+    storing (even) phase and in the adding (odd) one, so each part of a chunk copies x and stores
+    its groups' grad_x on its own. float32 too: its chunks are rounded to whole cache lines."""
+    shape = Shape(B=1, C=46, H=40, W=13, k=5, m=8, stride=1)
+    x = make_inputs(shape, dtype=torch.float64, seed=12).x
+    if dtype == torch.float64:
+        got, expected = _channels_last_against_reference(shape, x, threads=4)
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-9 * e.abs().max().item())
+        return
+    t = make_inputs(shape, dtype=torch.float64, seed=12)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
+    leaves = t.map(lambda v: v.clone().requires_grad_(True))
+    y = _op(shape, "sqdiff", "reference")(*leaves.args())
+    expected = (y, *torch.autograd.grad(y, leaves.args(), grad))
+    f32 = t.map(lambda v: v.float())
+    ext = fused_cpu.extension()
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        x32 = f32.x.contiguous(memory_format=torch.channels_last)
+        y32, stats = ext.forward(x32, f32.query, f32.key, f32.prior, shape.k, shape.stride, 0)
+        grads = ext.backward(grad.float().contiguous(memory_format=torch.channels_last), x32,
+                             f32.query, f32.key, f32.prior, stats, shape.k, shape.stride, 0)
+    finally:
+        torch.set_num_threads(before)
+    for g, e in zip((y32, *grads), expected, strict=True):
+        torch.testing.assert_close(g.double(), e.detach(), rtol=1e-4, atol=1e-4 * e.abs().max().item())
 
 
 @pytest.mark.parametrize("threads", [1, 3])

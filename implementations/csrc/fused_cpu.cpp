@@ -5,7 +5,8 @@
 // w = softmax_p(phi(q(p'), k(p)) + prior(p - p')) over the in-image k x k neighbours of p'.
 //
 // Tasks: one (batch b, group g, band of output rows; see choose_band and line_band). The band's
-// input rows of x (the m channels of g) and of key are copied into a per-thread scratch,
+// input rows of x (the m channels of g, or of g's chunk: GroupChunks) and of key are copied
+// into a per-thread scratch,
 // zero-padded by r columns on each side, so the inner loops need no bounds checks; the next
 // task's rows are prefetched meanwhile. For each block of V output columns of a row, each
 // weight is computed once in registers (logit, shift, exp) and used at once for up to
@@ -22,7 +23,8 @@
 // Backward races: the gradients of x and key are scatters from output pixels to input pixels.
 // They go to the task's band buffers in gather form (stride 1: over padded input columns; stride
 // s > 1: per phase of a phase-split row, scatter_phases), so no two writes of one loop collide,
-// and are stored (first writer) or added to grad_x / grad_key at the end of the task. Bands are
+// and are stored (first writer) or added to grad_x / grad_key at the end of the task (grad_x:
+// of the chunk's last task on the thread, GroupChunks). Bands are
 // at least (k - 1) / s rows high, so two bands of the same parity never touch the same input
 // row: even bands run in parallel and store, then odd bands, which add the rows they share. The
 // prior's gradient is summed per task into its own slot and reduced by the caller.
@@ -158,7 +160,7 @@ struct PaddedRows {
       const int64_t u0 = r > phase ? (r - phase + s - 1) / s : 0;  // first t >= r
       for (int64_t u = u0; u * s + phase < r + W; ++u) {
         const T* __restrict__ pixel = src + (u * s + phase - r) * sw;
-        for (int64_t o = 0; o < mc * sc; o += 64 / sizeof(T)) {  // each line of its channels
+        for (int64_t o = 0; o < (mc - 1) * sc + 1; o += 64 / sizeof(T)) {  // its channels' lines
           prefetch_ahead<false>(pixel, kPixelsAhead * sw + o);
         }
         prefetch_ahead<false>(pixel, kPixelsAhead * sw + (mc - 1) * sc);
@@ -474,14 +476,16 @@ struct TaskOrder {
 };
 
 // channels_last x (with m >= kRegChannels): a chunk of consecutive groups shares one copy of the
-// band's x rows, made by the first of its tasks whole pixels at a time (each pixel's cache lines
-// read once, in order, instead of half a line a group) and reused by the chunk's other tasks,
-// which run right after it on the same thread (TaskOrder: group fastest); in the backward they
-// also share the band's grad_x rows, written to grad_x pixel by pixel once the chunk's last task
-// on the thread is done. Up to kChunkChannels channels (whole cache lines of a pixel), as many
-// groups as keep a copy within kChunkBytes (stem, channels_last, 2 threads: forward 1.28x,
-// backward 1.13x x copy and 1.10x grad_x, then 1.06x from 4 groups a chunk instead of 3). Contiguous x, and m < kRegChannels (whose register
-// passes read past a group's channels into the next group's), have one group a chunk.
+// band's x rows, made by the first of its tasks on a thread whole pixels at a time (each pixel's
+// cache lines read once, in order, instead of half a line a group) and reused by the chunk's
+// tasks that follow it there (TaskOrder: group fastest; a chunk cut between two threads' ranges
+// is copied by each, correct but twice); in the backward they also share the band's grad_x rows,
+// written to grad_x pixel by pixel once the chunk's last task on the thread is done. Up to
+// kChunkChannels channels (whole cache lines of a pixel), as many groups as keep each shared
+// buffer within kChunkBytes (stem, channels_last, 2 threads: forward 1.28x, backward 1.13x from
+// the x copy and 1.10x from grad_x, then 1.07x from 4 groups a chunk instead of 3). Contiguous x,
+// and m < kRegChannels (whose register passes read past a group's channels into the next
+// group's), have one group a chunk.
 constexpr int64_t kChunkBytes = 1536 * 1024, kChunkChannels = 32;
 
 struct GroupChunks {
@@ -493,7 +497,8 @@ struct GroupChunks {
       const int64_t most = std::min(geo.G, std::max<int64_t>(1, kChunkChannels / geo.m));
       groups = std::clamp<int64_t>(kChunkBytes / (geo.m * channel_bytes), 1, most);
       // Whole cache lines of a pixel where a group is less than one: no line split between
-      // two chunks (read twice, written by two tasks).
+      // two chunks (read twice, written by two tasks), where C * sizeof(T) is a multiple of 64
+      // and the tensor 64-byte aligned (else lines straddle pixels anyway).
       const int64_t per_line = std::max<int64_t>(1, 64 / (geo.m * elem));
       if (groups > per_line) groups -= groups % per_line;
     }
@@ -856,7 +861,8 @@ void unpad_row(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_
 //   pass 2: dlogit = e (dw' - D / sum), grad_q = sum_n dlogit dphi/dq, grad_prior[n] += dlogit,
 //           and dlogit dphi/dk into d;
 // then, row by row, grad_x_c[p(n, j)] += e[n][j] gy'[c][j] and grad_key[p(n, j)] += d[n][j].
-// Scatters go to zero-padded band buffers, added to grad_x / grad_key at the end of the task;
+// Scatters go to zero-padded band buffers, added to grad_x / grad_key at the end of the task
+// (grad_x: of the chunk's last task on the thread);
 // bands of one parity touch disjoint input rows, so each parity runs in parallel without races.
 template <typename T, int PHI, int S, int V>
 void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const T* x,
@@ -890,7 +896,8 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   const GroupChunks chunks(geo, xs.w != 1, std::max(cstride, rows * GW) * sizeof(T), sizeof(T));
   for (int64_t parity = 0; parity < std::min<int64_t>(2, bands); ++parity) {  // 1 band: 1 phase
     at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
-      // x scratch: the chunk's channels; pass 1 reads kRegChannels slots, the unused ones are 0.
+      // x scratch: the chunk's channels; pass 1 reads kRegChannels slots of a group, those past
+      // the chunk's channels 0 (copy_band_x).
       const int64_t slots = chunks.slots();
       std::vector<T> scratch(
           (2 * kk + m) * ld + (5 + k) * Wv + (slots + 1) * cstride + (slots + 1) * rows * GW + kk * V,
@@ -1082,7 +1089,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         // added where a band of the first phase (even) already wrote them: the rows an odd band
         // shares with its neighbours (bands of one phase never share rows). grad_x once the
         // chunk's last task here is done: the channels of its groups run so far, run_g to g.
-        const bool store_x = next < 0 || !(nt < bands) || !same_chunk_next;
+        const bool store_x = next < 0 || !same_chunk_next;  // (a skipped next task: another t)
         const int64_t xc0 = run_g * m, xmc = c0 + mc - xc0;
         const T* gxrun = gxall + chunks.slot(run_g) * rows * GW;
         const T kscale = T(PG::kK);
@@ -1119,7 +1126,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
               const int64_t t = col + r, at = S == 1 ? t : (t % s) * Wq + t / s;
               T* dst = gxrow + col * gxs.w;
               if (col + kPixelsAhead < ahead_end) {
-                for (int64_t o = 0; o < xmc * gxs.c; o += 64 / sizeof(T)) {
+                for (int64_t o = 0; o < (xmc - 1) * gxs.c + 1; o += 64 / sizeof(T)) {
                   prefetch_ahead<true>(dst, kPixelsAhead * gxs.w + o);
                 }
                 prefetch_ahead<true>(dst, kPixelsAhead * gxs.w + (xmc - 1) * gxs.c);
