@@ -5,10 +5,9 @@
 // w = softmax_p(phi(q(p'), k(p)) + prior(p - p')) over the in-image k x k neighbours of p'.
 //
 // Tasks: one (batch b, group g, band of output rows; see choose_band and line_band). The band's
-// input rows of x (the m channels of g, or of g's chunk: GroupChunks) and of key are copied
-// into a per-thread scratch,
-// zero-padded by r columns on each side, so the inner loops need no bounds checks; the next
-// task's rows are prefetched meanwhile. For each block of V output columns of a row, each
+// input rows of x (the m channels of g, or of g's chunk: GroupChunks) and of key are copied into
+// a per-thread scratch, zero-padded by r columns on each side, so the inner loops need no bounds
+// checks; the next task's rows are prefetched meanwhile. For each block of V output columns of a row, each
 // weight is computed once in registers (logit, shift, exp) and used at once for up to
 // kRegChannels channels whose accumulators stay in registers (weights_pass). The shift is the
 // group's largest prior value when phi <= 0 (no pass for the maximum; a block whose sum
@@ -24,10 +23,10 @@
 // They go to the task's band buffers in gather form (stride 1: over padded input columns; stride
 // s > 1: per phase of a phase-split row, scatter_phases), so no two writes of one loop collide,
 // and are stored (first writer) or added to grad_x / grad_key at the end of the task (grad_x:
-// of the chunk's last task on the thread, GroupChunks). Bands are
-// at least (k - 1) / s rows high, so two bands of the same parity never touch the same input
-// row: even bands run in parallel and store, then odd bands, which add the rows they share. The
-// prior's gradient is summed per task into its own slot and reduced by the caller.
+// of the chunk's last task on the thread, GroupChunks). Bands are at least (k - 1) / s rows
+// high, so two bands of the same parity never touch the same input row: even bands run in
+// parallel and store, then odd bands, which add the rows they share. The prior's gradient is
+// summed per task into its own slot and reduced by the caller.
 //
 // Memory formats: x, grad_y, y and grad_x may be contiguous or channels_last; channels_last rows
 // are read and written pixel by pixel (a pixel's group channels share a cache line), the pixel
@@ -534,6 +533,36 @@ void copy_band_x(const Geometry& geo, const PaddedRows& pr, const T* x, const St
   }
 }
 
+// A thread's copy of x for its tasks (per-thread scratch xall, cstride apart): copied again only
+// when a task's (batch, band, chunk) differs from the last one's.
+template <typename T>
+struct ChunkCopy {
+  const Geometry& geo;
+  const PaddedRows& pr;
+  const GroupChunks& chunks;
+  const T* x;
+  const Strides& xs;
+  T* xall;
+  int64_t cstride, rows, bands;
+  int64_t copied = -1, dirty = 0;  // the key of the copy in xall; its slots written
+
+  int64_t key(int64_t b, int64_t t, int64_t g) const {
+    return (b * bands + t) * geo.G + chunks.chunk(g);
+  }
+  // Group g's channels in the copy ((m, rows, pr.len)), copying band t (rows from top) first when
+  // xall holds another one; *fresh: whether it did.
+  const T* group(int64_t b, int64_t t, int64_t g, int64_t top, bool* fresh) {
+    const int64_t k = key(b, t, g);
+    *fresh = k != copied;
+    if (*fresh) {
+      copy_band_x(geo, pr, x, xs, b, chunks.c0(g), chunks.channels(g), top, rows, xall, cstride,
+                  &dirty);
+      copied = k;
+    }
+    return xall + chunks.slot(g) * cstride;
+  }
+};
+
 // Forward: task (b, g, band of output rows) writes y[b, c, i, :] for the m channels c of group g
 // and the rows i of the band, and the softmax statistics of each output pixel (the shift and
 // 1 / sum, which the backward reuses instead of recomputing them). The band's input rows of x and
@@ -564,8 +593,8 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
     T* q = e + kk * V;           // (Wv,) query row, zero-padded
     T* colmask = q + Wv;         // (k, Wv)
     T* kp = colmask + k * Wv;    // (rows, pr.len): padded key rows; padding stays 0
-    T* xall = kp + cstride;      // (slots, rows, pr.len): the chunk's channels of x
-    int64_t copied = -1, dirty = 0;  // the (b, t, chunk) in xall; its slots written
+    // x: (slots, rows, pr.len) after the key rows, the chunk's channels
+    ChunkCopy<T> xcopy{geo, pr, chunks, x, xs, kp + cstride, cstride, rows, bands};
     fill_column_mask(geo, Wv, colmask);
     for (int64_t task = begin; task < end; ++task) {
       const auto [b, g, t] = order.split(task);
@@ -579,18 +608,13 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
         if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
         pr.copy(kp + rr * pr.len, key + (bg * H + in_row) * W, W);
       }
-      const int64_t chunk_key = (b * bands + t) * G + chunks.chunk(g);
-      if (chunk_key != copied) {
-        copy_band_x(geo, pr, x, xs, b, chunks.c0(g), chunks.channels(g), top, rows, xall, cstride,
-                    &dirty);
-        copied = chunk_key;
-      }
-      const T* xp = xall + chunks.slot(g) * cstride;  // (m, rows, pr.len): this group's channels
+      bool fresh;
+      const T* xp = xcopy.group(b, t, g, top, &fresh);  // (m, rows, pr.len): this group's channels
       const int64_t nreg = std::min(mc, kRegChannels);
       const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
       const auto [nb, ng, nt] = next >= 0 ? order.split(next) : order.split(task);
       const int64_t nbg = nb * G + ng;
-      const bool next_x = next >= 0 && (nb * bands + nt) * G + chunks.chunk(ng) != chunk_key;
+      const bool next_x = next >= 0 && xcopy.key(nb, nt, ng) != xcopy.key(b, t, g);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
         if (next >= 0) {
@@ -914,10 +938,10 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       T* kp = colmask + k * Wv;    // (rows, pl) padded key rows of the band (layout pr)
       T* xall = kp + rows * pl;    // (slots, rows, pl) padded x rows of the chunk's channels
       T* gkp = xall + slots * cstride;  // (rows, GW) grad_key of the band
+      ChunkCopy<T> xcopy{geo, pr, chunks, x, xs, xall, cstride, rows, bands};
       T* gxall = gkp + rows * GW;  // (slots, rows, GW) grad_x of the band, the chunk's channels
       T* gpv = gxall + slots * rows * GW;  // (k*k, V) grad_prior of the band, per lane
       int64_t run_g = 0;  // the first group of the chunk's tasks run here so far
-      int64_t copied = -1, dirty = 0;  // the (b, t, chunk) in xall; its slots written
       fill_column_mask(geo, Wv, colmask);
       for (int64_t task = begin; task < end; ++task) {
         const auto [b, g, tt] = order.split(task);
@@ -935,23 +959,18 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           pr.copy(kp + rr * pl, key + (bg * H + in_row) * W, W);
         }
         // x slots past the chunk's channels are 0 (read by pass 1 with grad_y' = 0).
-        const int64_t chunk_key = (b * bands + t) * G + chunks.chunk(g), copied_before = copied;
-        if (chunk_key != copied) {
-          copy_band_x(geo, pr, x, xs, b, chunks.c0(g), chunks.channels(g), top, rows, xall,
-                      cstride, &dirty);
-          copied = chunk_key;
-        }
-        const T* xp = xall + chunks.slot(g) * cstride;  // (m, rows, pl): this group's channels
+        bool fresh;  // a new run of the chunk on this thread
+        const T* xp = xcopy.group(b, t, g, top, &fresh);  // (m, rows, pl): this group's channels
         T* gxp = gxall + chunks.slot(g) * rows * GW;     // (m, rows, GW): its grad_x
         std::fill(gkp, gkp + rows * GW, T(0));  // accumulators to 0
         std::fill(gxp, gxp + m * rows * GW, T(0));
-        if (chunk_key != copied_before) run_g = g;  // a new run of the chunk
+        if (fresh) run_g = g;
         std::fill(gpv, gpv + kk * V, T(0));
         const int64_t nreg = std::min(mc, kRegChannels);
         const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
         const auto [nb, ng, ntt] = order.split(next >= 0 ? next : task);
         const int64_t nt = 2 * ntt + parity, nbg = nb * G + ng;
-        const bool same_chunk_next = (nb * bands + nt) * G + chunks.chunk(ng) == chunk_key;
+        const bool same_chunk_next = xcopy.key(nb, nt, ng) == xcopy.key(b, t, g);
         const bool next_x = !same_chunk_next;
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
@@ -1239,8 +1258,7 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
   const bool every_row = geo.s <= geo.r + 1;
   // x's memory format. No huge-page hint (madvise): in LR-Net-50's training step it made the
   // stem's backward 80 to 202 ms from run to run (91 to 100 without it).
-  at::Tensor gx = at::empty_like(x);
-  if (!every_row) gx.zero_();
+  at::Tensor gx = every_row ? at::empty_like(x) : at::zeros_like(x);
   at::Tensor gq = at::empty_like(query);
   at::Tensor gkey = every_row ? at::empty_like(key) : at::zeros_like(key);
   at::Tensor gprior_parts = at::zeros({geo.B, geo.G, bands, geo.k * geo.k},

@@ -119,7 +119,7 @@ def add_passes(location: str | Path, new: dict[str, list[float]]) -> dict[str, i
     missing = [case_id for case_id in new if case_id not in where]
     if missing:
         raise KeyError(f"case_id: no ok row of {missing[0]!r} in {path}")
-    stats = ["median_s", "iqr_s", "stddev_s", "min_s", "mean_s", "rounds"]
+    stats = list(round_stats([0.0]))  # its columns
     frame[stats] = frame[stats].astype(float)  # a column read as all-integer (iqr_s of zeros)
     counts = {}
     for case_id, times_s in new.items():
