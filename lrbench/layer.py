@@ -12,7 +12,7 @@ from torch import nn
 
 from lrbench import registry
 from lrbench.op import local_relation
-from lrbench.projections import key_query
+from lrbench.projections import key_query, projected_relation
 from lrbench.spec import check_kernel_stride_phi, weight_maps
 
 PRIORS = ("mlp", "direct", "none")
@@ -119,10 +119,13 @@ class LocalRelation2d(nn.Module):
         return key_query(x, self.key.weight, self.query.weight, self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        key, query = self.key_query(x)  # (B, G, H, W), (B, G, Ho, Wo)
         prior = self.prior_logits().to(x.dtype)  # (G, k, k)
-        y = self.op(x, query, key, prior, kernel_size=self.kernel_size, stride=self.stride,
-                    phi=self.phi, impl=self.impl)  # (B, C, Ho, Wo)
+        args = dict(kernel_size=self.kernel_size, stride=self.stride, phi=self.phi, impl=self.impl)
+        if self.fast and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            y = projected_relation(x, self.key.weight, self.query.weight, prior, self.op, **args)
+        else:
+            key, query = self.key_query(x)  # (B, G, H, W), (B, G, Ho, Wo)
+            y = self.op(x, query, key, prior, **args)  # (B, C, Ho, Wo)
         return self.final(y)
 
     def extra_repr(self) -> str:

@@ -18,6 +18,13 @@ one ``addmm`` per image for NCHW). The forward is the convolutions as before (wh
 is unchanged; FLOP totals of the backward too: the products do the convolutions' multiply-adds),
 its outputs in the same layouts as before (the op makes them contiguous where its kernels need it,
 and the benchmark's floor, whose stand-in op reads neither, pays no copy).
+
+:func:`projected_relation` goes one step further for the layer: the projections and the op as one
+autograd node, whose backward adds the projections' gradient of ``x`` into the op's in place
+(``baddbmm`` with ``out=`` that gradient) instead of making a second ``x``-sized gradient for
+autograd to add to the first. At the stem of LR-Net-50 (``x`` 103 MB) that second tensor was a
+fresh allocation paying its pages' first-touch faults, and the sum read both and wrote one more
+(docs/implementations.md has the measurement).
 """
 
 from __future__ import annotations
@@ -66,63 +73,108 @@ def _weight_grad(grad: Tensor, x: Tensor, channels_last: bool) -> Tensor:
     return out
 
 
+def _project(x: Tensor, w_key: Tensor, w_query: Tensor, stride: int
+             ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(key, query, subsampled)``: the two convolutions (no autograd), and the NCHW strided
+    query's subsampled input, kept for its weight gradient (a quarter of x at stride 2, not copied
+    again there; channels_last copies it in the backward), else None."""
+    G = w_key.shape[0]
+    if stride == 1:  # one conv for both
+        both = F.conv2d(x, torch.cat([w_key, w_query]))  # (B, 2G, H, W)
+        key, query = both.split(G, dim=1)  # (B, G, H, W) each, views
+        return key, query, None
+    if _channels_last(x):
+        return F.conv2d(x, w_key), F.conv2d(x, w_query, stride=stride), None
+    # NCHW: a 1x1 conv of the subsampled input, not a strided conv (oneDNN's is slow)
+    subsampled = x[:, :, ::stride, ::stride].contiguous()  # (B, C, Ho, Wo)
+    return F.conv2d(x, w_key), F.conv2d(subsampled, w_query), subsampled
+
+
+def _add_input_grad(into: Tensor, weight: Tensor, grad: Tensor) -> bool:
+    """``into += weight^T grad`` per pixel, in place, where ``into`` (``(B, C, h, w)``) is
+    contiguous or channels_last (one ``baddbmm_`` on its pixel matrix); returns whether it could."""
+    B, n, h, w = grad.shape
+    C = weight.shape[1]
+    g = grad.view(B, n, h * w)  # (B, n, P)
+    # out= the input, not baddbmm_: FlopCounterMode counts baddbmm (and its out=) only
+    if _channels_last(into):
+        pixels = into.permute(0, 2, 3, 1).view(B, h * w, C)  # (B, P, C), a view
+        torch.baddbmm(pixels, g.transpose(1, 2), weight.expand(B, n, C), out=pixels)
+        return True
+    if into.is_contiguous():
+        pixels = into.view(B, C, h * w)  # (B, C, P)
+        torch.baddbmm(pixels, weight.t().expand(B, C, n), g, out=pixels)
+        return True
+    return False
+
+
+def _projection_grads(x: Tensor, w_key: Tensor, w_query: Tensor, subsampled: Tensor | None,
+                      stride: int, grad_key: Tensor | None, grad_query: Tensor | None,
+                      needs: tuple[bool, bool, bool], grad_x: Tensor | None = None
+                      ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``(grad_x, grad_w_key, grad_w_query)`` of the projections from the gradients of key and
+    query (None: zero); ``needs``: whether each is wanted. ``grad_x``: a gradient of ``x`` from
+    elsewhere that this one's is added into, in place (owned by the caller), or None for a new one.
+    """
+    G, C = w_key.shape[:2]
+    if grad_key is None:
+        grad_key = x.new_zeros(x.shape[0], G, *x.shape[2:])
+    if grad_query is None:
+        grad_query = x.new_zeros(x.shape[0], G, *_strided(x.shape[2:], stride))
+    grad_key, grad_query = grad_key.contiguous(), grad_query.contiguous()
+    channels_last = _channels_last(x)
+    if not (x.is_contiguous() or channels_last):
+        x = x.contiguous()
+    wk, wq = w_key.view(G, C), w_query.view(G, C)
+    need_x, need_k, need_q = needs
+    grad_wk = grad_wq = None
+    s = stride
+    if s == 1:  # both gradients as one (B, 2G, H, W): one product for grad_x and the weights
+        grads = torch.cat([grad_key, grad_query], dim=1)  # (B, 2G, H, W)
+        if need_x:
+            grad_x = _accumulate(grad_x, torch.cat([wk, wq]), grads, channels_last)
+        if need_k or need_q:
+            grad_wk, grad_wq = _weight_grad(grads, x, channels_last).split(G)  # (G, C) each
+    else:
+        if need_x:
+            grad_x = _accumulate(grad_x, wk, grad_key, channels_last)  # (B, C, H, W)
+            grad_x[:, :, ::s, ::s] += _input_grad(wq, grad_query, channels_last)
+        if need_k:
+            grad_wk = _weight_grad(grad_key, x, channels_last)
+        if need_q:
+            # create_graph (grad mode on here): the slice of x, whose graph reaches x
+            kept = subsampled is not None and not torch.is_grad_enabled()
+            xs = subsampled if kept else x[:, :, ::s, ::s]  # (B, C, Ho, Wo)
+            grad_wq = _weight_grad(grad_query, xs, channels_last)
+    grad_wk = None if grad_wk is None or not need_k else grad_wk.view_as(w_key)
+    grad_wq = None if grad_wq is None or not need_q else grad_wq.view_as(w_query)
+    return (grad_x if need_x else None), grad_wk, grad_wq
+
+
+def _accumulate(into: Tensor | None, weight: Tensor, grad: Tensor, channels_last: bool) -> Tensor:
+    """``into + weight^T grad`` (in place where ``into`` allows), or ``weight^T grad`` when
+    ``into`` is None."""
+    if into is None:
+        return _input_grad(weight, grad, channels_last)
+    if _add_input_grad(into, weight, grad):
+        return into
+    return into + _input_grad(weight, grad, channels_last)
+
+
 class _KeyQuery(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w_key: Tensor, w_query: Tensor, stride: int):
-        G = w_key.shape[0]
-        if stride == 1:  # one conv for both
-            both = F.conv2d(x, torch.cat([w_key, w_query]))  # (B, 2G, H, W)
-            key, query = both.split(G, dim=1)  # (B, G, H, W) each, views
-        elif _channels_last(x):
-            key = F.conv2d(x, w_key)  # (B, G, H, W)
-            query = F.conv2d(x, w_query, stride=stride)  # (B, G, Ho, Wo)
-        else:  # NCHW: a 1x1 conv of the subsampled input, not a strided conv (oneDNN's is slow)
-            key = F.conv2d(x, w_key)
-            subsampled = x[:, :, ::stride, ::stride].contiguous()  # (B, C, Ho, Wo), kept
-            query = F.conv2d(subsampled, w_query)
-        # The NCHW subsampled input is kept for the query's weight gradient (a quarter of x at
-        # stride 2), not copied again there; channels_last copies it in the backward.
-        ctx.save_for_backward(x, w_key, w_query, *(() if stride == 1 or _channels_last(x)
-                                                   else (subsampled,)))
+        key, query, subsampled = _project(x, w_key, w_query, stride)
+        ctx.save_for_backward(x, w_key, w_query, *(() if subsampled is None else (subsampled,)))
         ctx.stride = stride
         return key, query
 
     @staticmethod
     def backward(ctx, grad_key: Tensor | None, grad_query: Tensor | None):
         x, w_key, w_query, *subsampled = ctx.saved_tensors
-        s = ctx.stride
-        G, C = w_key.shape[:2]
-        if grad_key is None:
-            grad_key = x.new_zeros(x.shape[0], G, *x.shape[2:])
-        if grad_query is None:
-            grad_query = x.new_zeros(x.shape[0], G, *_strided(x.shape[2:], s))
-        grad_key, grad_query = grad_key.contiguous(), grad_query.contiguous()
-        channels_last = _channels_last(x)
-        if not (x.is_contiguous() or channels_last):
-            x = x.contiguous()
-        wk, wq = w_key.view(G, C), w_query.view(G, C)
-        need_x, need_k, need_q = ctx.needs_input_grad[:3]
-        grad_x = grad_wk = grad_wq = None
-        if s == 1:  # both gradients as one (B, 2G, H, W): one product for grad_x and the weights
-            grads = torch.cat([grad_key, grad_query], dim=1)  # (B, 2G, H, W)
-            if need_x:
-                grad_x = _input_grad(torch.cat([wk, wq]), grads, channels_last)
-            if need_k or need_q:
-                grad_wk, grad_wq = _weight_grad(grads, x, channels_last).split(G)  # (G, C) each
-        else:
-            if need_x:
-                grad_x = _input_grad(wk, grad_key, channels_last)  # (B, C, H, W)
-                grad_x[:, :, ::s, ::s] += _input_grad(wq, grad_query, channels_last)
-            if need_k:
-                grad_wk = _weight_grad(grad_key, x, channels_last)
-            if need_q:
-                # create_graph (grad mode on here): the slice of x, whose graph reaches x
-                kept = subsampled and not torch.is_grad_enabled()
-                xs = subsampled[0] if kept else x[:, :, ::s, ::s]  # (B, C, Ho, Wo)
-                grad_wq = _weight_grad(grad_query, xs, channels_last)
-        grad_wk = None if grad_wk is None or not need_k else grad_wk.view_as(w_key)
-        grad_wq = None if grad_wq is None or not need_q else grad_wq.view_as(w_query)
-        return grad_x, grad_wk, grad_wq, None
+        grads = _projection_grads(x, w_key, w_query, subsampled[0] if subsampled else None,
+                                  ctx.stride, grad_key, grad_query, ctx.needs_input_grad[:3])
+        return (*grads, None)
 
 
 def _strided(hw: torch.Size, s: int) -> tuple[int, int]:
@@ -136,3 +188,89 @@ def key_query(x: Tensor, w_key: Tensor, w_query: Tensor, stride: int) -> tuple[T
     at ``stride``. Same values and gradients as two ``F.conv2d`` calls; see the module docstring.
     """
     return _KeyQuery.apply(x, w_key, w_query, stride)
+
+
+class _ProjectedRelation(torch.autograd.Function):
+    """``op(x, query, key, prior)`` with ``key, query`` the projections of ``x``, as one node.
+
+    Forward: the projections (no autograd), then ``op`` under autograd on detached copies of its
+    four inputs (its own graph, kept for the backward). Backward: that graph's gradients, then the
+    projections' gradient of ``x`` added into the op's in place (the op's ``grad_x`` is a tensor of
+    its own), instead of a second ``x``-sized gradient and autograd's sum of the two. With
+    ``create_graph`` the backward recomputes both with autograd (correct higher derivatives).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w_key: Tensor, w_query: Tensor, prior: Tensor, op, kwargs: dict):
+        stride = kwargs["stride"]
+        key, query, subsampled = _project(x, w_key, w_query, stride)
+        needs_kq = x.requires_grad or w_key.requires_grad or w_query.requires_grad
+        inputs = [x.detach().requires_grad_(x.requires_grad),
+                  query.detach().requires_grad_(needs_kq), key.detach().requires_grad_(needs_kq),
+                  prior.detach().requires_grad_(prior.requires_grad)]
+        with torch.enable_grad():
+            y = op(*inputs, **kwargs)  # (B, C, Ho, Wo)
+        ctx.graph = (y, inputs)
+        ctx.save_for_backward(x, w_key, w_query, prior,
+                              *(() if subsampled is None else (subsampled,)))
+        ctx.op, ctx.kwargs = op, kwargs
+        return y.detach()
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        x, w_key, w_query, prior, *subsampled = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:4]
+        graph, ctx.graph = ctx.graph, None  # used once, then freed with its saved tensors
+        if graph is None or torch.is_grad_enabled():
+            # create_graph, or a second backward (retain_graph): the layer again, with autograd
+            with torch.enable_grad():
+                key, query = key_query(x, w_key, w_query, ctx.kwargs["stride"])
+                again = ctx.op(x, query, key, prior, **ctx.kwargs)
+            wanted = [t for t, need in zip((x, w_key, w_query, prior), needs, strict=True) if need]
+            grads = iter(torch.autograd.grad(again, wanted, grad_y, allow_unused=True,
+                                             create_graph=torch.is_grad_enabled()))
+            return (*(next(grads) if need else None for need in needs), None, None)
+        y, inputs = graph
+        wanted = [t for t in inputs if t.requires_grad]
+        if not (wanted and y.requires_grad):  # an op whose output reads none of what needs grad
+            return None, None, None, None, None, None
+        grads = torch.autograd.grad(y, wanted, grad_y, allow_unused=True)
+        found = dict(zip(map(id, wanted), grads, strict=True))
+        grad_x, grad_query, grad_key, grad_prior = (found.get(id(t)) for t in inputs)
+        if grad_key is None and grad_query is None:  # an op that reads neither (the floor's)
+            return grad_x, None, None, grad_prior, None, None
+        if grad_x is not None and not _owned(grad_x, grad_y, x):
+            grad_x = grad_x.clone()  # not ours to add into
+        grad_x, grad_wk, grad_wq = _projection_grads(
+            x, w_key, w_query, subsampled[0] if subsampled else None, ctx.kwargs["stride"],
+            grad_key, grad_query, needs[:3], grad_x)
+        return grad_x, grad_wk, grad_wq, grad_prior, None, None
+
+
+def _owned(grad: Tensor, *others: Tensor) -> bool:
+    """Whether ``grad`` is a tensor of its own: not a view, sharing no memory with ``others``."""
+    if grad._base is not None:
+        return False
+    start = grad.untyped_storage().data_ptr()
+    end = start + grad.untyped_storage().nbytes()
+    for other in others:
+        o = other.untyped_storage()
+        if o.data_ptr() < end and start < o.data_ptr() + o.nbytes():
+            return False
+    return True
+
+
+def projected_relation(x: Tensor, w_key: Tensor, w_query: Tensor, prior: Tensor, op, *,
+                       kernel_size: int, stride: int = 1, phi: str = "sqdiff",
+                       impl: str | None = None) -> Tensor:
+    """``op(x, query, key, prior, kernel_size=..., stride=..., phi=..., impl=...)`` (``op``:
+    :func:`lrbench.local_relation` or a callable with its signature) with ``key, query =
+    key_query(x, w_key, w_query, stride)``: the same values and gradients as the two calls, in one
+    autograd node whose backward writes ``x``'s gradient once (see :class:`_ProjectedRelation`).
+    Without a backward to come (no grad mode, nothing requiring grad) it is the two calls."""
+    kwargs = dict(kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
+    if not (torch.is_grad_enabled() and any(
+            t.requires_grad for t in (x, w_key, w_query, prior))):
+        key, query = key_query(x, w_key, w_query, stride)
+        return op(x, query, key, prior, **kwargs)
+    return _ProjectedRelation.apply(x, w_key, w_query, prior, op, kwargs)

@@ -219,3 +219,113 @@ def test_flop_counter_sees_the_same_training_step(stride, channels_last):
     Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
     projections = C * G * (H * W + Ho * Wo) * 2  # MACs of key and query, batch 2
     assert totals[1] == totals[0] >= 3 * 2 * projections  # forward + backward (2x), FLOPs = 2 MACs
+
+
+def _layer_pair(impl: str, stride: int, channels_last: bool, C: int = 16):
+    torch.manual_seed(0)
+    plain = LocalRelation2d(C, kernel_size=5, stride=stride, m=4, impl=impl).double()
+    plain.fast = False
+    fast = copy.deepcopy(plain)
+    fast.fast = True
+    x = torch.randn(2, C, 9, 11, dtype=torch.float64)
+    return plain, fast, x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_fast_backward_makes_one_input_sized_gradient(channels_last):
+    """The fast path's backward adds the projections' gradient of x into the op's in place: the
+    op's is the one x-sized tensor it makes; the plain path makes more (the projections' own,
+    and their sum). Stride 2, so that nothing y-sized is x-sized."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Made(TorchDispatchMode):
+        """Counts the new tensors of ``numel`` elements that operators return (no views)."""
+
+        def __init__(self, numel):
+            super().__init__()
+            self.numel, self.count = numel, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            seen = {t.untyped_storage().data_ptr() for t in torch.utils._pytree.tree_leaves(
+                (args, kwargs)) if isinstance(t, torch.Tensor)}
+            self.count += sum(t.numel() == self.numel and t.untyped_storage().data_ptr() not in seen
+                              for t in torch.utils._pytree.tree_leaves(out)
+                              if isinstance(t, torch.Tensor))
+            return out
+
+    counts = []
+    plain, fast, x0 = _layer_pair("fused_cpu", 2, channels_last)
+    for layer in (plain, fast):
+        x = x0.clone().requires_grad_()
+        y = layer(x)
+        with Made(x.numel()) as made:
+            grad_x, = torch.autograd.grad(y, x, torch.ones_like(y))
+        counts.append(made.count)
+    assert counts[0] >= 2 and counts[1] == 1, counts
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_fast_path_with_the_floor_stand_in_and_an_op_passing_its_gradient_through(channels_last):
+    """The floor's stand-in (a view of x, no gradient for query or key) and an op whose gradient
+    of x is grad_y itself (not the fast path's to add into): the plain path's gradients."""
+    from lrbench.bench.measure.floor import stand_in
+
+    def passing(x, query, key, prior, **kw):
+        return x + 0.0 * (query.sum() + key.sum() + prior.sum())  # grad_x is grad_y
+
+    for op, stride in ((stand_in, 2), (stand_in, 1), (passing, 1)):
+        plain, fast, x = _layer_pair("reference", stride, channels_last)
+        plain.op = fast.op = op
+        got = []
+        for layer in (plain, fast):
+            leaf = x.clone().requires_grad_()
+            y = layer(leaf)
+            got.append(torch.autograd.grad(y, [leaf, *layer.parameters()], torch.ones_like(y),
+                                           allow_unused=True, materialize_grads=True))
+        for a, b in zip(*got, strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_fast_path_backward_twice_with_retain_graph_and_second_order():
+    """retain_graph: the second backward (the op's graph is used once) recomputes, same values;
+    create_graph: second derivatives are the plain path's."""
+    plain, fast, x = _layer_pair("reference", 2, False)
+    x = x.requires_grad_()
+    y = fast(x)
+    g = torch.randn_like(y)
+    first = torch.autograd.grad(y, [x, *fast.parameters()], g, retain_graph=True)
+    second = torch.autograd.grad(y, [x, *fast.parameters()], g)
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    results = []
+    for layer in (plain, fast):
+        y = layer(x)
+        grad_x, = torch.autograd.grad(y, x, g, create_graph=True)
+        results.append(torch.autograd.grad(grad_x.square().sum(), list(layer.parameters())))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
+
+
+def test_projected_relation_leaves_the_callers_gradient_alone():
+    """An op whose gradient of x is grad_y itself: the projections' part is added into a copy,
+    not into the caller's grad_outputs; the gradients are the two calls'."""
+    from lrbench.projections import projected_relation
+
+    def passing(x, query, key, prior, **kw):
+        return x + query.mean() + key.mean() + prior.sum()  # grad_x is grad_y
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 5, 6, dtype=torch.float64, requires_grad=True)
+    w_key, w_query = (torch.randn(2, 8, 1, 1, dtype=torch.float64, requires_grad=True)
+                      for _ in range(2))
+    prior = torch.randn(2, 3, 3, dtype=torch.float64)
+    y = projected_relation(x, w_key, w_query, prior, passing, kernel_size=3, stride=1)
+    g = torch.randn_like(y)
+    kept = g.clone()
+    got = torch.autograd.grad(y, [x, w_key, w_query], g)
+    assert torch.equal(g, kept)
+    key, query = key_query(x, w_key, w_query, 1)
+    expected = torch.autograd.grad(passing(x, query, key, prior), [x, w_key, w_query], g)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

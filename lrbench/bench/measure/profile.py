@@ -194,6 +194,20 @@ def _backward(event) -> bool:
     return False
 
 
+def _own_ms(event) -> float:
+    """``event``'s time less that of what is charged on its own inside it: the scopes (their
+    operators are charged to them) and the autograd nodes (evaluated inside another node's
+    backward: a reentrant ``torch.autograd.grad``, as the layer's fast path runs its op's)."""
+    inside, todo = 0.0, list(event.cpu_children)
+    while todo:
+        child = todo.pop()
+        if child.name.startswith((SCOPE, BACKWARD)):
+            inside += child.cpu_time_total
+        else:
+            todo.extend(child.cpu_children)
+    return (event.cpu_time_total - inside) / 1e3  # us -> ms
+
+
 def attribute(events) -> dict[tuple[str, str, str], float]:
     """``{(kind, LR layer, "fwd" | "bwd"): ms}`` from one profiled pass's events."""
     # An operator records the sequence number the next autograd node will get, so the node with
@@ -207,16 +221,14 @@ def attribute(events) -> dict[tuple[str, str, str], float]:
         if event.name.startswith(SCOPE):
             continue
         parent = event.cpu_parent
-        if event.name.startswith(BACKWARD):
-            if parent is not None:
-                continue  # nested in another node's evaluation (reentrant): counted there
+        if event.name.startswith(BACKWARD):  # nested in another node's too: charged apart
             scope, where = scope_of_seq.get(event.sequence_nr), "bwd"
         elif parent is None or parent.name.startswith(SCOPE):
             scope, where = (None if parent is None else parent.name), "fwd"
         else:
             continue  # a child of another operator: inside its time
         _, kind, layer = scope.split("|") if scope else ("", OTHER, "")
-        spent[(kind, layer, where)] += event.cpu_time_total / 1e3  # us -> ms
+        spent[(kind, layer, where)] += _own_ms(event)
     return dict(spent)
 
 
