@@ -737,14 +737,15 @@ void scatter_row_channels(const Geometry& geo, const T* __restrict__ src, const 
 // column j lands at phase kx % s, element j + kx / s: consecutive columns on consecutive
 // elements. Each phase p runs as a gather over its elements u (kx = p + a*s, j = u - a), so that
 // no two writes collide. src, gys: as scatter_row_channels (left margin >= (k - 1) / s, 0 from
-// Wv on); without MUL only channel 0 is used.
+// Wv on); without MUL only channel 0 is used. Elements [0, Wu) of each phase (whole blocks, Wu <=
+// Wq) are written, the rest left as they were.
 template <typename T, int V, bool MUL>
 void scatter_phases(const Geometry& geo, const T* __restrict__ src, const T* const* gys,
-                    T* const* dsts, int64_t nc, int64_t ld, int64_t Wq) {
+                    T* const* dsts, int64_t nc, int64_t ld, int64_t Wq, int64_t Wu) {
   const int64_t k = geo.k, s = geo.s;
   for (int64_t p = 0; p < std::min(s, k); ++p) {
     const int64_t na = (k - 1 - p) / s + 1;  // kx = p, p + s, ... < k
-    for (int64_t ub = 0; ub < Wq; ub += V) {
+    for (int64_t ub = 0; ub < Wu; ub += V) {
       Vec<T, V> acc[kChannelBlock];
       for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] = load<T, V>(dsts[c] + p * Wq + ub);
       for (int64_t a = 0; a < na; ++a) {
@@ -820,14 +821,15 @@ void gather_rows_channels(const T* e, int64_t ld, const T* gyp, T* gxrow0, int64
 
 // grad_x of one output row with every kernel row at once (gather_rows) where k is 3, 5 or 7 and
 // the stride 1 or 2; returns false elsewhere (the caller then goes kernel row by kernel row).
-// At stride 1 the image's padded columns [tb0, tb1), at stride 2 every element of both phases.
+// At stride 1 the image's padded columns [tb0, tb1), at stride 2 the elements [0, Wu) of both
+// phases (Wq apart).
 template <typename T, int V>
 bool gather_all_rows(int64_t k, int64_t s, const T* e, int64_t ld, const T* gyp, T* gxrow0,
-                     int64_t mc, int64_t cstride, int64_t GW, int64_t Wq, int64_t tb0,
-                     int64_t tb1) {
+                     int64_t mc, int64_t cstride, int64_t GW, int64_t Wq, int64_t Wu,
+                     int64_t tb0, int64_t tb1) {
   auto with_k = [&](auto K, auto SS) {
     constexpr int KV = decltype(K)::value, SV = decltype(SS)::value;
-    const int64_t ub0 = SV == 1 ? tb0 : 0, ub1 = SV == 1 ? tb1 : Wq;
+    const int64_t ub0 = SV == 1 ? tb0 : 0, ub1 = SV == 1 ? tb1 : Wu;
     gather_rows_channels<T, V, KV, SV>(e, ld, gyp, gxrow0, mc, cstride, GW, Wq, ub0, ub1);
     return true;
   };
@@ -907,6 +909,10 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   // scatter_phases). GW: their row stride.
   const int64_t Wq = S == 1 ? Wx : (std::max(Wv + (k - 1) / s, (W - 1 + r) / s + 1) + V - 1) / V * V;
   const int64_t GW = S == 1 ? Wx : s * Wq;
+  // Elements [0, Wu) of each phase hold every in-image column (t < r + W: element t / s), the only
+  // ones stored to grad_x and grad_key: the stride-s gathers and scatters stop there (Wq also
+  // holds where the padding columns' neighbours land: 2x the work at res4.0, 1.5x at res3.0).
+  const int64_t Wu = std::min(Wq, ((r + W - 1) / s + 1 + V - 1) / V * V);
   const int64_t LM = k - 1, ld = LM + std::max(Wx, Wq);  // left margin, row stride of e, d, gyp
   const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
   const TaskOrder order(geo, per_parity, xs.w != 1);  // a phase's tasks: (b, g, band / 2)
@@ -1069,7 +1075,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
           T* gxrow0 = gxp + rr0 * GW;  // channel 0, kernel row 0
           const int64_t gxc = rows * GW;
           if (all_rows) {
-            gather_all_rows<T, V>(k, s, e, ld, gyp, gxrow0, mc, gxc, GW, Wq, tb0, tb1);
+            gather_all_rows<T, V>(k, s, e, ld, gyp, gxrow0, mc, gxc, GW, Wq, Wu, tb0, tb1);
           } else {
             for (int64_t cl = 0; cl < mc; cl += kChannelBlock) {
               const int64_t nc = std::min<int64_t>(kChannelBlock, mc - cl);
@@ -1084,7 +1090,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
                 if constexpr (S == 1) {
                   scatter_row_channels<T, V>(geo, e + ky * k * ld, gys_, dsts, nc, ld, tb0, tb1);
                 } else {
-                  scatter_phases<T, V, true>(geo, e + ky * k * ld, gys_, dsts, nc, ld, Wq);
+                  scatter_phases<T, V, true>(geo, e + ky * k * ld, gys_, dsts, nc, ld, Wq, Wu);
                 }
               }
             }
@@ -1095,7 +1101,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
               scatter_row<T, V>(geo, d + ky * k * ld, ld, tb0, tb1, dst);
             } else {
               T* dsts[kChannelBlock] = {dst, dst, dst, dst};
-              scatter_phases<T, V, false>(geo, d + ky * k * ld, nullptr, dsts, 1, ld, Wq);
+              scatter_phases<T, V, false>(geo, d + ky * k * ld, nullptr, dsts, 1, ld, Wq, Wu);
             }
           }
         }
