@@ -227,6 +227,8 @@ class _ProjectedRelation(torch.autograd.Function):
                 key, query = key_query(x, w_key, w_query, ctx.kwargs["stride"])
                 again = ctx.op(x, query, key, prior, **ctx.kwargs)
             wanted = [t for t, need in zip((x, w_key, w_query, prior), needs, strict=True) if need]
+            if not again.requires_grad:  # an op that reads none of what needs grad
+                return None, None, None, None, None, None
             grads = iter(torch.autograd.grad(again, wanted, grad_y, allow_unused=True,
                                              create_graph=torch.is_grad_enabled()))
             return (*(next(grads) if need else None for need in needs), None, None)
@@ -239,8 +241,9 @@ class _ProjectedRelation(torch.autograd.Function):
         grad_x, grad_query, grad_key, grad_prior = (found.get(id(t)) for t in inputs)
         if grad_key is None and grad_query is None:  # an op that reads neither (the floor's)
             return grad_x, None, None, grad_prior, None, None
-        if grad_x is not None and not _owned(grad_x, grad_y, x):
-            grad_x = grad_x.clone()  # not ours to add into
+        others = [t for t in (grad_y, x, grad_query, grad_key) if t is not None]
+        if grad_x is not None and not _owned(grad_x, *others):
+            grad_x = grad_x.clone()  # not ours to add into (nor to change what else is read)
         grad_x, grad_wk, grad_wq = _projection_grads(
             x, w_key, w_query, subsampled[0] if subsampled else None, ctx.kwargs["stride"],
             grad_key, grad_query, needs[:3], grad_x)
@@ -267,10 +270,19 @@ def projected_relation(x: Tensor, w_key: Tensor, w_query: Tensor, prior: Tensor,
     :func:`lrbench.local_relation` or a callable with its signature) with ``key, query =
     key_query(x, w_key, w_query, stride)``: the same values and gradients as the two calls, in one
     autograd node whose backward writes ``x``'s gradient once (see :class:`_ProjectedRelation`).
-    Without a backward to come (no grad mode, nothing requiring grad) it is the two calls."""
+    Without a backward to come (no grad mode, nothing requiring grad), and under saved-tensor hooks
+    (``torch.utils.checkpoint`` without reentrance, ``save_on_cpu``: the node keeps the op's graph
+    on itself, out of their reach), it is the two calls."""
     kwargs = dict(kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
-    if not (torch.is_grad_enabled() and any(
+    if _saved_tensors_hooked() or not (torch.is_grad_enabled() and any(
             t.requires_grad for t in (x, w_key, w_query, prior))):
         key, query = key_query(x, w_key, w_query, stride)
         return op(x, query, key, prior, **kwargs)
     return _ProjectedRelation.apply(x, w_key, w_query, prior, op, kwargs)
+
+
+def _saved_tensors_hooked() -> bool:
+    """Whether saved-tensor hooks are in effect (``torch.autograd.graph.saved_tensors_hooks``:
+    non-reentrant checkpointing, ``save_on_cpu``); the same test ``torch.utils.checkpoint`` makes."""
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    return top is not None and top(False) is not None

@@ -329,3 +329,73 @@ def test_projected_relation_leaves_the_callers_gradient_alone():
     expected = torch.autograd.grad(passing(x, query, key, prior), [x, w_key, w_query], g)
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_projected_relation_with_the_ops_gradients_of_x_and_key_one_tensor():
+    """An op whose gradients of x and key are one tensor (m = 1, G = C): the projections' part of
+    x's gradient goes into a copy, so the key weight's gradient reads the op's key gradient as it
+    was; the gradients are the two calls'."""
+    from lrbench.projections import projected_relation
+
+    def shared(x, query, key, prior, *, kernel_size, stride=1, phi="sqdiff", impl=None):
+        return ((x + key) * 2)[:, :, ::stride, ::stride] + query.sum() * 0 + prior.sum() * 0
+
+    torch.manual_seed(0)
+    C = 4
+    x = torch.randn(2, C, 6, 6, dtype=torch.float64, requires_grad=True)
+    w_key, w_query = (torch.randn(C, C, 1, 1, dtype=torch.float64, requires_grad=True)
+                      for _ in range(2))
+    prior = torch.zeros(C, 3, 3, dtype=torch.float64)
+    for stride in (1, 2):
+        y = projected_relation(x, w_key, w_query, prior, shared, kernel_size=3, stride=stride)
+        g = torch.randn_like(y)
+        got = torch.autograd.grad(y, [x, w_key, w_query], g)
+        key, query = key_query(x, w_key, w_query, stride)
+        expected = torch.autograd.grad(shared(x, query, key, prior, kernel_size=3, stride=stride),
+                                       [x, w_key, w_query], g)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_fast_path_recomputing_with_nothing_the_op_reads_requiring_grad():
+    """The floor's stand-in reads x only, and x needs no gradient: a second backward
+    (retain_graph) and create_graph run as on the plain path, the weights' gradients None."""
+    from lrbench.bench.measure.floor import stand_in
+
+    plain, fast, x = _layer_pair("reference", 2, False)
+    for layer in (plain, fast):
+        layer.op = stand_in
+        y = layer(x)
+        y.sum().backward(retain_graph=True)
+        y.sum().backward()
+        grads = torch.autograd.grad(layer(x).sum(), list(layer.parameters()), create_graph=True,
+                                    allow_unused=True)
+        assert grads[:2] == (None, None)  # key, query weights: the stand-in reads neither
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
+def test_non_reentrant_checkpoint_frees_the_ops_output_and_input(fast):
+    """Under saved-tensor hooks (non-reentrant checkpointing) the layer makes the two calls: the
+    op's output and input are not kept past the forward (the one-node path would keep them on its
+    node, out of the hooks' reach); the gradients are the plain path's."""
+    import weakref
+
+    from torch.utils.checkpoint import checkpoint
+
+    plain, layer, x = _layer_pair("reference", 2, False)
+    layer.fast = fast
+    kept = []
+
+    def op(*args, **kwargs):
+        y = lrbench.local_relation(*args, **kwargs)
+        kept.extend((weakref.ref(y), weakref.ref(args[0])))
+        return y
+
+    layer.op = op
+    x = x.requires_grad_()
+    y = checkpoint(lambda t: layer(t * 1), x, use_reentrant=False)
+    assert [ref() is None for ref in kept] == [True, True]
+    got = torch.autograd.grad(y.sum(), [x, *layer.parameters()])
+    expected = torch.autograd.grad(plain(x).sum(), [x, *plain.parameters()])
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)

@@ -30,6 +30,24 @@ def test_each_part_of_a_layer_is_charged_to_its_kind_forward_and_backward():
     assert "conv 1x1" not in kinds  # the prior's convs are the prior's
 
 
+def test_the_ops_backward_run_inside_the_layers_node_is_the_ops_and_counted_once():
+    """The fast path runs the op's backward inside its own node's (a nested autograd.grad): the
+    kernel's time goes to the op, not to the layer's key/query node, and nothing is counted twice
+    (the charged times add up to no more than the top-level events')."""
+    layer = LocalRelation2d(16, 5, stride=2, impl="fused_cpu")
+    instrument(layer)
+    x = torch.randn(2, 16, 15, 15, requires_grad=True)
+    layer(x).sum().backward()  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        layer(x).sum().backward()
+    events = prof.events()
+    spent = attribute(events)
+    kernel = sum(e.cpu_time_total for e in events if e.name == "lrbench::fused_cpu_backward") / 1e3
+    assert spent[(OP, "", "bwd")] >= kernel > 0
+    top = sum(e.cpu_time_total for e in events if e.cpu_parent is None) / 1e3
+    assert 0 < sum(spent.values()) <= top * 1.001
+
+
 @pytest.mark.parametrize("impl", ["fused_cpu", "floor"])
 def test_a_training_step_profile_has_every_lr_layer_and_sums_to_the_pass(impl):
     config = ProfileConfig("lrnet26", train=True, impl=impl, batch=2, size=32, rounds=1)
