@@ -224,8 +224,7 @@ class _ProjectedRelation(torch.autograd.Function):
         if graph is None or torch.is_grad_enabled():
             # create_graph, or a second backward (retain_graph): the layer again, with autograd
             with torch.enable_grad():
-                key, query = key_query(x, w_key, w_query, ctx.kwargs["stride"])
-                again = ctx.op(x, query, key, prior, **ctx.kwargs)
+                again = _two_calls(x, w_key, w_query, prior, ctx.op, ctx.kwargs)
             wanted = [t for t, need in zip((x, w_key, w_query, prior), needs, strict=True) if need]
             if not again.requires_grad:  # an op that reads none of what needs grad
                 return None, None, None, None, None, None
@@ -276,9 +275,15 @@ def projected_relation(x: Tensor, w_key: Tensor, w_query: Tensor, prior: Tensor,
     kwargs = dict(kernel_size=kernel_size, stride=stride, phi=phi, impl=impl)
     if _saved_tensors_hooked() or not (torch.is_grad_enabled() and any(
             t.requires_grad for t in (x, w_key, w_query, prior))):
-        key, query = key_query(x, w_key, w_query, stride)
-        return op(x, query, key, prior, **kwargs)
+        return _two_calls(x, w_key, w_query, prior, op, kwargs)
     return _ProjectedRelation.apply(x, w_key, w_query, prior, op, kwargs)
+
+
+def _two_calls(x: Tensor, w_key: Tensor, w_query: Tensor, prior: Tensor, op, kwargs: dict
+               ) -> Tensor:
+    """The projections, then the op: two autograd nodes (what the one node computes)."""
+    key, query = key_query(x, w_key, w_query, kwargs["stride"])
+    return op(x, query, key, prior, **kwargs)
 
 
 def _saved_tensors_hooked() -> bool:

@@ -977,14 +977,14 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         const auto [nb, ng, ntt] = order.split(next >= 0 ? next : task);
         const int64_t nt = 2 * ntt + parity, nbg = nb * G + ng;
         const bool same_chunk_next = xcopy.key(nb, nt, ng) == xcopy.key(b, t, g);
-        const bool next_x = !same_chunk_next;
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
           const int64_t n0 = ky0 * k, n1 = ky1 * k;
           if (next >= 0 && nt < bands) {
             const int64_t part = i - i0, parts = i1 - i0;
-            prefetch_band(geo, x, xs, key, nbg, nb, chunks.c0(ng), next_x ? chunks.channels(ng) : 0,
-                          nt * band * s - r, part * rows / parts, (part + 1) * rows / parts);
+            prefetch_band(geo, x, xs, key, nbg, nb, chunks.c0(ng),
+                          same_chunk_next ? 0 : chunks.channels(ng), nt * band * s - r,
+                          part * rows / parts, (part + 1) * rows / parts);
           }
           if (i + 1 < i1) {  // the next row's grad_y
             const T* next_row = gy + gys.row(b, c0, i + 1);
