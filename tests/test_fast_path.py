@@ -266,15 +266,12 @@ def test_fast_backward_makes_one_input_sized_gradient(channels_last):
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_fast_path_with_the_floor_stand_in_and_an_op_passing_its_gradient_through(channels_last):
-    """The floor's stand-in (a view of x, no gradient for query or key) and an op whose gradient
-    of x is grad_y itself (not the fast path's to add into): the plain path's gradients."""
+def test_fast_path_with_the_floor_stand_in(channels_last):
+    """The floor's stand-in (a view of x, no gradient for query or key): the plain path's
+    gradients, the key and query weights' zero."""
     from lrbench.bench.measure.floor import stand_in
 
-    def passing(x, query, key, prior, **kw):
-        return x + 0.0 * (query.sum() + key.sum() + prior.sum())  # grad_x is grad_y
-
-    for op, stride in ((stand_in, 2), (stand_in, 1), (passing, 1)):
+    for op, stride in ((stand_in, 2), (stand_in, 1)):
         plain, fast, x = _layer_pair("reference", stride, channels_last)
         plain.op = fast.op = op
         got = []
@@ -296,8 +293,10 @@ def test_fast_path_backward_twice_with_retain_graph_and_second_order():
     g = torch.randn_like(y)
     first = torch.autograd.grad(y, [x, *fast.parameters()], g, retain_graph=True)
     second = torch.autograd.grad(y, [x, *fast.parameters()], g)
-    for a, b in zip(first, second, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    expected = torch.autograd.grad(plain(x), [x, *plain.parameters()], g)
+    for a, b, e in zip(first, second, expected, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(b, e, rtol=1e-9, atol=1e-10)
     results = []
     for layer in (plain, fast):
         y = layer(x)
