@@ -274,6 +274,31 @@ void fill_column_mask(const Geometry& geo, int64_t Wv, T* colmask) {
   }
 }
 
+// Elements of T in a cache line, and n rounded up to whole lines.
+template <typename T>
+constexpr int64_t kLineElems = 64 / sizeof(T);
+template <typename T>
+constexpr int64_t whole_lines(int64_t n) {
+  return (n + kLineElems<T> - 1) / kLineElems<T> * kLineElems<T>;
+}
+
+// A thread's zero-filled scratch whose data() starts a cache line, so that the rows the kernels
+// lay out at multiples of whole_lines from it hold their vectors of V columns without straddling
+// two lines (a straddling load or store costs about two).
+template <typename T>
+class Scratch {
+ public:
+  explicit Scratch(int64_t n) : storage_(n + kLineElems<T>, T(0)) {
+    const std::uintptr_t address = reinterpret_cast<std::uintptr_t>(storage_.data());
+    data_ = storage_.data() + (64 - address % 64) % 64 / sizeof(T);
+  }
+  T* data() { return data_; }
+
+ private:
+  std::vector<T> storage_;
+  T* data_;
+};
+
 // Asks for the cache lines of n contiguous elements at p (to L2: the data is read soon, not now).
 template <typename T>
 inline void prefetch_span(const T* p, int64_t n) {
@@ -588,7 +613,7 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
   const GroupChunks chunks(geo, xs.w != 1, cstride * sizeof(T), sizeof(T));
   at::parallel_for(0, geo.B * G * bands, geo.grain(band), [&](int64_t begin, int64_t end) {
     const int64_t slots = chunks.slots();
-    std::vector<T> scratch(kk * V + Wv + k * Wv + (slots + 1) * cstride, T(0));
+    Scratch<T> scratch(kk * V + Wv + k * Wv + (slots + 1) * cstride);
     T* e = scratch.data();       // (k*k, V): one block's weights, for channels beyond the first
     T* q = e + kk * V;           // (Wv,) query row, zero-padded
     T* colmask = q + Wv;         // (k, Wv)
@@ -913,7 +938,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   // ones stored to grad_x and grad_key: the stride-s gathers and scatters stop there (Wq also
   // holds where the padding columns' neighbours land: 2x the work at res4.0, 1.5x at res3.0).
   const int64_t Wu = std::min(Wq, ((r + W - 1) / s + 1 + V - 1) / V * V);
-  const int64_t LM = k - 1, ld = LM + std::max(Wx, Wq);  // left margin, row stride of e, d, gyp
+  // Left margin (at least k - 1 zeros) and row stride of e, d, gyp: whole cache lines, so that
+  // column 0 of every row starts a line (res3, 2 threads: backward 1.xx).
+  const int64_t LM = whole_lines<T>(k - 1), ld = LM + whole_lines<T>(std::max(Wx, Wq));
   const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
   const TaskOrder order(geo, per_parity, xs.w != 1);  // a phase's tasks: (b, g, band / 2)
   const int64_t rows = (band - 1) * s + k;
@@ -929,9 +956,8 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       // x scratch: the chunk's channels; pass 1 reads kRegChannels slots of a group, those past
       // the chunk's channels 0 (copy_band_x).
       const int64_t slots = chunks.slots();
-      std::vector<T> scratch(
-          (2 * kk + m) * ld + (5 + k) * Wv + (slots + 1) * cstride + (slots + 1) * rows * GW + kk * V,
-          T(0));
+      Scratch<T> scratch(
+          (2 * kk + m) * ld + (5 + k) * Wv + (slots + 1) * cstride + (slots + 1) * rows * GW + kk * V);
       T* e = scratch.data() + LM;  // (k*k, ld): weights; columns -LM..-1 and >= Wv stay 0
       T* d = e + kk * ld;          // (k*k, ld): dw', then dlogit * dphi/dk (unscaled)
       T* gyp = d + kk * ld;        // (m, ld): gy' rows, 0 beyond Wo

@@ -1,0 +1,160 @@
+"""Where fused_cpu's backward spends its time: the kernel rebuilt with one part left out.
+
+    python scripts/ablate_fused_cpu.py [--threads 2] [--rounds 11] [--format both]
+                                       [--shapes stem,res3.0] [--parts pass2,grad_x]
+
+Each part of the backward kernel (implementations/csrc/fused_cpu.cpp, ``backward_kernel``) is
+left out in its own copy of the source, by a text edit that must apply exactly once (the script
+stops if the kernel has moved on). The copies are built like fused_cpu and timed round by round
+with the intact kernel, at LR-Net-50's LR layer shapes (``time_fused_cpu.SHAPES``). The time a
+part costs is the intact backward's median minus the median without it. Their gradients are wrong
+by design: this measures, it checks nothing. The intact kernel's minor page faults per backward
+call (``getrusage``) are printed too: they come from grad_x and grad_key, fresh tensors that
+glibc maps from the system when they exceed its mmap threshold (32 MB at most, e.g. the stem's
+grad_x, 103 MB at batch 8).
+
+What is left when every listed part is out (pass 1: the weights again, grad_y . x; the band
+copies of x and key; the fills) is about the forward's work: the forward's median is the
+reference for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from lrbench.impls import fused_cpu
+from time_fused_cpu import FORMATS, K, SHAPES, inputs
+
+from lrbench import buildcache
+
+# part -> (what it is, [(text in backward_kernel, the text without the part)])
+PARTS = {
+    "pass2": ("pass 2: dlogit, grad_query, grad_prior, the grad_key terms", [(
+        "          for (int64_t jb = 0; jb < Wv; jb += V) {\n"
+        "            const Vec<T, V> qv = load<T, V>(q + jb);\n"
+        "            const Vec<T, V> dsum",
+        "          for (int64_t jb = 0; jb < 0; jb += V) {\n"
+        "            const Vec<T, V> qv = load<T, V>(q + jb);\n"
+        "            const Vec<T, V> dsum")]),
+    "grad_x": ("grad_x's gather into the band's rows (e * grad_y')", [(
+        "          if (all_rows) {\n            gather_all_rows",
+        "          if (true) {\n          } else if (all_rows) {\n            gather_all_rows")]),
+    "grad_key": ("grad_key's gather into the band's rows", [(
+        "          for (int64_t ky = ky0; ky < ky1; ++ky) {\n"
+        "            T* dst = gkp + (rr0 + ky) * GW;",
+        "          for (int64_t ky = ky0; ky < ky0; ++ky) {\n"
+        "            T* dst = gkp + (rr0 + ky) * GW;")]),
+    "grad_y": ("reading grad_y into grad_y' = grad_y / sum", [(
+        "          if (gys.w == 1) {\n            for (int64_t cl = 0; cl < mc; ++cl) {\n"
+        "              for (int64_t j = 0; j < Wo; ++j) gyp",
+        "          if (true) {\n          } else if (gys.w == 1) {\n"
+        "            for (int64_t cl = 0; cl < mc; ++cl) {\n"
+        "              for (int64_t j = 0; j < Wo; ++j) gyp")]),
+    "store_x": ("storing the band's grad_x rows to grad_x (with its page faults)", [(
+        "          if (!store_x) continue;", "          continue;")]),
+}
+
+
+def ablated_source(source: str, edits: list[tuple[str, str]]) -> str:
+    """``source`` with each edit applied; each text must occur exactly once."""
+    for old, new in edits:
+        count = source.count(old)
+        if count != 1:
+            raise SystemExit(f"the kernel has moved on: an edit's text occurs {count} times in "
+                             f"{fused_cpu.SOURCE} (expected once); update PARTS:\n{old}")
+        source = source.replace(old, new)
+    return source
+
+
+def build(parts: list[str], folder: Path) -> dict:
+    """name -> extension: the intact kernel and one copy per part left out."""
+    source = fused_cpu.SOURCE.read_text()
+    kernels = {"intact": fused_cpu.extension()}
+    for part in parts:
+        path = folder / f"fused_cpu_without_{part}.cpp"
+        path.write_text(ablated_source(source, PARTS[part][1]))
+        spec = buildcache.ExtensionSpec(f"fused_cpu_without_{part}", path,
+                                        cflags=fused_cpu.CFLAGS, ldflags=("-fopenmp",))
+        kernels[part] = buildcache.load(spec)
+    return kernels
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def measure(kernels: dict, tensors: list[torch.Tensor], stride: int, rounds: int) -> dict:
+    """Medians (seconds) of the intact forward, of each kernel's backward, and the intact
+    backward's minor faults per call."""
+    x, query, key, prior, grad_y = tensors
+    intact = kernels["intact"]
+    _, stats = intact.forward(x, query, key, prior, K, stride, 0)
+    times = {name: [] for name in ["forward", *kernels]}
+    faults = 0
+    for round_ in range(rounds + 2):  # the first two rounds warm up
+        start = time.perf_counter()
+        intact.forward(x, query, key, prior, K, stride, 0)
+        forward_s = time.perf_counter() - start
+        if round_ >= 2:
+            times["forward"].append(forward_s)
+        for name, ext in kernels.items():
+            before, start = minor_faults(), time.perf_counter()
+            ext.backward(grad_y, x, query, key, prior, stats, K, stride, 0)
+            elapsed = time.perf_counter() - start
+            if round_ >= 2:
+                times[name].append(elapsed)
+                if name == "intact":
+                    faults += minor_faults() - before
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return {**medians, "faults": faults / rounds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--format", choices=["nchw", "channels_last", "both"], default="both")
+    parser.add_argument("--shapes", default=",".join(SHAPES),
+                        help=f"comma-separated, of {list(SHAPES)}")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated, of {list(PARTS)}")
+    args = parser.parse_args()
+    names = [name.strip() for name in args.shapes.split(",") if name.strip()]
+    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    for label, given, known in (("--shapes", names, SHAPES), ("--parts", parts, PARTS)):
+        unknown = [name for name in given if name not in known]
+        if unknown:
+            parser.error(f"{label} must be among {list(known)}, got {unknown}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        kernels = build(parts, Path(folder))
+    formats = list(FORMATS) if args.format == "both" else [args.format]
+    print(f"{torch.get_num_threads()} threads, float32, batch 8, k={K}, medians of {args.rounds} "
+          "rounds, interleaved; a part's cost = intact backward - backward without it (ms)\n")
+    for part in parts:
+        print(f"- {part}: {PARTS[part][0]}")
+    print("\n| format | shape | forward | backward | " + " | ".join(parts)
+          + " | the rest | faults/call |")
+    print("|---|---|---|---|" + "---|" * len(parts) + "---|---|")
+    for fmt_name in formats:
+        for name in names:
+            C, H, stride = SHAPES[name]
+            got = measure(kernels, inputs(C, H, stride, FORMATS[fmt_name]), stride, args.rounds)
+            costs = [got["intact"] - got[part] for part in parts]
+            rest = got["intact"] - sum(costs)
+            cells = [f"{got['forward'] * 1e3:.2f}", f"{got['intact'] * 1e3:.2f}",
+                     *(f"{cost * 1e3:.2f}" for cost in costs), f"{rest * 1e3:.2f}",
+                     f"{got['faults']:.0f}"]
+            print(f"| {fmt_name} | {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
