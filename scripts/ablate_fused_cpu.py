@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from lrbench.impls import fused_cpu
-from time_fused_cpu import FORMATS, K, SHAPES, inputs
+from time_fused_cpu import FORMATS, SHAPES, K, inputs
 
 from lrbench import buildcache
 

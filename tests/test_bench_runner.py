@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lrbench.bench.matrix.cases import expand, shard
+from lrbench.bench.measure.machine import allocator_settings
 from lrbench.bench.measure.memory import peak_extra_bytes
 from lrbench.bench.measure.runner import Timing, run_matrix
 from lrbench.bench.results import records
@@ -132,6 +133,21 @@ def test_merge_prefers_ok_rows_and_dedupes(tmp_path):
     assert merged["status"].tolist() == ["ok"]
 
 
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({"PATH": "/bin", "HOME": "/root"}, "default"),
+    ({"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000", "PATH": "/bin"},
+     "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000"),
+    ({"MALLOC_CONF": "background_thread:true", "LD_PRELOAD": "libjemalloc.so.2"},
+     "LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=background_thread:true"),
+    ({"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0", "THP_MEM_ALLOC_ENABLE": "1",
+      "TCMALLOC_RELEASE_RATE": "0"},
+     "GLIBC_TUNABLES=glibc.malloc.mmap_max=0 TCMALLOC_RELEASE_RATE=0 THP_MEM_ALLOC_ENABLE=1"),
+    ({"MALLOC_ARENA_MAX": "", "LD_PRELOAD": ""}, "default"),  # set but empty: no setting
+])
+def test_allocator_settings_name_what_changes_allocation(environ, expected):
+    assert allocator_settings(environ) == expected
+
+
 def test_rows_carry_the_machine_and_the_closed_form(tmp_path, monkeypatch):
     plant_medians(monkeypatch, {"unfold": 1e-6})
     cases = expand(preset(["unfold"], passes=("fwd",)))
@@ -144,6 +160,7 @@ def test_rows_carry_the_machine_and_the_closed_form(tmp_path, monkeypatch):
     assert row["items_per_s"] == pytest.approx(1e6)  # B = 1 in 1 us
     assert row["threads"] == torch.get_num_threads()
     assert row["torch"] == torch.__version__ and row["git_rev"] and row["cpu"]
+    assert row["allocator"] == allocator_settings()  # read back as text, "default" or NAME=value
     assert row["output_bytes"] == s.B * s.C * s.Ho * s.Wo * 4
     assert row["peak_bytes"] >= row["output_bytes"]
 

@@ -1,4 +1,5 @@
-"""The machine a run happened on: CPU model, GPU name, threads, library versions, git revision."""
+"""The machine a run happened on: CPU model, GPU name, threads, library versions, git revision,
+memory allocator settings."""
 
 from __future__ import annotations
 
@@ -63,6 +64,25 @@ def _git_revision() -> str:
     return rev + ("-dirty" if dirty else "")
 
 
+# Environment variables that change how the process allocates memory, and so the time of a case
+# that allocates large tensors: a preloaded allocator (jemalloc, tcmalloc), glibc's malloc settings
+# (MALLOC_*_, GLIBC_TUNABLES), jemalloc's MALLOC_CONF, tcmalloc's TCMALLOC_*, torch's huge-page
+# option for CPU tensors (THP_MEM_ALLOC_ENABLE). With glibc's defaults, a block above its mmap
+# threshold (32 MB at most) is mapped fresh from the system on every allocation and its pages
+# faulted in on first touch: see docs/benchmarking.md, "The allocator".
+ALLOCATOR_VARIABLES = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF", "THP_MEM_ALLOC_ENABLE")
+ALLOCATOR_PREFIXES = ("MALLOC_", "TCMALLOC_")
+
+
+def allocator_settings(environ: dict[str, str] | None = None) -> str:
+    """The allocator settings of ``environ`` (default: this process's environment), as sorted
+    ``NAME=value`` pairs joined by spaces, or ``default`` where none is set."""
+    environ = os.environ if environ is None else environ
+    names = sorted(name for name, value in environ.items()
+                   if value and (name in ALLOCATOR_VARIABLES or name.startswith(ALLOCATOR_PREFIXES)))
+    return " ".join(f"{name}={environ[name]}" for name in names) or "default"
+
+
 @functools.cache
 def machine_info() -> dict[str, str]:
     """What goes beside every row; computed once per process (threads: see ``threads_now``)."""
@@ -74,6 +94,7 @@ def machine_info() -> dict[str, str]:
         "fvcore": _version("fvcore"),
         "python": platform.python_version(),
         "git_rev": _git_revision(),
+        "allocator": allocator_settings(),
     }
 
 

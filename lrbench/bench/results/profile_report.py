@@ -51,7 +51,7 @@ def markdown(profile: Profile, command: str) -> str:
         f"- batch {c.batch}, {c.size}x{c.size}, float32, {profile.memory_format}, "
         f"implementation {c.impl or 'default (fastest usable)'}\n"
         f"- CPU: {machine['cpu']}; {c.threads or threads_now()} threads; torch "
-        f"{machine['torch']}; git {machine['git_rev']}\n"
+        f"{machine['torch']}; git {machine['git_rev']}; allocator {machine['allocator']}\n"
         f"- the pass: {profile.plain_ms:,.1f} ms without the profiler, {profile.profiled_ms:,.1f} "
         f"ms under it (median of {c.rounds}); {attributed:,.1f} ms attributed below",
         "How: `torch.profiler` (CPU) with a `record_function` scope around every module's "

@@ -40,7 +40,7 @@ COLUMNS = [
     "intensity_macs_per_byte", "roofline_gmacs_per_s", "roofline_bound", "pct_of_roofline",
     "threads", "load_1m", "load_1m_after", "cpus", "cpu_governor", "cpu_mhz",
     "gpu_sm_mhz", "gpu_mem_mhz", "gpu_power_w", "gpu_temp_c", "gpu_throttle",
-    "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
+    "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "allocator", "timestamp",
     "rounds_s", "reason", "status",
 ]
 
@@ -49,8 +49,8 @@ COLUMNS = [
 TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "compile", "macs_source",
                 "oracle", "limit_source", "gate_value", "baseline", "timer", "memory_format",
                 "roofline_bound", "cpu_governor", "gpu_throttle",
-                "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "timestamp",
-                "rounds_s", "reason", "status"]
+                "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "allocator",
+                "timestamp", "rounds_s", "reason", "status"]
 
 
 PASS_SEPARATOR = "|"  # between the passes of a case's rounds in one cell: "r r r | r r | r r r"

@@ -102,7 +102,8 @@ def all_timed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _machine(frame: pd.DataFrame) -> str:
     lines = []
-    for column in ("cpu", "gpu", "threads", "torch", "triton", "fvcore", "python", "git_rev"):
+    for column in ("cpu", "gpu", "threads", "torch", "triton", "fvcore", "python", "git_rev",
+                   "allocator"):
         values = sorted({str(v) for v in frame[column].dropna() if str(v)})
         lines.append(f"- {column}: {', '.join(values) or 'none'}")
     load = pd.concat([frame["load_1m"], frame["load_1m_after"]]).dropna()
