@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from lrbench.impls import fused_cpu
-from time_fused_cpu import FORMATS, SHAPES, K, inputs
+from time_fused_cpu import FORMATS, SHAPES, K, add_shape_options, chosen, inputs
 
 from lrbench import buildcache
 
@@ -117,20 +117,12 @@ def measure(kernels: dict, tensors: list[torch.Tensor], stride: int, rounds: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=11)
-    parser.add_argument("--format", choices=["nchw", "channels_last", "both"], default="both")
-    parser.add_argument("--shapes", default=",".join(SHAPES),
-                        help=f"comma-separated, of {list(SHAPES)}")
+    add_shape_options(parser, rounds=11)
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated, of {list(PARTS)}")
     args = parser.parse_args()
-    names = [name.strip() for name in args.shapes.split(",") if name.strip()]
-    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
-    for label, given, known in (("--shapes", names, SHAPES), ("--parts", parts, PARTS)):
-        unknown = [name for name in given if name not in known]
-        if unknown:
-            parser.error(f"{label} must be among {list(known)}, got {unknown}")
+    names = chosen(parser, "--shapes", args.shapes, SHAPES)
+    parts = chosen(parser, "--parts", args.parts, PARTS)
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     torch.set_num_threads(args.threads)

@@ -63,20 +63,31 @@ def one_round(ext, tensors: list[torch.Tensor], stride: int) -> tuple[float, flo
     return middle - start, time.perf_counter() - middle
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_shape_options(parser: argparse.ArgumentParser, rounds: int) -> None:
+    """The options this script shares with ablate_fused_cpu.py: threads, rounds, formats, shapes."""
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--format", choices=["nchw", "channels_last", "both"], default="both")
     parser.add_argument("--shapes", default=",".join(SHAPES),
                         help=f"comma-separated, of {list(SHAPES)}")
+
+
+def chosen(parser: argparse.ArgumentParser, option: str, text: str, known) -> list[str]:
+    """The comma-separated names of ``text``, each checked against ``known``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        parser.error(f"{option} must be among {list(known)}, got {unknown}")
+    return names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_shape_options(parser, rounds=21)
     parser.add_argument("--against", type=Path, default=None,
                         help="another fused_cpu.cpp to time beside this one, interleaved")
     args = parser.parse_args()
-    names = [name.strip() for name in args.shapes.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SHAPES]
-    if unknown:
-        parser.error(f"--shapes must be among {list(SHAPES)}, got {unknown}")
+    names = chosen(parser, "--shapes", args.shapes, SHAPES)
     torch.set_num_threads(args.threads)
     kernels = {"new": fused_cpu.extension()}
     if args.against is not None:
