@@ -3,19 +3,19 @@
     python scripts/ablate_fused_cpu.py [--threads 2] [--rounds 11] [--format both]
                                        [--shapes stem,res3.0] [--parts pass2,grad_x]
 
-Each part of the backward kernel (implementations/csrc/fused_cpu.cpp, ``backward_kernel``) is
-left out in its own copy of the source, by a text edit that must apply exactly once (the script
-stops if the kernel has moved on). The copies are built like fused_cpu and timed round by round
-with the intact kernel, at LR-Net-50's LR layer shapes (``time_fused_cpu.SHAPES``). The time a
-part costs is the intact backward's median minus the median without it. Their gradients are wrong
-by design: this measures, it checks nothing. The intact kernel's minor page faults per backward
-call (``getrusage``) are printed too: they come from grad_x and grad_key, fresh tensors that
-glibc maps from the system when they exceed its mmap threshold (32 MB at most, e.g. the stem's
-grad_x, 103 MB at batch 8).
+Each part of the backward kernel (implementations/csrc/fused_cpu.cpp, ``backward_kernel``) is left
+out in its own copy of the source, by a text edit that must apply exactly once (the script stops
+if the kernel has moved on). The copies are built like fused_cpu and timed round by round with the
+intact kernel (taking turns at going first), at LR-Net-50's LR layer shapes
+(``time_fused_cpu.SHAPES``). The time a part costs is the intact backward's median minus the
+median without it. Their gradients are wrong by design: this measures, it checks nothing. The
+intact kernel's minor page faults per backward call (``getrusage``) are printed too: at the stem
+they are grad_x's pages (103 MB at batch 8, above glibc's mmap threshold of 32 MB at most, so
+mapped fresh from the system on every call).
 
-What is left when every listed part is out (pass 1: the weights again, grad_y . x; the band
-copies of x and key; the fills) is about the forward's work: the forward's median is the
-reference for it.
+What is left when every listed part is out: pass 1 (the weights again, grad_y . x), the band
+copies of x and key, the fills and the store of grad_key; the forward's median is printed beside
+it.
 """
 
 from __future__ import annotations
@@ -91,11 +91,13 @@ def minor_faults() -> int:
 
 def measure(kernels: dict, tensors: list[torch.Tensor], stride: int, rounds: int) -> dict:
     """Medians (seconds) of the intact forward, of each kernel's backward, and the intact
-    backward's minor faults per call."""
+    backward's minor faults per call. The backwards take turns being first after the forward (whose
+    x and key are then still cached), round by round."""
     x, query, key, prior, grad_y = tensors
     intact = kernels["intact"]
     _, stats = intact.forward(x, query, key, prior, K, stride, 0)
     times = {name: [] for name in ["forward", *kernels]}
+    names = list(kernels)
     faults = 0
     for round_ in range(rounds + 2):  # the first two rounds warm up
         start = time.perf_counter()
@@ -103,7 +105,9 @@ def measure(kernels: dict, tensors: list[torch.Tensor], stride: int, rounds: int
         forward_s = time.perf_counter() - start
         if round_ >= 2:
             times["forward"].append(forward_s)
-        for name, ext in kernels.items():
+        turn = round_ % len(names)
+        for name in names[turn:] + names[:turn]:
+            ext = kernels[name]
             before, start = minor_faults(), time.perf_counter()
             ext.backward(grad_y, x, query, key, prior, stats, K, stride, 0)
             elapsed = time.perf_counter() - start

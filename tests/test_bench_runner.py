@@ -143,6 +143,7 @@ def test_merge_prefers_ok_rows_and_dedupes(tmp_path):
       "TCMALLOC_RELEASE_RATE": "0"},
      "GLIBC_TUNABLES=glibc.malloc.mmap_max=0 TCMALLOC_RELEASE_RATE=0 THP_MEM_ALLOC_ENABLE=1"),
     ({"MALLOC_ARENA_MAX": "", "LD_PRELOAD": ""}, "default"),  # set but empty: no setting
+    ({"LD_PRELOAD": "a.so\n b.so"}, "LD_PRELOAD=a.so b.so"),  # one line in the CSV
 ])
 def test_allocator_settings_name_what_changes_allocation(environ, expected):
     assert allocator_settings(environ) == expected

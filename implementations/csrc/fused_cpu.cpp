@@ -292,6 +292,8 @@ class Scratch {
     const std::uintptr_t address = reinterpret_cast<std::uintptr_t>(storage_.data());
     data_ = storage_.data() + (64 - address % 64) % 64 / sizeof(T);
   }
+  Scratch(const Scratch&) = delete;  // data_ points into this object's own storage
+  Scratch& operator=(const Scratch&) = delete;
   T* data() { return data_; }
 
  private:
@@ -613,8 +615,9 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
   const GroupChunks chunks(geo, xs.w != 1, cstride * sizeof(T), sizeof(T));
   at::parallel_for(0, geo.B * G * bands, geo.grain(band), [&](int64_t begin, int64_t end) {
     const int64_t slots = chunks.slots();
-    // Not a line-aligned Scratch: with one, channels_last forwards took 1.06-1.20x as long
-    // (res2 to res5.0, 2 threads).
+    // Not a line-aligned Scratch: with one, channels_last forwards measured 1.06-1.20x as long
+    // (res2 to res5.0, 2 threads). Not settled whether from the alignment: two builds of the same
+    // forward, differing in the backward, timed its channels_last cases up to 1.2x apart too.
     std::vector<T> scratch(kk * V + Wv + k * Wv + (slots + 1) * cstride, T(0));
     T* e = scratch.data();       // (k*k, V): one block's weights, for channels beyond the first
     T* q = e + kk * V;           // (Wv,) query row, zero-padded
@@ -942,7 +945,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   const int64_t Wu = std::min(Wq, ((r + W - 1) / s + 1 + V - 1) / V * V);
   // Left margin (at least k - 1 zeros) and row stride of e, d, gyp: whole cache lines, so that
   // column 0 of every row starts a line (Scratch), where pass 1 stores and pass 2 loads and stores
-  // whole vectors (backward 1.02-1.14x, 2 threads, both formats).
+  // whole vectors (backward 1.02-1.17x, 2 threads, both formats).
   const int64_t LM = whole_lines<T>(k - 1), ld = LM + whole_lines<T>(std::max(Wx, Wq));
   const int64_t bands = (Ho + band - 1) / band, per_parity = (bands + 1) / 2;
   const TaskOrder order(geo, per_parity, xs.w != 1);  // a phase's tasks: (b, g, band / 2)

@@ -76,11 +76,13 @@ ALLOCATOR_PREFIXES = ("MALLOC_", "TCMALLOC_")
 
 def allocator_settings(environ: dict[str, str] | None = None) -> str:
     """The allocator settings of ``environ`` (default: this process's environment), as sorted
-    ``NAME=value`` pairs joined by spaces, or ``default`` where none is set."""
+    ``NAME=value`` pairs joined by spaces (whitespace in a value made single spaces), or
+    ``default`` where none is set."""
     environ = os.environ if environ is None else environ
     names = sorted(name for name, value in environ.items()
                    if value and (name in ALLOCATOR_VARIABLES or name.startswith(ALLOCATOR_PREFIXES)))
-    return " ".join(f"{name}={environ[name]}" for name in names) or "default"
+    # One line: a CSV cell of the rows never holds a line break (records.read counts lines).
+    return " ".join(f"{name}={' '.join(environ[name].split())}" for name in names) or "default"
 
 
 @functools.cache

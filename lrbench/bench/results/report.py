@@ -105,7 +105,8 @@ def _machine(frame: pd.DataFrame) -> str:
     for column in ("cpu", "gpu", "threads", "torch", "triton", "fvcore", "python", "git_rev",
                    "allocator"):
         values = sorted({str(v) for v in frame[column].dropna() if str(v)})
-        lines.append(f"- {column}: {', '.join(values) or 'none'}")
+        empty = "not recorded" if column == "allocator" else "none"  # runs from before the column
+        lines.append(f"- {column}: {', '.join(values) or empty}")
     load = pd.concat([frame["load_1m"], frame["load_1m_after"]]).dropna()
     if not load.empty:
         cpus = int(pd.to_numeric(frame["cpus"], errors="coerce").max()
