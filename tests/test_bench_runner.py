@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lrbench.bench.matrix.cases import expand, shard
-from lrbench.bench.measure.machine import allocator_settings
+from lrbench.bench.measure.machine import allocator_settings, huge_page_mode
 from lrbench.bench.measure.memory import peak_extra_bytes
 from lrbench.bench.measure.runner import Timing, run_matrix
 from lrbench.bench.results import records
@@ -146,7 +146,22 @@ def test_merge_prefers_ok_rows_and_dedupes(tmp_path):
     ({"LD_PRELOAD": "a.so\n b.so"}, "LD_PRELOAD=a.so b.so"),  # one line in the CSV
 ])
 def test_allocator_settings_name_what_changes_allocation(environ, expected):
-    assert allocator_settings(environ) == expected
+    assert allocator_settings(environ, huge_pages="") == expected
+    assert allocator_settings(environ, huge_pages="madvise") == f"{expected}; transparent_hugepage=madvise"
+
+
+@pytest.mark.parametrize(("text", "mode"), [
+    ("always [madvise] never\n", "madvise"),
+    ("[always] madvise never\n", "always"),
+    ("always madvise [never]\n", "never"),
+    ("garbled\n", ""),
+    (None, ""),  # no such file: not Linux, or no huge pages
+])
+def test_huge_page_mode_is_the_bracketed_word(tmp_path, text, mode):
+    path = tmp_path / "enabled"
+    if text is not None:
+        path.write_text(text)
+    assert huge_page_mode(path) == mode
 
 
 def test_rows_carry_the_machine_and_the_closed_form(tmp_path, monkeypatch):

@@ -74,15 +74,33 @@ ALLOCATOR_VARIABLES = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF", "THP_MEM_A
 ALLOCATOR_PREFIXES = ("MALLOC_", "TCMALLOC_")
 
 
-def allocator_settings(environ: dict[str, str] | None = None) -> str:
+THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def huge_page_mode(path: Path = THP_MODE) -> str:
+    """Linux's transparent huge page mode (``always``, ``madvise`` or ``never``: the bracketed word
+    of ``path``), or "" where the system has none. Under ``madvise`` only memory advised so (e.g.
+    torch's CPU blocks with ``THP_MEM_ALLOC_ENABLE=1``) gets 2 MB pages; under ``never`` nothing."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return ""
+    start, end = text.find("["), text.find("]")
+    return text[start + 1:end] if 0 <= start < end else ""
+
+
+def allocator_settings(environ: dict[str, str] | None = None, huge_pages: str | None = None) -> str:
     """The allocator settings of ``environ`` (default: this process's environment), as sorted
     ``NAME=value`` pairs joined by spaces (whitespace in a value made single spaces), or
-    ``default`` where none is set."""
+    ``default`` where none is set; then ``; transparent_hugepage=MODE`` where the system has a mode
+    (``huge_pages``, default: read by ``huge_page_mode``), which decides what those settings do."""
     environ = os.environ if environ is None else environ
+    huge_pages = huge_page_mode() if huge_pages is None else huge_pages
     names = sorted(name for name, value in environ.items()
                    if value and (name in ALLOCATOR_VARIABLES or name.startswith(ALLOCATOR_PREFIXES)))
     # One line: a CSV cell of the rows never holds a line break (records.read counts lines).
-    return " ".join(f"{name}={' '.join(environ[name].split())}" for name in names) or "default"
+    settings = " ".join(f"{name}={' '.join(environ[name].split())}" for name in names) or "default"
+    return f"{settings}; transparent_hugepage={huge_pages}" if huge_pages else settings
 
 
 @functools.cache
