@@ -75,6 +75,57 @@ def test_folded_stem_equals_conv_bn_relu(train):
         _assert_same(_run(plain, x, train), _run(fast, x, train))
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "bias"])
+@pytest.mark.parametrize("hw", [(6, 5), (7, 11), (16, 16), (11, 13)])  # 6, 7, 8, 1 pixel chunks
+def test_folded_stem_gradients_equal_autograds(channels_last, bias, hw):
+    """The folded conv+ReLU's own backward (image by image, pixel sums in chunks) gives the
+    gradients of conv, BN, ReLU run by autograd: the input's, the conv's weight and bias, BN's."""
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=bias), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU()).double()
+    fast = Stem(*copy.deepcopy(list(plain)))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = (torch.randn(3, 3, *hw, dtype=torch.float64) * 2 + 0.5).contiguous(memory_format=fmt)
+    _assert_same(_run(plain, x, True), _run(fast, x, True))
+
+
+def test_folded_stem_has_second_derivatives():
+    """``create_graph``: the gradient of the parameters' gradient norm matches autograd's."""
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=True), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU()).double()
+    fast = Stem(*copy.deepcopy(list(plain)))
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(2, 8, 5, 6, dtype=torch.float64)
+
+    def second(model):
+        params = list(model.parameters())
+        grads = torch.autograd.grad(model(x), [x, *params], grad_out, create_graph=True)
+        return torch.autograd.grad(sum(g.square().sum() for g in grads), [x, *params])
+
+    for got, expected in zip(second(fast), second(plain), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
+
+
+def test_folded_stem_backward_allocates_one_image_at_a_time():
+    """No tensor of the 64-channel map's size in the stem's backward: autograd's ReLU backward
+    made one (103 MB at batch 8, 224x224, fresh pages every step); this backward's largest
+    allocation is one image's masked gradient."""
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(3, 64, 1, bias=False), torch.nn.BatchNorm2d(64)
+    x = torch.randn(4, 3, 32, 32)
+    y = conv_bn_relu(conv, bn, x)
+    grad_y = torch.randn_like(y)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                profile_memory=True) as prof:
+        y.backward(grad_y)
+    largest = max(e.self_cpu_memory_usage for e in prof.events())
+    image_bytes = y[0].numel() * y.element_size()
+    assert image_bytes <= largest <= image_bytes * 1.01  # the probe sees the per-image gradient
+    assert conv.weight.grad is not None and bn.weight.grad is not None
+
+
 def test_folded_stem_with_conv_bias_in_eval():
     torch.manual_seed(0)
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=True), torch.nn.BatchNorm2d(8),

@@ -12,6 +12,13 @@ normalises with). The normalisation then folds into the conv's weight and bias:
 the same function of ``x`` and of the parameters as conv, BN, ReLU (so the same gradients), with
 the running statistics updated as BatchNorm does (unbiased variance, momentum). In eval mode the
 running statistics take the place of the batch ones.
+
+The folded conv and its ReLU are one autograd node (``_ConvReLU``) whose backward makes nothing of
+the 64-channel map's size: the parameters' gradients are sums over pixels of the masked incoming
+gradient times the 3 input channels (and 1 for the bias), so it goes image by image (a masked
+gradient of 13 MB at 224x224, which the allocator reuses) through one batched matrix product each.
+Autograd's ReLU and conv backward made a fresh 103 MB tensor at batch 8 (each page faulted in on
+first touch) and a tall, thin matrix product.
 """
 
 from __future__ import annotations
@@ -58,8 +65,47 @@ def conv_bn_relu(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.
     bias = bn.bias - mean * scale  # bn(conv(x)) = W x * scale + (conv.bias - mean) * scale + beta
     if conv.bias is not None:
         bias = bias + conv.bias * scale
-    out = F.conv2d(x, (w * scale[:, None]).reshape_as(conv.weight), bias)  # (B, C_out, H, W)
-    return F.relu(out, inplace=True)
+    return _ConvReLU.apply(x, w * scale[:, None], bias)  # (B, C_out, H, W)
+
+
+class _ConvReLU(torch.autograd.Function):
+    """``relu(conv2d(x, w, b))`` for a 1x1 conv ``w`` ``(C_out, C_in)``, bias ``b`` ``(C_out,)``; the
+    backward goes image by image (module docstring). Its backward is made of differentiable ops, so
+    ``create_graph`` gives higher derivatives."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(x, w[:, :, None, None], b).relu_()  # (B, C_out, H, W), x's memory format
+        ctx.save_for_backward(x, w, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, w, out = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = torch.empty_like(x) if need_x else None
+        grad_wb = w.new_zeros(w.shape[0], w.shape[1] + 1)  # (C_out, C_in + 1): [w | b]
+        for i in range(x.shape[0]):
+            g = torch.ops.aten.threshold_backward(grad[i], out[i], 0)  # (C_out, H, W) masked
+            if need_w or need_b:
+                grad_wb = grad_wb + _pixel_sums(g, x[i])
+            if need_x:
+                grad_x[i] = torch.einsum("oc,ohw->chw", w, g)
+        grad_w, grad_b = grad_wb[:, :-1], grad_wb[:, -1]
+        return grad_x, grad_w if need_w else None, grad_b if need_b else None
+
+
+def _pixel_sums(g: torch.Tensor, x: torch.Tensor, chunks: int = 8) -> torch.Tensor:
+    """``(C_out, C_in + 1)``: ``sum_p g[:, p] x[:, p]`` and ``sum_p g[:, p]`` over the pixels p of
+    ``g`` ``(C_out, H, W)`` and ``x`` ``(C_in, H, W)``, as a batch of matrix products over ``chunks``
+    runs of pixels (one product with a 50,000-long inner dimension ran 2x slower), summed."""
+    n = g.shape[1] * g.shape[2]
+    chunks = max(c for c in range(1, chunks + 1) if n % c == 0)
+    g_p = g.permute(1, 2, 0).reshape(chunks, n // chunks, -1)  # (chunks, pixels, C_out)
+    x1 = torch.cat([x.permute(1, 2, 0), x.new_ones(*x.shape[1:], 1)], dim=2)  # (H, W, C_in + 1)
+    x_p = x1.reshape(chunks, n // chunks, -1)  # (chunks, pixels, C_in + 1)
+    # (C_in + 1, C_out) per chunk: 5x faster than the transposed product g_p^T x_p (2 threads).
+    return torch.bmm(x_p.transpose(1, 2), g_p).sum(0).T  # (C_out, C_in + 1)
 
 
 def _update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
