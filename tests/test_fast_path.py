@@ -77,7 +77,7 @@ def test_folded_stem_equals_conv_bn_relu(train):
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "bias"])
-@pytest.mark.parametrize("hw", [(6, 5), (7, 11), (16, 16), (11, 13)])  # 6, 7, 8, 1 pixel chunks
+@pytest.mark.parametrize("hw", [(2, 3), (6, 5), (16, 16), (11, 13)])  # pixels: < 8, 8k + 6, 8k, prime factors
 def test_folded_stem_gradients_equal_autograds(channels_last, bias, hw):
     """The folded conv+ReLU's own backward (image by image, pixel sums in chunks) gives the
     gradients of conv, BN, ReLU run by autograd: the input's, the conv's weight and bias, BN's."""
@@ -106,6 +106,39 @@ def test_folded_stem_has_second_derivatives():
 
     for got, expected in zip(second(fast), second(plain), strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_folded_stem_parameter_gradients_from_an_expanded_gradient(channels_last):
+    """``y.sum().backward()`` hands the backward an expanded gradient, and ``x`` needs none: the
+    parameters' gradients still equal autograd's."""
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=True), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU()).double()
+    fast = Stem(*copy.deepcopy(list(plain)))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 3, 7, 9, dtype=torch.float64).contiguous(memory_format=fmt)
+    for model in (plain, fast):
+        (model(x) * 1.5).sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_folded_stem_under_autocast_matches_float32():
+    """Under autocast (bf16 on CPU) the fold runs autograd's backward (its own node wants one
+    dtype): it runs, and its gradients are float32's within bf16 rounding."""
+    torch.manual_seed(0)
+    stems = [Stem(torch.nn.Conv2d(3, 8, 1, bias=False), torch.nn.BatchNorm2d(8), torch.nn.ReLU())]
+    stems.append(copy.deepcopy(stems[0]))
+    x = torch.randn(2, 3, 6, 6)
+    grad_y = torch.randn(2, 8, 6, 6)
+    stems[0](x).backward(grad_y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = stems[1](x)
+    assert y.dtype == torch.bfloat16
+    y.float().backward(grad_y)
+    for a, b in zip(stems[0].parameters(), stems[1].parameters(), strict=True):
+        assert torch.linalg.vector_norm(b.grad - a.grad) <= 0.05 * torch.linalg.vector_norm(a.grad)
 
 
 def test_folded_stem_backward_allocates_one_image_at_a_time():

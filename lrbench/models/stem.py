@@ -13,7 +13,7 @@ the same function of ``x`` and of the parameters as conv, BN, ReLU (so the same 
 the running statistics updated as BatchNorm does (unbiased variance, momentum). In eval mode the
 running statistics take the place of the batch ones.
 
-The folded conv and its ReLU are one autograd node (``_ConvReLU``) whose backward makes nothing of
+On CPU (without autocast) the folded conv and its ReLU are one autograd node (``_ConvReLU``) whose backward makes nothing of
 the 64-channel map's size: the parameters' gradients are sums over pixels of the masked incoming
 gradient times the 3 input channels (and 1 for the bias), so it goes image by image (a masked
 gradient of 13 MB at 224x224, which the allocator reuses) through one batched matrix product each.
@@ -65,13 +65,19 @@ def conv_bn_relu(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.
     bias = bn.bias - mean * scale  # bn(conv(x)) = W x * scale + (conv.bias - mean) * scale + beta
     if conv.bias is not None:
         bias = bias + conv.bias * scale
-    return _ConvReLU.apply(x, w * scale[:, None], bias)  # (B, C_out, H, W)
+    w = w * scale[:, None]
+    if x.device.type == "cpu" and not torch.is_autocast_enabled(x.device.type):
+        return _ConvReLU.apply(x, w, bias)  # (B, C_out, H, W)
+    # Elsewhere autograd's backward: no page faults to save on a GPU, and mixed dtypes under
+    # autocast (out in bf16/fp16, x and w in fp32).
+    return F.conv2d(x, w.reshape_as(conv.weight), bias).relu_()
 
 
 class _ConvReLU(torch.autograd.Function):
     """``relu(conv2d(x, w, b))`` for a 1x1 conv ``w`` ``(C_out, C_in)``, bias ``b`` ``(C_out,)``; the
     backward goes image by image (module docstring). Its backward is made of differentiable ops, so
-    ``create_graph`` gives higher derivatives."""
+    ``create_graph`` gives higher derivatives; ``torch.func`` transforms and forward-mode AD are not
+    supported (``Stem.fast = False`` runs the plain layers). CPU, without autocast, only."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -98,14 +104,21 @@ class _ConvReLU(torch.autograd.Function):
 def _pixel_sums(g: torch.Tensor, x: torch.Tensor, chunks: int = 8) -> torch.Tensor:
     """``(C_out, C_in + 1)``: ``sum_p g[:, p] x[:, p]`` and ``sum_p g[:, p]`` over the pixels p of
     ``g`` ``(C_out, H, W)`` and ``x`` ``(C_in, H, W)``, as a batch of matrix products over ``chunks``
-    runs of pixels (one product with a 50,000-long inner dimension ran 2x slower), summed."""
+    equal runs of pixels (one product with a 50,000-long inner dimension ran 2x slower), summed,
+    plus one product over the pixels left over."""
     n = g.shape[1] * g.shape[2]
-    chunks = max(c for c in range(1, chunks + 1) if n % c == 0)
-    g_p = g.permute(1, 2, 0).reshape(chunks, n // chunks, -1)  # (chunks, pixels, C_out)
-    x1 = torch.cat([x.permute(1, 2, 0), x.new_ones(*x.shape[1:], 1)], dim=2)  # (H, W, C_in + 1)
-    x_p = x1.reshape(chunks, n // chunks, -1)  # (chunks, pixels, C_in + 1)
+    g_p = g.permute(1, 2, 0).reshape(n, -1)  # (pixels, C_out)
+    x_p = torch.cat([x.permute(1, 2, 0), x.new_ones(*x.shape[1:], 1)], dim=2).reshape(n, -1)
+    length = n // chunks  # x_p: (pixels, C_in + 1), the ones for the bias
+    if length == 0:
+        return (x_p.T @ g_p).T
+    main = chunks * length
     # (C_in + 1, C_out) per chunk: 5x faster than the transposed product g_p^T x_p (2 threads).
-    return torch.bmm(x_p.transpose(1, 2), g_p).sum(0).T  # (C_out, C_in + 1)
+    sums = torch.bmm(x_p[:main].view(chunks, length, -1).transpose(1, 2),
+                     g_p[:main].reshape(chunks, length, -1)).sum(0)
+    if main < n:
+        sums = sums + x_p[main:].T @ g_p[main:]
+    return sums.T  # (C_out, C_in + 1)
 
 
 def _update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
