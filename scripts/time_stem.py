@@ -56,8 +56,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    if args.against is not None and not args.against.is_file():
-        parser.error(f"--against must be a file, got {args.against}")
+    if args.against is not None and not (args.against.is_file() and args.against.suffix == ".py"):
+        parser.error(f"--against must be a .py file (a revision of lrbench/models/stem.py), "
+                     f"got {args.against}")
     torch.set_num_threads(args.threads)
     sides = {"new": conv_bn_relu}
     if args.against is not None:
