@@ -13,10 +13,11 @@ the same function of ``x`` and of the parameters as conv, BN, ReLU (so the same 
 the running statistics updated as BatchNorm does (unbiased variance, momentum). In eval mode the
 running statistics take the place of the batch ones.
 
-On CPU (without autocast) the folded conv and its ReLU are one autograd node (``_ConvReLU``) whose backward makes nothing of
-the 64-channel map's size: the parameters' gradients are sums over pixels of the masked incoming
-gradient times the 3 input channels (and 1 for the bias), so it goes image by image (a masked
-gradient of 13 MB at 224x224, which the allocator reuses) through one batched matrix product each.
+On CPU (without autocast) the folded conv and its ReLU are one autograd node (``_ConvReLU``)
+whose backward makes nothing of the 64-channel map's size: the parameters' gradients are sums over
+pixels of the masked incoming gradient times the 3 input channels (and 1 for the bias), so it goes
+image by image (a masked gradient of 13 MB at 224x224, which the allocator reuses) through one
+batched matrix product each.
 Autograd's ReLU and conv backward made a fresh 103 MB tensor at batch 8 (each page faulted in on
 first touch) and a tall, thin matrix product.
 """
