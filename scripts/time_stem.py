@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 
 import torch
+from time_fused_cpu import FORMATS
 from torch import nn
 
 from lrbench.models.stem import conv_bn_relu
 
 B, C_IN, C_OUT, SIZE = 8, 3, 64, 224
-FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def load(path: Path):

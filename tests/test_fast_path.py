@@ -59,43 +59,38 @@ def test_layer_fast_path_equals_plain(impl, stride, channels_last):
     _assert_same(_run(plain, x, True), _run(fast, x_fast, True))
 
 
-@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-def test_folded_stem_equals_conv_bn_relu(train):
+def _stem_pair(bias: bool) -> tuple[torch.nn.Sequential, Stem]:
+    """Conv 3 -> 8, BN, ReLU in float64 with non-trivial running statistics and affine
+    parameters, run by autograd (plain) and folded (fast)."""
     torch.manual_seed(0)
-    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=False), torch.nn.BatchNorm2d(8),
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=bias), torch.nn.BatchNorm2d(8),
                                 torch.nn.ReLU()).double()
-    with torch.no_grad():  # non-trivial running statistics and affine parameters
+    with torch.no_grad():
         plain[1].running_mean.uniform_(-1, 1)
         plain[1].running_var.uniform_(0.5, 2)
         plain[1].weight.uniform_(0.5, 2)
         plain[1].bias.uniform_(-1, 1)
-    fast = Stem(*copy.deepcopy(list(plain)))
-    x = torch.randn(4, 3, 6, 5, dtype=torch.float64) * 2 + 0.5
+    return plain, Stem(*copy.deepcopy(list(plain)))
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "bias"])
+@pytest.mark.parametrize("hw", [(2, 3), (6, 5), (16, 16), (11, 13)])  # pixels: < 8, 8k + 6, 8k, prime factors
+def test_folded_stem_equals_conv_bn_relu(train, channels_last, bias, hw):
+    """The folded stem (and its own backward: image by image, pixel sums in chunks) gives what
+    conv, BN, ReLU give under autograd: output, the input's and every parameter's gradient, the
+    running statistics."""
+    plain, fast = _stem_pair(bias)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = (torch.randn(3, 3, *hw, dtype=torch.float64) * 2 + 0.5).contiguous(memory_format=fmt)
     for _ in range(2):  # twice: the running statistics are updated the same way each time
         _assert_same(_run(plain, x, train), _run(fast, x, train))
 
 
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-@pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "bias"])
-@pytest.mark.parametrize("hw", [(2, 3), (6, 5), (16, 16), (11, 13)])  # pixels: < 8, 8k + 6, 8k, prime factors
-def test_folded_stem_gradients_equal_autograds(channels_last, bias, hw):
-    """The folded conv+ReLU's own backward (image by image, pixel sums in chunks) gives the
-    gradients of conv, BN, ReLU run by autograd: the input's, the conv's weight and bias, BN's."""
-    torch.manual_seed(0)
-    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=bias), torch.nn.BatchNorm2d(8),
-                                torch.nn.ReLU()).double()
-    fast = Stem(*copy.deepcopy(list(plain)))
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = (torch.randn(3, 3, *hw, dtype=torch.float64) * 2 + 0.5).contiguous(memory_format=fmt)
-    _assert_same(_run(plain, x, True), _run(fast, x, True))
-
-
 def test_folded_stem_has_second_derivatives():
     """``create_graph``: the gradient of the parameters' gradient norm matches autograd's."""
-    torch.manual_seed(0)
-    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=True), torch.nn.BatchNorm2d(8),
-                                torch.nn.ReLU()).double()
-    fast = Stem(*copy.deepcopy(list(plain)))
+    plain, fast = _stem_pair(bias=True)
     x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
     grad_out = torch.randn(2, 8, 5, 6, dtype=torch.float64)
 
@@ -112,10 +107,7 @@ def test_folded_stem_has_second_derivatives():
 def test_folded_stem_parameter_gradients_from_an_expanded_gradient(channels_last):
     """``y.sum().backward()`` hands the backward an expanded gradient, and ``x`` needs none: the
     parameters' gradients still equal autograd's."""
-    torch.manual_seed(0)
-    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=True), torch.nn.BatchNorm2d(8),
-                                torch.nn.ReLU()).double()
-    fast = Stem(*copy.deepcopy(list(plain)))
+    plain, fast = _stem_pair(bias=True)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(3, 3, 7, 9, dtype=torch.float64).contiguous(memory_format=fmt)
     for model in (plain, fast):
