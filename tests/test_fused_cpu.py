@@ -9,6 +9,7 @@ thread counts), the memory claim (nothing of size k*k*H*W in the forward), the b
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -17,6 +18,7 @@ import torch
 from lrbench.impls import fused_cpu
 
 from lrbench import buildcache, local_relation, registry
+from lrbench.bench.measure.memory import peak_extra_bytes
 from lrbench.inputs import Shape, make_inputs
 from tests.impls import skip_or_fail
 
@@ -345,3 +347,84 @@ def test_strided_backward_writes_every_gradient_element(shape, fmt):
                                              t.key, t.prior, stats, shape.k, shape.stride, 0)
         for g, e in zip(got, expected, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
+
+
+# 8 x 1024 x 1024 float32: a grad_x of exactly 32 MiB, the smallest the backward keeps.
+KEPT = Shape(B=1, C=8, H=1024, W=1024, k=3, m=8, stride=1)
+
+
+def _kept_backward(shape: Shape, t, grad, fmt=torch.contiguous_format):
+    x = t.x.contiguous(memory_format=fmt)
+    _, stats = fused_cpu.extension().forward(x, t.query, t.key, t.prior, shape.k, shape.stride, 0)
+    return fused_cpu.extension().backward(grad.contiguous(memory_format=fmt), x, t.query, t.key,
+                                          t.prior, stats, shape.k, shape.stride, 0)
+
+
+def test_large_grad_x_reuses_a_released_block_and_never_one_in_use():
+    t = make_inputs(KEPT, seed=4)
+    grad = torch.randn(KEPT.B, KEPT.C, KEPT.Ho, KEPT.Wo)
+    fused_cpu.release_kept()
+    first = _kept_backward(KEPT, t, grad)[0]
+    assert first.numel() * first.element_size() == 32 << 20
+    held = first.clone()
+    second = _kept_backward(KEPT, t, grad)[0]  # `first` is still in use: a block of its own
+    assert second.data_ptr() != first.data_ptr()
+    assert torch.equal(first, held) and torch.equal(second, held)
+    address = first.data_ptr()
+    del first
+    assert fused_cpu.kept_bytes() == 32 << 20
+    third = _kept_backward(KEPT, t, grad)[0]
+    assert third.data_ptr() == address and fused_cpu.kept_bytes() == 0
+    assert torch.equal(third, held)
+    del second, third
+    fused_cpu.release_kept()
+    assert fused_cpu.kept_bytes() == 0
+
+
+def test_at_most_two_blocks_are_kept():
+    t = make_inputs(KEPT, seed=4)
+    grad = torch.randn(KEPT.B, KEPT.C, KEPT.Ho, KEPT.Wo)
+    fused_cpu.release_kept()
+    grads = [_kept_backward(KEPT, t, grad)[0] for _ in range(3)]
+    del grads
+    assert fused_cpu.kept_bytes() == 2 * (32 << 20)
+    fused_cpu.release_kept()
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("stride", [1, 4], ids=["rows-covered", "zero-filled"])
+def test_a_kept_block_full_of_nan_gives_the_fresh_memory_gradients(stride, fmt):
+    """A kept block holds the last gradient's values: the backward overwrites every element, or
+    zero-fills it first where the stride skips input rows (k = 3, s = 4)."""
+    shape = dataclasses.replace(KEPT, stride=stride)
+    t = make_inputs(shape, seed=6)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo)
+    fused_cpu.release_kept()
+    fresh = _kept_backward(shape, t, grad, fmt)[0].clone()
+    junk = _kept_backward(shape, t, grad, fmt)[0]
+    junk.fill_(float("nan"))
+    address = junk.data_ptr()
+    del junk
+    got = _kept_backward(shape, t, grad, fmt)[0]
+    assert got.data_ptr() == address
+    assert got.stride() == fresh.stride() == t.x.contiguous(memory_format=fmt).stride()
+    assert torch.equal(got, fresh)
+    del got
+    fused_cpu.release_kept()
+
+
+def test_memory_peaks_count_a_kept_block_handed_out():
+    """The profiler, which gives the suite's CPU memory column, sees a reused block as an
+    allocation of grad_x's size, like a fresh one."""
+    t = make_inputs(KEPT, seed=4)
+    grad = torch.randn(KEPT.B, KEPT.C, KEPT.Ho, KEPT.Wo)
+    fused_cpu.release_kept()
+    del _kept_backward(KEPT, t, grad)[0]
+    assert fused_cpu.kept_bytes() == 32 << 20
+    x = t.x
+    _, stats = fused_cpu.extension().forward(x, t.query, t.key, t.prior, KEPT.k, KEPT.stride, 0)
+    counted = peak_extra_bytes(lambda: fused_cpu.extension().backward(
+        grad, x, t.query, t.key, t.prior, stats, KEPT.k, KEPT.stride, 0), "cpu")
+    assert counted >= 32 << 20
+    assert fused_cpu.kept_bytes() == 32 << 20  # given back when the gradients were dropped
+    fused_cpu.release_kept()

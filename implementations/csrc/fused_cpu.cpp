@@ -40,6 +40,8 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -52,6 +54,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -1237,6 +1240,96 @@ void dispatch_phi_stride(int64_t phi, int64_t stride, F&& fn) {
   }
 }
 
+// Gradient blocks kept between calls. glibc serves blocks above its mmap threshold (at most 32
+// MiB) with fresh pages on every call and unmaps them on free: the stem's 103 MB grad_x (batch 8)
+// then costs about 25,000 page faults per backward, 45% of it. A grad_x of at least kMinBytes is
+// taken from here instead: a block of exactly its size that an earlier grad_x released, else a
+// new one. The tensor owns its block like any other (autograd may add into it or keep it as
+// x.grad); its deleter gives the block back, and at most kKeep free blocks are kept, the most
+// recently given back (older ones are freed). Handed-out blocks are reported to PyTorch's
+// profiler as allocations and frees (the same reporter as the CPU allocator's), so measured
+// peaks count them; free blocks kept here are not counted, like a caching allocator's reserve.
+class BlockPool {
+ public:
+  static constexpr size_t kMinBytes = size_t{32} << 20;
+  static constexpr size_t kKeep = 2;
+
+  static BlockPool& instance() {
+    static BlockPool* pool = new BlockPool();  // never destroyed: deleters may run at exit
+    return *pool;
+  }
+
+  // An uninitialised tensor with `like`'s sizes, strides and options.
+  at::Tensor empty_like(const at::Tensor& like) {
+    const size_t bytes = like.numel() * like.element_size();
+    void* block = take(bytes);
+    c10::profiledCPUMemoryReporter().New(block, bytes);
+    return at::from_blob(
+        block, like.sizes(), like.strides(),
+        [bytes](void* data) {
+          c10::profiledCPUMemoryReporter().Delete(data);
+          BlockPool::instance().give(data, bytes);
+        },
+        like.options());
+  }
+
+  // Bytes in free blocks; release() frees them.
+  size_t kept_bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_t total = 0;
+    for (const auto& [bytes, block] : free_) total += bytes;
+    return total;
+  }
+
+  void release() {
+    std::vector<std::pair<size_t, void*>> gone;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      gone.swap(free_);
+    }
+    for (const auto& [bytes, block] : gone) c10::free_cpu(block);
+  }
+
+ private:
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = free_.rbegin(); it != free_.rend(); ++it) {
+        if (it->first == bytes) {
+          void* block = it->second;
+          free_.erase(std::next(it).base());
+          return block;
+        }
+      }
+    }
+    return c10::alloc_cpu(bytes);
+  }
+
+  void give(void* block, size_t bytes) {
+    void* evicted = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      free_.emplace_back(bytes, block);
+      if (free_.size() > kKeep) {
+        evicted = free_.front().second;
+        free_.erase(free_.begin());
+      }
+    }
+    if (evicted != nullptr) c10::free_cpu(evicted);
+  }
+
+  std::mutex mutex_;
+  std::vector<std::pair<size_t, void*>> free_;  // (bytes, block), oldest first
+};
+
+// An uninitialised tensor like x (x's memory format): from BlockPool when large.
+at::Tensor empty_grad_like(const at::Tensor& x) {
+  if (static_cast<size_t>(x.numel() * x.element_size()) < BlockPool::kMinBytes) {
+    return at::empty_like(x);
+  }
+  return BlockPool::instance().empty_like(x);
+}
+
 }  // namespace
 
 // (y, stats) = local_relation(x, query, key, prior); same dtype (float32/float64); query, key,
@@ -1294,9 +1387,11 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
   // ((H - 1) % s <= r). No zero fill then (the stem's grad_x alone is 100 MB at batch 8); a
   // larger stride skips rows, which must be 0.
   const bool every_row = geo.s <= geo.r + 1;
-  // x's memory format. No huge-page hint (madvise): in LR-Net-50's training step it made the
-  // stem's backward 80 to 202 ms from run to run (91 to 100 without it).
-  at::Tensor gx = every_row ? at::empty_like(x) : at::zeros_like(x);
+  // x's memory format (x is dense: its strides are grad_x's). No huge-page hint (madvise): in
+  // LR-Net-50's training step it made the stem's backward 80 to 202 ms from run to run (91 to 100
+  // without it); a kept block (BlockPool) has no page faults at all.
+  at::Tensor gx = empty_grad_like(x);
+  if (!every_row) gx.zero_();
   at::Tensor gq = at::empty_like(query);
   at::Tensor gkey = every_row ? at::empty_like(key) : at::zeros_like(key);
   at::Tensor gprior_parts = at::zeros({geo.B, geo.G, bands, geo.k * geo.k},
@@ -1329,4 +1424,8 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("forward", &fused_forward, "fused local relation forward (CPU)");
   module.def("backward", &fused_backward, "fused local relation backward (CPU)");
+  module.def("kept_bytes", [] { return BlockPool::instance().kept_bytes(); },
+             "bytes of free gradient blocks kept for the next backward");
+  module.def("release_kept", [] { BlockPool::instance().release(); },
+             "free the kept gradient blocks");
 }
