@@ -26,10 +26,12 @@ def compare_cmd(base, new, threshold, alpha, markdown) -> None:
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     notes = [verdict_table.DRIFT_NOTE]
-    for name, location in (("BASE", base), ("NEW", new)):
-        warning = conditions.busy_warning(load_side(name, [location]))
-        if warning:
-            notes.append(f"{name}: {warning}")
+    sides = {name: load_side(name, [location]) for name, location in (("BASE", base), ("NEW", new))}
+    for name, rows in sides.items():
+        for warning in (conditions.busy_warning(rows), *conditions.mixed_setups(rows)):
+            if warning:
+                notes.append(f"{name}: {warning}")
+    notes += conditions.setup_differences(sides["BASE"], sides["NEW"])
     options.report_comparison(result, f"lrbench compare {base} {new}", notes, markdown)
     sys.exit(1 if result.failed else 0)
 

@@ -14,7 +14,8 @@ import click
 def merge_cmd(pieces, out) -> None:
     """Join runs (shards, or runs of several machines) into one results.csv: one row per case
     id and machine. `lrbench merge OUT` merges the shards of a --executor run into OUT."""
-    from lrbench.bench.results.records import merge_runs, write
+    from lrbench.bench.results import conditions
+    from lrbench.bench.results.records import load, merge_runs, write
 
     if out is None:
         if len(pieces) != 1 or not (Path(pieces[0]) / "shards").is_dir():
@@ -27,10 +28,12 @@ def merge_cmd(pieces, out) -> None:
         pending = sum(s.pending for s in run_status(pieces[0])[1])
         click.echo(f"{rows} rows from the shards of {pieces[0]} -> {path}"
                    + (f" ({pending} case(s) still pending)" if pending else ""))
-        return
-    merged = merge_runs(list(pieces))
-    path = write(merged, out)
-    click.echo(f"{len(merged)} cases from {len(pieces)} runs -> {path}")
+    else:
+        merged = merge_runs(list(pieces))
+        path = write(merged, out)
+        click.echo(f"{len(merged)} cases from {len(pieces)} runs -> {path}")
+    for warning in conditions.mixed_setups(load(path)):
+        click.echo(f"warning: {warning}", err=True)
 
 
 command = merge_cmd

@@ -114,7 +114,8 @@ def _machine(frame: pd.DataFrame) -> str:
         lines.append(f"- 1-minute load average during the run: {load.min():.1f} to "
                      f"{load.max():.1f} on {cpus} logical CPUs (the run's own threads count)")
     lines += conditions.summary_lines(frame)
-    for warning in (conditions.busy_warning(frame), conditions.throttled_warning(frame)):
+    for warning in (conditions.busy_warning(frame), conditions.throttled_warning(frame),
+                    *conditions.mixed_setups(frame)):
         if warning:
             lines.append(f"\n**Warning**: {warning}.")
     return "\n".join(lines)
