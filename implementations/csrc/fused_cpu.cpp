@@ -1038,9 +1038,12 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
             for (int64_t cl = 0; cl < mc; ++cl) {
               for (int64_t j = 0; j < Wo; ++j) gyp[cl * ld + j] = gyrow[cl * gys.c + j] * inv[j];
             }
-          } else {  // channels_last: pixel by pixel
-            for (int64_t j = 0; j < Wo; ++j) {
-              for (int64_t cl = 0; cl < mc; ++cl) gyp[cl * ld + j] = gyrow[j * gys.w + cl * gys.c] * inv[j];
+          } else {  // channels_last: channel by channel (the row's pixels stay in L1)
+            const int64_t sw = gys.w;
+            for (int64_t cl = 0; cl < mc; ++cl) {
+              const T* __restrict__ src = gyrow + cl * gys.c;
+              T* __restrict__ dst = gyp + cl * ld;
+              for (int64_t j = 0; j < Wo; ++j) dst[j] = src[j * sw] * inv[j];
             }
           }
           // pass 1: e, dw' of the register channels, D (here: sum_n e dw').
