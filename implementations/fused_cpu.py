@@ -17,8 +17,9 @@ Importing this module compiles nothing; without a C++ compiler the implementatio
 unavailable with the reason.
 
 Large gradients: the backward takes a ``grad_x`` of 32 MiB or more (the stem's) from blocks that
-earlier ones released, kept between calls (at most two), instead of fresh pages from the C library
-every call (25,000 page faults at the stem, batch 8). Handed-out blocks are counted in measured
+earlier ones released, kept between calls (at most two; the extension's ``kept_min_bytes`` and
+``kept_blocks``), instead of fresh pages from the C library every call (25,000 page faults at the
+stem, batch 8). Handed-out blocks are counted in measured
 memory peaks like any tensor; :func:`kept_bytes` says how much is kept free, :func:`release_kept`
 frees it.
 
@@ -84,16 +85,23 @@ def availability() -> str | None:
     return _reason
 
 
+def _loaded():
+    """The extension if this process has loaded it, else None (never starts a build)."""
+    return extension() if extension.cache_info().currsize else None
+
+
 def kept_bytes() -> int:
-    """Bytes of free gradient blocks the backward keeps for its next large ``grad_x`` (0 before
-    the extension is built)."""
-    return extension().kept_bytes() if availability() is None else 0
+    """Bytes of free gradient blocks the backward keeps for its next large ``grad_x`` (0 while the
+    extension is not loaded: no backward has run)."""
+    loaded = _loaded()
+    return loaded.kept_bytes() if loaded is not None else 0
 
 
 def release_kept() -> None:
     """Free the gradient blocks kept for the next backward (blocks in use are not touched)."""
-    if availability() is None:
-        extension().release_kept()
+    loaded = _loaded()
+    if loaded is not None:
+        loaded.release_kept()
 
 
 def _dense(t: Tensor) -> Tensor:

@@ -351,6 +351,7 @@ def test_strided_backward_writes_every_gradient_element(shape, fmt):
 
 # 8 x 1024 x 1024 float32: a grad_x of exactly 32 MiB, the smallest the backward keeps.
 KEPT = Shape(B=1, C=8, H=1024, W=1024, k=3, m=8, stride=1)
+KEPT_BYTES = KEPT.B * KEPT.C * KEPT.H * KEPT.W * 4
 
 
 def _kept_backward(shape: Shape, t, grad, fmt=torch.contiguous_format):
@@ -360,46 +361,69 @@ def _kept_backward(shape: Shape, t, grad, fmt=torch.contiguous_format):
                                           t.prior, stats, shape.k, shape.stride, 0)
 
 
-def test_large_grad_x_reuses_a_released_block_and_never_one_in_use():
-    t = make_inputs(KEPT, seed=4)
-    grad = torch.randn(KEPT.B, KEPT.C, KEPT.Ho, KEPT.Wo)
+@pytest.fixture
+def kept():
+    """Inputs and grad_y of KEPT; no kept block before or after the test."""
+    assert fused_cpu.extension().kept_min_bytes == KEPT_BYTES
     fused_cpu.release_kept()
+    yield make_inputs(KEPT, seed=4), torch.randn(KEPT.B, KEPT.C, KEPT.Ho, KEPT.Wo)
+    fused_cpu.release_kept()
+    assert fused_cpu.kept_bytes() == 0
+
+
+def test_large_grad_x_reuses_a_released_block_and_never_one_in_use(kept):
+    t, grad = kept
     first = _kept_backward(KEPT, t, grad)[0]
-    assert first.numel() * first.element_size() == 32 << 20
     held = first.clone()
     second = _kept_backward(KEPT, t, grad)[0]  # `first` is still in use: a block of its own
     assert second.data_ptr() != first.data_ptr()
     assert torch.equal(first, held) and torch.equal(second, held)
     address = first.data_ptr()
     del first
-    assert fused_cpu.kept_bytes() == 32 << 20
+    assert fused_cpu.kept_bytes() == KEPT_BYTES
     third = _kept_backward(KEPT, t, grad)[0]
     assert third.data_ptr() == address and fused_cpu.kept_bytes() == 0
     assert torch.equal(third, held)
-    del second, third
-    fused_cpu.release_kept()
+
+
+def test_only_the_most_recent_blocks_are_kept(kept):
+    t, grad = kept
+    keep = fused_cpu.extension().kept_blocks
+    grads = [_kept_backward(KEPT, t, grad)[0] for _ in range(keep + 1)]
+    addresses = [g.data_ptr() for g in grads]
+    while grads:  # given back first to last: the first is freed
+        del grads[0]
+    assert fused_cpu.kept_bytes() == keep * KEPT_BYTES
+    again = [_kept_backward(KEPT, t, grad)[0] for _ in range(keep)]
+    assert {g.data_ptr() for g in again} == set(addresses[1:])
+
+
+def test_a_kept_gradient_resizes_like_any_tensor(kept):
+    t, grad = kept
+    g = _kept_backward(KEPT, t, grad)[0]
+    values = g.flatten()[:4].clone()
+    g.resize_(2 * g.numel())  # a larger block from the same allocator, the values copied
+    assert g.numel() == 2 * KEPT.C * KEPT.H * KEPT.W and torch.equal(g[:4], values)
+    assert fused_cpu.kept_bytes() == KEPT_BYTES  # the old block came back
+    del g  # and the one of twice its size
+    assert fused_cpu.kept_bytes() == 3 * KEPT_BYTES
+
+
+def test_kept_bytes_and_release_build_nothing(monkeypatch):
+    monkeypatch.setattr(fused_cpu.extension, "cache_info", lambda: type("I", (), {"currsize": 0}))
+    monkeypatch.setattr(fused_cpu.buildcache, "load", lambda *a, **k: pytest.fail("built"))
     assert fused_cpu.kept_bytes() == 0
-
-
-def test_at_most_two_blocks_are_kept():
-    t = make_inputs(KEPT, seed=4)
-    grad = torch.randn(KEPT.B, KEPT.C, KEPT.Ho, KEPT.Wo)
-    fused_cpu.release_kept()
-    grads = [_kept_backward(KEPT, t, grad)[0] for _ in range(3)]
-    del grads
-    assert fused_cpu.kept_bytes() == 2 * (32 << 20)
     fused_cpu.release_kept()
 
 
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("stride", [1, 4], ids=["rows-covered", "zero-filled"])
-def test_a_kept_block_full_of_nan_gives_the_fresh_memory_gradients(stride, fmt):
+def test_a_kept_block_full_of_nan_gives_the_fresh_memory_gradients(stride, fmt, kept):
     """A kept block holds the last gradient's values: the backward overwrites every element, or
     zero-fills it first where the stride skips input rows (k = 3, s = 4)."""
     shape = dataclasses.replace(KEPT, stride=stride)
     t = make_inputs(shape, seed=6)
     grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo)
-    fused_cpu.release_kept()
     fresh = _kept_backward(shape, t, grad, fmt)[0].clone()
     junk = _kept_backward(shape, t, grad, fmt)[0]
     junk.fill_(float("nan"))
@@ -409,22 +433,20 @@ def test_a_kept_block_full_of_nan_gives_the_fresh_memory_gradients(stride, fmt):
     assert got.data_ptr() == address
     assert got.stride() == fresh.stride() == t.x.contiguous(memory_format=fmt).stride()
     assert torch.equal(got, fresh)
-    del got
-    fused_cpu.release_kept()
 
 
-def test_memory_peaks_count_a_kept_block_handed_out():
-    """The profiler, which gives the suite's CPU memory column, sees a reused block as an
-    allocation of grad_x's size, like a fresh one."""
-    t = make_inputs(KEPT, seed=4)
-    grad = torch.randn(KEPT.B, KEPT.C, KEPT.Ho, KEPT.Wo)
-    fused_cpu.release_kept()
-    del _kept_backward(KEPT, t, grad)[0]
-    assert fused_cpu.kept_bytes() == 32 << 20
+def test_memory_peaks_count_a_kept_block_once_like_a_fresh_one(kept):
+    """The profiler, which gives the suite's CPU memory column, sees a reused block as one
+    allocation of grad_x's size, exactly as it sees a fresh one."""
+    t, grad = kept
     x = t.x
     _, stats = fused_cpu.extension().forward(x, t.query, t.key, t.prior, KEPT.k, KEPT.stride, 0)
-    counted = peak_extra_bytes(lambda: fused_cpu.extension().backward(
-        grad, x, t.query, t.key, t.prior, stats, KEPT.k, KEPT.stride, 0), "cpu")
-    assert counted >= 32 << 20
-    assert fused_cpu.kept_bytes() == 32 << 20  # given back when the gradients were dropped
-    fused_cpu.release_kept()
+
+    def backward():
+        return fused_cpu.extension().backward(grad, x, t.query, t.key, t.prior, stats, KEPT.k,
+                                              KEPT.stride, 0)
+
+    fresh = peak_extra_bytes(backward, "cpu")
+    assert fused_cpu.kept_bytes() == KEPT_BYTES  # the block came back with the gradients
+    reused = peak_extra_bytes(backward, "cpu")
+    assert fresh >= KEPT_BYTES and reused == fresh

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from lrbench.bench.measure.machine import allocator_settings, split_allocator_settings
 from lrbench.bench.results import conditions, records
 from lrbench.cli import main
 from tests.helpers import with_rounds
@@ -19,6 +20,12 @@ def _rows(allocator: list[str], torch: str = "2.14.1", cpu: str = "AMD EPYC") ->
     n = len(allocator)
     return pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], "cpu": cpu, "gpu": "",
                          "threads": 2, "torch": torch, "allocator": allocator})
+
+
+@pytest.mark.parametrize("mode", ["madvise", ""])
+def test_allocator_settings_split_back_into_variables_and_mode(mode):
+    text = allocator_settings({"THP_MEM_ALLOC_ENABLE": "1", "HOME": "/root"}, huge_pages=mode)
+    assert split_allocator_settings(text) == ("THP_MEM_ALLOC_ENABLE=1", mode or None)
 
 
 @pytest.mark.parametrize("a, b, expected", [
@@ -36,11 +43,22 @@ def test_allocator_values_name_one_setup_or_two(a, b, expected):
 
 def test_differences_name_the_column_and_both_values():
     assert conditions.setup_differences(_rows([THP, THP]), _rows(["default"])) == []
+    always = "default; transparent_hugepage=always"
+    both = _rows([THP, always])  # each side has both setups: nothing between them differs
+    assert conditions.setup_differences(both, both) == []
     (found,) = conditions.setup_differences(_rows([THP]), _rows([HUGE]))
     assert f"different allocator ({THP} in BASE; {HUGE} in NEW)" in found
     (found,) = conditions.setup_differences(_rows([THP]), _rows([THP], torch="2.11.0"))
     assert "different torch (2.14.1 in BASE; 2.11.0 in NEW)" in found
     assert conditions.setup_differences(_rows([THP]), _rows([""])) == []  # nothing recorded: nothing said
+
+
+def test_a_row_without_the_mode_joins_a_setup_only_where_it_can_tell_which():
+    always = "default; transparent_hugepage=always"
+    (found,) = conditions.mixed_setups(_rows([THP, always, "default"]))  # madvise or always?
+    assert "3 different allocator values" in found
+    for value in (THP, always, "default"):
+        assert f"{value} (1 rows)" in found
 
 
 def test_mixed_counts_one_machines_rows_per_setup():

@@ -39,6 +39,7 @@
 
 #include <torch/extension.h>
 
+#include <ATen/EmptyTensor.h>
 #include <ATen/Parallel.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
@@ -1246,13 +1247,14 @@ void dispatch_phi_stride(int64_t phi, int64_t stride, F&& fn) {
 // Gradient blocks kept between calls. glibc serves blocks above its mmap threshold (at most 32
 // MiB) with fresh pages on every call and unmaps them on free: the stem's 103 MB grad_x (batch 8)
 // then costs about 25,000 page faults per backward, 45% of it. A grad_x of at least kMinBytes is
-// taken from here instead: a block of exactly its size that an earlier grad_x released, else a
-// new one. The tensor owns its block like any other (autograd may add into it or keep it as
-// x.grad); its deleter gives the block back, and at most kKeep free blocks are kept, the most
-// recently given back (older ones are freed). Handed-out blocks are reported to PyTorch's
-// profiler as allocations and frees (the same reporter as the CPU allocator's), so measured
-// peaks count them; free blocks kept here are not counted, like a caching allocator's reserve.
-class BlockPool {
+// allocated here instead: a block of exactly its size that an earlier grad_x released, else a new
+// one. The tensor owns its block like any other (autograd may add into it or keep it as x.grad;
+// its storage resizes through this allocator); when the storage dies the block comes back, and
+// at most kKeep free blocks of kMinBytes or more are kept, the most recently given back (older
+// ones, and smaller blocks, are freed). Handed-out blocks are reported to PyTorch's profiler as
+// allocations and frees (the same reporter as the CPU allocator's), so measured peaks count them;
+// free blocks kept here are not counted, like a caching allocator's reserve.
+class BlockPool final : public c10::Allocator {
  public:
   static constexpr size_t kMinBytes = size_t{32} << 20;
   static constexpr size_t kKeep = 2;
@@ -1262,59 +1264,82 @@ class BlockPool {
     return *pool;
   }
 
-  // An uninitialised tensor with `like`'s sizes, strides and options.
-  at::Tensor empty_like(const at::Tensor& like) {
-    const size_t bytes = like.numel() * like.element_size();
-    void* block = take(bytes);
-    c10::profiledCPUMemoryReporter().New(block, bytes);
-    return at::from_blob(
-        block, like.sizes(), like.strides(),
-        [bytes](void* data) {
-          c10::profiledCPUMemoryReporter().Delete(data);
-          BlockPool::instance().give(data, bytes);
-        },
-        like.options());
+  c10::DataPtr allocate(size_t bytes) override {
+    if (bytes == 0) return {nullptr, c10::Device(c10::DeviceType::CPU)};
+    void* data = take(bytes);
+    Block* block = nullptr;
+    try {
+      block = new Block{data, bytes};
+    } catch (...) {
+      c10::free_cpu(data);
+      throw;
+    }
+    c10::profiledCPUMemoryReporter().New(data, bytes);
+    return {data, block, &BlockPool::give_back, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
   }
 
   // Bytes in free blocks; release() frees them.
   size_t kept_bytes() {
     std::lock_guard<std::mutex> lock(mutex_);
     size_t total = 0;
-    for (const auto& [bytes, block] : free_) total += bytes;
+    for (const Block& block : free_) total += block.bytes;
     return total;
   }
 
   void release() {
-    std::vector<std::pair<size_t, void*>> gone;
+    std::vector<Block> gone;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      gone.swap(free_);
+      gone = free_;  // a copy: free_ keeps its capacity, so give() never allocates
+      free_.clear();
     }
-    for (const auto& [bytes, block] : gone) c10::free_cpu(block);
+    for (const Block& block : gone) c10::free_cpu(block.data);
   }
 
  private:
+  struct Block {
+    void* data;
+    size_t bytes;
+  };
+
+  BlockPool() { free_.reserve(kKeep + 1); }
+
   void* take(size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      for (auto it = free_.rbegin(); it != free_.rend(); ++it) {
-        if (it->first == bytes) {
-          void* block = it->second;
+      for (auto it = free_.rbegin(); it != free_.rend(); ++it) {  // the most recent first
+        if (it->bytes == bytes) {
+          void* data = it->data;
           free_.erase(std::next(it).base());
-          return block;
+          return data;
         }
       }
     }
     return c10::alloc_cpu(bytes);
   }
 
-  void give(void* block, size_t bytes) {
+  static void give_back(void* context) {
+    const Block block = *static_cast<Block*>(context);
+    delete static_cast<Block*>(context);
+    c10::profiledCPUMemoryReporter().Delete(block.data);
+    instance().give(block);
+  }
+
+  void give(const Block& block) {
+    if (block.bytes < kMinBytes) {
+      c10::free_cpu(block.data);
+      return;
+    }
     void* evicted = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      free_.emplace_back(bytes, block);
+      free_.push_back(block);
       if (free_.size() > kKeep) {
-        evicted = free_.front().second;
+        evicted = free_.front().data;
         free_.erase(free_.begin());
       }
     }
@@ -1322,15 +1347,18 @@ class BlockPool {
   }
 
   std::mutex mutex_;
-  std::vector<std::pair<size_t, void*>> free_;  // (bytes, block), oldest first
+  std::vector<Block> free_;  // oldest first
 };
 
-// An uninitialised tensor like x (x's memory format): from BlockPool when large.
+// An uninitialised tensor like x (x's sizes, strides and dtype; x is dense): from BlockPool when
+// large.
 at::Tensor empty_grad_like(const at::Tensor& x) {
   if (static_cast<size_t>(x.numel() * x.element_size()) < BlockPool::kMinBytes) {
     return at::empty_like(x);
   }
-  return BlockPool::instance().empty_like(x);
+  return at::Tensor(at::detail::empty_strided_generic(
+      x.sizes(), x.strides(), &BlockPool::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+      x.scalar_type()));
 }
 
 }  // namespace
@@ -1431,4 +1459,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "bytes of free gradient blocks kept for the next backward");
   module.def("release_kept", [] { BlockPool::instance().release(); },
              "free the kept gradient blocks");
+  module.attr("kept_min_bytes") = BlockPool::kMinBytes;
+  module.attr("kept_blocks") = BlockPool::kKeep;
 }

@@ -18,15 +18,16 @@ def compare_cmd(base, new, threshold, alpha, markdown) -> None:
     a 95% bootstrap interval, a rank-test p-value and a verdict. Exit 1 only for a case
     significantly slower by more than --threshold, or one that broke."""
     from lrbench.bench.comparison import verdict_table
-    from lrbench.bench.comparison.compare import compare_runs, load_side
+    from lrbench.bench.comparison.compare import compare_frames, load_side
     from lrbench.bench.results import conditions
 
     try:
-        result = compare_runs(base, new, threshold, alpha)
+        sides = {name: load_side(name, [location])
+                 for name, location in (("BASE", base), ("NEW", new))}
+        result = compare_frames(sides["BASE"], sides["NEW"], threshold, alpha)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     notes = [verdict_table.DRIFT_NOTE]
-    sides = {name: load_side(name, [location]) for name, location in (("BASE", base), ("NEW", new))}
     for name, rows in sides.items():
         for warning in (conditions.busy_warning(rows), *conditions.mixed_setups(rows)):
             if warning:

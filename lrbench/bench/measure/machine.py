@@ -75,6 +75,7 @@ ALLOCATOR_PREFIXES = ("MALLOC_", "TCMALLOC_")
 
 
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+HUGE_PAGE_TAG = "; transparent_hugepage="  # between the variables and the mode
 
 
 def huge_page_mode(path: Path = THP_MODE) -> str:
@@ -100,7 +101,15 @@ def allocator_settings(environ: dict[str, str] | None = None, huge_pages: str | 
                    if value and (name in ALLOCATOR_VARIABLES or name.startswith(ALLOCATOR_PREFIXES)))
     # One line: a CSV cell of the rows never holds a line break (records.read counts lines).
     settings = " ".join(f"{name}={' '.join(environ[name].split())}" for name in names) or "default"
-    return f"{settings}; transparent_hugepage={huge_pages}" if huge_pages else settings
+    return f"{settings}{HUGE_PAGE_TAG}{huge_pages}" if huge_pages else settings
+
+
+def split_allocator_settings(value: str) -> tuple[str, str | None]:
+    """``allocator_settings``' text back in two: ``"A=1; transparent_hugepage=madvise"`` ->
+    ``("A=1", "madvise")``; without a mode (a system without one, or a row written before it was
+    recorded), ``None``."""
+    variables, _, mode = value.partition(HUGE_PAGE_TAG)
+    return variables, (mode or None)
 
 
 @functools.cache

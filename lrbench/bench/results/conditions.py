@@ -9,11 +9,12 @@ own threads waited for others' and its times are inflated and noisier. (The run'
 count in the load: a load up to the CPU count is the run itself.)
 
 The **setup**: :data:`SETUP_COLUMNS`, the software and memory settings that change times without
-changing the code under test: torch's version, and ``allocator`` (the environment variables that
-change how the process gets memory, then the system's transparent huge page mode;
-:func:`lrbench.bench.measure.machine.allocator_settings`). Rows written before the huge page mode
-was recorded say ``default`` or ``NAME=value`` alone: such a value matches any with the same
-variables, whatever the mode. Two sides of a comparison under different setups compare the setups
+changing the code under test: the versions of torch, Triton (fused_triton's compiler) and Python,
+and ``allocator`` (the environment variables that change how the process gets memory, then the
+system's transparent huge page mode; :func:`lrbench.bench.measure.machine.allocator_settings`).
+Rows written before the huge page mode was recorded, and rows of systems without one, say
+``default`` or ``NAME=value`` alone: such a value matches any with the same variables, whatever
+the mode. Two sides of a comparison under different setups compare the setups
 as well as the code, and a merged run with one machine under two setups mixes them in one table:
 both are allowed (comparing allocators is a fair question), and both are said
 (:func:`setup_differences`, :func:`mixed_setups`).
@@ -25,13 +26,13 @@ import os
 
 import pandas as pd
 
+from lrbench.bench.measure.machine import split_allocator_settings
 from lrbench.bench.results import metrics
 
 BUSY_MARGIN = 0.5  # runnable threads beyond the CPUs, on average over a minute
 # GPU throttle reasons that are states, not slowdowns
 BENIGN_THROTTLE = {"", "none", "gpu_idle", "applications_clocks_setting"}
-SETUP_COLUMNS = ("torch", "allocator")
-_MODE = "; transparent_hugepage="  # what allocator_settings puts before the huge page mode
+SETUP_COLUMNS = ("torch", "triton", "python", "allocator")
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -91,17 +92,11 @@ def summary_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _split(value: str) -> tuple[str, str | None]:
-    """``"A=1; transparent_hugepage=madvise"`` -> ``("A=1", "madvise")``; without a mode, None."""
-    variables, _, mode = value.partition(_MODE)
-    return variables, (mode or None)
-
-
 def same_setup(column: str, a: str, b: str) -> bool:
     """Do two recorded values of ``column`` name one setup?"""
     if column != "allocator":
         return a == b
-    (vars_a, mode_a), (vars_b, mode_b) = _split(a), _split(b)
+    (vars_a, mode_a), (vars_b, mode_b) = split_allocator_settings(a), split_allocator_settings(b)
     return vars_a == vars_b and (mode_a is None or mode_b is None or mode_a == mode_b)
 
 
@@ -112,24 +107,29 @@ def _values(frame: pd.DataFrame, column: str) -> list[str]:
     return sorted({cell for cell in cells if cell.strip()})
 
 
-def _distinct(values: list[str], column: str) -> list[str]:
-    """``values`` less those that another, fuller one covers (``default`` beside ``default;
-    transparent_hugepage=madvise``)."""
-    keep = []
-    for value in sorted(values, key=len, reverse=True):
-        if not any(same_setup(column, value, kept) for kept in keep):
-            keep.append(value)
-    return sorted(keep)
+def _groups(values: list[str], column: str) -> dict[str, list[str]]:
+    """``values`` as setups: each named by its fullest value, with the values it stands for. A
+    value without a huge page mode joins the one value with a mode that it matches, where there is
+    exactly one; otherwise it is a setup of its own."""
+    full = [v for v in values if column != "allocator" or split_allocator_settings(v)[1] is not None]
+    groups = {v: [v] for v in full}
+    for value in values:
+        if value in groups:
+            continue
+        matches = [v for v in full if same_setup(column, value, v)]
+        groups.setdefault(matches[0] if len(matches) == 1 else value, []).append(value)
+    return groups
 
 
 def setup_differences(base: pd.DataFrame, new: pd.DataFrame) -> list[str]:
-    """One sentence per setup column whose values differ between the two sides."""
+    """One sentence per setup column where a value of one side matches none of the other's."""
     found = []
     for column in SETUP_COLUMNS:
         base_values, new_values = _values(base, column), _values(new, column)
         if not base_values or not new_values:
             continue
-        if all(same_setup(column, a, b) for a in base_values for b in new_values):
+        if (all(any(same_setup(column, a, b) for b in new_values) for a in base_values)
+                and all(any(same_setup(column, a, b) for a in base_values) for b in new_values)):
             continue
         found.append(f"BASE and NEW ran with different {column} ({' | '.join(base_values)} in "
                      f"BASE; {' | '.join(new_values)} in NEW): the verdicts compare these setups "
@@ -138,17 +138,18 @@ def setup_differences(base: pd.DataFrame, new: pd.DataFrame) -> list[str]:
 
 
 def mixed_setups(frame: pd.DataFrame) -> list[str]:
-    """One sentence per machine and setup column with more than one setup among its rows."""
+    """One sentence per machine and setup column with more than one setup among its rows, each
+    setup with its number of rows."""
     found = []
     machines = metrics.machine_of(frame)
     for machine in machines.unique():
         rows = frame[machines == machine]
         for column in SETUP_COLUMNS:
-            values = _distinct(_values(rows, column), column)
-            if len(values) > 1:
-                cells = rows[column].astype(str).tolist()
-                counts = [f"{value} ({sum(same_setup(column, cell, value) for cell in cells)} rows)"
-                          for value in values]
-                found.append(f"{machine}: rows ran with {len(values)} different {column} values, "
+            groups = _groups(_values(rows, column), column)
+            if len(groups) > 1:
+                cells = rows[column].astype(str)
+                counts = [f"{name} ({int(cells.isin(members).sum())} rows)"
+                          for name, members in sorted(groups.items())]
+                found.append(f"{machine}: rows ran with {len(groups)} different {column} values, "
                              f"{' | '.join(counts)}: their times are of different setups")
     return found
