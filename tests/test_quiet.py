@@ -37,6 +37,17 @@ def test_cpu_peak_measurement_prints_nothing():
     assert run.stdout == "" and run.stderr == ""
 
 
+def test_lrbench_profile_prints_its_table_and_no_profiler_lines(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KINETO")}
+    run = subprocess.run([sys.executable, "-m", "lrbench", "profile", "resnet50", "--batch", "1",
+                          "--size", "32", "--rounds", "1", "--out", str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "| conv 1x1 |" in run.stdout
+    for noise in ("USDT", "profiler_start", "gpuGetDeviceCount"):
+        assert noise not in run.stdout + run.stderr
+
+
 def test_the_profiler_is_noisy_without_it():
     """The guard above could fail: the same profile, unsilenced, does print (skips if this torch
     stopped printing, which would make the silencing unnecessary rather than wrong)."""

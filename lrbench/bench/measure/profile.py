@@ -36,6 +36,7 @@ from lrbench.layer import GeometricPrior, LocalRelation2d
 from lrbench.models import NETWORKS, build
 from lrbench.models.blocks import Bottleneck
 from lrbench.models.stem import Stem
+from lrbench.quiet import silenced_fds
 
 SCOPE = "lrb|"  # record_function names: "lrb|<kind>|<LR layer or ''>"
 BACKWARD = "autograd::engine::evaluate_function: "
@@ -273,10 +274,18 @@ def run_profile(config: ProfileConfig) -> Profile:
         lr_layers = instrument(model)
         rounds, totals = [], []
         for _ in range(config.rounds):
-            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            prof = torch_profile(activities=[ProfilerActivity.CPU])
+            # Kineto's C++ log lines on start and stop ("USDT: profiler_start", "gpuGetDeviceCount
+            # failed" without a GPU): silenced there only, never around the profiled pass.
+            with silenced_fds():
+                prof.start()
+            try:
                 start = time.perf_counter()
                 step()
                 totals.append(time.perf_counter() - start)
+            finally:
+                with silenced_fds():
+                    prof.stop()
             rounds.append(attribute(prof.events()))
     finally:
         torch.set_num_threads(threads)
