@@ -9,8 +9,7 @@ from click.testing import CliRunner
 from lrbench.bench.measure.machine import allocator_settings, split_allocator_settings
 from lrbench.bench.results import conditions, records
 from lrbench.cli import main
-from tests.helpers import with_rounds
-from tests.test_cli import TINY_RUN
+from tests.helpers import planted_row
 
 THP = "default; transparent_hugepage=madvise"
 HUGE = "THP_MEM_ALLOC_ENABLE=1; transparent_hugepage=madvise"
@@ -70,16 +69,19 @@ def test_mixed_counts_one_machines_rows_per_setup():
     assert conditions.mixed_setups(two_machines) == []  # each machine has one setup
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("setups") / "run"
-    result = CliRunner().invoke(main, [*TINY_RUN, "--out", str(out)])
-    assert result.exit_code == 0, result.output
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run of four planted op rows (rounds in passes), as `lrbench run` writes them."""
+    rows = [planted_row("op", impl, ms, seed=i, H=size, W=size)
+            for i, (impl, ms, size) in enumerate([("unfold", 4, 16), ("fused_cpu", 1, 16),
+                                                  ("unfold", 9, 24), ("fused_cpu", 2, 24)])]
+    out = tmp_path / "run"
+    records.write(pd.DataFrame(rows), out)
     return out
 
 
 def test_compare_says_when_the_sides_ran_under_different_allocators(run_dir, tmp_path):
-    frame = with_rounds(records.load(run_dir))
+    frame = records.load(run_dir)
     records.write(frame.assign(allocator=THP), tmp_path / "base")
     records.write(frame.assign(allocator=HUGE), tmp_path / "new")
     page = tmp_path / "comment.md"
