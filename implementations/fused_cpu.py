@@ -19,9 +19,8 @@ unavailable with the reason.
 Large gradients: the backward takes a ``grad_x`` of 32 MiB or more (the stem's) from blocks that
 earlier ones released, kept between calls (at most two; the extension's ``kept_min_bytes`` and
 ``kept_blocks``), instead of fresh pages from the C library every call (25,000 page faults at the
-stem, batch 8). Handed-out blocks are counted in measured
-memory peaks like any tensor; :func:`kept_bytes` says how much is kept free, :func:`release_kept`
-frees it.
+stem, batch 8). Handed-out blocks are counted in measured memory peaks like any tensor;
+:func:`kept_bytes` says how much is kept free, :func:`release_kept` frees it.
 
 Custom operators (namespace ``lrbench``):
     ``fused_cpu(x, query, key, prior, kernel_size, stride, phi) -> (y, stats)``: the op,

@@ -10,8 +10,8 @@ intact kernel (taking turns at going first), at LR-Net-50's LR layer shapes
 (``time_fused_cpu.SHAPES``). The time a part costs is the intact backward's median minus the
 median without it. Their gradients are wrong by design: this measures, it checks nothing. The
 intact kernel's minor page faults per backward call (``getrusage``) are printed too: at the stem
-they are grad_x's pages (103 MB at batch 8, above glibc's mmap threshold of 32 MB at most, so
-mapped fresh from the system on every call).
+they were grad_x's pages (103 MB at batch 8, above glibc's mmap threshold of 32 MB at most, so
+mapped fresh on every call) until the kernel kept such blocks between calls; now 0 after the first.
 
 What is left when every listed part is out: pass 1 (the weights again, grad_y . x), the band
 copies of x and key, the fills and the store of grad_key; the forward's median is printed beside

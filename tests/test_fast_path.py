@@ -152,10 +152,8 @@ def test_folded_stem_backward_allocates_one_image_at_a_time():
 
 
 def test_folded_stem_with_conv_bias_in_eval():
-    torch.manual_seed(0)
-    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, bias=True), torch.nn.BatchNorm2d(8),
-                                torch.nn.ReLU()).double().eval()
-    fast = Stem(*copy.deepcopy(list(plain)))
+    plain, fast = _stem_pair(bias=True)
+    plain.eval(), fast.eval()
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
     torch.testing.assert_close(fast(x), plain(x), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(conv_bn_relu(plain[0], plain[1], x), plain(x), rtol=1e-12, atol=1e-12)

@@ -1415,7 +1415,7 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
   const int64_t bands = (geo.Ho + band - 1) / band;
   // Every input row lies in some band's rows (written there first, then added to) when s <= r + 1:
   // the bands' rows overlap (k >= s) and the last output row's kernel reaches the last input row
-  // ((H - 1) % s <= r). No zero fill then (the stem's grad_x alone is 100 MB at batch 8); a
+  // ((H - 1) % s <= r). No zero fill then (the stem's grad_x alone is 103 MB at batch 8); a
   // larger stride skips rows, which must be 0.
   const bool every_row = geo.s <= geo.r + 1;
   // x's memory format (x is dense: its strides are grad_x's). No huge-page hint (madvise): in

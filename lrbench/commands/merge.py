@@ -15,7 +15,7 @@ def merge_cmd(pieces, out) -> None:
     """Join runs (shards, or runs of several machines) into one results.csv: one row per case
     id and machine. `lrbench merge OUT` merges the shards of a --executor run into OUT."""
     from lrbench.bench.results import conditions
-    from lrbench.bench.results.records import load, merge_runs, write
+    from lrbench.bench.results.records import merge_runs, write
 
     if out is None:
         if len(pieces) != 1 or not (Path(pieces[0]) / "shards").is_dir():
@@ -24,15 +24,15 @@ def merge_cmd(pieces, out) -> None:
         from lrbench.bench.cluster.merge import merge_shards
         from lrbench.bench.results.status import run_status
 
-        path, rows = merge_shards(pieces[0])
+        path, merged = merge_shards(pieces[0])
         pending = sum(s.pending for s in run_status(pieces[0])[1])
-        click.echo(f"{rows} rows from the shards of {pieces[0]} -> {path}"
+        click.echo(f"{len(merged)} rows from the shards of {pieces[0]} -> {path}"
                    + (f" ({pending} case(s) still pending)" if pending else ""))
     else:
         merged = merge_runs(list(pieces))
         path = write(merged, out)
         click.echo(f"{len(merged)} cases from {len(pieces)} runs -> {path}")
-    for warning in conditions.mixed_setups(load(path)):
+    for warning in conditions.mixed_setups(merged):
         click.echo(f"warning: {warning}", err=True)
 
 

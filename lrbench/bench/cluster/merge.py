@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from lrbench.bench.results import records
 from lrbench.bench.results.manifest import SHARDS, Manifest, ShardPlan
 
@@ -17,10 +19,10 @@ def pending_ids(out: str | Path, plan: ShardPlan) -> set[str]:
     return set(plan.case_ids) - records.done_ids(Path(out) / plan.folder)
 
 
-def merge_shards(out: str | Path) -> tuple[Path, int]:
+def merge_shards(out: str | Path) -> tuple[Path, pd.DataFrame]:
     """Join ``OUT/shards/*/results.csv`` into ``OUT/results.csv`` (``lrbench merge OUT``).
 
-    Returns the CSV's path and its number of rows.
+    Returns the CSV's path and the merged rows.
     """
     out = Path(out)
     manifest = Manifest.load(out)
@@ -30,7 +32,7 @@ def merge_shards(out: str | Path) -> tuple[Path, int]:
     if not pieces:
         raise FileNotFoundError(f"no shard results under {out / SHARDS}")
     merged = records.merge_runs(pieces)
-    return records.write(merged, out), len(merged)  # atomic: readers never see half a file
+    return records.write(merged, out), merged  # atomic: readers never see half a file
 
 
 def merge_if_complete(out: str | Path) -> bool:

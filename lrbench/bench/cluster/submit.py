@@ -136,7 +136,7 @@ def run_sharded(plan: Plan, out: str | Path, options: ClusterOptions, *, resume:
         pending = {s.index: len(pending_ids(out, s)) for s in manifest.shards}
         merged = 0
         if any(records.results_path(out / s.folder).exists() for s in manifest.shards):
-            _, merged = merge_shards(out)
+            merged = len(merge_shards(out)[1])
     return ShardedSummary(csv_path=records.results_path(out), merged=merged, pending=pending,
                           submitit_dir=out / SUBMITIT_DIR)
 
