@@ -44,6 +44,7 @@ GRAD_CASES = [
     Shape(B=1, C=2, H=23, W=3, k=5, m=2, stride=2),
     Shape(B=1, C=11, H=6, W=7, k=3, m=10, stride=1),  # channels beyond the 8 held in registers
     Shape(B=1, C=10, H=5, W=9, k=5, m=5, stride=2),   # 5 of 8 register channels in use
+    Shape(B=1, C=4, H=9, W=10, k=7, m=2, stride=2),   # odd r, even W: the split's last column
 ]
 
 

@@ -139,12 +139,19 @@ struct PaddedRows {
   void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W) const {
     if (s == 1) {
       std::memcpy(dst + r, src, W * sizeof(T));
-    } else if (s == 2) {  // a constant stride, so that the compiler vectorizes the split
-      for (int64_t phase = 0; phase < 2; ++phase) {
-        T* __restrict__ out = dst + phase * Wp;
-        const int64_t u0 = r > phase ? (r - phase + 1) / 2 : 0, u1 = (r + W - phase + 1) / 2;
-        for (int64_t u = u0; u < u1; ++u) out[u] = src[2 * u + phase - r];  // padded 2u + phase
+    } else if (s == 2) {  // pair of columns by pair, in one pass over src (unpad_row's inverse):
+      // one pass per phase, each reading every other column, made NCHW forwards at stride 2
+      // 1.16-1.36x as long (AMD EPYC, 2 threads).
+      T* __restrict__ even = dst;       // padded columns 2u
+      T* __restrict__ odd = dst + Wp;   // padded columns 2u + 1
+      int64_t col = 0;
+      if (r % 2 == 1 && W > 0) odd[r / 2] = src[col++];  // from here on col + r is even
+      const int64_t pairs = (W - col) / 2, u0 = (col + r) / 2;
+      for (int64_t u = 0; u < pairs; ++u) {
+        even[u0 + u] = src[col + 2 * u];
+        odd[u0 + u] = src[col + 2 * u + 1];
       }
+      if (col + 2 * pairs < W) even[u0 + pairs] = src[W - 1];
     } else {
       copy_pixels(dst, 0, src, W, 1, 0, 1);
     }
@@ -154,21 +161,22 @@ struct PaddedRows {
   // channels are adjacent: one cache line read once, not once per channel): channel cl of input
   // column w is src[w * sw + cl * sc] and goes to dst[cl * cstride + position of w]. The pixel
   // kPixelsAhead columns ahead (in the next row past the end: channels_last rows follow each
-  // other) is prefetched.
+  // other) is prefetched. The pixels go in the row's order, each to its phase (phase by phase,
+  // reading every other pixel, and key split likewise: channels_last forwards at stride 2 took
+  // 1.13-1.24x as long).
   template <typename T>
   void copy_pixels(T* __restrict__ dst, int64_t cstride, const T* __restrict__ src, int64_t W,
                    int64_t sw, int64_t sc, int64_t mc) const {
-    for (int64_t phase = 0; phase < s; ++phase) {  // padded columns t = u*s + phase
-      T* __restrict__ out = dst + phase * Wp;
-      const int64_t u0 = r > phase ? (r - phase + s - 1) / s : 0;  // first t >= r
-      for (int64_t u = u0; u * s + phase < r + W; ++u) {
-        const T* __restrict__ pixel = src + (u * s + phase - r) * sw;
-        for (int64_t o = 0; o < (mc - 1) * sc + 1; o += 64 / sizeof(T)) {  // its channels' lines
-          prefetch_ahead<false>(pixel, kPixelsAhead * sw + o);
-        }
-        prefetch_ahead<false>(pixel, kPixelsAhead * sw + (mc - 1) * sc);
-        for (int64_t cl = 0; cl < mc; ++cl) out[cl * cstride + u] = pixel[cl * sc];
+    int64_t phase = r % s, u = r / s;  // padded column t = w + r = u*s + phase
+    for (int64_t w = 0; w < W; ++w) {
+      const T* __restrict__ pixel = src + w * sw;
+      for (int64_t o = 0; o < (mc - 1) * sc + 1; o += 64 / sizeof(T)) {  // its channels' lines
+        prefetch_ahead<false>(pixel, kPixelsAhead * sw + o);
       }
+      prefetch_ahead<false>(pixel, kPixelsAhead * sw + (mc - 1) * sc);
+      T* __restrict__ out = dst + phase * Wp + u;
+      for (int64_t cl = 0; cl < mc; ++cl) out[cl * cstride] = pixel[cl * sc];
+      if (++phase == s) phase = 0, ++u;
     }
   }
 };
