@@ -69,6 +69,18 @@ def test_mixed_counts_one_machines_rows_per_setup():
     assert conditions.mixed_setups(two_machines) == []  # each machine has one setup
 
 
+def test_side_notes_name_each_sides_mix_then_what_differs_between_them():
+    """What compare and ab print of the sides' conditions."""
+    assert conditions.side_notes(_rows([THP]), _rows(["default"])) == []
+    mixed, differs = conditions.side_notes(_rows([THP, HUGE]), _rows([HUGE]))
+    assert mixed.startswith("BASE: AMD EPYC / no GPU / 2 threads: rows ran with 2 different")
+    assert differs.startswith("BASE and NEW ran with different allocator")  # THP: not in NEW
+    mixed, differs = conditions.side_notes(_rows([HUGE]), _rows([HUGE, THP]))
+    assert mixed.startswith("NEW: ") and differs.startswith("BASE and NEW ran with different")
+    torch, allocator = conditions.side_notes(_rows([THP]), _rows([HUGE], torch="2.11.0"))
+    assert "different allocator" in allocator and "different torch" in torch
+
+
 @pytest.fixture
 def run_dir(tmp_path):
     """A run of four planted op rows (rounds in passes), as `lrbench run` writes them."""

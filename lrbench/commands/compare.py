@@ -22,17 +22,11 @@ def compare_cmd(base, new, threshold, alpha, markdown) -> None:
     from lrbench.bench.results import conditions
 
     try:
-        sides = {name: load_side(name, [location])
-                 for name, location in (("BASE", base), ("NEW", new))}
-        result = compare_frames(sides["BASE"], sides["NEW"], threshold, alpha)
+        base_rows, new_rows = load_side("BASE", [base]), load_side("NEW", [new])
+        result = compare_frames(base_rows, new_rows, threshold, alpha)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
-    notes = [verdict_table.DRIFT_NOTE]
-    for name, rows in sides.items():
-        for warning in (conditions.busy_warning(rows), *conditions.mixed_setups(rows)):
-            if warning:
-                notes.append(f"{name}: {warning}")
-    notes += conditions.setup_differences(sides["BASE"], sides["NEW"])
+    notes = [verdict_table.DRIFT_NOTE, *conditions.side_notes(base_rows, new_rows)]
     options.report_comparison(result, f"lrbench compare {base} {new}", notes, markdown)
     sys.exit(1 if result.failed else 0)
 

@@ -142,10 +142,7 @@ def _compare(plan: ABPlan, runs: dict[str, list[Path]], done: list[dict]) -> ABR
         if revs and not all(rev.startswith(getattr(plan, side).short) for rev in revs):
             notes.append(f"{side.upper()} rows name revision(s) {', '.join(revs)}, "
                          f"not {getattr(plan, side).short}")
-        for warning in (conditions.busy_warning(rows), *conditions.mixed_setups(rows)):
-            if warning:
-                notes.append(f"{side.upper()}: {warning}")
-    notes += conditions.setup_differences(sides["base"], sides["new"])
+    notes += conditions.side_notes(sides["base"], sides["new"])
     records_path = plan.out / "comparison.csv"
     with_sides = comparison.table.assign(base_rev=plan.base.short, new_rev=plan.new.short)
     atomic_write(records_path, with_sides.to_csv(index=False))

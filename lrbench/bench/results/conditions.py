@@ -153,3 +153,14 @@ def mixed_setups(frame: pd.DataFrame) -> list[str]:
                 found.append(f"{machine}: rows ran with {len(groups)} different {column} values, "
                              f"{' | '.join(counts)}: their times are of different setups")
     return found
+
+
+def side_notes(base: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    """What a comparison of ``base`` with ``new`` says of their conditions: each side's busy machine
+    and mixed setups (``BASE: ...``, ``NEW: ...``), then the setups that differ between them."""
+    notes = []
+    for name, rows in (("BASE", base), ("NEW", new)):
+        for warning in (busy_warning(rows), *mixed_setups(rows)):
+            if warning:
+                notes.append(f"{name}: {warning}")
+    return notes + setup_differences(base, new)
