@@ -10,10 +10,12 @@ from matplotlib.colors import to_hex
 from matplotlib.container import BarContainer, ErrorbarContainer
 
 from lrbench.bench.figures import canvas, palette
+from lrbench.bench.figures.network import network_rows
 from lrbench.bench.figures.rows import provenance, quartiles
 from lrbench.bench.figures.spread import BOOTSTRAP, IQR, speedup
 from lrbench.bench.figures.sweeps import time_vs_k
 from lrbench.bench.results import plots, records, stats
+from lrbench.bench.results.floor import ratio
 from tests.helpers import PLUGIN, planted_row, planted_run
 
 NAMES = ["unfold", "fused_cpu", PLUGIN, "conv3x3", "floor", "resnet50"]
@@ -131,3 +133,19 @@ def test_every_figure_is_captioned_with_command_machine_and_date(frame, figures,
     canvas.save(fig, tmp_path / "r.png", caption)
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert any("lrbench report here" in t.get_text() for t in fig.texts)
+
+
+def test_network_bars_carry_their_ratio_to_resnet_with_its_interval(frame, figures):
+    """Each LR-Net bar (and the floor's) is marked with its ratio to ResNet-50 and the interval
+    of lrbench.bench.results.floor.ratio, the network table's statistic; ResNet-50 with none."""
+    texts = [t.get_text() for ax in figures["networks.png"].axes for t in ax.texts]
+    rows = network_rows(frame)
+    marked = 0
+    for _, group in rows.groupby(["dtype", "device", "pass"]):
+        resnet = group[group["label"] == "resnet50"].iloc[0]
+        for _, row in group[group["label"] != "resnet50"].iterrows():
+            r = ratio(row, resnet)
+            assert r.low < r.value < r.high
+            assert f" {r.value:.2f}x [{r.low:.2f}, {r.high:.2f}] ResNet-50" in texts
+            marked += 1
+    assert marked >= 4 and len(texts) == marked

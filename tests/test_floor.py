@@ -3,6 +3,7 @@ own (never an implementation of the op), paired in the report with LR-Net and Re
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,8 +15,9 @@ from lrbench.bench.matrix.presets import get_preset
 from lrbench.bench.measure.floor import floor_network, stand_in
 from lrbench.bench.measure.runner import Timing, run_matrix
 from lrbench.bench.results import records
-from lrbench.bench.results.floor import against_the_floor
+from lrbench.bench.results.floor import MEASURES, against_the_floor, floor_table
 from lrbench.bench.results.metrics import derive
+from lrbench.bench.results.stats import passes_interval
 from lrbench.complexity import op_macs
 from lrbench.complexity.network import network_layers
 from lrbench.inputs import Shape, make_inputs
@@ -73,11 +75,15 @@ def test_floor_macs_are_the_networks_less_the_ops_terms():
     assert case_macs(case)[0] == case.B * (full - op)
 
 
-def _row(target, impl, pass_, seconds, fmt="contiguous"):
+def _row(target, impl, pass_, seconds, fmt="contiguous", passes=None):
+    """A timed row; ``passes``: its rounds per pass (its median then theirs), else none kept."""
+    if passes is not None:
+        seconds = float(np.median([t for rounds in passes for t in rounds]))
     return {"case_id": f"{target}:{impl}:B8-224x224:float32:cpu:{pass_}", "target": target,
             "impl": impl, "B": 8, "dtype": "float32", "device": "cpu", "pass": pass_,
             "status": "ok", "median_s": seconds, "memory_format": fmt, "macs": 1.0,
-            "baseline": "unfold" if impl not in ("torch", FLOOR) else ""}
+            "baseline": "unfold" if impl not in ("torch", FLOOR) else "",
+            "rounds_s": records.format_passes(passes) if passes is not None else float("nan")}
 
 
 def test_the_report_pairs_lrnet_with_resnet_and_its_floor():
@@ -96,6 +102,12 @@ def test_the_report_pairs_lrnet_with_resnet_and_its_floor():
     assert fused["op share %"] == pytest.approx(100 / 3)
     assert fused["formats (LR-Net, floor, ResNet)"] == "channels_last, contiguous, contiguous"
     assert table.loc["unfold", "op share %"] == pytest.approx(100 * 4 / 6)
+    # rows without rounds: no interval, and the report shows the bare ratio
+    assert table[[f"{m} {end}" for m in MEASURES for end in ("low", "high")]].isna().all().all()
+    assert (table["passes"] == 0).all()
+    shown = floor_table(frame).set_index("impl")
+    assert shown.loc["fused_cpu", "LR-Net / ResNet-50"] == "2.00"
+    assert shown.loc["fused_cpu", "op share %"] == "33.3"
     derived = derive(frame.assign(**{c: float("nan") for c in ("cpu", "gpu", "threads")}))
     floor = derived[derived["impl"] == FLOOR].iloc[0]
     assert floor["baseline"] == "" and pd.isna(floor["speedup_vs_baseline"])
@@ -110,3 +122,35 @@ def test_a_floor_case_is_gated_and_timed(tmp_path):
     row = records.load(tmp_path).iloc[0]
     assert row["status"] == "ok", row["reason"]
     assert row["oracle"].startswith("none (floor") and row["median_s"] > 0
+
+
+def _drifting(median_s, n_passes, seed, drift=0.08):
+    """Rounds of ``n_passes`` passes, each moved as a whole by the machine (log-normal drift)."""
+    rng = np.random.default_rng(seed)
+    return [list(median_s * np.exp(rng.normal(0.0, drift)) * np.exp(rng.normal(0.0, 0.01, 7)))
+            for _ in range(n_passes)]
+
+
+@pytest.mark.parametrize("n_passes", [1, 3])
+def test_each_ratio_of_the_network_section_comes_with_its_interval(n_passes):
+    lr, floor, resnet = (_drifting(s, n_passes, seed) for s, seed in ((1.4, 1), (1.2, 2), (1.0, 3)))
+    frame = pd.DataFrame([
+        _row("lrnet50", "fused_cpu", "train", 0, "channels_last", passes=lr),
+        _row("lrnet50", FLOOR, "train", 0, passes=floor),
+        _row("resnet50", "torch", "train", 0, passes=resnet[:2] if n_passes > 1 else resnet),
+    ])
+    row = against_the_floor(frame).iloc[0]
+    assert row["passes"] == min(n_passes, 2)
+    for name in MEASURES:
+        assert row[f"{name} low"] < row[name] < row[f"{name} high"], name
+    expected = passes_interval(resnet[:2] if n_passes > 1 else resnet, lr)
+    # the rows keep their rounds to 7 digits
+    interval = (row["LR-Net / ResNet-50 low"], row["LR-Net / ResNet-50 high"])
+    assert interval == pytest.approx(expected, rel=1e-5)
+    low, high = passes_interval(lr, floor)  # floor / LR-Net; the share is 100 (1 - that)
+    assert row["op share % low"] == pytest.approx(100 * (1 - high), rel=1e-5)
+    assert row["op share % high"] == pytest.approx(100 * (1 - low), rel=1e-5)
+    shown = floor_table(frame).iloc[0]
+    assert shown["LR-Net / ResNet-50"] == (f"{row['LR-Net / ResNet-50']:.2f} "
+                                           f"[{expected[0]:.2f}, {expected[1]:.2f}]")
+    assert "LR-Net / ResNet-50 low" not in shown.index

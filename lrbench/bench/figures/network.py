@@ -1,9 +1,11 @@
 """The whole networks: LR-Net-50 per implementation beside ResNet-50 and, when the run has it, the
 floor (LR-Net-50 with the op replaced by a free stand-in: what the architecture costs without the
 op), per pass. Bars are the time per batch with its quartile range; each is marked with its ratio to
-ResNet-50."""
+ResNet-50 and that ratio's 95% interval (:func:`lrbench.bench.results.floor.ratio`)."""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -11,6 +13,7 @@ from matplotlib.figure import Figure
 from lrbench.bench.figures import canvas, palette
 from lrbench.bench.figures.rows import FLOOR, NETWORK_TARGETS, labelled, quartiles, timed
 from lrbench.bench.figures.spread import error_bars
+from lrbench.bench.results.floor import ratio
 
 PANEL = ["dtype", "device", "pass"]
 
@@ -42,16 +45,20 @@ def networks(frame: pd.DataFrame) -> Figure | None:
                  for n in group["label"]]
         ax.set_yticks(range(len(group)), names, fontsize=7)
         ax.invert_yaxis()
-        resnet = group[group["label"] == "resnet50"]["median_s"]
+        resnet = group[group["label"] == "resnet50"]
         if not resnet.empty:
-            for i, value in enumerate(median):
-                ax.annotate(f" {value / resnet.iloc[0]:.2f}x ResNet-50", (high[i] * 1e3, i),
+            for i, (_, row) in enumerate(group.iterrows()):
+                if row["label"] == "resnet50":
+                    continue
+                r = ratio(row, resnet.iloc[0])
+                interval = f" [{r.low:.2f}, {r.high:.2f}]" if math.isfinite(r.low) else ""
+                ax.annotate(f" {r.value:.2f}x{interval} ResNet-50", (high[i] * 1e3, i),
                             va="center", fontsize=7)
         ax.margins(x=0.3)
         floor = "" if (group["label"] == FLOOR).any() else " (no floor rows in this run)"
         shape = f"B={group['B'].iloc[0]}, {group['H'].iloc[0]}x{group['W'].iloc[0]}"
         ax.set_title(f"networks, {pass_}, {dtype}, {device}, {shape}{floor}", fontsize=9)
-        ax.set_xlabel("median time per batch (ms), bars: quartiles")
+        ax.set_xlabel("median time per batch (ms), bars: quartiles; [ ]: the ratio's 95% interval")
         ax.grid(True, axis="x", alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)

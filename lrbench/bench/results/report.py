@@ -17,7 +17,7 @@ import pandas as pd
 from lrbench.bench.pages import html
 from lrbench.bench.pages.document import Block, Heading, Image, Text, section, to_markdown
 from lrbench.bench.results import accuracy, conditions, fits, plots, records
-from lrbench.bench.results.floor import against_the_floor
+from lrbench.bench.results.floor import floor_table
 from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
 from lrbench.bench.results.peers import against_the_peers
 from lrbench.files import atomic_write
@@ -165,8 +165,14 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[Block]:
         *_section(level, "LR-Net against ResNet-50 and its floor",
                   "Per pass, each network in its faster memory format. `floor / ResNet-50`: "
                   "what the architecture costs whatever the op; `op share %` = (LR-Net - "
-                  "floor) / LR-Net, the part of LR-Net's time that a faster op could remove.",
-                  against_the_floor(frame)),
+                  "floor) / LR-Net, the part of LR-Net's time that a faster op could remove. "
+                  "Each as the ratio of medians [its 95% interval]: with `passes` of 2 or more, "
+                  "Welch's t-interval of the pass medians (log scale), which widens with the "
+                  "machine's drift between passes, as `lrbench compare` computes it; with 1, "
+                  "the bootstrap interval of the rounds, blind to that drift. A goal such as "
+                  "'at most 1.45x' is met where the whole interval is below it; more passes "
+                  "(`--passes 5`) narrow it.",
+                  floor_table(frame)),
         *([Heading(len(level), "Plots"),
            Text("Medians with their quartile range (bars or bands); speedups with the 95% "
                 "bootstrap interval of the rounds where the run kept them. Each plot's bottom "

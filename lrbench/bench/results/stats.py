@@ -290,12 +290,36 @@ def compare_passes(base_passes: Sequence[Sequence[float]],
     if units < 2:
         verdict = "unsure" if pooled.verdict in ("slower", "faster") else pooled.verdict
         return replace(pooled, verdict=verdict, passes=units)
-    diff, p_welch, half = welch(np.log([np.median(r) for r in base_passes]),
-                                np.log([np.median(r) for r in new_passes]))
-    low, high = math.exp(diff - half), math.exp(diff + half)
+    low, high, p_welch = _welch_on_passes(base_passes, new_passes)
     p = max(pooled.p_value, p_welch)
     verdict = decide(pooled.ratio, low, high, p, threshold, alpha)
     return replace(pooled, low=low, high=high, p_value=p, verdict=verdict, passes=units)
+
+
+def passes_interval(base_passes: Sequence[Sequence[float]],
+                    new_passes: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """The 95% interval of median(new) / median(base) as :func:`compare_passes` gives it, for
+    a ratio that is reported rather than judged (LR-Net against ResNet-50 in one run): Welch's
+    t-interval of the log pass medians with two passes or more a side, else the bootstrap
+    interval of the pooled rounds (which cannot see the drift between passes)."""
+    if not len(base_passes) or not len(new_passes):
+        raise ValueError(f"passes: need at least one a side, got {len(base_passes)} and "
+                         f"{len(new_passes)}")
+    if any(not len(rounds) for rounds in [*base_passes, *new_passes]):
+        raise ValueError("passes: every pass needs at least one round")
+    if min(len(base_passes), len(new_passes)) < 2:
+        return ratio_interval([t for rounds in base_passes for t in rounds],
+                              [t for rounds in new_passes for t in rounds])
+    low, high, _ = _welch_on_passes(base_passes, new_passes)
+    return low, high
+
+
+def _welch_on_passes(base_passes: Sequence[Sequence[float]],
+                     new_passes: Sequence[Sequence[float]]) -> tuple[float, float, float]:
+    """Welch on the log pass medians: the ratio's 95% interval (low, high) and the p-value."""
+    diff, p, half = welch(np.log([np.median(r) for r in base_passes]),
+                          np.log([np.median(r) for r in new_passes]))
+    return math.exp(diff - half), math.exp(diff + half), p
 
 
 def _pooled(units: str, unit: str, base: Sequence[Sequence[float]],
