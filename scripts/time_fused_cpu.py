@@ -27,18 +27,11 @@ import torch
 from lrbench.impls import fused_cpu
 
 from lrbench import buildcache
+from lrbench.bench.matrix.presets import LRNET50_LAYERS
 
-# name -> (C, H = W of the input, stride): LR-Net-50's LR layers at 224x224 input.
-SHAPES = {
-    "stem": (64, 224, 2),
-    "res2": (100, 56, 1),
-    "res3.0": (200, 56, 2),
-    "res3": (200, 28, 1),
-    "res4.0": (400, 28, 2),
-    "res4": (400, 14, 1),
-    "res5.0": (800, 14, 2),
-    "res5": (800, 7, 1),
-}
+# name -> (C, H = W of the input, stride): LR-Net-50's LR layers at 224x224 input (the layers
+# preset's).
+SHAPES = {name: (layer["C"], layer["H"], layer["stride"]) for name, layer in LRNET50_LAYERS.items()}
 B, K, M = 8, 7, 8
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 

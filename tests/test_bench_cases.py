@@ -16,7 +16,9 @@ from lrbench.bench.matrix.cases import (
     with_impl,
 )
 from lrbench.bench.matrix.plan import make_plan
-from lrbench.bench.matrix.presets import LRNET50_STAGES, PRESETS, get_preset
+from lrbench.bench.matrix.presets import LRNET50_LAYERS, LRNET50_STAGES, PRESETS, get_preset
+from lrbench.complexity.network import network_layers
+from lrbench.models import CONFIGS
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -34,6 +36,23 @@ def test_paper_preset_has_the_lrnet50_stage_shapes_and_the_resnet_conv():
     convs = {(c.C, c.H) for c in cases if c.target == "conv3x3"}
     assert convs == {(64, 56), (128, 28), (256, 14), (512, 7)}
     assert {c.impl for c in cases if c.target == "layer"} >= {"unfold", "fused_cpu"}
+
+
+def test_layers_preset_has_every_lr_layer_shape_of_lrnet50_forward_and_backward():
+    """LRNET50_LAYERS is the network's own list (network_layers, the complexity model's), with
+    no shape left out or repeated; the preset times each one forward, backward and both."""
+    layers = [layer.info for layer in network_layers(CONFIGS["lrnet50"], 224, 224)
+              if layer.kind == "lr"]
+    distinct = list(dict.fromkeys((i["C"], i["H"], i["W"], i["stride"], i["k"], i["m"])
+                                  for i in layers))
+    assert [(s["C"], s["H"], s["W"], s["stride"], 7, 8) for s in LRNET50_LAYERS.values()] == distinct
+    assert [name for name, s in LRNET50_LAYERS.items() if s["stride"] == 2] == [
+        "stem", "res3.0", "res4.0", "res5.0"]
+    cases = expand(get_preset("layers"))
+    fused = {(c.C, c.H, c.stride, c.pass_) for c in cases if c.impl == "fused_cpu"}
+    assert fused == {(s["C"], s["H"], s["stride"], p) for s in LRNET50_LAYERS.values()
+                     for p in ("fwd", "bwd", "fwd_bwd")}
+    assert {(c.B, c.k, c.m, c.target) for c in cases} == {(8, 7, 8, "op")}
 
 
 def test_the_baseline_comes_first_and_every_case_names_it():

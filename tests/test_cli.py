@@ -131,7 +131,7 @@ def test_merge_shards(runner, tmp_path, run_dir):
 def test_list_shows_presets(runner):
     result = runner.invoke(main, ["list"])
     assert result.exit_code == 0
-    for name in ("quick", "paper", "kernel-sweep", "size-sweep", "channel-sweep", "network"):
+    for name in ("quick", "paper", "layers", "kernel-sweep", "size-sweep", "channel-sweep", "network"):
         assert f"\n{name} " in result.output
 
 

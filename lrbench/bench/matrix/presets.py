@@ -18,6 +18,19 @@ LRNET50_STAGES = [
     {"C": 400, "H": 14, "W": 14},
     {"C": 800, "H": 7, "W": 7},
 ]
+# Every distinct LR layer of LR-Net-50 at 224 input, by name (k=7, m=8): the stem, each stage's
+# first block (strided from res3 on, its input the previous stage's size) and its other blocks.
+# tests/test_presets.py checks them against lrbench.complexity.network.network_layers.
+LRNET50_LAYERS = {
+    "stem": {"C": 64, "H": 224, "W": 224, "stride": 2},
+    "res2": {"C": 100, "H": 56, "W": 56, "stride": 1},
+    "res3.0": {"C": 200, "H": 56, "W": 56, "stride": 2},
+    "res3": {"C": 200, "H": 28, "W": 28, "stride": 1},
+    "res4.0": {"C": 400, "H": 28, "W": 28, "stride": 2},
+    "res4": {"C": 400, "H": 14, "W": 14, "stride": 1},
+    "res5.0": {"C": 800, "H": 14, "W": 14, "stride": 2},
+    "res5": {"C": 800, "H": 7, "W": 7, "stride": 1},
+}
 # The 3x3 conv of each ResNet-50 stage (middle widths 64/128/256/512) that the LR layer replaces.
 RESNET50_STAGES = [
     {"C": 64, "H": 56, "W": 56},
@@ -114,6 +127,18 @@ PRESETS: dict[str, dict] = {
                 "devices": ["cpu", "cuda"],
                 "passes": ["fwd"],
             },
+        ],
+    },
+    "layers": {
+        "description": "every LR layer shape of LR-Net-50 (batch 8, 224 input, k=7, m=8): the stem, "
+                       "each stage's strided first block and its other blocks; the op per "
+                       "implementation, float32, fwd, bwd and fwd_bwd (the report's backward "
+                       "against the forward)",
+        "timing": {"min_rounds": 5, "max_time": 0.4, "passes": 3},
+        "groups": [
+            {"target": "op", "impls": CONTENDERS, "dtypes": ["float32"], "devices": ["cpu", "cuda"],
+             "shapes": [{"B": 8, **layer, "k": 7, "m": 8} for layer in LRNET50_LAYERS.values()],
+             "passes": ["fwd", "bwd", "fwd_bwd"]},
         ],
     },
     "kernel-sweep": {

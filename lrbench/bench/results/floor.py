@@ -4,25 +4,16 @@ The floor (:mod:`lrbench.bench.measure.floor`) is LR-Net with the op replaced by
 so for each pass ``floor / ResNet-50`` is what the architecture costs whatever the op, and
 ``(LR-Net - floor) / LR-Net`` is the op's share of LR-Net's time (Hu et al., ICCV 2019,
 arXiv:1904.11491). Every ratio is between rows of one run and one machine (the report splits
-machines before calling this).
-
-Each ratio comes with its 95% interval from the rows' rounds, the same statistic as ``lrbench
-compare`` on one run against another (:func:`lrbench.bench.results.stats.passes_interval`): with
-two passes or more, Welch's t-interval of the pass medians, which widens with the machine's drift
-between passes; with one pass, the bootstrap interval of the rounds, which cannot see that drift;
-none for rows without rounds. A ratio of two medians alone cannot say whether 1.42 is below 1.45.
+machines before calling this), with its 95% interval (:mod:`lrbench.bench.results.ratios`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import pandas as pd
 
 from lrbench.bench.matrix.cases import FLOOR
-from lrbench.bench.results import records, stats
 from lrbench.bench.results.metrics import shape_of
+from lrbench.bench.results.ratios import Ratio, ratio
 
 LRNET, RESNET = "lrnet50", "resnet50"
 PAIRING = ["shape", "dtype", "device", "pass"]  # what an LR-Net row shares with its ResNet and floor
@@ -31,29 +22,31 @@ LR_VS_RESNET, FLOOR_VS_RESNET, OP_SHARE = "LR-Net / ResNet-50", "floor / ResNet-
 MEASURES = (LR_VS_RESNET, FLOOR_VS_RESNET, OP_SHARE)
 
 
-@dataclass(frozen=True)
-class Ratio:
-    """One row's time over another's: the ratio of their medians and its 95% interval."""
-
-    value: float
-    low: float  # nan: a row without rounds
-    high: float
-    passes: int  # passes behind the interval (the fewer of the two rows'); 0 without rounds
-
-
-def ratio(row: pd.Series, to: pd.Series) -> Ratio:
-    """``row``'s median over ``to``'s, with the interval from both rows' rounds (see the module)."""
-    value = float(row["median_s"]) / float(to["median_s"])
-    mine, theirs = (records.parse_passes(_rounds_text(r.get("rounds_s"))) for r in (row, to))
-    if not mine or not theirs:
-        return Ratio(value, math.nan, math.nan, 0)
-    low, high = stats.passes_interval(theirs, mine)
-    return Ratio(value, low, high, min(len(mine), len(theirs)))
+def _measures(row: pd.Series, floor: pd.Series | None, resnet: pd.Series | None
+              ) -> dict[str, Ratio | None]:
+    return {
+        LR_VS_RESNET: None if resnet is None else ratio(row, resnet),
+        FLOOR_VS_RESNET: None if resnet is None or floor is None else ratio(floor, resnet),
+        OP_SHARE: None if floor is None else ratio(floor, row).complement(),
+    }
 
 
-def _rounds_text(cell) -> str:
-    """A row's ``rounds_s`` cell as text: empty where the row has none (missing, or NaN)."""
-    return "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell)
+def _paired(frame: pd.DataFrame):
+    """(LR-Net row, its floor row or None, its ResNet-50 row or None) for each LR-Net row with
+    one of them at least."""
+    rows = frame[(frame["status"] == "ok") & frame["target"].isin([LRNET, RESNET])]
+    if rows.empty:
+        return
+    rows = rows.assign(shape=rows["case_id"].map(shape_of))
+    keys = rows[PAIRING].astype(str).agg("|".join, axis=1)
+    by_key = {f"{key}|{row['target']}|{row['impl']}": row
+              for key, (_, row) in zip(keys, rows.iterrows(), strict=True)}
+    for key, (_, row) in zip(keys, rows.iterrows(), strict=True):
+        if row["target"] != LRNET or row["impl"] == FLOOR:
+            continue
+        resnet, floor = by_key.get(f"{key}|{RESNET}|torch"), by_key.get(f"{key}|{LRNET}|{FLOOR}")
+        if resnet is not None or floor is not None:
+            yield row, floor, resnet
 
 
 def against_the_floor(frame: pd.DataFrame) -> pd.DataFrame:
@@ -62,25 +55,9 @@ def against_the_floor(frame: pd.DataFrame) -> pd.DataFrame:
     each with ``low`` and ``high`` columns (its 95% interval), and ``passes`` (the fewest behind
     an interval). Empty when the run has no LR-Net row with a ResNet-50 or floor row to pair
     with."""
-    rows = frame[(frame["status"] == "ok") & frame["target"].isin([LRNET, RESNET])]
-    if rows.empty:
-        return pd.DataFrame()
-    rows = rows.assign(shape=rows["case_id"].map(shape_of))
-    keys = rows[PAIRING].astype(str).agg("|".join, axis=1)
-    by_key = {f"{key}|{row['target']}|{row['impl']}": row
-              for key, (_, row) in zip(keys, rows.iterrows(), strict=True)}
     out = []
-    for key, (_, row) in zip(keys, rows.iterrows(), strict=True):
-        if row["target"] != LRNET or row["impl"] == FLOOR:
-            continue
-        resnet, floor = by_key.get(f"{key}|{RESNET}|torch"), by_key.get(f"{key}|{LRNET}|{FLOOR}")
-        if resnet is None and floor is None:
-            continue
-        measures = {
-            LR_VS_RESNET: None if resnet is None else ratio(row, resnet),
-            FLOOR_VS_RESNET: None if resnet is None or floor is None else ratio(floor, resnet),
-            OP_SHARE: None if floor is None else _share(ratio(floor, row)),
-        }
+    for row, floor, resnet in _paired(frame):
+        measures = _measures(row, floor, resnet)
         out.append({
             "shape": row["shape"], "dtype": row["dtype"], "device": row["device"],
             "pass": row["pass"], "impl": row["impl"],
@@ -92,15 +69,10 @@ def against_the_floor(frame: pd.DataFrame) -> pd.DataFrame:
                for end, attr in (("", "value"), (" low", "low"), (" high", "high"))},
             "passes": min((m.passes for m in measures.values() if m is not None), default=0),
             "formats (LR-Net, floor, ResNet)": ", ".join(
-                "-" if other is None else str(other["memory_format"]) for other in (row, floor, resnet)),
+                "-" if other is None else str(other["memory_format"])
+                for other in (row, floor, resnet)),
         })
     return pd.DataFrame(out)
-
-
-def _share(floor_over_lr: Ratio) -> Ratio:
-    """The op's share of LR-Net's time, in percent, from floor / LR-Net: 100 (1 - ratio)."""
-    r = floor_over_lr
-    return Ratio(100 * (1 - r.value), 100 * (1 - r.high), 100 * (1 - r.low), r.passes)
 
 
 def floor_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -110,15 +82,8 @@ def floor_table(frame: pd.DataFrame) -> pd.DataFrame:
         return table
     shown = table.drop(columns=[f"{name}{end}" for name in MEASURES for end in (" low", " high")])
     for name in MEASURES:
-        digits = 1 if name == OP_SHARE else 2
-        shown[name] = [_with_interval(v, lo, hi, digits) for v, lo, hi in
-                       zip(table[name], table[f"{name} low"], table[f"{name} high"], strict=True)]
+        shown[name] = [
+            "" if pd.isna(value) else Ratio(value, low, high, 0).text(1 if name == OP_SHARE else 2)
+            for value, low, high in zip(table[name], table[f"{name} low"], table[f"{name} high"],
+                                        strict=True)]
     return shown
-
-
-def _with_interval(value, low, high, digits: int) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    if low is None or pd.isna(low):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

@@ -17,6 +17,7 @@ import pandas as pd
 from lrbench.bench.pages import html
 from lrbench.bench.pages.document import Block, Heading, Image, Text, section, to_markdown
 from lrbench.bench.results import accuracy, conditions, fits, plots, records
+from lrbench.bench.results.backward import backward_cost
 from lrbench.bench.results.floor import floor_table
 from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
 from lrbench.bench.results.peers import against_the_peers
@@ -153,6 +154,15 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[Block]:
                   "timed row passed its gate (NATTEN: against a float64 implementation of its "
                   "own clamped-window op). A peer that was not timed shows its reason.",
                   against_the_peers(frame)),
+        *_section(level, "The backward against the forward",
+                  "Per op case timed forward and backward: `(fwd+bwd) / fwd` = the `fwd_bwd` "
+                  "pass (forward with autograd, then backward) over the `fwd` pass (forward "
+                  "without autograd), what a training step pays for the op against inference; "
+                  "`bwd / fwd` = the backward alone over the forward. Each as the ratio of "
+                  "medians [its 95% interval], the interval as in \"LR-Net against ResNet-50 "
+                  "and its floor\" (`passes`: the fewest behind it). `LR-Net-50 layer`: the "
+                  "layer whose shape it is (the `layers` preset runs all of them).",
+                  backward_cost(frame)),
         *_section(level, "The layer against the 3x3 convolution it replaces",
                   "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
                   "ResNet-50's 3x3 conv at the same stage.", layer_vs_conv(frame)),

@@ -1,0 +1,84 @@
+"""The ratios the report shows between two rows of one run, and its table of the backward against
+the forward: each ratio with the interval of the rows' rounds, every LR-Net-50 layer named."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from lrbench.bench.matrix.presets import LRNET50_LAYERS
+from lrbench.bench.results import records
+from lrbench.bench.results.backward import BWD_OVER_FWD, FWD_BWD_OVER_FWD, backward_cost, layer_name
+from lrbench.bench.results.ratios import Ratio, ratio
+from lrbench.bench.results.report import build_markdown
+from lrbench.bench.results.stats import passes_interval
+from tests.helpers import planted_row, planted_run
+
+
+def test_a_ratio_is_of_the_medians_with_the_rounds_interval_and_none_without_rounds():
+    slow = pd.Series(planted_row("op", "unfold", 3.0, pass_="fwd_bwd", seed=1))
+    fast = pd.Series(planted_row("op", "unfold", 1.0, seed=2))
+    r = ratio(slow, fast)
+    assert r.value == pytest.approx(slow["median_s"] / fast["median_s"])
+    assert r.passes == 4 and r.low < r.value < r.high
+    expected = passes_interval(records.parse_passes(fast["rounds_s"]),
+                               records.parse_passes(slow["rounds_s"]))
+    assert (r.low, r.high) == pytest.approx(expected)
+    old = pd.Series({**planted_row("op", "unfold", 1.0, seed=2, rounds=False), "rounds_s": math.nan})
+    bare = ratio(slow, old)
+    assert bare.passes == 0 and math.isnan(bare.low) and bare.text() == f"{bare.value:.2f}"
+    assert r.text() == f"{r.value:.2f} [{r.low:.2f}, {r.high:.2f}]"
+    share = Ratio(0.8, 0.7, 0.9, 3).complement()
+    assert (share.value, share.low, share.high) == pytest.approx((20.0, 10.0, 30.0))
+
+
+def _layer_rows(name: str, impl: str, fwd_ms: float, passes=("fwd", "bwd", "fwd_bwd"), **extra):
+    layer = LRNET50_LAYERS[name]
+    times = {"fwd": fwd_ms, "bwd": 2.5 * fwd_ms, "fwd_bwd": 3.5 * fwd_ms}
+    return [planted_row("op", impl, times[p], pass_=p, B=8, k=7, m=8, seed=i, **layer, **extra)
+            for i, p in enumerate(passes)]
+
+
+def test_the_backward_table_pairs_each_case_forward_and_backward():
+    frame = pd.DataFrame([
+        *_layer_rows("stem", "fused_cpu", 12.0),
+        *_layer_rows("res4.0", "unfold", 40.0, passes=("fwd", "fwd_bwd")),
+        *_layer_rows("res5", "fused_cpu", 0.7, passes=("fwd",)),  # no backward: no row
+        {**planted_row("op", "fused_cpu", 9.0, pass_="bwd", B=8, k=7, m=8, **LRNET50_LAYERS["res2"]),
+         "status": "failed"},  # a failed row pairs with nothing
+        *_layer_rows("res2", "fused_cpu", 3.0, passes=("fwd",)),
+        planted_row("op", "fused_cpu", 1.0, B=2),  # not an LR-Net-50 layer
+        planted_row("op", "fused_cpu", 2.5, pass_="bwd", B=2),
+    ])
+    table = backward_cost(frame).set_index("LR-Net-50 layer")
+    assert sorted(table.index) == ["", "res4.0", "stem"]
+    stem = table.loc["stem"]
+    rows = {r["pass"]: pd.Series(r) for r in frame.to_dict("records")[:3]}
+    assert stem[FWD_BWD_OVER_FWD] == ratio(rows["fwd_bwd"], rows["fwd"]).text()
+    assert stem[BWD_OVER_FWD] == ratio(rows["bwd"], rows["fwd"]).text()
+    assert stem[FWD_BWD_OVER_FWD].startswith("3.5") and stem["passes"] == 4
+    assert stem["impl"] == "fused_cpu" and stem["shape"] == "B8-C64-224x224-k7-m8-s2"
+    unfold = table.loc["res4.0"]
+    assert unfold["impl"] == "unfold" and unfold[BWD_OVER_FWD] == "" and pd.isna(unfold["bwd ms"])
+    assert table.loc[""][BWD_OVER_FWD].startswith("2.5")
+
+
+def test_layer_names_need_the_whole_shape():
+    stem = pd.Series({"B": 8, "k": 7, "m": 8, **LRNET50_LAYERS["stem"]})
+    assert layer_name(stem) == "stem"
+    for field, other in (("B", 4), ("k", 5), ("m", 4), ("stride", 1), ("C", 65)):
+        changed = stem.copy()
+        changed[field] = other
+        assert layer_name(changed) == "", field
+
+
+def test_the_report_has_the_backward_section(tmp_path):
+    frame = planted_run(tmp_path)
+    text = build_markdown(frame, tmp_path, [])
+    section = text.split("## The backward against the forward")[1].split("\n## ")[0]
+    table = backward_cost(frame)
+    assert len(table) == 3 * 8  # 3 implementations x (4 kernel sizes + 4 sizes)
+    for text in table[FWD_BWD_OVER_FWD]:
+        assert f" {text} |" in section and "[" in text  # the planted rounds give an interval
