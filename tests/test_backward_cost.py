@@ -8,12 +8,12 @@ import math
 import pandas as pd
 import pytest
 
+from lrbench.bench.comparison.ratios import Ratio, ratio
 from lrbench.bench.matrix.presets import LRNET50_LAYERS
 from lrbench.bench.results import records
-from lrbench.bench.results.backward import BWD_OVER_FWD, FWD_BWD_OVER_FWD, backward_cost, layer_name
-from lrbench.bench.results.ratios import Ratio, ratio
 from lrbench.bench.results.report import build_markdown
 from lrbench.bench.results.stats import passes_interval
+from lrbench.bench.sections.backward import BWD_OVER_FWD, FWD_BWD_OVER_FWD, backward_cost, layer_name
 from tests.helpers import planted_row, planted_run
 
 

@@ -9,13 +9,13 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.container import BarContainer, ErrorbarContainer
 
+from lrbench.bench.comparison.ratios import ratio
 from lrbench.bench.figures import canvas, palette
 from lrbench.bench.figures.network import network_rows
 from lrbench.bench.figures.rows import provenance, quartiles
 from lrbench.bench.figures.spread import BOOTSTRAP, IQR, speedup
 from lrbench.bench.figures.sweeps import time_vs_k
 from lrbench.bench.results import plots, records, stats
-from lrbench.bench.results.ratios import ratio
 from tests.helpers import PLUGIN, planted_row, planted_run
 
 NAMES = ["unfold", "fused_cpu", PLUGIN, "conv3x3", "floor", "resnet50"]
@@ -137,7 +137,7 @@ def test_every_figure_is_captioned_with_command_machine_and_date(frame, figures,
 
 def test_network_bars_carry_their_ratio_to_resnet_with_its_interval(frame, figures):
     """Each LR-Net bar (and the floor's) is marked with its ratio to ResNet-50 and the interval
-    of lrbench.bench.results.ratios.ratio, the network table's statistic; ResNet-50 with none."""
+    of lrbench.bench.comparison.ratios.ratio, the network table's statistic; ResNet-50 with none."""
     texts = [t.get_text() for ax in figures["networks.png"].axes for t in ax.texts]
     rows = network_rows(frame)
     marked = 0

@@ -15,9 +15,9 @@ from lrbench.bench.matrix.presets import get_preset
 from lrbench.bench.measure.floor import floor_network, stand_in
 from lrbench.bench.measure.runner import Timing, run_matrix
 from lrbench.bench.results import records
-from lrbench.bench.results.floor import MEASURES, against_the_floor, floor_table
 from lrbench.bench.results.metrics import derive
 from lrbench.bench.results.stats import passes_interval
+from lrbench.bench.sections.floor import MEASURES, against_the_floor, floor_table
 from lrbench.complexity import op_macs
 from lrbench.complexity.network import network_layers
 from lrbench.inputs import Shape, make_inputs

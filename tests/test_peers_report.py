@@ -7,8 +7,8 @@ import pytest
 from lrbench.bench.matrix.cases import Case, expand
 from lrbench.bench.matrix.presets import get_preset
 from lrbench.bench.results import records
-from lrbench.bench.results.peers import against_the_peers
 from lrbench.bench.results.report import write_report
+from lrbench.bench.sections.peers import against_the_peers
 
 STAGE = {"B": 8, "C": 800, "H": 7, "W": 7, "k": 7, "m": 8, "stride": 1}
 MIB = 2**20

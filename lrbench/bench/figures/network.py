@@ -1,7 +1,7 @@
 """The whole networks: LR-Net-50 per implementation beside ResNet-50 and, when the run has it, the
 floor (LR-Net-50 with the op replaced by a free stand-in: what the architecture costs without the
 op), per pass. Bars are the time per batch with its quartile range; each is marked with its ratio to
-ResNet-50 and that ratio's 95% interval (:func:`lrbench.bench.results.ratios.ratio`)."""
+ResNet-50 and that ratio's 95% interval (:func:`lrbench.bench.comparison.ratios.ratio`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import math
 import pandas as pd
 from matplotlib.figure import Figure
 
+from lrbench.bench.comparison.ratios import ratio
 from lrbench.bench.figures import canvas, palette
 from lrbench.bench.figures.rows import FLOOR, NETWORK_TARGETS, labelled, quartiles, timed
 from lrbench.bench.figures.spread import error_bars
-from lrbench.bench.results.ratios import ratio
 
 PANEL = ["dtype", "device", "pass"]
 

@@ -16,11 +16,12 @@ import pandas as pd
 
 from lrbench.bench.pages import html
 from lrbench.bench.pages.document import Block, Heading, Image, Text, section, to_markdown
-from lrbench.bench.results import accuracy, conditions, fits, plots, records
-from lrbench.bench.results.backward import backward_cost
-from lrbench.bench.results.floor import floor_table
+from lrbench.bench.results import conditions, fits, plots, records
 from lrbench.bench.results.metrics import impl_of, machine_of, shape_of
-from lrbench.bench.results.peers import against_the_peers
+from lrbench.bench.sections import accuracy
+from lrbench.bench.sections.backward import backward_cost
+from lrbench.bench.sections.floor import floor_table
+from lrbench.bench.sections.peers import against_the_peers
 from lrbench.files import atomic_write
 
 MIB = 2**20

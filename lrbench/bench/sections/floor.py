@@ -4,16 +4,16 @@ The floor (:mod:`lrbench.bench.measure.floor`) is LR-Net with the op replaced by
 so for each pass ``floor / ResNet-50`` is what the architecture costs whatever the op, and
 ``(LR-Net - floor) / LR-Net`` is the op's share of LR-Net's time (Hu et al., ICCV 2019,
 arXiv:1904.11491). Every ratio is between rows of one run and one machine (the report splits
-machines before calling this), with its 95% interval (:mod:`lrbench.bench.results.ratios`).
+machines before calling this), with its 95% interval (:mod:`lrbench.bench.comparison.ratios`).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from lrbench.bench.comparison.ratios import Ratio, ratio
 from lrbench.bench.matrix.cases import FLOOR
 from lrbench.bench.results.metrics import shape_of
-from lrbench.bench.results.ratios import Ratio, ratio
 
 LRNET, RESNET = "lrnet50", "resnet50"
 PAIRING = ["shape", "dtype", "device", "pass"]  # what an LR-Net row shares with its ResNet and floor

@@ -4,7 +4,7 @@ inference forward, per implementation and shape.
 For each op case timed in the ``fwd`` pass (forward without autograd) and in ``fwd_bwd`` (forward
 with autograd, then backward) or ``bwd`` (the backward alone), the ratios ``fwd_bwd / fwd`` (the
 ``(forward+backward) / forward`` of a kernel's cost) and ``bwd / fwd``, each with its 95% interval
-(:mod:`lrbench.bench.results.ratios`). Shapes that are LR layers of LR-Net-50 at 224 input
+(:mod:`lrbench.bench.comparison.ratios`). Shapes that are LR layers of LR-Net-50 at 224 input
 (:data:`lrbench.bench.matrix.presets.LRNET50_LAYERS`, the ``layers`` preset) are named.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lrbench.bench.comparison.ratios import ratio
 from lrbench.bench.matrix.cases import parse_case_id
 from lrbench.bench.matrix.presets import LRNET50_LAYERS
-from lrbench.bench.results.ratios import ratio
 
 FWD_BWD_OVER_FWD, BWD_OVER_FWD = "(fwd+bwd) / fwd", "bwd / fwd"
 LAYER_FIELDS = ("C", "H", "W", "stride")  # what names a layer, at B=8, k=7, m=8
