@@ -27,12 +27,12 @@ import torch
 from lrbench.impls import fused_cpu
 
 from lrbench import buildcache
-from lrbench.bench.matrix.presets import LRNET50_LAYERS
+from lrbench.bench.matrix.presets import LRNET50_BATCH, LRNET50_K, LRNET50_LAYERS, LRNET50_M
 
 # name -> (C, H = W of the input, stride): LR-Net-50's LR layers at 224x224 input (the layers
 # preset's).
 SHAPES = {name: (layer["C"], layer["H"], layer["stride"]) for name, layer in LRNET50_LAYERS.items()}
-B, K, M = 8, 7, 8
+B, K, M = LRNET50_BATCH, LRNET50_K, LRNET50_M
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 

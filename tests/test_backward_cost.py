@@ -30,6 +30,12 @@ def test_a_ratio_is_of_the_medians_with_the_rounds_interval_and_none_without_rou
     bare = ratio(slow, old)
     assert bare.passes == 0 and math.isnan(bare.low) and bare.text() == f"{bare.value:.2f}"
     assert r.text() == f"{r.value:.2f} [{r.low:.2f}, {r.high:.2f}]"
+    assert r.text(unit="x").startswith(f"{r.value:.2f}x [")
+    for missing in (None, math.nan, pd.NA, ""):
+        assert records.parse_passes(missing) == []
+        assert ratio(slow, pd.Series({**fast, "rounds_s": missing})).passes == 0
+    with pytest.raises(ValueError, match="to: a row with a positive median_s"):
+        ratio(slow, pd.Series({**fast, "median_s": 0.0}))
     share = Ratio(0.8, 0.7, 0.9, 3).complement()
     assert (share.value, share.low, share.high) == pytest.approx((20.0, 10.0, 30.0))
 
@@ -76,9 +82,20 @@ def test_layer_names_need_the_whole_shape():
 
 def test_the_report_has_the_backward_section(tmp_path):
     frame = planted_run(tmp_path)
-    text = build_markdown(frame, tmp_path, [])
-    section = text.split("## The backward against the forward")[1].split("\n## ")[0]
+    markdown = build_markdown(frame, tmp_path, [])
+    section = markdown.split("## The backward against the forward")[1].split("\n## ")[0]
+    assert "Welch's t-interval" in section  # the section says what its intervals are
     table = backward_cost(frame)
     assert len(table) == 3 * 8  # 3 implementations x (4 kernel sizes + 4 sizes)
-    for text in table[FWD_BWD_OVER_FWD]:
-        assert f" {text} |" in section and "[" in text  # the planted rounds give an interval
+    for cell in table[FWD_BWD_OVER_FWD]:
+        assert f" {cell} |" in section and "[" in cell  # the planted rounds give an interval
+
+
+def test_a_compiled_variant_is_a_case_of_its_own():
+    eager = _layer_rows("res3", "unfold", 10.0, passes=("fwd", "fwd_bwd"))
+    compiled = [planted_row("op", "unfold", ms, pass_=p, compile="inductor", B=8, k=7, m=8, seed=9,
+                            **LRNET50_LAYERS["res3"]) for p, ms in (("fwd", 5.0), ("fwd_bwd", 25.0))]
+    table = backward_cost(pd.DataFrame([*eager, *compiled])).set_index("impl")
+    assert sorted(table.index) == ["unfold", "unfold@inductor"]
+    assert table.loc["unfold", FWD_BWD_OVER_FWD].startswith("3.5")
+    assert table.loc["unfold@inductor", FWD_BWD_OVER_FWD].startswith("5.0")

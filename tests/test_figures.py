@@ -11,7 +11,7 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 
 from lrbench.bench.comparison.ratios import ratio
 from lrbench.bench.figures import canvas, palette
-from lrbench.bench.figures.network import network_rows
+from lrbench.bench.figures.network import PANEL, network_rows, networks
 from lrbench.bench.figures.rows import provenance, quartiles
 from lrbench.bench.figures.spread import BOOTSTRAP, IQR, speedup
 from lrbench.bench.figures.sweeps import time_vs_k
@@ -141,7 +141,7 @@ def test_network_bars_carry_their_ratio_to_resnet_with_its_interval(frame, figur
     texts = [t.get_text() for ax in figures["networks.png"].axes for t in ax.texts]
     rows = network_rows(frame)
     marked = 0
-    for _, group in rows.groupby(["dtype", "device", "pass"]):
+    for _, group in rows.groupby(PANEL):
         resnet = group[group["label"] == "resnet50"].iloc[0]
         for _, row in group[group["label"] != "resnet50"].iterrows():
             r = ratio(row, resnet)
@@ -149,3 +149,18 @@ def test_network_bars_carry_their_ratio_to_resnet_with_its_interval(frame, figur
             assert f" {r.value:.2f}x [{r.low:.2f}, {r.high:.2f}] ResNet-50" in texts
             marked += 1
     assert marked >= 4 and len(texts) == marked
+
+
+def test_network_ratios_pair_rows_of_one_batch_and_size(tmp_path):
+    """Two batches in one run: each gets its own panels, and B=32's LR-Net is set against B=32's
+    ResNet-50 (3x), never against B=8's (it would read 12x)."""
+    rows = [planted_row(target, impl, ms * scale, pass_="train", seed=i, B=B, C=3, H=224, W=224,
+                        **({"k": 3, "m": 1} if target == "resnet50" else {}))
+            for i, (B, scale) in enumerate(((8, 1.0), (32, 4.0)))
+            for target, impl, ms in (("lrnet50", "fused_cpu", 300.0), ("resnet50", "torch", 100.0))]
+    records.write(pd.DataFrame(rows), tmp_path)
+    fig = networks(records.load(tmp_path))
+    titles = sorted(ax.get_title() for ax in fig.axes if ax.get_visible())
+    assert len(titles) == 2 and "B=32" in titles[0] + titles[1]
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert len(texts) == 2 and all(t.startswith(" 3.0") for t in texts), texts

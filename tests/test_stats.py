@@ -244,6 +244,9 @@ def test_a_reported_ratios_interval_is_the_comparisons_and_covers_the_truth():
         covered_one_pass += one_low <= 1.4 <= one_high
     assert covered >= 88, covered
     assert covered_one_pass < 50, covered_one_pass
+    few = passes_interval([[1.0, 1.1, 1.2, 1.3]], [[2.0] * 10])  # one pass of 4 rounds
+    assert np.isnan(few).all()  # a bootstrap of so few rounds is no interval
+    assert np.isfinite(passes_interval([[1.0, 1.1, 1.2, 1.3, 1.4]], [[2.0] * 5])).all()
     with pytest.raises(ValueError, match="at least one a side"):
         passes_interval([], [[1.0]])
     with pytest.raises(ValueError, match="every pass needs at least one round"):

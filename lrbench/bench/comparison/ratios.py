@@ -19,6 +19,13 @@ import pandas as pd
 
 from lrbench.bench.results import records, stats
 
+# What a report says of the intervals it shows beside such ratios.
+INTERVAL_NOTE = ("Each ratio is that of the two medians [its 95% interval]: with `passes` of 2 or "
+                 "more, Welch's t-interval of the pass medians (log scale), which widens with the "
+                 "machine's drift between passes, as `lrbench compare` computes it; with 1, the "
+                 "bootstrap interval of the rounds, blind to that drift (none under 5 rounds); "
+                 "none for rows without rounds. More passes (`--passes 5`) narrow it.")
+
 
 @dataclass(frozen=True)
 class Ratio:
@@ -35,23 +42,27 @@ class Ratio:
         return Ratio(scale * (1 - self.value), scale * (1 - self.high), scale * (1 - self.low),
                      self.passes)
 
-    def text(self, digits: int = 2) -> str:
-        """``1.42 [1.35, 1.57]``, or the bare value without an interval."""
+    def text(self, digits: int = 2, unit: str = "") -> str:
+        """``1.42 [1.35, 1.57]`` (``unit`` after the value: ``1.42x [1.35, 1.57]``), or the bare
+        value without an interval."""
+        value = f"{self.value:.{digits}f}{unit}"
         if not math.isfinite(self.low):
-            return f"{self.value:.{digits}f}"
-        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+            return value
+        return f"{value} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
 def ratio(row: pd.Series, to: pd.Series) -> Ratio:
-    """``row``'s median over ``to``'s, with the interval from both rows' rounds (see the module)."""
+    """``row``'s median over ``to``'s, with the interval from both rows' rounds (see the module).
+
+    Raises:
+        ValueError: ``to``'s median is not a positive time.
+    """
+    if not float(to["median_s"]) > 0:
+        raise ValueError(f"to: a row with a positive median_s, got {to['median_s']!r} "
+                         f"({to.get('case_id', 'no case id')})")
     value = float(row["median_s"]) / float(to["median_s"])
-    mine, theirs = (records.parse_passes(_rounds_text(r.get("rounds_s"))) for r in (row, to))
+    mine, theirs = (records.parse_passes(r.get("rounds_s")) for r in (row, to))
     if not mine or not theirs:
         return Ratio(value, math.nan, math.nan, 0)
     low, high = stats.passes_interval(theirs, mine)
     return Ratio(value, low, high, min(len(mine), len(theirs)))
-
-
-def _rounds_text(cell) -> str:
-    """A row's ``rounds_s`` cell as text: empty where the row has none (missing, or NaN)."""
-    return "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell)

@@ -5,8 +5,6 @@ ResNet-50 and that ratio's 95% interval (:func:`lrbench.bench.comparison.ratios.
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -15,7 +13,7 @@ from lrbench.bench.figures import canvas, palette
 from lrbench.bench.figures.rows import FLOOR, NETWORK_TARGETS, labelled, quartiles, timed
 from lrbench.bench.figures.spread import error_bars
 
-PANEL = ["dtype", "device", "pass"]
+PANEL = ["dtype", "device", "pass", "B", "H", "W"]  # a ratio pairs rows of one panel only
 
 
 def network_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -24,8 +22,8 @@ def network_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def networks(frame: pd.DataFrame) -> Figure | None:
-    """One panel per (dtype, device, pass): bars per LR-Net-50 implementation, the floor and
-    ResNet-50, with ``x ResNet-50`` beside each."""
+    """One panel per (dtype, device, pass, batch and size): bars per LR-Net-50 implementation,
+    the floor and ResNet-50, with ``x ResNet-50`` beside each."""
     rows = network_rows(frame)
     if rows.empty:
         return None
@@ -33,7 +31,7 @@ def networks(frame: pd.DataFrame) -> Figure | None:
     fig = canvas.new(6.5 * min(2, len(panels)), 1.6 + 0.35 * rows.groupby(PANEL).size().max()
                      * -(-len(panels) // 2))
     axes = fig.subplots(-(-len(panels) // 2), min(2, len(panels)), squeeze=False).ravel()
-    for ax, ((dtype, device, pass_), group) in zip(axes, panels, strict=False):
+    for ax, ((dtype, device, pass_, B, H, W), group) in zip(axes, panels, strict=False):
         order = sorted(group["label"], key=lambda n: (n == "resnet50", n == FLOOR, n))
         group = group.set_index("label").loc[order].reset_index()
         median = group["median_s"].to_numpy(dtype=float)
@@ -50,13 +48,11 @@ def networks(frame: pd.DataFrame) -> Figure | None:
             for i, (_, row) in enumerate(group.iterrows()):
                 if row["label"] == "resnet50":
                     continue
-                r = ratio(row, resnet.iloc[0])
-                interval = f" [{r.low:.2f}, {r.high:.2f}]" if math.isfinite(r.low) else ""
-                ax.annotate(f" {r.value:.2f}x{interval} ResNet-50", (high[i] * 1e3, i),
-                            va="center", fontsize=7)
+                ax.annotate(f" {ratio(row, resnet.iloc[0]).text(unit='x')} ResNet-50",
+                            (high[i] * 1e3, i), va="center", fontsize=7)
         ax.margins(x=0.3)
         floor = "" if (group["label"] == FLOOR).any() else " (no floor rows in this run)"
-        shape = f"B={group['B'].iloc[0]}, {group['H'].iloc[0]}x{group['W'].iloc[0]}"
+        shape = f"B={B}, {H}x{W}"
         ax.set_title(f"networks, {pass_}, {dtype}, {device}, {shape}{floor}", fontsize=9)
         ax.set_xlabel("median time per batch (ms), bars: quartiles; [ ]: the ratio's 95% interval")
         ax.grid(True, axis="x", alpha=0.3)

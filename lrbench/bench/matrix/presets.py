@@ -11,16 +11,11 @@ arXiv:1904.11491, Table 1): the spatial layer of each stage, at batch 8.
 
 from __future__ import annotations
 
-# The k x k layer of each LR-Net-50 stage (middle widths 100/200/400/800) at 224 input.
-LRNET50_STAGES = [
-    {"C": 100, "H": 56, "W": 56},
-    {"C": 200, "H": 28, "W": 28},
-    {"C": 400, "H": 14, "W": 14},
-    {"C": 800, "H": 7, "W": 7},
-]
-# Every distinct LR layer of LR-Net-50 at 224 input, by name (k=7, m=8): the stem, each stage's
-# first block (strided from res3 on, its input the previous stage's size) and its other blocks.
-# tests/test_presets.py checks them against lrbench.complexity.network.network_layers.
+# Every distinct LR layer of LR-Net-50 at 224 input, by name: the stem, each stage's first block
+# (strided from res3 on, its input the previous stage's size) and its other blocks; k=7, m=8, and
+# batch 8 where the presets time them. tests/test_bench_cases.py checks them against
+# lrbench.complexity.network.network_layers.
+LRNET50_BATCH, LRNET50_K, LRNET50_M = 8, 7, 8
 LRNET50_LAYERS = {
     "stem": {"C": 64, "H": 224, "W": 224, "stride": 2},
     "res2": {"C": 100, "H": 56, "W": 56, "stride": 1},
@@ -31,6 +26,9 @@ LRNET50_LAYERS = {
     "res5.0": {"C": 800, "H": 14, "W": 14, "stride": 2},
     "res5": {"C": 800, "H": 7, "W": 7, "stride": 1},
 }
+# The k x k layer of each LR-Net-50 stage past its first block (middle widths 100/200/400/800).
+LRNET50_STAGES = [{field: LRNET50_LAYERS[name][field] for field in ("C", "H", "W")}
+                  for name in ("res2", "res3", "res4", "res5")]
 # The 3x3 conv of each ResNet-50 stage (middle widths 64/128/256/512) that the LR layer replaces.
 RESNET50_STAGES = [
     {"C": 64, "H": 56, "W": 56},
@@ -42,8 +40,9 @@ RESNET50_STAGES = [
 CONTENDERS = ["unfold", "im2col_matmul", "fused_cpu", "fused_triton"]
 
 
-def _stage_shapes(stages: list[dict], batch: int, k: int = 7, m: int = 8) -> list[dict]:
-    return [{"B": batch, **stage, "k": k, "m": m, "stride": 1} for stage in stages]
+def _stage_shapes(stages: list[dict], batch: int, k: int = LRNET50_K, m: int = LRNET50_M
+                  ) -> list[dict]:
+    return [{"B": batch, "stride": 1, **stage, "k": k, "m": m} for stage in stages]
 
 
 def _op_group(shapes: list[dict]) -> dict:
@@ -54,7 +53,7 @@ def _op_group(shapes: list[dict]) -> dict:
 
 def _peers_groups() -> list[dict]:
     """LR-Net-50's stages: our best fused kernel, eager unfold (the baseline), and the peers."""
-    shapes = _stage_shapes(LRNET50_STAGES, batch=8)
+    shapes = _stage_shapes(LRNET50_STAGES, batch=LRNET50_BATCH)
     per_device = {"cpu": (["float32"], "fused_cpu"), "cuda": (["float32", "bfloat16"], "fused_triton")}
     groups = []
     for device, (dtypes, fused) in per_device.items():
@@ -111,11 +110,11 @@ PRESETS: dict[str, dict] = {
                        "implementation, the layer, and ResNet-50's 3x3 conv at the same stages",
         "timing": {"min_rounds": 5, "max_time": 0.4, "passes": 3},
         "groups": [
-            _op_group(_stage_shapes(LRNET50_STAGES, batch=8)),
+            _op_group(_stage_shapes(LRNET50_STAGES, batch=LRNET50_BATCH)),
             {
                 "target": "layer",
                 "impls": CONTENDERS,
-                "shapes": _stage_shapes(LRNET50_STAGES, batch=8),
+                "shapes": _stage_shapes(LRNET50_STAGES, batch=LRNET50_BATCH),
                 "dtypes": ["float32"],
                 "devices": ["cpu", "cuda"],
                 "passes": ["fwd"],
@@ -137,7 +136,7 @@ PRESETS: dict[str, dict] = {
         "timing": {"min_rounds": 5, "max_time": 0.4, "passes": 3},
         "groups": [
             {"target": "op", "impls": CONTENDERS, "dtypes": ["float32"], "devices": ["cpu", "cuda"],
-             "shapes": [{"B": 8, **layer, "k": 7, "m": 8} for layer in LRNET50_LAYERS.values()],
+             "shapes": _stage_shapes(list(LRNET50_LAYERS.values()), batch=LRNET50_BATCH),
              "passes": ["fwd", "bwd", "fwd_bwd"]},
         ],
     },

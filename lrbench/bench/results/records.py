@@ -74,8 +74,8 @@ def parse_rounds(cell: str) -> list[float]:
 
 def parse_passes(cell: str) -> list[list[float]]:
     """The rounds of each pass of a cell: one list for a one-pass run, none for a row without
-    rounds."""
-    text = str(cell) if cell else ""
+    rounds (an empty or missing cell: None, NaN, pd.NA)."""
+    text = "" if cell is None or (not isinstance(cell, str) and pd.isna(cell)) else str(cell)
     passes = [[float(t) for t in part.split()] for part in text.split(PASS_SEPARATOR)]
     return [rounds for rounds in passes if rounds]
 

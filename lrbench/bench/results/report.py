@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lrbench.bench.comparison.ratios import INTERVAL_NOTE
 from lrbench.bench.pages import html
 from lrbench.bench.pages.document import Block, Heading, Image, Text, section, to_markdown
 from lrbench.bench.results import conditions, fits, plots, records
@@ -159,10 +160,9 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[Block]:
                   "Per op case timed forward and backward: `(fwd+bwd) / fwd` = the `fwd_bwd` "
                   "pass (forward with autograd, then backward) over the `fwd` pass (forward "
                   "without autograd), what a training step pays for the op against inference; "
-                  "`bwd / fwd` = the backward alone over the forward. Each as the ratio of "
-                  "medians [its 95% interval], the interval as in \"LR-Net against ResNet-50 "
-                  "and its floor\" (`passes`: the fewest behind it). `LR-Net-50 layer`: the "
-                  "layer whose shape it is (the `layers` preset runs all of them).",
+                  "`bwd / fwd` = the backward alone over the forward. " + INTERVAL_NOTE +
+                  " `LR-Net-50 layer`: the layer whose shape it is (the `layers` preset runs "
+                  "all of them).",
                   backward_cost(frame)),
         *_section(level, "The layer against the 3x3 convolution it replaces",
                   "`LocalRelation2d` (key/query projections, prior, op, final 1x1) beside "
@@ -177,12 +177,8 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[Block]:
                   "Per pass, each network in its faster memory format. `floor / ResNet-50`: "
                   "what the architecture costs whatever the op; `op share %` = (LR-Net - "
                   "floor) / LR-Net, the part of LR-Net's time that a faster op could remove. "
-                  "Each as the ratio of medians [its 95% interval]: with `passes` of 2 or more, "
-                  "Welch's t-interval of the pass medians (log scale), which widens with the "
-                  "machine's drift between passes, as `lrbench compare` computes it; with 1, "
-                  "the bootstrap interval of the rounds, blind to that drift. A goal such as "
-                  "'at most 1.45x' is met where the whole interval is below it; more passes "
-                  "(`--passes 5`) narrow it.",
+                  + INTERVAL_NOTE + " A bound such as 'at most 1.45x' holds where the whole "
+                  "interval lies below it.",
                   floor_table(frame)),
         *([Heading(len(level), "Plots"),
            Text("Medians with their quartile range (bars or bands); speedups with the 95% "

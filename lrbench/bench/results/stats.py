@@ -301,15 +301,16 @@ def passes_interval(base_passes: Sequence[Sequence[float]],
     """The 95% interval of median(new) / median(base) as :func:`compare_passes` gives it, for
     a ratio that is reported rather than judged (LR-Net against ResNet-50 in one run): Welch's
     t-interval of the log pass medians with two passes or more a side, else the bootstrap
-    interval of the pooled rounds (which cannot see the drift between passes)."""
-    if not len(base_passes) or not len(new_passes):
-        raise ValueError(f"passes: need at least one a side, got {len(base_passes)} and "
-                         f"{len(new_passes)}")
-    if any(not len(rounds) for rounds in [*base_passes, *new_passes]):
-        raise ValueError("passes: every pass needs at least one round")
+    interval of the pooled rounds (which cannot see the drift between passes), and none (nan,
+    nan) where a side of one pass has fewer than ``MIN_ROUNDS`` rounds: a bootstrap of three
+    rounds is no interval."""
+    _check_units("passes", "pass", base_passes, new_passes)
     if min(len(base_passes), len(new_passes)) < 2:
-        return ratio_interval([t for rounds in base_passes for t in rounds],
-                              [t for rounds in new_passes for t in rounds])
+        base = [t for rounds in base_passes for t in rounds]
+        new = [t for rounds in new_passes for t in rounds]
+        if min(len(base), len(new)) < MIN_ROUNDS:
+            return math.nan, math.nan
+        return ratio_interval(base, new)
     low, high, _ = _welch_on_passes(base_passes, new_passes)
     return low, high
 
@@ -326,12 +327,18 @@ def _pooled(units: str, unit: str, base: Sequence[Sequence[float]],
             new: Sequence[Sequence[float]], threshold: float, alpha: float) -> Change:
     """:func:`compare_rounds` on every round of the ``units`` (runs or passes) of each side, once
     each side has one and every ``unit`` a round."""
+    _check_units(units, unit, base, new)
+    return compare_rounds([t for rounds in base for t in rounds],
+                          [t for rounds in new for t in rounds], threshold, alpha)
+
+
+def _check_units(units: str, unit: str, base: Sequence[Sequence[float]],
+                 new: Sequence[Sequence[float]]) -> None:
+    """A ValueError unless each side has a ``unit`` (run or pass) and every one of them a round."""
     if not len(base) or not len(new):
         raise ValueError(f"{units}: need at least one a side, got {len(base)} and {len(new)}")
     if any(not len(rounds) for rounds in [*base, *new]):
         raise ValueError(f"{units}: every {unit} needs at least one round")
-    return compare_rounds([t for rounds in base for t in rounds],
-                          [t for rounds in new for t in rounds], threshold, alpha)
 
 
 def adjust_p(p_values: Sequence[float]) -> np.ndarray:

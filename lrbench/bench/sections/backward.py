@@ -14,16 +14,16 @@ import pandas as pd
 
 from lrbench.bench.comparison.ratios import ratio
 from lrbench.bench.matrix.cases import parse_case_id
-from lrbench.bench.matrix.presets import LRNET50_LAYERS
+from lrbench.bench.matrix.presets import LRNET50_BATCH, LRNET50_K, LRNET50_LAYERS, LRNET50_M
 
 FWD_BWD_OVER_FWD, BWD_OVER_FWD = "(fwd+bwd) / fwd", "bwd / fwd"
-LAYER_FIELDS = ("C", "H", "W", "stride")  # what names a layer, at B=8, k=7, m=8
+LAYER_FIELDS = ("C", "H", "W", "stride")  # what names a layer, at its batch, k and m
 
 
 def layer_name(row: pd.Series) -> str:
     """The LR-Net-50 layer (``stem``, ``res3.0``, ...) whose shape ``row`` has at batch 8, else
     ``""``."""
-    if (int(row["B"]), int(row["k"]), int(row["m"])) != (8, 7, 8):
+    if (int(row["B"]), int(row["k"]), int(row["m"])) != (LRNET50_BATCH, LRNET50_K, LRNET50_M):
         return ""
     shape = tuple(int(row[field]) for field in LAYER_FIELDS)
     for name, layer in LRNET50_LAYERS.items():
