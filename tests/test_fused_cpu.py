@@ -271,6 +271,45 @@ def test_channels_last_chunks_cut_between_threads_in_both_phases(dtype):
         torch.testing.assert_close(g.double(), e.detach(), rtol=1e-4, atol=1e-4 * e.abs().max().item())
 
 
+@pytest.mark.parametrize("shape", [
+    Shape(B=2, C=40, H=20, W=37, k=7, m=8, stride=2),  # odd r: blocks start on phase 1; 8-wide chunk
+    Shape(B=1, C=32, H=18, W=34, k=5, m=8, stride=2),  # even r: blocks start on phase 0
+    Shape(B=2, C=40, H=24, W=35, k=7, m=8, stride=1),
+    Shape(B=1, C=20, H=10, W=33, k=3, m=10, stride=1),  # 16 channels in registers, 4 one by one
+], ids=Shape.label)
+def test_channels_last_float32_grad_x_in_blocks_of_16_pixels_and_channels(shape):
+    """A float32 channels_last grad_x larger than the last-level cache (here: any, by
+    set_stream_min_bytes(0)) is stored 16 columns x 16 channels at a time where the CPU has
+    AVX-512 (a register transpose; at stride 2 each channel's columns interleaved from the two
+    phases; stored rows non-temporal), the other columns and channels one by one, rows stored and
+    rows added: every gradient matches the float64 reference."""
+    ext = fused_cpu.extension()
+    assert ext.stream_min_bytes() > 0  # the last-level cache's size by default
+    before = ext.stream_min_bytes()
+    ext.set_stream_min_bytes(0)
+    try:
+        _check_float32_channels_last(shape, ext)
+    finally:
+        ext.set_stream_min_bytes(before)
+
+
+def _check_float32_channels_last(shape: Shape, ext) -> None:
+    t = make_inputs(shape, dtype=torch.float64, seed=21)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(22))
+    leaves = t.map(lambda v: v.clone().requires_grad_(True))
+    y = _op(shape, "sqdiff", "reference")(*leaves.args())
+    expected = (y, *torch.autograd.grad(y, leaves.args(), grad))
+    f32 = t.map(lambda v: v.float())
+    x32 = f32.x.contiguous(memory_format=torch.channels_last)
+    y32, stats = ext.forward(x32, f32.query, f32.key, f32.prior, shape.k, shape.stride, 0)
+    grads = ext.backward(grad.float().contiguous(memory_format=torch.channels_last), x32,
+                         f32.query, f32.key, f32.prior, stats, shape.k, shape.stride, 0)
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    for g, e in zip((y32, *grads), expected, strict=True):
+        torch.testing.assert_close(g.double(), e.detach(), rtol=1e-4, atol=1e-4 * e.abs().max().item())
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("shape", CHUNK_CASES[:2], ids=Shape.label)
 def test_channels_last_narrow_chunk_reads_no_stale_x(shape, threads):

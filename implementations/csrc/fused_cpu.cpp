@@ -51,6 +51,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -222,6 +223,34 @@ inline void store_columns(T* dst, int64_t stride, const Vec<T, V>& v, int64_t nv
 #endif
   for (int64_t jj = 0; jj < nv; ++jj) dst[jj * stride] = v[jj];
 }
+
+#ifdef LRBENCH_MASKED_STORES
+// Transposes the 16 x 16 floats of v in place (lane j of v[i] -> lane i of v[j]): pairs within
+// 128-bit lanes, then quadruples, then the 128-bit lanes across four vectors (64 shuffles).
+inline void transpose16(__m512 v[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // u[i + k], lane L: rows i..i+3 at column 4L + k
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {  // column 4L + k: lane L of u[k], u[4 + k], u[8 + k], u[12 + k]
+    const __m512 a = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x44);
+    const __m512 b = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xEE);
+    const __m512 c = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x44);
+    const __m512 d = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xEE);
+    v[k] = _mm512_shuffle_f32x4(a, c, 0x88);
+    v[4 + k] = _mm512_shuffle_f32x4(a, c, 0xDD);
+    v[8 + k] = _mm512_shuffle_f32x4(b, d, 0x88);
+    v[12 + k] = _mm512_shuffle_f32x4(b, d, 0xDD);
+  }
+}
+#endif
 
 template <typename T, int V>
 inline Vec<T, V> splat(T value) {
@@ -922,16 +951,87 @@ void unpad_row(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_
   }
 }
 
-// Backward: task (b, g, band of output rows). With the forward's shift and 1 / sum of each output
-// pixel, row by row, per block of V output columns (gy' = gy / sum, e = exp(logit - shift), so
-// w = e / sum):
-//   pass 1: e[n], dw'[n] = sum_c gy'[c] x_c[p(n)] (= dw / sum) and D = sum_n e dw' (= sum_n w dw);
-//   pass 2: dlogit = e (dw' - D / sum), grad_q = sum_n dlogit dphi/dq, grad_prior[n] += dlogit,
-//           and dlogit dphi/dk into d;
-// then, row by row, grad_x_c[p(n, j)] += e[n][j] gy'[c][j] and grad_key[p(n, j)] += d[n][j].
-// Scatters go to zero-padded band buffers, added to grad_x / grad_key at the end of the task
-// (grad_x: of the chunk's last task on the thread);
-// bands of one parity touch disjoint input rows, so each parity runs in parallel without races.
+// The first columns of one input row of the band's grad_x to a channels_last grad_x (channel
+// stride c), for a grad_x above stream_min_bytes: dst[col * w + cl] = (ADD: +=) src[cl * sc +
+// at(col)], src in the band's layout (padded column t = col + r at (t % s) * Wq + t / s). float
+// with AVX-512, stride 1 or 2, c = 1 and 16 channels or more: blocks of 16 columns x 16 channels
+// go through registers, one vector load per channel (at stride 2 two half loads, one from each
+// phase, interleaved) and a 16 x 16 transpose, then one 64-byte store per pixel, non-temporal
+// where it starts a cache line and the row is stored, not added: its lines would leave the cache
+// before anyone reads them, so the store skips reading them first. Channels past the last 16 of a
+// block's columns one by one. Returns the first column not stored (0 where none is: the caller
+// stores the rest element by element, pixel kPixelsAhead columns ahead prefetched; ahead_end: the
+// last column that may be asked for).
+template <typename T, bool ADD>
+int64_t stream_pixels(T* __restrict__ dst, int64_t w, int64_t c, const T* __restrict__ src,
+                      int64_t sc, int64_t nch, int64_t W, int64_t r, int64_t s, int64_t Wq,
+                      int64_t ahead_end) {
+  int64_t col = 0;
+#ifdef LRBENCH_MASKED_STORES
+  if constexpr (std::is_same_v<T, float>) {
+    if (c != 1 || !(s == 1 || s == 2) || nch < 16) return 0;
+    const __m512i pairs = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (; col + 16 <= W; col += 16) {
+      for (int64_t j = 0; j < 16; ++j) {
+        if (col + j + kPixelsAhead >= ahead_end) break;
+        const float* px = dst + (col + j) * w;
+        for (int64_t o = 0; o < nch; o += kLineElems<float>) prefetch_ahead<true>(px, kPixelsAhead * w + o);
+        prefetch_ahead<true>(px, kPixelsAhead * w + nch - 1);
+      }
+      const int64_t t0 = col + r;
+      int64_t cb = 0;
+      for (; cb + 16 <= nch; cb += 16) {
+        __m512 v[16];
+        for (int ch = 0; ch < 16; ++ch) {
+          const float* row = src + (cb + ch) * sc;
+          if (s == 1) {
+            v[ch] = _mm512_loadu_ps(row + t0);
+          } else {  // columns col + 2i from phase t0 % 2, col + 2i + 1 from the other
+            const __m256 first = _mm256_loadu_ps(row + (t0 % 2) * Wq + t0 / 2);
+            const __m256 second = _mm256_loadu_ps(row + (1 - t0 % 2) * Wq + (t0 + 1) / 2);
+            v[ch] = _mm512_permutex2var_ps(_mm512_castps256_ps512(first), pairs,
+                                           _mm512_castps256_ps512(second));
+          }
+        }
+        transpose16(v);  // v[j]: column col + j, channels cb..cb+15
+        for (int64_t j = 0; j < 16; ++j) {
+          float* d = dst + (col + j) * w + cb;
+          if constexpr (ADD) {
+            _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), v[j]));
+          } else if (reinterpret_cast<uintptr_t>(d) % 64 == 0) {
+            _mm512_stream_ps(d, v[j]);
+          } else {
+            _mm512_storeu_ps(d, v[j]);
+          }
+        }
+      }
+      for (int64_t j = 0; j < 16 && cb < nch; ++j) {
+        const int64_t t = t0 + j, at = s == 1 ? t : (t % 2) * Wq + t / 2;
+        float* d = dst + (col + j) * w;
+        for (int64_t cl = cb; cl < nch; ++cl) {
+          if constexpr (ADD) {
+            d[cl] += src[cl * sc + at];
+          } else {
+            d[cl] = src[cl * sc + at];
+          }
+        }
+      }
+    }
+    if constexpr (!ADD) _mm_sfence();  // the streaming stores reach memory before the task ends
+  }
+#endif
+  return col;
+}
+
+// The size above which a channels_last grad_x is stored streaming (stream_pixels): 32 MiB, about
+// a server CPU's last-level cache share (sysconf's figure is not to be trusted: a VM of this
+// project's reported 384 MB), or what set_stream_min_bytes last set (tests: 0, so that small
+// shapes take that path too).
+std::atomic<int64_t>& stream_min_bytes() {
+  static std::atomic<int64_t> bytes{int64_t{32} << 20};
+  return bytes;
+}
+
 template <typename T, int PHI, int S, int V>
 void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const T* x,
                      const Strides& xs, const T* query, const T* key, const T* prior,
@@ -942,6 +1042,9 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t Wv = (Wo + V - 1) / V * V;
+  // grad_x larger than the last-level cache: its channels_last rows are stored streaming
+  // (stream_pixels).
+  const bool stream = geo.B * geo.C * H * W * static_cast<int64_t>(sizeof(T)) > stream_min_bytes().load();
   // Gathers at stride 1 visit the padded input columns t in [r, r + Wr): image columns 0..W-1
   // in whole blocks of V from the first one, reading e and d up to column r + Wr - 1.
   const int64_t Wr = (W + V - 1) / V * V, tb0 = r, tb1 = r + Wr;
@@ -1191,10 +1294,15 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
                 unpad_row<T, false>(dst, src + cl * sc, W, r, s, Wq, T(1));
               }
             }
-          } else {  // channels_last: pixel by pixel, the pixel kPixelsAhead columns ahead
-            // (into the next input row, if any) prefetched for writing
+          } else {  // channels_last: pixel by pixel, the pixel kPixelsAhead columns ahead (into
+            // the next input row, if any) prefetched for writing
             const int64_t ahead_end = in_row + 1 < H ? W + kPixelsAhead : W;
-            for (int64_t col = 0; col < W; ++col) {
+            int64_t col = 0;  // the columns stored in blocks (stream_pixels), then the rest
+            if (stream) {
+              col = add ? stream_pixels<T, true>(gxrow, gxs.w, gxs.c, src, sc, xmc, W, r, s, Wq, ahead_end)
+                        : stream_pixels<T, false>(gxrow, gxs.w, gxs.c, src, sc, xmc, W, r, s, Wq, ahead_end);
+            }
+            for (; col < W; ++col) {
               const int64_t t = col + r, at = S == 1 ? t : (t % s) * Wq + t / s;
               T* dst = gxrow + col * gxs.w;
               if (col + kPixelsAhead < ahead_end) {
@@ -1467,6 +1575,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "bytes of free gradient blocks kept for the next backward");
   module.def("release_kept", [] { BlockPool::instance().release(); },
              "free the kept gradient blocks");
+  module.def("stream_min_bytes", [] { return stream_min_bytes().load(); },
+             "grad_x bytes above which channels_last rows are stored streaming");
+  module.def("set_stream_min_bytes", [](int64_t bytes) { stream_min_bytes().store(bytes); },
+             "set that size (0: always, where the CPU and shape allow)");
   module.attr("kept_min_bytes") = BlockPool::kMinBytes;
   module.attr("kept_blocks") = BlockPool::kKeep;
 }
