@@ -275,14 +275,15 @@ def test_channels_last_chunks_cut_between_threads_in_both_phases(dtype):
     Shape(B=2, C=40, H=20, W=37, k=7, m=8, stride=2),  # odd r: blocks start on phase 1; 8-wide chunk
     Shape(B=1, C=32, H=18, W=34, k=5, m=8, stride=2),  # even r: blocks start on phase 0
     Shape(B=2, C=40, H=24, W=35, k=7, m=8, stride=1),
-    Shape(B=1, C=20, H=10, W=33, k=3, m=10, stride=1),  # 16 channels in registers, 4 one by one
+    Shape(B=1, C=48, H=10, W=33, k=3, m=16, stride=1),  # chunks of 32 and 16 channels
 ], ids=Shape.label)
 def test_channels_last_float32_grad_x_in_blocks_of_16_pixels_and_channels(shape):
     """A float32 channels_last grad_x larger than the last-level cache (here: any, by
     set_stream_min_bytes(0)) is stored 16 columns x 16 channels at a time where the CPU has
-    AVX-512 (a register transpose; at stride 2 each channel's columns interleaved from the two
-    phases; stored rows non-temporal), the other columns and channels one by one, rows stored and
-    rows added: every gradient matches the float64 reference."""
+    AVX-512 where a chunk's channels come in whole 16s (a register transpose; at stride 2 each
+    channel's columns interleaved from the two phases; stored rows non-temporal), the other
+    columns and chunks element by element, rows stored and rows added: every gradient matches the
+    float64 reference."""
     ext = fused_cpu.extension()
     assert ext.stream_min_bytes() > 0  # the last-level cache's size by default
     before = ext.stream_min_bytes()

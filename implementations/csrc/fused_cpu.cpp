@@ -954,14 +954,13 @@ void unpad_row(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_
 // The first columns of one input row of the band's grad_x to a channels_last grad_x (channel
 // stride c), for a grad_x above stream_min_bytes: dst[col * w + cl] = (ADD: +=) src[cl * sc +
 // at(col)], src in the band's layout (padded column t = col + r at (t % s) * Wq + t / s). float
-// with AVX-512, stride 1 or 2, c = 1 and 16 channels or more: blocks of 16 columns x 16 channels
-// go through registers, one vector load per channel (at stride 2 two half loads, one from each
-// phase, interleaved) and a 16 x 16 transpose, then one 64-byte store per pixel, non-temporal
-// where it starts a cache line and the row is stored, not added: its lines would leave the cache
-// before anyone reads them, so the store skips reading them first. Channels past the last 16 of a
-// block's columns one by one. Returns the first column not stored (0 where none is: the caller
-// stores the rest element by element, pixel kPixelsAhead columns ahead prefetched; ahead_end: the
-// last column that may be asked for).
+// with AVX-512, stride 1 or 2, c = 1 and the channels in whole 16s: blocks of 16 columns x 16
+// channels go through registers, one vector load per channel (at stride 2 two half loads, one
+// from each phase, interleaved) and a 16 x 16 transpose, then one 64-byte store per pixel,
+// non-temporal where it starts a cache line and the row is stored, not added: its lines would
+// leave the cache before anyone reads them, so the store skips reading them first. Returns the
+// first column not stored (0 where none is: the caller stores the rest element by element, the
+// pixel kPixelsAhead columns ahead prefetched; ahead_end: the last column that may be asked for).
 template <typename T, bool ADD>
 int64_t stream_pixels(T* __restrict__ dst, int64_t w, int64_t c, const T* __restrict__ src,
                       int64_t sc, int64_t nch, int64_t W, int64_t r, int64_t s, int64_t Wq,
@@ -969,18 +968,16 @@ int64_t stream_pixels(T* __restrict__ dst, int64_t w, int64_t c, const T* __rest
   int64_t col = 0;
 #ifdef LRBENCH_MASKED_STORES
   if constexpr (std::is_same_v<T, float>) {
-    if (c != 1 || !(s == 1 || s == 2) || nch < 16) return 0;
+    if (c != 1 || !(s == 1 || s == 2) || nch % 16 != 0) return 0;
     const __m512i pairs = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     for (; col + 16 <= W; col += 16) {
-      for (int64_t j = 0; j < 16; ++j) {
-        if (col + j + kPixelsAhead >= ahead_end) break;
+      for (int64_t j = 0; j < 16 && col + j + kPixelsAhead < ahead_end; ++j) {
         const float* px = dst + (col + j) * w;
         for (int64_t o = 0; o < nch; o += kLineElems<float>) prefetch_ahead<true>(px, kPixelsAhead * w + o);
-        prefetch_ahead<true>(px, kPixelsAhead * w + nch - 1);
+        prefetch_ahead<true>(px, kPixelsAhead * w + nch - 1);  // the last line, if px is unaligned
       }
       const int64_t t0 = col + r;
-      int64_t cb = 0;
-      for (; cb + 16 <= nch; cb += 16) {
+      for (int64_t cb = 0; cb < nch; cb += 16) {
         __m512 v[16];
         for (int ch = 0; ch < 16; ++ch) {
           const float* row = src + (cb + ch) * sc;
@@ -1005,17 +1002,6 @@ int64_t stream_pixels(T* __restrict__ dst, int64_t w, int64_t c, const T* __rest
           }
         }
       }
-      for (int64_t j = 0; j < 16 && cb < nch; ++j) {
-        const int64_t t = t0 + j, at = s == 1 ? t : (t % 2) * Wq + t / 2;
-        float* d = dst + (col + j) * w;
-        for (int64_t cl = cb; cl < nch; ++cl) {
-          if constexpr (ADD) {
-            d[cl] += src[cl * sc + at];
-          } else {
-            d[cl] = src[cl * sc + at];
-          }
-        }
-      }
     }
     if constexpr (!ADD) _mm_sfence();  // the streaming stores reach memory before the task ends
   }
@@ -1032,6 +1018,16 @@ std::atomic<int64_t>& stream_min_bytes() {
   return bytes;
 }
 
+// Backward: task (b, g, band of output rows). With the forward's shift and 1 / sum of each output
+// pixel, row by row, per block of V output columns (gy' = gy / sum, e = exp(logit - shift), so
+// w = e / sum):
+//   pass 1: e[n], dw'[n] = sum_c gy'[c] x_c[p(n)] (= dw / sum) and D = sum_n e dw' (= sum_n w dw);
+//   pass 2: dlogit = e (dw' - D / sum), grad_q = sum_n dlogit dphi/dq, grad_prior[n] += dlogit,
+//           and dlogit dphi/dk into d;
+// then, row by row, grad_x_c[p(n, j)] += e[n][j] gy'[c][j] and grad_key[p(n, j)] += d[n][j].
+// Scatters go to zero-padded band buffers, added to grad_x / grad_key at the end of the task
+// (grad_x: of the chunk's last task on the thread);
+// bands of one parity touch disjoint input rows, so each parity runs in parallel without races.
 template <typename T, int PHI, int S, int V>
 void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const T* x,
                      const Strides& xs, const T* query, const T* key, const T* prior,
@@ -1042,8 +1038,8 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
   const int64_t s = S > 0 ? S : geo.s;
   const int64_t Wv = (Wo + V - 1) / V * V;
-  // grad_x larger than the last-level cache: its channels_last rows are stored streaming
-  // (stream_pixels).
+  // grad_x above stream_min_bytes (about a last-level cache): its channels_last rows are stored
+  // streaming (stream_pixels).
   const bool stream = geo.B * geo.C * H * W * static_cast<int64_t>(sizeof(T)) > stream_min_bytes().load();
   // Gathers at stride 1 visit the padded input columns t in [r, r + Wr): image columns 0..W-1
   // in whole blocks of V from the first one, reading e and d up to column r + Wr - 1.
