@@ -155,7 +155,8 @@ def check_against_reference(
     lower precision: it is the specification). ``part``: the oracle checks the windows of
     :mod:`lrbench.accuracy.parts` only (for shapes too large for it); ``impl`` runs the whole
     case, with its incoming gradient zero outside the windows.
-    ``layout`` ("contiguous", "channels_last", "noncontiguous") applies to ``impl``'s inputs only.
+    ``layout`` ("contiguous", "channels_last", "noncontiguous") applies to ``impl``'s inputs and
+    incoming gradient only.
     The oracle runs on ``device`` too when it supports it there in float64 (a GPU's float64
     is still float64, and it keeps the gate of a large CUDA case from waiting on the CPU).
     Where ``impl`` refuses the backward pass of this call (a registry reason), only the output is
@@ -192,7 +193,8 @@ def check_against_reference(
                           grad_out=grad_out, backward=backward)
     try:
         if backward:
-            got = run_with_grads(cast, impl=impl, grad_out=grad_out.to(device), **kwargs)
+            got = run_with_grads(cast, impl=impl, grad_out=to_layout(grad_out.to(device), layout),
+                                 **kwargs)
         else:
             with torch.no_grad():
                 got = {"y": _checked_output(local_relation(*cast, impl=impl, **kwargs),

@@ -99,3 +99,15 @@ def test_a_compiled_variant_is_a_case_of_its_own():
     assert sorted(table.index) == ["unfold", "unfold@inductor"]
     assert table.loc["unfold", FWD_BWD_OVER_FWD].startswith("3.5")
     assert table.loc["unfold@inductor", FWD_BWD_OVER_FWD].startswith("5.0")
+
+
+def test_each_memory_format_is_a_case_of_its_own():
+    nchw = _layer_rows("stem", "fused_cpu", 12.0, passes=("fwd", "fwd_bwd"))
+    nhwc = [planted_row("op", "fused_cpu", ms, pass_=p, memory_format="channels_last", B=8, k=7,
+                        m=8, seed=5, **LRNET50_LAYERS["stem"]) for p, ms in (("fwd", 10.0),
+                                                                             ("fwd_bwd", 40.0))]
+    table = backward_cost(pd.DataFrame([*nchw, *nhwc])).set_index("memory format")
+    assert sorted(table.index) == ["channels_last", "contiguous"]
+    assert set(table["LR-Net-50 layer"]) == {"stem"}  # the layer is named in either format
+    assert table.loc["channels_last", FWD_BWD_OVER_FWD].startswith("4.0")
+    assert table.loc["contiguous", FWD_BWD_OVER_FWD].startswith("3.5")

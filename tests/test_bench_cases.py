@@ -49,9 +49,9 @@ def test_layers_preset_has_every_lr_layer_shape_of_lrnet50_forward_and_backward(
     assert [name for name, s in LRNET50_LAYERS.items() if s["stride"] == 2] == [
         "stem", "res3.0", "res4.0", "res5.0"]
     cases = expand(get_preset("layers"))
-    fused = {(c.C, c.H, c.stride, c.pass_) for c in cases if c.impl == "fused_cpu"}
-    assert fused == {(s["C"], s["H"], s["stride"], p) for s in LRNET50_LAYERS.values()
-                     for p in ("fwd", "bwd", "fwd_bwd")}
+    fused = {(c.C, c.H, c.stride, c.pass_, c.memory_format) for c in cases if c.impl == "fused_cpu"}
+    assert fused == {(s["C"], s["H"], s["stride"], p, f) for s in LRNET50_LAYERS.values()
+                     for p in ("fwd", "bwd", "fwd_bwd") for f in ("contiguous", "channels_last")}
     assert {(c.B, c.k, c.m, c.target) for c in cases} == {(8, 7, 8, "op")}
 
 
@@ -121,6 +121,7 @@ def test_size_override_sets_height_and_width():
     ({"dtype": ["float8"]}, "--dtype"),
     ({"device": ["tpu"]}, "--device"),
     ({"pass": ["sideways"]}, "--pass"),
+    ({"format": ["nhwc"]}, "--format"),
     ({"kernel": [4]}, "kernel_size"),
     ({"pass": ["train"]}, "no case"),
 ])
@@ -155,9 +156,34 @@ def test_shards_partition_the_matrix():
 
 def test_case_ids_name_every_axis():
     case = Case("op", "unfold", 8, 100, 56, 56, 7, 8, 1, "float32", "cpu", "fwd_bwd")
-    assert case.case_id == "op:unfold:B8-C100-56x56-k7-m8-s1:float32:cpu:fwd_bwd"
+    assert case.case_id == "op:unfold:B8-C100-56x56-k7-m8-s1:float32:cpu:fwd_bwd"  # as ever
+    nhwc = Case("op", "unfold", 8, 100, 56, 56, 7, 8, 1, "float32", "cpu", "fwd_bwd",
+                memory_format="channels_last")
+    assert nhwc.case_id == "op:unfold:B8-C100-56x56-k7-m8-s1-channels_last:float32:cpu:fwd_bwd"
+    assert nhwc.as_row()["memory_format"] == "channels_last"
     with pytest.raises(ValueError, match="target"):
         Case("nothing", "unfold", 8, 100, 56, 56, 7, 8, 1, "float32", "cpu", "fwd")
+    with pytest.raises(ValueError, match="memory_format of a natten case must be one of"):
+        Case("natten", "natten", 8, 100, 56, 56, 7, 8, 1, "float32", "cpu", "fwd",
+             memory_format="channels_last")
+    with pytest.raises(ValueError, match="memory_format"):
+        Case("op", "unfold", 8, 100, 56, 56, 7, 8, 1, "float32", "cpu", "fwd", memory_format="nhwc")
+
+
+def test_format_override_applies_to_the_targets_with_the_axis_only():
+    preset = {"groups": get_preset("peers")["groups"] + get_preset("network")["groups"]}
+    cases = expand(preset, {"format": ["contiguous", "channels_last"]})
+    by_target = {}
+    for case in cases:
+        by_target.setdefault(case.target, set()).add(case.memory_format)
+    for target in ("op", "conv3x3"):
+        assert by_target[target] == {"contiguous", "channels_last"}
+    for target in ("natten", "lrnet50", "resnet50"):  # natten: NCHW only; networks: a trial
+        assert by_target.get(target, {"contiguous"}) == {"contiguous"}
+    rows = {case.target: case.as_row()["memory_format"] for case in cases}
+    assert rows["lrnet50"] == "" and rows["natten"] == ""  # filled in by the run, or none
+    # the default stays NCHW: a preset without formats has the case ids it always had
+    assert {c.memory_format for c in expand(preset)} == {"contiguous"}
 
 
 def test_plan_applies_timing_overrides_and_shard_label():

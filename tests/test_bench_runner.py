@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from lrbench.bench.matrix.cases import expand, shard
+from lrbench.bench.measure import targets
 from lrbench.bench.measure.machine import allocator_settings, huge_page_mode
 from lrbench.bench.measure.memory import peak_extra_bytes
 from lrbench.bench.measure.runner import Timing, run_matrix
 from lrbench.bench.results import records
-from tests.bench_toys import ARMED, CALLS, TINY, preset, registered_toys
+from tests.bench_toys import ARMED, CALLS, LAYOUTS, TINY, preset, registered_toys
 from tests.helpers import outcome, plant_medians
 
 TIMING = Timing(min_rounds=1, max_time=0.001)
@@ -46,6 +47,39 @@ def test_wrong_implementation_is_recorded_failed_and_never_timed(toys, tmp_path)
     assert timed == {c.case_id for c in cases if c.impl == "unfold"}
     assert set(rows.loc["unfold", "status"]) == {"ok"}
     assert (rows.loc["unfold", "speedup_vs_unfold"] == 1.0).all()
+
+
+def test_each_memory_format_is_gated_and_timed_in_that_format(toys, tmp_path):
+    cases = expand(preset(["unfold", "toy_wrong_nhwc"], formats=("contiguous", "channels_last")))
+    run_matrix(cases, tmp_path, timing=TIMING)
+    rows = records.load(tmp_path)
+    assert len(rows) == 8 and set(rows["memory_format"]) == {"contiguous", "channels_last"}
+    assert rows["case_id"].str.contains("-s1-channels_last:").sum() == 4  # a case id per format
+    by = rows.set_index(["impl", "memory_format"])["status"]
+    # wrong only on channels_last inputs: the gate must have given it channels_last inputs
+    assert set(by.loc[("toy_wrong_nhwc", "channels_last")]) == {"failed"}
+    assert set(by.loc[("toy_wrong_nhwc", "contiguous")]) == {"ok"}
+    assert set(by.loc["unfold"]) == {"ok"}
+    # speedups pair rows of one format: the baseline's channels_last row, not its NCHW one
+    ok = rows[rows["status"] == "ok"].set_index("case_id")
+    assert ok["speedup_vs_unfold"].notna().all()
+
+
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("target", ["op", "layer", "conv3x3"])
+def test_the_timed_call_gets_the_case_memory_format(toys, fmt, target):
+    group = {**preset(["toy_wrong_nhwc"], formats=(fmt,))["groups"][0], "target": target}
+    case, = expand({"groups": [group]}, {"pass": ["fwd_bwd"]})
+    prepared = targets.build(case)
+    prepared.fn()
+    assert prepared.memory_format == fmt
+    if target != "conv3x3":  # the op's x (the layer's input): the gradient's probe call, timed one
+        assert [fmt] * 2 == LAYOUTS
+    else:  # the convolution gives the gradient of its input in the input's format
+        memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+        grad_x = prepared.fn()[0]
+        assert grad_x.is_contiguous(memory_format=memory_format) and not grad_x.is_contiguous(
+            memory_format=torch.contiguous_format if fmt == "channels_last" else torch.channels_last)
 
 
 def test_raising_implementation_is_recorded_with_its_reason(toys, tmp_path):

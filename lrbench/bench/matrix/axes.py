@@ -17,6 +17,8 @@ DEVICES = ("cpu", "cuda")
 PASSES = ("fwd", "bwd", "fwd_bwd", "train")
 # eager: as written; inductor: torch.compile(backend="inductor"), first call's time in compile_s.
 COMPILE_MODES = ("eager", "inductor")
+# Memory formats of the 4-D inputs (and the module): contiguous NCHW, channels_last NHWC.
+FORMATS = ("contiguous", "channels_last")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ AXES: tuple[Axis, ...] = (
          group_key="passes", choices=PASSES),
     Axis("compile", str, "torch.compile modes: eager (none), inductor", group_key="compile",
          choices=COMPILE_MODES),
+    Axis("format", str, "memory formats of the inputs: contiguous (NCHW), channels_last (NHWC); "
+         "op, layer, conv3x3 (networks try both and keep the faster)", group_key="formats",
+         choices=FORMATS),
     Axis("batch", int, "batch sizes B", field="B"),
     Axis("channels", int, "channels C", field="C"),
     Axis("size", int, "input sizes H = W", field="H"),

@@ -1,8 +1,9 @@
 """One benchmark case, and the expansion of a preset (plus overrides) into the list of cases.
 
-The matrix axes are implementation x shape (B, C, H, W, k, m, stride) x dtype x device x pass.
-Each target (:data:`TARGET_AXES`) says which shape fields and passes apply to it, so that an
-override such as ``--kernel 3,5`` changes the local relation cases and leaves the 3x3 conv alone.
+The matrix axes are implementation x shape (B, C, H, W, k, m, stride) x dtype x device x pass
+x memory format. Each target (:data:`TARGET_AXES`) says which shape fields, passes and formats
+apply to it, so that an override such as ``--kernel 3,5`` changes the local relation cases and
+leaves the 3x3 conv alone.
 """
 
 from __future__ import annotations
@@ -13,23 +14,32 @@ from dataclasses import asdict, dataclass
 import torch
 
 from lrbench import registry
-from lrbench.bench.matrix.axes import AXES, COMPILE_MODES, SHAPE_FIELDS, check_choices, get_axis
+from lrbench.bench.matrix.axes import (
+    AXES,
+    COMPILE_MODES,
+    FORMATS,
+    SHAPE_FIELDS,
+    check_choices,
+    get_axis,
+)
 from lrbench.inputs import Shape
 
 # What each target varies. ``impl``: None when the target runs one fixed implementation
 # (the name recorded instead); ``fixed``: values of the shape fields it does not vary;
 # ``compiles``: the compile modes it can be timed in (default: eager only); ``floor``: each shape
 # also runs as a FLOOR row, the network with the op replaced by a free stand-in
-# (:mod:`lrbench.bench.measure.floor`).
+# (:mod:`lrbench.bench.measure.floor`); ``formats``: the memory formats its inputs can be given in
+# (:data:`lrbench.bench.matrix.axes.FORMATS`; absent: contiguous only, or for a network the faster
+# of both, chosen by a trial and recorded in the row's ``memory_format``).
 TARGET_AXES: dict[str, dict] = {
     "op": {"fields": SHAPE_FIELDS, "passes": ("fwd", "bwd", "fwd_bwd"), "impl": None,
-           "fixed": {}, "compiles": COMPILE_MODES},
+           "fixed": {}, "compiles": COMPILE_MODES, "formats": FORMATS},
     "layer": {"fields": SHAPE_FIELDS, "passes": ("fwd", "bwd", "fwd_bwd"), "impl": None,
-              "fixed": {}},
+              "fixed": {}, "formats": FORMATS},
     "natten": {"fields": ("B", "C", "H", "W", "k", "m"), "passes": ("fwd", "bwd", "fwd_bwd"),
                "impl": "natten", "fixed": {"stride": 1}},
     "conv3x3": {"fields": ("B", "C", "H", "W", "stride"), "passes": ("fwd", "bwd", "fwd_bwd"),
-                "impl": "torch", "fixed": {"k": 3, "m": 1}},
+                "impl": "torch", "fixed": {"k": 3, "m": 1}, "formats": FORMATS},
     "lrnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": None,
                 "fixed": {"C": 3, "k": 7, "m": 8, "stride": 1}, "floor": True},
     "resnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": "torch",
@@ -42,6 +52,11 @@ FLOOR = "floor"
 DEFAULT_BASELINE = "unfold"
 # A case id: these parts joined by ":" (``shape`` is :meth:`Case.label`).
 CASE_ID_PARTS = ("target", "impl", "shape", "dtype", "device", "pass")
+
+
+def target_formats(target: str) -> tuple[str, ...]:
+    """The memory formats a case of ``target`` can be given (the first is the default)."""
+    return TARGET_AXES[target].get("formats", FORMATS[:1])
 
 
 def compiled_name(impl: str, mode: str) -> str:
@@ -85,10 +100,15 @@ class Case:
     pass_: str
     baseline: str = ""  # the implementation its speedup is measured against ("" for none)
     compile: str = "eager"  # "eager", or the torch.compile backend ("inductor")
+    memory_format: str = "contiguous"  # of the inputs (and module): one of the target's formats
 
     def __post_init__(self) -> None:
         if self.target not in TARGET_AXES:
             raise ValueError(f"target must be one of {list(TARGET_AXES)}, got {self.target!r}")
+        formats = target_formats(self.target)
+        if self.memory_format not in formats:
+            raise ValueError(f"memory_format of a {self.target} case must be one of "
+                             f"{list(formats)}, got {self.memory_format!r}")
         self.shape  # noqa: B018  (Shape validates: positive sizes, odd k, groups cover C)
 
     @property
@@ -101,7 +121,9 @@ class Case:
         return getattr(torch, self.dtype)
 
     def label(self) -> str:
-        """The shape, in the fields that apply to the target: ``B8-C100-56x56-k7-m8-s1``."""
+        """The shape, in the fields that apply to the target: ``B8-C100-56x56-k7-m8-s1``, then the
+        memory format where it is not the default (``B8-C100-56x56-k7-m8-s1-channels_last``), so
+        that case ids made before the format axis existed still name the same cases."""
         fields = TARGET_AXES[self.target]["fields"]
         parts = [f"B{self.B}"]
         if "C" in fields:
@@ -109,6 +131,8 @@ class Case:
         parts.append(f"{self.H}x{self.W}")
         parts += [f"{name}{getattr(self, field)}" for name, field
                   in (("k", "k"), ("m", "m"), ("s", "stride")) if field in fields]
+        if self.memory_format != FORMATS[0]:
+            parts.append(self.memory_format)
         return "-".join(parts)
 
     @property
@@ -129,8 +153,12 @@ class Case:
                        dtype=self.dtype, device=self.device, **{"pass": self.pass_})
 
     def as_row(self) -> dict:
+        """The case's columns (``memory_format`` empty where the target has no such axis: a
+        network's is the trial's, filled in once it ran)."""
         row = asdict(self)
         row["pass"] = row.pop("pass_")
+        if "formats" not in TARGET_AXES[self.target]:
+            row["memory_format"] = ""
         return row
 
 
@@ -140,8 +168,9 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
     Args:
         preset: a dict of :data:`lrbench.bench.matrix.presets.PRESETS`.
         overrides: optional lists by axis: ``impl``, ``dtype``, ``device``, ``pass``,
-            ``compile`` (replace the preset's values; a group without ``compile`` runs eager)
-            and ``batch``, ``channels``, ``size`` (H = W), ``kernel``,
+            ``compile`` (replace the preset's values; a group without ``compile`` runs eager),
+            ``format`` (likewise; a group without ``formats`` runs contiguous; targets without
+            the axis ignore it) and ``batch``, ``channels``, ``size`` (H = W), ``kernel``,
             ``m``, ``stride`` (every preset shape is repeated with each value; fields that do
             not apply to a target are left alone).
 
@@ -169,13 +198,15 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
         passes = [p for p in overrides.get("pass", group["passes"]) if p in axes["passes"]]
         modes = [mode for mode in overrides.get("compile", group.get("compile", ["eager"]))
                  if mode in axes.get("compiles", ("eager",))]
+        formats = _formats(group, overrides)
         for shape in _shapes(group, axes, overrides):
-            for dtype, device, pass_ in itertools.product(
+            for dtype, device, pass_, fmt in itertools.product(
                     overrides.get("dtype", group["dtypes"]),
-                    overrides.get("device", group["devices"]), passes):
+                    overrides.get("device", group["devices"]), passes, formats):
                 for impl, mode in itertools.product(impls, modes):
                     case = Case(target=group["target"], impl=impl, dtype=dtype, device=device,
-                                pass_=pass_, baseline=baseline, compile=mode, **shape)
+                                pass_=pass_, baseline=baseline, compile=mode, memory_format=fmt,
+                                **shape)
                     cases.setdefault(case.case_id, case)
                 if axes.get("floor"):  # after the implementations; no speedup, no compile
                     case = Case(target=group["target"], impl=FLOOR, dtype=dtype, device=device,
@@ -186,6 +217,15 @@ def expand(preset: dict, overrides: dict | None = None) -> list[Case]:
                          f"of this preset has; passes per target: "
                          f"{ {t: a['passes'] for t, a in TARGET_AXES.items()} })")
     return list(cases.values())
+
+
+def _formats(group: dict, overrides: dict) -> list[str]:
+    """The group's memory formats that its target takes (a target without the axis: its default,
+    whatever ``--format`` says, as a shape field that does not apply is left alone)."""
+    own = target_formats(group["target"])
+    if len(own) == 1:
+        return list(own)
+    return [fmt for fmt in overrides.get("format", group.get("formats", own[:1])) if fmt in own]
 
 
 def _impls(group: dict, axes: dict, overrides: dict, baseline: str) -> list[str]:

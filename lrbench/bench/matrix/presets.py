@@ -131,13 +131,13 @@ PRESETS: dict[str, dict] = {
     "layers": {
         "description": "every LR layer shape of LR-Net-50 (batch 8, 224 input, k=7, m=8): the stem, "
                        "each stage's strided first block and its other blocks; the op per "
-                       "implementation, float32, fwd, bwd and fwd_bwd (the report's backward "
-                       "against the forward)",
+                       "implementation, float32, NCHW and channels_last, fwd, bwd and fwd_bwd "
+                       "(the report's backward against the forward)",
         "timing": {"min_rounds": 5, "max_time": 0.4, "passes": 3},
         "groups": [
             {"target": "op", "impls": CONTENDERS, "dtypes": ["float32"], "devices": ["cpu", "cuda"],
              "shapes": _stage_shapes(list(LRNET50_LAYERS.values()), batch=LRNET50_BATCH),
-             "passes": ["fwd", "bwd", "fwd_bwd"]},
+             "formats": ["contiguous", "channels_last"], "passes": ["fwd", "bwd", "fwd_bwd"]},
         ],
     },
     "kernel-sweep": {

@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 import torch
 
-MEMORY_FORMATS: dict[str, torch.memory_format] = {
-    "contiguous": torch.contiguous_format,
-    "channels_last": torch.channels_last,
-}
+from lrbench.bench.matrix.axes import FORMATS
+
+# The matrix's format names (its ``format`` axis) -> PyTorch's memory formats.
+MEMORY_FORMATS: dict[str, torch.memory_format] = dict(
+    zip(FORMATS, (torch.contiguous_format, torch.channels_last), strict=True))
 
 
 def trial_seconds(fn: Callable[[], object], calls: int = 2) -> float:

@@ -1,16 +1,17 @@
 """The accuracy gate: every case is checked before it is timed; a failed case is never timed.
 
-Op and layer cases: :func:`lrbench.check.check_against_reference` on the case's shape, dtype and
-device, output and all four gradients, against the float64 reference; when the shape is too large
-for the reference (``REFERENCE_LIMIT``), the reference checks the corners, edges and interior of
-the case, every channel block (:mod:`lrbench.accuracy.parts`), while the implementation runs all
-of it. Each value is held to the suite's limit (:mod:`lrbench.accuracy.limits`). One check per
-(implementation, shape, dtype, device) serves every pass and the layer. LR-Net-50 cases: the
-network's logits on a small image, in the case's dtype and in every memory format the timing may
-pick, against the same network (the same rounded weights) in float64 with the reference. Its floor (the op
-replaced by a stand-in that computes something else) has no oracle: its gate checks that the
-network runs and gives finite logits of the right shape. Cases that run only PyTorch's own
-operators (3x3 conv, ResNet-50) have no gate.
+Op and layer cases: :func:`lrbench.check.check_against_reference` on the case's shape, dtype,
+device and memory format, output and all four gradients, against the float64 reference; when
+the shape is too large for the reference (``REFERENCE_LIMIT``), the reference checks the
+corners, edges and interior of the case, every channel block (:mod:`lrbench.accuracy.parts`),
+while the implementation runs all of it. Each value is held to the suite's limit
+(:mod:`lrbench.accuracy.limits`). One check per (implementation, shape, dtype, device, memory
+format) serves every pass and the layer. LR-Net-50 cases: the network's logits on a small image,
+in the case's dtype and in every memory format the timing may pick, against the same network
+(the same rounded weights) in float64 with the reference. Its floor (the op replaced by a
+stand-in that computes something else) has no oracle: its gate checks that the network runs and
+gives finite logits of the right shape. Cases that run only PyTorch's own operators (3x3 conv,
+ResNet-50) have no gate.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def too_large_for_reference(case: Case) -> bool:
 
 def _op_gate(case: Case) -> GateResult:
     result = check_against_reference(case.impl_label, case.shape, dtype=case.torch_dtype,
-                                     device=case.device, part=too_large_for_reference(case))
+                                     device=case.device, layout=case.memory_format,
+                                     part=too_large_for_reference(case))
     return GateResult.of(result)
 
 
@@ -145,7 +147,8 @@ GATES: dict[str, Callable[[Case], GateResult]] = {
 
 
 class Gate:
-    """Runs the gate of each case once per (implementation, shape, dtype, device) and remembers it."""
+    """Runs the gate of each case once per (implementation, shape, dtype, device, memory format)
+    and remembers it."""
 
     def __init__(self) -> None:
         self._done: dict[tuple, GateResult] = {}
@@ -153,7 +156,7 @@ class Gate:
     def __call__(self, case: Case) -> GateResult:
         gate = gate_for(case)
         kind = "network" if case.target == "lrnet50" else gate.__name__
-        key = (kind, case.impl_label, case.shape, case.dtype, case.device)
+        key = (kind, case.impl_label, case.shape, case.dtype, case.device, case.memory_format)
         if key not in self._done:
             self._done[key] = gate(case)
         return self._done[key]

@@ -21,9 +21,9 @@ from torch import nn
 from lrbench import registry
 from lrbench.bench.matrix.cases import FLOOR, Case
 from lrbench.bench.measure.floor import floor_network
-from lrbench.bench.measure.formats import fastest_format
+from lrbench.bench.measure.formats import MEMORY_FORMATS, fastest_format
 from lrbench.bench.peers import natten
-from lrbench.inputs import Shape, make_inputs
+from lrbench.inputs import Shape, make_inputs, to_layout
 from lrbench.layer import LocalRelation2d
 from lrbench.op import local_relation
 
@@ -37,13 +37,13 @@ class Prepared:
     Attributes:
         fn: zero-argument callable running one pass (synchronised on CUDA).
         output_bytes: bytes of the forward output (the fused kernels' memory yardstick).
-        memory_format: for networks, the memory format that won the trial
-            (:func:`lrbench.bench.measure.formats.fastest_format`).
+        memory_format: the memory format it runs in: the case's, or for networks the one that
+            won the trial (:func:`lrbench.bench.measure.formats.fastest_format`).
     """
 
     fn: Callable[[], object]
     output_bytes: int
-    memory_format: str = ""  # the format a network runs in (the faster of a trial), "" otherwise
+    memory_format: str = ""
 
 
 def _sync(device: str) -> Callable[[], None]:
@@ -97,9 +97,12 @@ def _output_bytes(case: Case, channels: int) -> int:
 
 
 def build_op(case: Case) -> Prepared:
+    """The op on fresh inputs in the case's memory format (channels_last: ``x``, ``query`` and
+    ``key``, as a network's convolutions hand them over; the incoming gradient follows the
+    output's format)."""
     s = case.shape
-    inputs = make_inputs(s, dtype=case.torch_dtype, device=case.device,
-                         requires_grad=case.pass_ != "fwd")
+    inputs = make_inputs(s, dtype=case.torch_dtype, device=case.device).map(
+        lambda t: to_layout(t, case.memory_format).requires_grad_(case.pass_ != "fwd"))
     x, query, key, prior = inputs
 
     def forward():
@@ -107,16 +110,19 @@ def build_op(case: Case) -> Prepared:
                               impl=case.impl_label)  # (B, C, Ho, Wo); compiled: impl@mode
 
     fn = PASS_BUILDERS[case.pass_](forward, [x, query, key, prior], case.device)
-    return Prepared(fn=fn, output_bytes=_output_bytes(case, s.C))
+    return Prepared(fn=fn, output_bytes=_output_bytes(case, s.C), memory_format=case.memory_format)
 
 
 def _module_case(case: Case, module: nn.Module, out_channels: int) -> Prepared:
+    """``module`` and its input ``(B, C, H, W)`` in the case's memory format."""
     s = case.shape
-    module = module.to(device=case.device, dtype=case.torch_dtype)
-    x = _images(case, s.C)  # (B, C, H, W)
+    fmt = MEMORY_FORMATS[case.memory_format]
+    module = module.to(device=case.device, dtype=case.torch_dtype, memory_format=fmt)
+    x = _images(case, s.C).contiguous(memory_format=fmt)  # (B, C, H, W)
     leaves = [x.requires_grad_(case.pass_ != "fwd"), *module.parameters()]
     fn = PASS_BUILDERS[case.pass_](lambda: module(x), leaves, case.device)
-    return Prepared(fn=fn, output_bytes=_output_bytes(case, out_channels))
+    return Prepared(fn=fn, output_bytes=_output_bytes(case, out_channels),
+                    memory_format=case.memory_format)
 
 
 def _images(case: Case, channels: int) -> torch.Tensor:

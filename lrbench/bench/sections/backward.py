@@ -53,6 +53,7 @@ def backward_cost(frame: pd.DataFrame) -> pd.DataFrame:
         case = parse_case_id(fwd["case_id"])
         out.append({
             "impl": case["impl"], "shape": case["shape"], "LR-Net-50 layer": layer_name(fwd),
+            "memory format": fwd.get("memory_format", ""),
             "dtype": case["dtype"], "device": case["device"],
             "fwd ms": fwd["median_s"] * 1e3,
             "bwd ms": None if bwd is None else bwd["median_s"] * 1e3,
