@@ -181,7 +181,8 @@ def test_format_override_applies_to_the_targets_with_the_axis_only():
     for target in ("natten", "lrnet50", "resnet50"):  # natten: NCHW only; networks: a trial
         assert by_target.get(target, {"contiguous"}) == {"contiguous"}
     rows = {case.target: case.as_row()["memory_format"] for case in cases}
-    assert rows["lrnet50"] == "" and rows["natten"] == ""  # filled in by the run, or none
+    assert rows["lrnet50"] == ""  # the trial's, filled in by the run
+    assert rows["natten"] == "contiguous"
     # the default stays NCHW: a preset without formats has the case ids it always had
     assert {c.memory_format for c in expand(preset)} == {"contiguous"}
 
@@ -192,3 +193,9 @@ def test_plan_applies_timing_overrides_and_shard_label():
     assert plan.label == "quick-shard-1-of-2"
     with pytest.raises(ValueError, match="preset"):
         make_plan("nope")
+
+
+def test_a_preset_group_with_an_unknown_format_is_an_error_not_an_empty_matrix():
+    group = {**get_preset("layers")["groups"][0], "formats": ["channels-last"]}
+    with pytest.raises(ValueError, match="unknown 'channels-last'"):
+        expand({"groups": [group]})

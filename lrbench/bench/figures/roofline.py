@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lrbench.bench.figures import canvas, palette
-from lrbench.bench.figures.rows import labelled, quartiles, timed
+from lrbench.bench.figures.rows import format_words, labelled, quartiles, timed
 from lrbench.bench.figures.spread import error_bars
 
 NEEDED = ["achieved_gmacs_per_s", "intensity_macs_per_byte", "peak_gmacs_per_s", "peak_gb_per_s"]
@@ -35,14 +35,15 @@ def roofline(frame: pd.DataFrame) -> Figure | None:
         ax.plot(x, np.minimum(peak, bandwidth * x), color="black", linewidth=1.2)
         ax.annotate(f"{device} {dtype}: GEMM {peak:.0f} GMAC/s, copy {bandwidth:.0f} GB/s",
                     (x[-1], peak), ha="right", va="bottom", fontsize=7)
-    for (impl, pass_), group in rows.groupby(["label", "pass"]):
+    for (impl, pass_, fmt), group in rows.groupby(["label", "pass", "memory_format"]):
         rate = group["achieved_gmacs_per_s"].to_numpy(dtype=float)
         low, high = quartiles(group)  # time quartiles: the rate's are work / Q3 .. work / Q1
         median = group["median_s"].to_numpy(dtype=float)
         ax.errorbar(group["intensity_macs_per_byte"], rate,
                     yerr=error_bars(rate, rate * median / high, rate * median / low),
                     color=palette.colour(impl), marker=palette.marker(pass_), markersize=4.5,
-                    linestyle="none", capsize=1.5, elinewidth=0.8, label=f"{impl} {pass_}")
+                    linestyle="none", capsize=1.5, elinewidth=0.8,
+                    label=" ".join([impl, pass_, *format_words(fmt)]))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (closed-form MACs / minimal bytes)")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lrbench.bench.matrix.axes import FORMATS
 from lrbench.bench.results import records
 from lrbench.bench.results.metrics import impl_of, machine_of
 
-FAMILY = ["target", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device"]
+FAMILY = ["target", "B", "C", "H", "W", "k", "m", "stride", "dtype", "device", "memory_format"]
 NETWORK_TARGETS = ("lrnet50", "resnet50", "network")  # whole networks (the floor is one of their rows)
 FLOOR = "floor"  # the impl of LR-Net-50's rows with the op replaced by a free stand-in
 
@@ -46,7 +47,7 @@ def families(frame: pd.DataFrame, axis: str, least: int = 2) -> list[pd.DataFram
         rows = rows[rows["H"] == rows["W"]]
     if rows.empty:
         return []
-    fixed = [c for c in FAMILY if c not in ({"k"} if axis == "k" else {"H", "W"})]
+    fixed = [c for c in FAMILY if c in rows and c not in ({"k"} if axis == "k" else {"H", "W"})]
     found = [group for _, group in rows.groupby(fixed, dropna=False, sort=True)
              if group[axis].nunique() >= least]
     return sorted(found, key=lambda g: -g[axis].nunique())
@@ -64,7 +65,13 @@ def family_title(rows: pd.DataFrame, axis: str) -> str:
     parts = [f"B={first['B']}", f"C={first['C']}"]
     parts += [f"{first['H']}x{first['W']}"] if axis == "k" else [f"k={first['k']}"]
     parts += [f"m={first['m']}", f"s={first['stride']}", first["dtype"], first["device"]]
-    return ", ".join(str(p) for p in parts)
+    return ", ".join(str(p) for p in parts + format_words(first.get("memory_format", "")))
+
+
+def format_words(fmt: str) -> list[str]:
+    """``[fmt]`` for a memory format other than the default (``channels_last``), else ``[]``: what
+    a title or legend adds to name it."""
+    return [fmt] if fmt and fmt != FORMATS[0] else []
 
 
 def quartiles(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from lrbench.bench.figures.rows import labelled, quartiles, timed
 from lrbench.bench.figures.spread import error_bars
 from lrbench.bench.matrix.presets import LRNET50_STAGES, RESNET50_STAGES
 
-PANEL = ["what", "dtype", "device", "pass"]
+PANEL = ["what", "dtype", "device", "pass", "memory_format"]
 STAGE = ["B", "H", "W"]
 PEERS = ("natten", "flex_attention")  # and every compiled variant (``impl@mode``)
 
@@ -101,8 +101,8 @@ def per_stage(frame: pd.DataFrame) -> Figure | None:
     lines = -(-len(panels) // columns)
     fig = canvas.new(7.5 * columns, 4.2 * lines)
     axes = fig.subplots(lines, columns, squeeze=False).ravel()
-    for ax, ((what, dtype, device, pass_), group) in zip(axes, panels, strict=False):
-        _panel(ax, group, f"LR-Net-50 stages: {what}, {pass_}, {dtype}, {device}")
+    for ax, ((what, dtype, device, pass_, fmt), group) in zip(axes, panels, strict=False):
+        _panel(ax, group, f"LR-Net-50 stages: {what}, {pass_}, {dtype}, {device}, {fmt}")
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     return fig

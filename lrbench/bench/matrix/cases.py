@@ -29,8 +29,9 @@ from lrbench.inputs import Shape
 # ``compiles``: the compile modes it can be timed in (default: eager only); ``floor``: each shape
 # also runs as a FLOOR row, the network with the op replaced by a free stand-in
 # (:mod:`lrbench.bench.measure.floor`); ``formats``: the memory formats its inputs can be given in
-# (:data:`lrbench.bench.matrix.axes.FORMATS`; absent: contiguous only, or for a network the faster
-# of both, chosen by a trial and recorded in the row's ``memory_format``).
+# (:data:`lrbench.bench.matrix.axes.FORMATS`; absent: contiguous only); ``format_by_trial``: the
+# target runs in the faster of both, chosen by a trial and recorded in the row's ``memory_format``
+# (the case's own is then meaningless, and its row leaves the column for the run to fill).
 TARGET_AXES: dict[str, dict] = {
     "op": {"fields": SHAPE_FIELDS, "passes": ("fwd", "bwd", "fwd_bwd"), "impl": None,
            "fixed": {}, "compiles": COMPILE_MODES, "formats": FORMATS},
@@ -41,10 +42,13 @@ TARGET_AXES: dict[str, dict] = {
     "conv3x3": {"fields": ("B", "C", "H", "W", "stride"), "passes": ("fwd", "bwd", "fwd_bwd"),
                 "impl": "torch", "fixed": {"k": 3, "m": 1}, "formats": FORMATS},
     "lrnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": None,
-                "fixed": {"C": 3, "k": 7, "m": 8, "stride": 1}, "floor": True},
+                "fixed": {"C": 3, "k": 7, "m": 8, "stride": 1}, "floor": True,
+                "format_by_trial": True},
     "resnet50": {"fields": ("B", "H", "W"), "passes": ("fwd", "train"), "impl": "torch",
-                 "fixed": {"C": 3, "k": 3, "m": 1, "stride": 1}},
+                 "fixed": {"C": 3, "k": 3, "m": 1, "stride": 1}, "format_by_trial": True},
 }
+# The targets whose rows name the format they ran in from the case (the others: the trial's).
+FORMAT_TARGETS = tuple(name for name, axes in TARGET_AXES.items() if not axes.get("format_by_trial"))
 # The ``impl`` of a network's floor rows: not an implementation of the op (never in the registry,
 # never a baseline), the name of the stand-in that replaces it.
 FLOOR = "floor"
@@ -153,11 +157,11 @@ class Case:
                        dtype=self.dtype, device=self.device, **{"pass": self.pass_})
 
     def as_row(self) -> dict:
-        """The case's columns (``memory_format`` empty where the target has no such axis: a
-        network's is the trial's, filled in once it ran)."""
+        """The case's columns (``memory_format`` empty for a network: the trial's, filled in once
+        it ran)."""
         row = asdict(self)
         row["pass"] = row.pop("pass_")
-        if "formats" not in TARGET_AXES[self.target]:
+        if TARGET_AXES[self.target].get("format_by_trial"):
             row["memory_format"] = ""
         return row
 
@@ -223,6 +227,7 @@ def _formats(group: dict, overrides: dict) -> list[str]:
     """The group's memory formats that its target takes (a target without the axis: its default,
     whatever ``--format`` says, as a shape field that does not apply is left alone)."""
     own = target_formats(group["target"])
+    check_choices("format", group.get("formats", []))  # a preset's typo is an error, not no case
     if len(own) == 1:
         return list(own)
     return [fmt for fmt in overrides.get("format", group.get("formats", own[:1])) if fmt in own]

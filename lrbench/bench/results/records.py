@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lrbench.bench.matrix.axes import FORMATS
+from lrbench.bench.matrix.cases import FORMAT_TARGETS
 from lrbench.bench.results import metrics
 from lrbench.files import atomic_open, atomic_write
 
@@ -216,6 +218,9 @@ def read(location: str | Path) -> Loaded:
     stopped = frame["reason"].str.startswith(STOPPED)
     superseded = stopped & frame.duplicated("case_id", keep="last")
     frame = frame[~superseded]
+    # Rows written before the format axis: an op, layer or conv3x3 case ran contiguous.
+    unset = (frame["memory_format"] == "") & frame["target"].isin(FORMAT_TARGETS)
+    frame.loc[unset, "memory_format"] = FORMATS[0]
     return Loaded(path=path, rows=metrics.derive(frame.reset_index(drop=True)), dropped=dropped)
 
 

@@ -26,7 +26,7 @@ from lrbench.bench.sections.peers import against_the_peers
 from lrbench.files import atomic_write
 
 MIB = 2**20
-MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass"]  # layer <-> conv3x3 pairing
+MATCH = ["B", "H", "W", "stride", "dtype", "device", "pass", "memory_format"]  # layer <-> conv3x3
 
 
 def _get(row: pd.Series | None, column: str, scale: float = 1.0) -> float | None:

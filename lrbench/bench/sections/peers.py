@@ -15,7 +15,7 @@ import pandas as pd
 from lrbench.bench.results.metrics import impl_of, shape_of
 
 MIB = 2**20
-STAGE = ["B", "H", "W", "dtype", "device", "pass"]  # what makes two rows the same stage
+STAGE = ["B", "H", "W", "dtype", "device", "pass", "memory_format"]  # rows of one stage
 PEER_IMPLS = ("flex_attention",)  # registered implementations that are peers, not ours
 NOT_OURS = ("reference",)  # the oracle: neither ours to race nor a peer
 NOTES = {
