@@ -47,8 +47,12 @@ def fused_table(out: Path) -> list[str]:
                   & (rows.get("pass") == "fwd")]
         if ok.empty:
             continue
+        formats = (ok["memory_format"].fillna("").astype(str) if "memory_format" in ok
+                   else pd.Series("", index=ok.index))  # CSVs from before the format axis: NCHW
+        suffix = formats.map(lambda f: f" {f}" if f and f != "contiguous" else "")
         shape = ("B" + ok["B"].astype(str) + " C" + ok["C"].astype(str) + " " + ok["H"].astype(str)
-                 + "x" + ok["W"].astype(str) + " k" + ok["k"].astype(str))
+                 + "x" + ok["W"].astype(str) + " k" + ok["k"].astype(str) + " s"
+                 + ok["stride"].astype(str) + suffix)
         ok = ok.assign(shape=shape, ms=ok["median_s"] * 1e3)
         table = ok.pivot_table(index="shape", columns="impl", values="ms", aggfunc="first")
         lines += ["", f"{csv.parent.name}: op forward, median ms", "",

@@ -179,7 +179,7 @@ def test_format_override_applies_to_the_targets_with_the_axis_only():
     for target in ("op", "conv3x3"):
         assert by_target[target] == {"contiguous", "channels_last"}
     for target in ("natten", "lrnet50", "resnet50"):  # natten: NCHW only; networks: a trial
-        assert by_target.get(target, {"contiguous"}) == {"contiguous"}
+        assert by_target[target] == {"contiguous"}
     rows = {case.target: case.as_row()["memory_format"] for case in cases}
     assert rows["lrnet50"] == ""  # the trial's, filled in by the run
     assert rows["natten"] == "contiguous"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lrbench.bench.matrix.cases import expand, shard
+from lrbench.bench.matrix.cases import expand, shard, with_impl
 from lrbench.bench.measure import targets
 from lrbench.bench.measure.machine import allocator_settings, huge_page_mode
 from lrbench.bench.measure.memory import peak_extra_bytes
@@ -62,7 +62,10 @@ def test_each_memory_format_is_gated_and_timed_in_that_format(toys, tmp_path):
     assert set(by.loc["unfold"]) == {"ok"}
     # speedups pair rows of one format: the baseline's channels_last row, not its NCHW one
     ok = rows[rows["status"] == "ok"].set_index("case_id")
-    assert ok["speedup_vs_unfold"].notna().all()
+    for case_id, row in ok.iterrows():
+        baseline = ok.loc[with_impl(case_id, "unfold")]
+        assert baseline["memory_format"] == row["memory_format"]
+        assert row["speedup_vs_unfold"] == pytest.approx(baseline["median_s"] / row["median_s"])
 
 
 @pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lrbench.bench.figures.roofline import roofline
-from lrbench.bench.figures.rows import families, family_title
+from lrbench.bench.figures.rows import families, family_title, sweep
 from lrbench.bench.figures.stages import per_stage
 from lrbench.bench.matrix.presets import LRNET50_STAGES, RESNET50_STAGES
 from lrbench.bench.results import records
@@ -56,16 +56,27 @@ def test_a_sweep_family_holds_one_format_and_its_title_names_channels_last(frame
     assert len(found) == 2
     for family in found:
         assert family["memory_format"].nunique() == 1 and family["H"].nunique() == 4
-    titles = sorted(family_title(family, "H") for family in found)
-    assert [t.endswith(", channels_last") for t in titles] == [False, True]
+    titles = [family_title(family, "H") for family in found]
+    assert [t.endswith(", channels_last") for t in titles] == [False, True]  # NCHW first
+    assert sweep(frame, "H")["memory_format"].unique().tolist() == ["contiguous"]  # the figures'
+
+
+def test_a_network_row_adds_no_second_legend_entry(frame, tmp_path):
+    network = planted_row("lrnet50", "fused_cpu", 300.0, B=8, C=3, H=224, W=224)
+    records.write(pd.concat([frame, pd.DataFrame([{**network, "memory_format": "channels_last"}])]),
+                  tmp_path)
+    legend = [text.get_text() for ax in roofline(records.load(tmp_path)).axes
+              for text in ax.get_legend().get_texts()]
+    assert len(legend) == len(set(legend)) and "fused_cpu fwd" in legend
 
 
 def test_stage_panels_roofline_and_peers_keep_formats_apart(frame):
     figure = per_stage(frame)
     titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
     assert sorted(t.rsplit(", ", 1)[1] for t in titles if "op" in t) == sorted(FORMATS)
-    legend = {text.get_text() for ax in roofline(frame).axes for text in ax.get_legend().get_texts()}
-    assert {"fused_cpu fwd", "fused_cpu fwd channels_last"} <= legend
+    legend = [text.get_text() for ax in roofline(frame).axes for text in ax.get_legend().get_texts()]
+    assert {"fused_cpu fwd", "fused_cpu fwd channels_last"} <= set(legend)
+    assert len(legend) == len(set(legend))  # one entry per series
     peers = against_the_peers(frame)  # the conv3x3 peer, against our best in each format
     peers = peers.set_index(peers["stage"].str.endswith("-channels_last").map(
         {False: "contiguous", True: "channels_last"}))

@@ -63,14 +63,18 @@ def test_the_summary_reads_parts_and_rows(tmp_path):
     run.mkdir(parents=True)
     (out / "parts.tsv").write_text("part\tstatus\tseconds\tbudget_s\n"
                                    "install\tok\t3\t30\ngpu-tests\ttimed out\t90\t90\n")
-    row = "op,{impl},8,100,56,56,7,8,1,float32,cuda,fwd,{median},cuda-events+l2-flush,ok\n"
+    row = "op,{impl},8,100,56,56,7,8,1,float32,cuda,fwd,{median},cuda-events+l2-flush,ok,{fmt}\n"
     (run / "results.csv").write_text(
-        "target,impl,B,C,H,W,k,m,stride,dtype,device,pass,median_s,timer,status\n"
-        + row.format(impl="unfold", median=0.004) + row.format(impl="fused_triton", median=0.0002)
-        + "op,im2col_matmul,8,100,56,56,7,8,1,float32,cuda,fwd,,,failed\n")
+        "target,impl,B,C,H,W,k,m,stride,dtype,device,pass,median_s,timer,status,memory_format\n"
+        + row.format(impl="unfold", median=0.004, fmt="")
+        + row.format(impl="fused_triton", median=0.0002, fmt="contiguous")
+        + row.format(impl="fused_triton", median=0.0007, fmt="channels_last")
+        + "op,im2col_matmul,8,100,56,56,7,8,1,float32,cuda,fwd,,,failed,\n")
     text = subprocess.run([sys.executable, "scripts/gpu_summary.py", str(out)], cwd=ROOT,
                           capture_output=True, text=True, check=True, timeout=60).stdout
     assert "| gpu-tests | timed out | 90 | 90 |" in text
-    assert "| paper-float32 | 2 | 0 | 1 | 0 | cuda-events+l2-flush |" in text
-    line = next(ln for ln in text.splitlines() if "B8 C100 56x56 k7" in ln)
-    assert "0.2" in line and "4" in line  # fused_triton 0.2 ms, unfold 4 ms
+    assert "| paper-float32 | 3 | 0 | 1 | 0 | cuda-events+l2-flush |" in text
+    line = next(ln for ln in text.splitlines() if "B8 C100 56x56 k7 s1 " in ln)
+    assert "0.2" in line and "4" in line  # fused_triton 0.2 ms, unfold 4 ms (NCHW, old or new)
+    nhwc = next(ln for ln in text.splitlines() if "B8 C100 56x56 k7 s1 channels_last" in ln)
+    assert "0.7" in nhwc and "0.2" not in nhwc  # its own line, not folded into NCHW's

@@ -9,6 +9,8 @@ from matplotlib.figure import Figure
 from lrbench.bench.figures import canvas, palette
 from lrbench.bench.figures.rows import format_words, labelled, quartiles, timed
 from lrbench.bench.figures.spread import error_bars
+from lrbench.bench.matrix.axes import FORMATS
+from lrbench.bench.matrix.cases import FORMAT_TARGETS
 
 NEEDED = ["achieved_gmacs_per_s", "intensity_macs_per_byte", "peak_gmacs_per_s", "peak_gb_per_s"]
 
@@ -35,7 +37,11 @@ def roofline(frame: pd.DataFrame) -> Figure | None:
         ax.plot(x, np.minimum(peak, bandwidth * x), color="black", linewidth=1.2)
         ax.annotate(f"{device} {dtype}: GEMM {peak:.0f} GMAC/s, copy {bandwidth:.0f} GB/s",
                     (x[-1], peak), ha="right", va="bottom", fontsize=7)
-    for (impl, pass_, fmt), group in rows.groupby(["label", "pass", "memory_format"]):
+    # a series per implementation and pass, and apart for a non-default format of the case's own
+    # (a network's is its trial's: it joins its implementation's series, as NCHW rows do)
+    shown = rows["target"].isin(FORMAT_TARGETS) & (rows["memory_format"] != FORMATS[0])
+    formats = rows["memory_format"].where(shown, "")
+    for (impl, pass_, fmt), group in rows.groupby(["label", "pass", formats.rename("fmt")]):
         rate = group["achieved_gmacs_per_s"].to_numpy(dtype=float)
         low, high = quartiles(group)  # time quartiles: the rate's are work / Q3 .. work / Q1
         median = group["median_s"].to_numpy(dtype=float)

@@ -41,7 +41,8 @@ def labelled(rows: pd.DataFrame) -> pd.DataFrame:
 
 def families(frame: pd.DataFrame, axis: str, least: int = 2) -> list[pd.DataFrame]:
     """The op rows grouped into families of shapes that differ only along ``axis`` (``"k"``, or
-    ``"H"`` for H = W), those with at least ``least`` values of it, largest first."""
+    ``"H"`` for H = W), those with at least ``least`` values of it, largest first (of equal ones,
+    the default memory format's first)."""
     rows = timed(frame)
     if axis == "H":
         rows = rows[rows["H"] == rows["W"]]
@@ -50,7 +51,11 @@ def families(frame: pd.DataFrame, axis: str, least: int = 2) -> list[pd.DataFram
     fixed = [c for c in FAMILY if c in rows and c not in ({"k"} if axis == "k" else {"H", "W"})]
     found = [group for _, group in rows.groupby(fixed, dropna=False, sort=True)
              if group[axis].nunique() >= least]
-    return sorted(found, key=lambda g: -g[axis].nunique())
+    return sorted(found, key=lambda g: (-g[axis].nunique(), bool(format_words(_format_of(g)))))
+
+
+def _format_of(rows: pd.DataFrame) -> str:
+    return str(rows["memory_format"].iloc[0]) if "memory_format" in rows else ""
 
 
 def sweep(frame: pd.DataFrame, axis: str) -> pd.DataFrame:

@@ -149,7 +149,7 @@ def build_natten(case: Case) -> Prepared:
     fn = PASS_BUILDERS[case.pass_](forward, leaves, case.device)
     s = case.shape
     return Prepared(fn=fn, output_bytes=s.B * s.G * natten.HEAD_DIM * s.H * s.W
-                    * case.torch_dtype.itemsize)
+                    * case.torch_dtype.itemsize, memory_format=case.memory_format)
 
 
 def load_models():
