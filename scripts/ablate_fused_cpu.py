@@ -1,21 +1,26 @@
-"""Where fused_cpu's backward spends its time: the kernel rebuilt with one part left out.
+"""Where fused_cpu's time goes: the kernels rebuilt with one part left out.
 
     python scripts/ablate_fused_cpu.py [--threads 2] [--rounds 11] [--format both]
                                        [--shapes stem,res3.0] [--parts pass2,grad_x]
 
-Each part of the backward kernel (implementations/csrc/fused_cpu.cpp, ``backward_kernel``) is left
-out in its own copy of the source, by a text edit that must apply exactly once (the script stops
-if the kernel has moved on). The copies are built like fused_cpu and timed round by round with the
+Each part (``PARTS``) of the kernels in implementations/csrc/fused_cpu.cpp is left out in its own
+copy of the source, by a text edit that must apply exactly once (the script stops if the kernel
+has moved on): five of ``backward_kernel``'s, and two that the forward has too (the band copy of
+x, and the softmax's exp). The copies are built like fused_cpu and timed round by round with the
 intact kernel (taking turns at going first), at LR-Net-50's LR layer shapes
 (``time_fused_cpu.SHAPES``). The time a part costs is the intact backward's median minus the
-median without it. Their gradients are wrong by design: this measures, it checks nothing. The
-intact kernel's minor page faults per backward call (``getrusage``) are printed too: at the stem
-they were grad_x's pages (103 MB at batch 8, above glibc's mmap threshold of 32 MB at most, so
-mapped fresh on every call) until the kernel kept such blocks between calls; now 0 after the first.
+median without it; for the parts the forward has too, a second table gives the same for the
+forward, and intact / without it for both. Their results are wrong by design: this measures, it
+checks nothing.
 
-What is left when every listed part is out: pass 1 (the weights again, grad_y . x), the band
-copies of x and key, the fills and the store of grad_key; the forward's median is printed beside
-it.
+The intact kernel's minor page faults per backward call (``getrusage``) are printed too: at the
+stem they were grad_x's pages (103 MB at batch 8, above glibc's mmap threshold of 32 MB at most,
+so mapped fresh on every call) until the kernel kept such blocks between calls; now 0 after the
+first.
+
+What is left when every listed part is out ("the rest"): pass 1 (the weights again, grad_y . x)
+but its exp, the band copy of key, the fills and the store of grad_key; the forward's median is
+printed beside it.
 """
 
 from __future__ import annotations
@@ -58,7 +63,14 @@ PARTS = {
         "              for (int64_t j = 0; j < Wo; ++j) gyp")]),
     "store_x": ("storing the band's grad_x rows to grad_x (with its page faults)", [(
         "          if (!store_x) continue;", "          continue;")]),
+    "x_copy": ("the band copy of x into the padded scratch (forward and backward)", [(
+        "      copy_band_x(geo, pr, x, xs, b, chunks.c0(g),",
+        "      if (false) copy_band_x(geo, pr, x, xs, b, chunks.c0(g),")]),
+    "exp": ("the softmax's exp, a multiply-add in its place (forward and backward)", [(
+        "    using IntVec = Vec<int32_t, V>;\n",
+        "    if (true) return x * 0.0f + 1.0f;  // ablated\n    using IntVec = Vec<int32_t, V>;\n")]),
 }
+FORWARD_PARTS = ("x_copy", "exp")  # the parts the forward kernel has too
 
 
 def ablated_source(source: str, edits: list[tuple[str, str]]) -> str:
@@ -90,13 +102,15 @@ def minor_faults() -> int:
 
 
 def measure(kernels: dict, tensors: list[torch.Tensor], stride: int, rounds: int) -> dict:
-    """Medians (seconds) of the intact forward, of each kernel's backward, and the intact
-    backward's minor faults per call. The backwards take turns being first after the forward (whose
-    x and key are then still cached), round by round."""
+    """Medians (seconds) of the intact forward, of each kernel's backward, of the forward of each
+    kernel without a forward part (``forward NAME``), and the intact backward's minor faults per
+    call. The backwards take turns being first after the forward (whose x and key are then still
+    cached), round by round; the ablated forwards run between the two."""
     x, query, key, prior, grad_y = tensors
     intact = kernels["intact"]
     _, stats = intact.forward(x, query, key, prior, K, stride, 0)
-    times = {name: [] for name in ["forward", *kernels]}
+    forwards = [name for name in kernels if name in FORWARD_PARTS]
+    times = {name: [] for name in ["forward", *kernels, *(f"forward {n}" for n in forwards)]}
     names = list(kernels)
     faults = 0
     for round_ in range(rounds + 2):  # the first two rounds warm up
@@ -105,6 +119,11 @@ def measure(kernels: dict, tensors: list[torch.Tensor], stride: int, rounds: int
         forward_s = time.perf_counter() - start
         if round_ >= 2:
             times["forward"].append(forward_s)
+        for name in forwards:
+            start = time.perf_counter()
+            kernels[name].forward(x, query, key, prior, K, stride, 0)
+            if round_ >= 2:
+                times[f"forward {name}"].append(time.perf_counter() - start)
         turn = round_ % len(names)
         for name in names[turn:] + names[:turn]:
             ext = kernels[name]
@@ -140,6 +159,7 @@ def main() -> None:
     print("\n| format | shape | forward | backward | " + " | ".join(parts)
           + " | the rest | faults/call |")
     print("|---|---|---|---|" + "---|" * len(parts) + "---|---|")
+    measured = []
     for fmt_name in formats:
         for name in names:
             C, H, stride = SHAPES[name]
@@ -150,6 +170,27 @@ def main() -> None:
                      *(f"{cost * 1e3:.2f}" for cost in costs), f"{rest * 1e3:.2f}",
                      f"{got['faults']:.0f}"]
             print(f"| {fmt_name} | {name} | " + " | ".join(cells) + " |", flush=True)
+            measured.append((fmt_name, name, got))
+    print_forward_parts([part for part in parts if part in FORWARD_PARTS], measured)
+
+
+def print_forward_parts(parts: list[str], measured: list[tuple[str, str, dict]]) -> None:
+    """The forward's cost of each part that the forward has too (ms), and intact / without it for
+    the backward and the forward (how many times faster each is without the part)."""
+    if not parts:
+        return
+    print("\nThe parts the forward has too: the forward's cost (ms); backward and forward, intact /"
+          " without it\n")
+    print("| format | shape | forward | " + " | ".join(parts) + " | "
+          + " | ".join(f"{part}: bwd, fwd x" for part in parts) + " |")
+    print("|---|---|---|" + "---|" * (2 * len(parts)))
+    for fmt_name, name, got in measured:
+        costs = [got["forward"] - got[f"forward {part}"] for part in parts]
+        faster = [f"{got['intact'] / got[part]:.2f}, {got['forward'] / got[f'forward {part}']:.2f}"
+                  for part in parts]
+        print(f"| {fmt_name} | {name} | {got['forward'] * 1e3:.2f} | "
+              + " | ".join(f"{cost * 1e3:.2f}" for cost in costs) + " | " + " | ".join(faster)
+              + " |", flush=True)
 
 
 if __name__ == "__main__":

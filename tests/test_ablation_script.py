@@ -1,0 +1,31 @@
+"""scripts/ablate_fused_cpu.py: each part's text edit applies to today's kernel source, exactly
+once, and leaves that part out (the script stops instead of timing a kernel that has moved on)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import ablate_fused_cpu as ablate  # noqa: E402  (scripts/ is not a package)
+from lrbench.impls import fused_cpu  # noqa: E402
+
+
+@pytest.mark.parametrize("part", list(ablate.PARTS))
+def test_each_part_edits_the_kernel_source_once(part):
+    source = fused_cpu.SOURCE.read_text()
+    edited = ablate.ablated_source(source, ablate.PARTS[part][1])
+    assert edited != source
+    for _old, new in ablate.PARTS[part][1]:
+        assert edited.count(new) == 1
+
+
+def test_an_edit_that_no_longer_applies_stops_the_script():
+    with pytest.raises(SystemExit, match="the kernel has moved on"):
+        ablate.ablated_source("int main() {}", ablate.PARTS["x_copy"][1])
+
+
+def test_the_forward_parts_are_parts():
+    assert set(ablate.FORWARD_PARTS) <= set(ablate.PARTS)
