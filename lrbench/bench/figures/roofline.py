@@ -41,7 +41,7 @@ def roofline(frame: pd.DataFrame) -> Figure | None:
     # (a network's is its trial's: it joins its implementation's series, as NCHW rows do)
     shown = rows["target"].isin(FORMAT_TARGETS) & (rows["memory_format"] != FORMATS[0])
     formats = rows["memory_format"].where(shown, "")
-    for (impl, pass_, fmt), group in rows.groupby(["label", "pass", formats.rename("fmt")]):
+    for (impl, pass_, fmt), group in rows.groupby(["label", "pass", formats]):
         rate = group["achieved_gmacs_per_s"].to_numpy(dtype=float)
         low, high = quartiles(group)  # time quartiles: the rate's are work / Q3 .. work / Q1
         median = group["median_s"].to_numpy(dtype=float)
