@@ -9,7 +9,6 @@ from matplotlib.figure import Figure
 from lrbench.bench.figures import canvas, palette
 from lrbench.bench.figures.rows import format_words, labelled, quartiles, timed
 from lrbench.bench.figures.spread import error_bars
-from lrbench.bench.matrix.axes import FORMATS
 from lrbench.bench.matrix.cases import FORMAT_TARGETS
 
 NEEDED = ["achieved_gmacs_per_s", "intensity_macs_per_byte", "peak_gmacs_per_s", "peak_gb_per_s"]
@@ -39,9 +38,8 @@ def roofline(frame: pd.DataFrame) -> Figure | None:
                     (x[-1], peak), ha="right", va="bottom", fontsize=7)
     # a series per implementation and pass, and apart for a non-default format of the case's own
     # (a network's is its trial's: it joins its implementation's series, as NCHW rows do)
-    shown = rows["target"].isin(FORMAT_TARGETS) & (rows["memory_format"] != FORMATS[0])
-    formats = rows["memory_format"].where(shown, "")
-    for (impl, pass_, fmt), group in rows.groupby(["label", "pass", formats]):
+    own = rows["memory_format"].where(rows["target"].isin(FORMAT_TARGETS), "")
+    for (impl, pass_, fmt), group in rows.groupby(["label", "pass", own.map(format_words).str.join(" ")]):
         rate = group["achieved_gmacs_per_s"].to_numpy(dtype=float)
         low, high = quartiles(group)  # time quartiles: the rate's are work / Q3 .. work / Q1
         median = group["median_s"].to_numpy(dtype=float)
@@ -49,7 +47,7 @@ def roofline(frame: pd.DataFrame) -> Figure | None:
                     yerr=error_bars(rate, rate * median / high, rate * median / low),
                     color=palette.colour(impl), marker=palette.marker(pass_), markersize=4.5,
                     linestyle="none", capsize=1.5, elinewidth=0.8,
-                    label=" ".join([impl, pass_, *format_words(fmt)]))
+                    label=" ".join(filter(None, [impl, pass_, fmt])))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (closed-form MACs / minimal bytes)")
