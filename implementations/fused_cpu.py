@@ -114,10 +114,11 @@ def _dense(t: Tensor) -> Tensor:
 def fused_cpu_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel_size: int,
                  stride: int, phi: str) -> tuple[Tensor, Tensor]:
     """The op on CPU tensors (any layout): ``(y, stats)``, ``y`` ``(B, C, Ho, Wo)`` in x's memory
-    format when x is channels_last (read and written in place, no layout copy), ``stats``
+    format when x is channels_last (read and written in place, no layout copy; query and key are
+    read through their strides, as the projections hand them over), ``stats``
     ``(2, B, G, Ho, Wo)``: each output pixel's softmax shift and 1 / sum, kept for the backward."""
-    y, stats = extension().forward(_dense(x), query.contiguous(), key.contiguous(),
-                                   prior.contiguous(), kernel_size, stride, PHI_CODES[phi])
+    y, stats = extension().forward(_dense(x), query, key, prior.contiguous(), kernel_size,
+                                   stride, PHI_CODES[phi])
     return y, stats
 
 
@@ -126,10 +127,10 @@ def fused_cpu_backward_op(grad_y: Tensor, x: Tensor, query: Tensor, key: Tensor,
                           stats: Tensor, kernel_size: int, stride: int, phi: str
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(x, query, key, prior)`` of ``sum(grad_y * y)``, from the forward's ``stats``
-    (the weights are recomputed from them). ``grad_x`` has x's memory format."""
-    grads = extension().backward(_dense(grad_y), _dense(x), query.contiguous(),
-                                 key.contiguous(), prior.contiguous(), stats.contiguous(),
-                                 kernel_size, stride, PHI_CODES[phi])
+    (the weights are recomputed from them). ``grad_x`` has x's memory format, the gradients of
+    query and key are contiguous."""
+    grads = extension().backward(_dense(grad_y), _dense(x), query, key, prior.contiguous(),
+                                 stats.contiguous(), kernel_size, stride, PHI_CODES[phi])
     return tuple(grads)
 
 

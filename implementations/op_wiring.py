@@ -36,20 +36,23 @@ def wire(forward_op, backward_op, *, saves: str, keeps_memory_format: bool = Fal
     if saves not in SAVES:
         raise ValueError(f"saves must be one of {SAVES}, got {saves!r}")
 
+    def x_format(x):
+        channels_last = (keeps_memory_format and not x.is_contiguous()
+                         and x.is_contiguous(memory_format=torch.channels_last))
+        return torch.channels_last if channels_last else torch.contiguous_format
+
     @forward_op.register_fake
     def _(x, query, key, prior, kernel_size, stride, phi):
         B, C = x.shape[:2]
         G, Ho, Wo = query.shape[-3:]
-        channels_last = (keeps_memory_format and not x.is_contiguous()
-                         and x.is_contiguous(memory_format=torch.channels_last))
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        y = x.new_empty((B, C, Ho, Wo)).contiguous(memory_format=fmt)  # (B, C, Ho, Wo), x's format
+        y = x.new_empty((B, C, Ho, Wo)).contiguous(memory_format=x_format(x))  # x's format
         return (y, x.new_empty((2, B, G, Ho, Wo))) if saves == "stats" else y
 
     @backward_op.register_fake
     def _(grad_y, x, query, key, prior, *rest):
-        return (torch.empty_like(x), torch.empty_like(query), torch.empty_like(key),
-                torch.empty_like(prior))
+        # grad_x in the format y has; the small gradients contiguous, whatever their inputs' strides
+        return (x.new_empty(x.shape).contiguous(memory_format=x_format(x)),
+                query.new_empty(query.shape), key.new_empty(key.shape), prior.new_empty(prior.shape))
 
     def setup_context(ctx, inputs, output):
         x, query, key, prior, kernel_size, stride, phi = inputs

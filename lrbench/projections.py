@@ -13,11 +13,13 @@ meet a channels_last ``x``; and the strided query of an NCHW ``x`` (a 1x1 conv o
 tensor, and one more ``x``-sized addition. Here the backward writes ``grad_x`` once, in ``x``'s
 memory format, by one batched product with the gradients (``x``'s pixel matrix ``(B, C, H*W)`` is
 a view in either format), adds the strided query's part into its ``::s`` view, and sums the
-weights' gradients inside matrix products (one ``mm`` over ``B*H*W`` pixels for channels_last,
-one ``addmm`` per image for NCHW). The forward is the convolutions as before (what counters see
-is unchanged; FLOP totals of the backward too: the products do the convolutions' multiply-adds),
-its outputs in the same layouts as before (the op makes them contiguous where its kernels need it,
-and the benchmark's floor, whose stand-in op reads neither, pays no copy).
+weights' gradients by matrix products (one batched product over the images for channels_last,
+then a sum of ``B`` small results; one ``addmm`` per image for NCHW). The forward is the
+convolutions as before (what counters see is unchanged; FLOP totals of the backward too: the
+products do the convolutions' multiply-adds), its outputs in the same layouts as before: views of
+one ``(B, 2G, H, W)`` output at stride 1, channels_last where x is. Implementations take them as
+they come (fused_cpu reads them through their strides; the others copy where they need to), and
+the benchmark's floor, whose stand-in op reads neither, pays no copy.
 
 :func:`projected_relation` goes one step further for the layer: the projections and the op as one
 autograd node, whose backward adds the projections' gradient of ``x`` into the op's in place
@@ -57,18 +59,36 @@ def _input_grad(weight: Tensor, grad: Tensor, channels_last: bool) -> Tensor:
 
 
 def _weight_grad(grad: Tensor, x: Tensor, channels_last: bool) -> Tensor:
-    """``sum_b grad_b x_b^T``: ``(n, C)`` from ``grad`` ``(B, n, h, w)`` and ``x`` ``(B, C, h, w)``,
-    summed inside the products (no ``(B, n, C)`` in between: at res5 it outweighs the work). A
-    strided view is copied once, in its own memory format (a transposing copy is slow)."""
-    B, n = grad.shape[:2]
+    """``sum_b grad_b x_b^T``: ``(n, C)`` from ``grad`` ``(B, n, h, w)`` and ``x`` ``(B, C, h, w)``.
+
+    channels_last: one batched product over the images, ``(n, P) x (P, C)`` each (x's pixel
+    matrix is a view; grad is NCHW as it is), then the sum of the ``B`` small ``(n, C)`` results.
+    A strided view of x (the strided query's pixels) is read in place as ``B * h`` row matrices
+    where its rows merge, not copied. One ``mm`` over all ``B * P`` pixels needed a transposing
+    copy of grad and split its long inner dimension poorly: at LR-Net-50's stem (``x`` 103 MB)
+    10.0 ms for the key's gradient against 5.9, and 6.8 ms for the query's (a copy of x's
+    strided pixels first) against 1.9 (AMD EPYC, 2 threads).
+
+    NCHW: one ``addmm`` per image (batch and pixels do not merge into one matrix dimension), a
+    strided view copied once first (a transposing copy is slow); the sum inside the products.
+    """
+    B, n, h, w = grad.shape
     C = x.shape[1]
-    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    if channels_last:  # x is a (B*P, C) matrix: one product, after a copy of the small grad
-        g = grad.flatten(2).transpose(1, 2).reshape(-1, n)  # (B*P, n)
-        return torch.mm(g.t(), x.permute(0, 2, 3, 1).reshape(-1, C))  # (n, C)
+    if channels_last:
+        pixels = x.permute(0, 2, 3, 1)  # (B, h, w, C), a view
+        if pixels.is_contiguous():
+            return torch.bmm(grad.reshape(B, n, h * w), pixels.view(B, h * w, C)).sum(0)  # (n, C)
+        sb, sh, sw, sc = pixels.stride()
+        if sc == 1 and sb == h * sh:  # rows of every image at one stride: (B*h, w, C) matrices
+            rows = pixels.as_strided((B * h, w, C), (sh, sw, 1))
+            g = grad.transpose(1, 2).reshape(B * h, n, w)  # (B*h, n, w): a copy of the small grad
+            return torch.bmm(g, rows).sum(0)  # (n, C)
+        x = x.contiguous(memory_format=torch.channels_last)
+        return torch.bmm(grad.reshape(B, n, h * w), x.permute(0, 2, 3, 1).reshape(B, h * w, C)).sum(0)
+    x = x.contiguous()
     g, xp = grad.flatten(2), x.flatten(2)  # (B, n, P), (B, C, P)
     out = grad.new_zeros(n, C)
-    for b in range(B):  # NCHW: batch and pixels do not merge into one matrix dimension
+    for b in range(B):
         out = torch.addmm(out, g[b], xp[b].t())  # not addmm_: FlopCounterMode counts addmm only
     return out
 
@@ -77,7 +97,7 @@ def _project(x: Tensor, w_key: Tensor, w_query: Tensor, stride: int
              ) -> tuple[Tensor, Tensor, Tensor | None]:
     """``(key, query, subsampled)``: the two convolutions (no autograd), and the NCHW strided
     query's subsampled input, kept for its weight gradient (a quarter of x at stride 2, not copied
-    again there; channels_last copies it in the backward), else None."""
+    again there; channels_last reads it in place in the backward), else None."""
     G = w_key.shape[0]
     if stride == 1:  # one conv for both
         both = F.conv2d(x, torch.cat([w_key, w_query]))  # (B, 2G, H, W)

@@ -205,14 +205,17 @@ def _conv_key_query(x, w_key, w_query, stride):
     return F.conv2d(x, w_key), F.conv2d(x, w_query, stride=stride)
 
 
+# H = 9 and 10: the strided query's rows merge across images (H a multiple of the stride: its
+# weight gradient reads x's pixels in place) at stride 3 and at stride 2 respectively, not at the other.
+@pytest.mark.parametrize("hw", [(9, 10), (10, 7)], ids=["9x10", "10x7"])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("needs", ["all", "x_only", "weights_only"])
-def test_key_query_equals_two_convs(stride, channels_last, needs):
+def test_key_query_equals_two_convs(stride, channels_last, needs, hw):
     """Values, gradients (those asked for, others None), and the input's gradient in the input's
     memory format."""
     gen = torch.Generator().manual_seed(1)
-    B, C, G, H, W = 3, 12, 3, 9, 10
+    B, C, G, (H, W) = 3, 12, 3, hw
     x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -364,6 +364,82 @@ def test_channels_last_float32_matches_reference_and_nchw(shape):
         torch.testing.assert_close(got, nchw, rtol=1e-6, atol=1e-6 * nchw.abs().max().item())
 
 
+def _laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """``t`` (``(B, G, h, w)``) with the same values in ``layout``: ``split`` and ``split-nhwc``
+    the second half of a ``(B, 2G, h, w)`` tensor (NCHW, channels_last), as the stride-1
+    projections hand key and query over; ``nhwc`` channels_last; ``transposed`` rows of stride 1
+    along h (w stride h)."""
+    B, G, h, w = t.shape
+    if layout in ("split", "split-nhwc"):
+        fmt = torch.channels_last if layout == "split-nhwc" else torch.contiguous_format
+        both = torch.full((B, 2 * G, h, w), float("nan"), dtype=t.dtype).contiguous(memory_format=fmt)
+        both[:, G:] = t
+        return both[:, G:]
+    if layout == "nhwc":
+        return t.contiguous(memory_format=torch.channels_last)
+    return t.transpose(2, 3).contiguous().transpose(2, 3)  # "transposed"
+
+
+KEY_QUERY_LAYOUTS = ("split", "split-nhwc", "nhwc", "transposed")
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("layout", KEY_QUERY_LAYOUTS)
+@pytest.mark.parametrize("shape", [
+    Shape(B=2, C=9, H=11, W=10, k=5, m=3, stride=1),
+    Shape(B=2, C=46, H=31, W=12, k=7, m=8, stride=2),   # group chunks in channels_last, odd r
+    Shape(B=1, C=12, H=13, W=9, k=3, m=10, stride=3),   # channels beyond the register block
+    Shape(B=2, C=16, H=40, W=7, k=7, m=8, stride=1),    # several bands of each parity
+], ids=Shape.label)
+def test_key_and_query_are_read_through_their_strides(shape, layout, fmt, monkeypatch):
+    """key and query reach the kernels as they are (no copy: the very tensors), in every layout
+    the projections make and an odd one; values and all four gradients equal the float64
+    reference's, and the gradients of key and query come contiguous."""
+    t = make_inputs(shape, dtype=torch.float64, seed=21)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(22))
+    leaves = t.map(lambda v: v.clone().requires_grad_(True))
+    y = _op(shape, "sqdiff", "reference")(*leaves.args())
+    expected = (y, *torch.autograd.grad(y, leaves.args(), grad))
+
+    seen = []
+    ext = fused_cpu.extension()
+
+    class Spy:  # the extension, noting which tensors its kernels get
+        def forward(self, x, query, key, *rest):
+            seen.append((query, key))
+            return ext.forward(x, query, key, *rest)
+
+        def backward(self, grad_y, x, query, key, *rest):
+            seen.append((query, key))
+            return ext.backward(grad_y, x, query, key, *rest)
+
+    monkeypatch.setattr(fused_cpu, "extension", Spy)
+    strided = t.replace(x=t.x.contiguous(memory_format=fmt), query=_laid_out(t.query, layout),
+                        key=_laid_out(t.key, layout))
+    ins = strided.map(lambda v: v.detach().requires_grad_(True))
+    y = _op(shape, "sqdiff")(*ins.args())
+    got = (y, *torch.autograd.grad(y, ins.args(), grad.contiguous(memory_format=fmt)))
+    assert len(seen) == 2
+    for query, key in seen:
+        assert query is ins.query and key is ins.key
+    assert got[2].is_contiguous() and got[3].is_contiguous()  # grad_query, grad_key
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
+
+
+def test_key_and_query_of_the_wrong_shape_are_refused():
+    """Read through strides, a key or query of the wrong size would be read out of bounds: the
+    kernels refuse it, naming which."""
+    shape = Shape(B=1, C=4, H=6, W=6, k=3, m=2, stride=2)
+    t = make_inputs(shape, dtype=torch.float64, seed=3)
+    ext = fused_cpu.extension()
+    with pytest.raises(RuntimeError, match="key must be"):
+        ext.forward(t.x, t.query, t.key[:, :, :5], t.prior, 3, 2, 0)
+    with pytest.raises(RuntimeError, match="query must be"):
+        ext.forward(t.x, t.query[:, :, :, :2], t.key, t.prior, 3, 2, 0)
+
+
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("shape", [
     Shape(B=2, C=16, H=41, W=23, k=7, m=8, stride=2),  # the stem's case: several bands, odd H

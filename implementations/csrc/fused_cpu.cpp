@@ -134,27 +134,31 @@ struct PaddedRows {
     for (int64_t kx = 0; kx < geo.k; ++kx) koff[kx] = (kx % s) * Wp + kx / s;
   }
 
-  // Writes the W input values of one contiguous row; the padding positions are never written
-  // (stay 0).
+  // Writes the W input values of one row (column w at src[w * sw]); the padding positions are
+  // never written (stay 0).
   template <typename T>
-  void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W) const {
+  void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_t sw = 1) const {
     if (s == 1) {
-      std::memcpy(dst + r, src, W * sizeof(T));
+      if (sw == 1) {
+        std::memcpy(dst + r, src, W * sizeof(T));
+      } else {
+        for (int64_t w = 0; w < W; ++w) dst[r + w] = src[w * sw];
+      }
     } else if (s == 2) {  // pair of columns by pair, in one pass over src (unpad_row's inverse):
       // one pass per phase, each reading every other column, made NCHW forwards at stride 2
       // 1.16-1.36x as long (AMD EPYC, 2 threads).
       T* __restrict__ even = dst;       // padded columns 2u
       T* __restrict__ odd = dst + Wp;   // padded columns 2u + 1
       int64_t col = 0;
-      if (r % 2 == 1 && W > 0) odd[r / 2] = src[col++];  // from here on col + r is even
+      if (r % 2 == 1 && W > 0) odd[r / 2] = src[sw * col++];  // from here on col + r is even
       const int64_t pairs = (W - col) / 2, u0 = (col + r) / 2;
       for (int64_t u = 0; u < pairs; ++u) {
-        even[u0 + u] = src[col + 2 * u];
-        odd[u0 + u] = src[col + 2 * u + 1];
+        even[u0 + u] = src[(col + 2 * u) * sw];
+        odd[u0 + u] = src[(col + 2 * u + 1) * sw];
       }
-      if (col + 2 * pairs < W) even[u0 + pairs] = src[W - 1];
+      if (col + 2 * pairs < W) even[u0 + pairs] = src[(W - 1) * sw];
     } else {
-      copy_pixels(dst, 0, src, W, 1, 0, 1);
+      copy_pixels(dst, 0, src, W, sw, 0, 1);
     }
   }
 
@@ -181,6 +185,29 @@ struct PaddedRows {
     }
   }
 };
+
+// key and query are read through their strides: the projections hand them over as they come
+// out of the 1x1 convolutions (views of one (B, 2G, H, W) output at stride 1; channels_last when
+// x is), and a layout copy of each, in the forward and again in the backward, took longer than
+// the rows' gathers here (the stem: 11 ms a pass, mostly the fresh copies' page faults).
+// Row `hi` of group g of batch b of key (zero-padded, layout pr), W input columns.
+template <typename T>
+inline void copy_key_row(const PaddedRows& pr, T* dst, const T* key, const Strides& ks,
+                         int64_t b, int64_t g, int64_t hi, int64_t W) {
+  pr.copy(dst, key + ks.row(b, g, hi), W, ks.w);
+}
+
+// Row i of group g of batch b of query: Wo values to dst.
+template <typename T>
+inline void read_query_row(T* __restrict__ dst, const T* query, const Strides& qs, int64_t b,
+                           int64_t g, int64_t i, int64_t Wo) {
+  const T* __restrict__ src = query + qs.row(b, g, i);
+  if (qs.w == 1) {
+    std::memcpy(dst, src, Wo * sizeof(T));
+  } else {
+    for (int64_t j = 0; j < Wo; ++j) dst[j] = src[j * qs.w];
+  }
+}
 
 // GCC/Clang vector of V elements of T (one or more SIMD registers), loads and stores.
 template <typename T, int V>
@@ -350,15 +377,17 @@ inline void prefetch_span(const T* p, int64_t n) {
 }
 
 // Prefetches input rows top + [r0, r1) of x (the channels [c0, c0 + mc) of batch b, when its
-// rows are contiguous) and of key (row block kb), so that the next task's copy of its band
-// overlaps with this task's arithmetic instead of waiting for memory (mc = 0: key only).
+// rows are contiguous) and of key (group g's row, every pixel's line where key's pixels are
+// apart), so that the next task's copy of its band overlaps with this task's arithmetic instead
+// of waiting for memory (mc = 0: key only).
 template <typename T>
-void prefetch_band(const Geometry& geo, const T* x, const Strides& xs, const T* key, int64_t kb,
-                   int64_t b, int64_t c0, int64_t mc, int64_t top, int64_t r0, int64_t r1) {
+void prefetch_band(const Geometry& geo, const T* x, const Strides& xs, const T* key,
+                   const Strides& ks, int64_t g, int64_t b, int64_t c0, int64_t mc, int64_t top,
+                   int64_t r0, int64_t r1) {
   for (int64_t rr = r0; rr < r1; ++rr) {
     const int64_t in_row = top + rr;
     if (in_row < 0 || in_row >= geo.H) continue;
-    prefetch_span(key + (kb * geo.H + in_row) * geo.W, geo.W);
+    prefetch_span(key + ks.row(b, g, in_row), (geo.W - 1) * ks.w + 1);
     if (mc == 0) continue;  // x already copied
     const T* row = x + xs.row(b, c0, in_row);
     if (xs.w == 1) {
@@ -640,7 +669,8 @@ struct ChunkCopy {
 // aggregates the first kRegChannels channels with it at once (the others from the stored weights).
 template <typename T, int PHI, int S, int V>
 void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T* query,
-                    const T* key, const T* prior, T* y, const Strides& ys_, T* stats) {
+                    const Strides& qs, const T* key, const Strides& ks, const T* prior, T* y,
+                    const Strides& ys_, T* stats) {
   const int64_t H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
   const int64_t Ho = geo.Ho, Wo = geo.Wo, kk = k * k, m = geo.m;
   const int64_t s = S > 0 ? S : geo.s;
@@ -677,23 +707,22 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
       for (int64_t rr = 0; rr < rows; ++rr) {
         const int64_t in_row = top + rr;
         if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
-        pr.copy(kp + rr * pr.len, key + (bg * H + in_row) * W, W);
+        copy_key_row(pr, kp + rr * pr.len, key, ks, b, g, in_row, W);
       }
       bool fresh;
       const T* xp = xcopy.group(b, t, g, top, &fresh);  // (m, rows, pr.len): this group's channels
       const int64_t nreg = std::min(mc, kRegChannels);
       const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
       const auto [nb, ng, nt] = next >= 0 ? order.split(next) : order.split(task);
-      const int64_t nbg = nb * G + ng;
       const bool next_x = next >= 0 && xcopy.key(nb, nt, ng) != xcopy.key(b, t, g);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
         if (next >= 0) {
           const int64_t part = i - i0, parts = i1 - i0;
-          prefetch_band(geo, x, xs, key, nbg, nb, chunks.c0(ng), next_x ? chunks.channels(ng) : 0,
+          prefetch_band(geo, x, xs, key, ks, ng, nb, chunks.c0(ng), next_x ? chunks.channels(ng) : 0,
                         nt * band * s - r, part * rows / parts, (part + 1) * rows / parts);
         }
-        std::memcpy(q, query + (bg * Ho + i) * Wo, Wo * sizeof(T));
+        read_query_row(q, query, qs, b, g, i, Wo);
         T* yrows[kRegChannels];  // output rows of the register channels (repeats are not stored)
         for (int64_t c = 0; c < kRegChannels; ++c) yrows[c] = y + ys_.row(b, c0 + std::min(c, nreg - 1), i);
         for (int64_t jb = 0; jb < Wv; jb += V) {
@@ -1030,8 +1059,9 @@ std::atomic<int64_t>& stream_min_bytes() {
 // bands of one parity touch disjoint input rows, so each parity runs in parallel without races.
 template <typename T, int PHI, int S, int V>
 void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const T* x,
-                     const Strides& xs, const T* query, const T* key, const T* prior,
-                     const T* stats, T* gx, const Strides& gxs, T* gq, T* gkey,
+                     const Strides& xs, const T* query, const Strides& qs, const T* key,
+                     const Strides& ks, const T* prior, const T* stats, T* gx,
+                     const Strides& gxs, T* gq, T* gkey,
                      double* gprior_parts, int64_t band) {
   using PG = PhiGrad<PHI, Vec<T, V>>;
   const int64_t H = geo.H, W = geo.W, G = geo.G, k = geo.k, r = geo.r;
@@ -1105,7 +1135,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         for (int64_t rr = 0; rr < rows; ++rr) {
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
-          pr.copy(kp + rr * pl, key + (bg * H + in_row) * W, W);
+          copy_key_row(pr, kp + rr * pl, key, ks, b, g, in_row, W);
         }
         // x slots past the chunk's channels are 0 (read by pass 1 with grad_y' = 0).
         bool fresh;  // a new run of the chunk on this thread
@@ -1118,14 +1148,14 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         const int64_t nreg = std::min(mc, kRegChannels);
         const int64_t next = task + 1 < end ? task + 1 : -1;  // its band, prefetched row by row
         const auto [nb, ng, ntt] = order.split(next >= 0 ? next : task);
-        const int64_t nt = 2 * ntt + parity, nbg = nb * G + ng;
+        const int64_t nt = 2 * ntt + parity;
         const bool same_chunk_next = xcopy.key(nb, nt, ng) == xcopy.key(b, t, g);
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t ky0 = geo.ky0(i), ky1 = geo.ky1(i), rr0 = (i - i0) * s;
           const int64_t n0 = ky0 * k, n1 = ky1 * k;
           if (next >= 0 && nt < bands) {
             const int64_t part = i - i0, parts = i1 - i0;
-            prefetch_band(geo, x, xs, key, nbg, nb, chunks.c0(ng),
+            prefetch_band(geo, x, xs, key, ks, ng, nb, chunks.c0(ng),
                           same_chunk_next ? 0 : chunks.channels(ng), nt * band * s - r,
                           part * rows / parts, (part + 1) * rows / parts);
           }
@@ -1138,7 +1168,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
             }
           }
           const int64_t at = (bg * Ho + i) * Wo;
-          std::memcpy(q, query + at, Wo * sizeof(T));
+          read_query_row(q, query, qs, b, g, i, Wo);
           std::memcpy(shift, shift_in + at, Wo * sizeof(T));
           std::memcpy(inv, inv_in + at, Wo * sizeof(T));
           const T* gyrow = gy + gys.row(b, c0, i);  // gy' = gy / sum
@@ -1328,11 +1358,15 @@ void check_inputs(const at::Tensor& x, const at::Tensor& query, const at::Tensor
     TORCH_CHECK(t->device().is_cpu(), "fused_cpu runs on CPU tensors only");
     TORCH_CHECK(t->scalar_type() == x.scalar_type(), "all inputs must share x's dtype");
   }
-  // x is read through its strides (contiguous or channels_last); the small ones are contiguous.
+  // x is read through its strides (contiguous or channels_last), query and key through any
+  // strides (only read, row by row); prior is contiguous.
   TORCH_CHECK(x.dim() == 4 && x.is_non_overlapping_and_dense(), "x must be a dense 4-d tensor");
-  for (const at::Tensor* t : {&query, &key, &prior}) {
-    TORCH_CHECK(t->is_contiguous(), "fused_cpu kernels expect contiguous query, key and prior");
-  }
+  TORCH_CHECK(query.dim() == 4 && key.dim() == 4, "query and key must be 4-d tensors");
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3), G = key.size(1);
+  TORCH_CHECK(key.sizes() == at::IntArrayRef({B, G, H, W}), "key must be (B, G, H, W) with x's B, H, W");
+  TORCH_CHECK(query.sizes() == at::IntArrayRef({B, G, (H - 1) / stride + 1, (W - 1) / stride + 1}),
+              "query must be (B, G, Ho, Wo), the key's G and the output's size");
+  TORCH_CHECK(prior.is_contiguous(), "fused_cpu kernels expect a contiguous prior");
 }
 
 template <int V>
@@ -1475,8 +1509,8 @@ at::Tensor empty_grad_like(const at::Tensor& x) {
 
 }  // namespace
 
-// (y, stats) = local_relation(x, query, key, prior); same dtype (float32/float64); query, key,
-// prior contiguous; x contiguous or channels_last, and y in x's memory format. stats: (2, B, G,
+// (y, stats) = local_relation(x, query, key, prior); same dtype (float32/float64); query and key
+// of any strides, prior contiguous; x contiguous or channels_last, and y in x's memory format. stats: (2, B, G,
 // Ho, Wo), each output pixel's softmax shift and 1 / sum, for the backward.
 std::vector<at::Tensor> fused_forward(const at::Tensor& x, const at::Tensor& query,
                                       const at::Tensor& key, const at::Tensor& prior,
@@ -1494,11 +1528,13 @@ std::vector<at::Tensor> fused_forward(const at::Tensor& x, const at::Tensor& que
       scalar_t* outs[] = {y.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>()};
       // Register block of output columns: 8 for short rows (7x7 maps), else 16.
       if (geo.Wo <= 8) {
-        forward_kernel<scalar_t, PV, SV, 8>(geo, args[0], Strides(x), args[1], args[2], args[3],
-                                            outs[0], Strides(y), outs[1]);
+        forward_kernel<scalar_t, PV, SV, 8>(geo, args[0], Strides(x), args[1], Strides(query),
+                                            args[2], Strides(key), args[3], outs[0], Strides(y),
+                                            outs[1]);
       } else {
-        forward_kernel<scalar_t, PV, SV, 16>(geo, args[0], Strides(x), args[1], args[2], args[3],
-                                             outs[0], Strides(y), outs[1]);
+        forward_kernel<scalar_t, PV, SV, 16>(geo, args[0], Strides(x), args[1], Strides(query),
+                                             args[2], Strides(key), args[3], outs[0], Strides(y),
+                                             outs[1]);
       }
     });
   });
@@ -1535,8 +1571,9 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
   // without it); a kept block (BlockPool) has no page faults at all.
   at::Tensor gx = empty_grad_like(x);
   if (!every_row) gx.zero_();
-  at::Tensor gq = at::empty_like(query);
-  at::Tensor gkey = every_row ? at::empty_like(key) : at::zeros_like(key);
+  // Contiguous whatever the strides of query and key (written row by row).
+  at::Tensor gq = at::empty(query.sizes(), query.options());
+  at::Tensor gkey = every_row ? at::empty(key.sizes(), key.options()) : at::zeros(key.sizes(), key.options());
   at::Tensor gprior_parts = at::zeros({geo.B, geo.G, bands, geo.k * geo.k},
                                       x.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_backward", [&] {
@@ -1549,14 +1586,14 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
                            gkey.data_ptr<scalar_t>()};
       if (geo.Wo <= 8) {
         backward_kernel<scalar_t, PV, SV, 8>(
-            geo, args[0], Strides(grad_y), args[1], Strides(x), args[2], args[3], args[4],
-            args[5], grads[0], Strides(gx), grads[1], grads[2], gprior_parts.data_ptr<double>(),
-            band);
+            geo, args[0], Strides(grad_y), args[1], Strides(x), args[2], Strides(query), args[3],
+            Strides(key), args[4], args[5], grads[0], Strides(gx), grads[1], grads[2],
+            gprior_parts.data_ptr<double>(), band);
       } else {
         backward_kernel<scalar_t, PV, SV, 16>(
-            geo, args[0], Strides(grad_y), args[1], Strides(x), args[2], args[3], args[4],
-            args[5], grads[0], Strides(gx), grads[1], grads[2], gprior_parts.data_ptr<double>(),
-            band);
+            geo, args[0], Strides(grad_y), args[1], Strides(x), args[2], Strides(query), args[3],
+            Strides(key), args[4], args[5], grads[0], Strides(gx), grads[1], grads[2],
+            gprior_parts.data_ptr<double>(), band);
       }
     });
   });
