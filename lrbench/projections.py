@@ -158,7 +158,7 @@ def _projection_grads(x: Tensor, w_key: Tensor, w_query: Tensor, subsampled: Ten
     else:
         if need_x:
             grad_x = _accumulate(grad_x, wk, grad_key, channels_last)  # (B, C, H, W)
-            grad_x[:, :, ::s, ::s] += _input_grad(wq, grad_query, channels_last)
+            _add_subsampled(grad_x, wq, grad_query, s, channels_last)
         if need_k:
             grad_wk = _weight_grad(grad_key, x, channels_last)
         if need_q:
@@ -169,6 +169,15 @@ def _projection_grads(x: Tensor, w_key: Tensor, w_query: Tensor, subsampled: Ten
     grad_wk = None if grad_wk is None or not need_k else grad_wk.view_as(w_key)
     grad_wq = None if grad_wq is None or not need_q else grad_wq.view_as(w_query)
     return (grad_x if need_x else None), grad_wk, grad_wq
+
+
+def _add_subsampled(into: Tensor, weight: Tensor, grad: Tensor, s: int, channels_last: bool) -> None:
+    """``into[:, :, ::s, ::s] += weight^T grad``, image by image: a temporary of one image's pixels,
+    which the allocator hands back call after call, not one of the batch's. At LR-Net-50's stem
+    (``(8, 12544, 64)``, 26 MB) that was fresh memory in every training step, 10 ms of page faults
+    for a product of 1 ms (the step's profile, AMD EPYC)."""
+    for b in range(into.shape[0]):
+        into[b, :, ::s, ::s] += _input_grad(weight, grad[b:b + 1], channels_last)[0]  # (C, Ho, Wo)
 
 
 def _accumulate(into: Tensor | None, weight: Tensor, grad: Tensor, channels_last: bool) -> Tensor:

@@ -70,7 +70,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))  # (B, mid, H', W')
         out = self.relu(self.bn2(self.conv2(out)))  # (B, mid, Ho, Wo)
         out = self.bn3(self.conv3(out))  # (B, out_ch, Ho, Wo)
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision's Bottleneck: no fresh (B, out_ch, Ho, Wo) tensor
+        return self.relu(out)
 
 
 # A stem is ``conv1`` (the part before the last batch norm), then ``bn1``, ReLU and a 3x3
