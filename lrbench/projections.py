@@ -58,16 +58,25 @@ def _input_grad(weight: Tensor, grad: Tensor, channels_last: bool) -> Tensor:
     return torch.bmm(weight.t().expand(B, C, n), g).view(B, C, h, w)  # (B, C, h, w)
 
 
+# Products per image (or row) where a matrix has this many pixels per gradient row at least
+# (_weight_grad), and temporaries of the strided query's input gradient up to this size
+# (_add_subsampled).
+_PIXELS_PER_ROW = 8
+_TEMPORARY_BYTES = 4 << 20
+
+
 def _weight_grad(grad: Tensor, x: Tensor, channels_last: bool) -> Tensor:
     """``sum_b grad_b x_b^T``: ``(n, C)`` from ``grad`` ``(B, n, h, w)`` and ``x`` ``(B, C, h, w)``.
 
-    channels_last: one batched product over the images, ``(n, P) x (P, C)`` each (x's pixel
-    matrix is a view; grad is NCHW as it is), then the sum of the ``B`` small ``(n, C)`` results.
-    A strided view of x (the strided query's pixels) is read in place as ``B * h`` row matrices
-    where its rows merge, not copied. One ``mm`` over all ``B * P`` pixels needed a transposing
-    copy of grad and split its long inner dimension poorly: at LR-Net-50's stem (``x`` 103 MB)
-    10.0 ms for the key's gradient against 5.9, and 6.8 ms for the query's (a copy of x's
-    strided pixels first) against 1.9 (AMD EPYC, 2 threads).
+    channels_last, where the pixels are many next to ``n`` (at least ``_PIXELS_PER_ROW`` times):
+    one product per image, ``(n, P) x (P, C)`` (x's pixel matrix a view; grad NCHW as it is), then
+    the sum of the ``B`` small ``(n, C)`` results. A strided view of x (the strided query's pixels)
+    is read in place the same way, as ``B * h`` row matrices, where its rows merge across images.
+    At LR-Net-50's stem (``x`` 103 MB) the key's gradient took 5.9 ms this way against 10.0 for one
+    ``mm`` over all ``B * P`` pixels (a transposing copy of grad first, and a long inner dimension
+    split poorly), the query's 1.9 against 6.8 (a copy of x's strided pixels first; AMD EPYC,
+    2 threads). Where the pixels are few (res4, res5: ``n`` 100 to 200, 49 to 196 pixels an
+    image), the ``B`` results outweigh the work: one ``mm`` there, as before.
 
     NCHW: one ``addmm`` per image (batch and pixels do not merge into one matrix dimension), a
     strided view copied once first (a transposing copy is slow); the sum inside the products.
@@ -76,15 +85,17 @@ def _weight_grad(grad: Tensor, x: Tensor, channels_last: bool) -> Tensor:
     C = x.shape[1]
     if channels_last:
         pixels = x.permute(0, 2, 3, 1)  # (B, h, w, C), a view
-        if pixels.is_contiguous():
+        dense = pixels.is_contiguous()
+        if dense and h * w >= _PIXELS_PER_ROW * n:
             return torch.bmm(grad.reshape(B, n, h * w), pixels.view(B, h * w, C)).sum(0)  # (n, C)
         sb, sh, sw, sc = pixels.stride()
-        if sc == 1 and sb == h * sh:  # rows of every image at one stride: (B*h, w, C) matrices
-            rows = pixels.as_strided((B * h, w, C), (sh, sw, 1))
+        if not dense and sc == 1 and sb == h * sh and w >= _PIXELS_PER_ROW * n:
+            rows = pixels.as_strided((B * h, w, C), (sh, sw, 1))  # (B*h, w, C): x's rows in place
             g = grad.transpose(1, 2).reshape(B * h, n, w)  # (B*h, n, w): a copy of the small grad
             return torch.bmm(g, rows).sum(0)  # (n, C)
-        x = x.contiguous(memory_format=torch.channels_last)
-        return torch.bmm(grad.reshape(B, n, h * w), x.permute(0, 2, 3, 1).reshape(B, h * w, C)).sum(0)
+        x = x.contiguous(memory_format=torch.channels_last)  # x is a (B*P, C) matrix
+        g = grad.flatten(2).transpose(1, 2).reshape(-1, n)  # (B*P, n): a copy of the small grad
+        return torch.mm(g.t(), x.permute(0, 2, 3, 1).reshape(-1, C))  # (n, C)
     x = x.contiguous()
     g, xp = grad.flatten(2), x.flatten(2)  # (B, n, P), (B, C, P)
     out = grad.new_zeros(n, C)
@@ -172,12 +183,15 @@ def _projection_grads(x: Tensor, w_key: Tensor, w_query: Tensor, subsampled: Ten
 
 
 def _add_subsampled(into: Tensor, weight: Tensor, grad: Tensor, s: int, channels_last: bool) -> None:
-    """``into[:, :, ::s, ::s] += weight^T grad``, image by image: a temporary of one image's pixels,
-    which the allocator hands back call after call, not one of the batch's. At LR-Net-50's stem
-    (``(8, 12544, 64)``, 26 MB) that was fresh memory in every training step, 10 ms of page faults
-    for a product of 1 ms (the step's profile, AMD EPYC)."""
-    for b in range(into.shape[0]):
-        into[b, :, ::s, ::s] += _input_grad(weight, grad[b:b + 1], channels_last)[0]  # (C, Ho, Wo)
+    """``into[:, :, ::s, ::s] += weight^T grad``, a few images at a time: temporaries of at most
+    ``_TEMPORARY_BYTES``, which the allocator hands back call after call, not a fresh batch-sized
+    one. At LR-Net-50's stem (``(8, 12544, 64)``, 26 MB) that was fresh memory in every training
+    step: 10 ms of page faults for a product of 1 ms (the step's profile, AMD EPYC)."""
+    B, C = into.shape[:2]
+    per_image = C * grad.shape[2] * grad.shape[3] * grad.element_size()  # (C, Ho, Wo)
+    step = max(1, _TEMPORARY_BYTES // max(1, per_image))
+    for b in range(0, B, step):
+        into[b:b + step, :, ::s, ::s] += _input_grad(weight, grad[b:b + step], channels_last)
 
 
 def _accumulate(into: Tensor | None, weight: Tensor, grad: Tensor, channels_last: bool) -> Tensor:

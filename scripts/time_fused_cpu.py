@@ -1,7 +1,8 @@
 """fused_cpu's two kernels timed directly, without autograd: forward, backward, and their ratio.
 
     python scripts/time_fused_cpu.py [--threads 2] [--rounds 21] [--format both]
-                                     [--against OLD.cpp] [--shapes stem,res3.0]
+                                     [--against OLD.cpp | --key-query projected|copied]
+                                     [--shapes stem,res3.0]
 
 At every LR layer shape of LR-Net-50 at 224x224, batch 8, k=7, m=8 (Hu et al., ICCV 2019,
 arXiv:1904.11491, Table 1): the stem (C=64 on 224x224, stride 2), each stage's first block (stride
@@ -14,6 +15,12 @@ main:implementations/csrc/fused_cpu.cpp > /tmp/old.cpp``) and interleaves its ro
 one's, round by round in one process, so that a shared machine's noise falls on both alike; the
 last column is then old / new forward+backward. The benchmark's ``fwd_bwd`` pass (``lrbench run``)
 is the number to quote; this is the kernels' own share of it, for kernel work.
+
+``--key-query``: how key and query reach the kernels. ``contiguous`` (default): NCHW tensors of
+their own. ``projected``: as LR-Net-50's projections make them (views of one ``(B, 2G, H, W)``
+output at stride 1, in x's memory format), read through their strides. ``copied``: those views,
+interleaved (as "old") with the same views copied to NCHW inside each call, forward and backward,
+as the op did before 2026-12-07.
 """
 
 from __future__ import annotations
@@ -36,23 +43,39 @@ B, K, M = LRNET50_BATCH, LRNET50_K, LRNET50_M
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
-def inputs(C: int, H: int, stride: int, fmt: torch.memory_format) -> list[torch.Tensor]:
+KEY_QUERY = ("contiguous", "projected", "copied")
+
+
+def inputs(C: int, H: int, stride: int, fmt: torch.memory_format, projected: bool = False
+           ) -> list[torch.Tensor]:
+    """``[x, query, key, prior, grad_y]``; ``projected``: key and query laid out as the
+    projections make them (lrbench.projections: one conv's output split at stride 1)."""
     G, Ho = -(-C // M), (H - 1) // stride + 1
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(B, C, H, H, generator=gen).contiguous(memory_format=fmt)
-    query = torch.randn(B, G, Ho, Ho, generator=gen)
-    key = torch.randn(B, G, H, H, generator=gen)
+    if projected and stride == 1:
+        key, query = torch.randn(B, 2 * G, H, H, generator=gen).contiguous(memory_format=fmt).split(G, 1)
+    elif projected:
+        query = torch.randn(B, G, Ho, Ho, generator=gen).contiguous(memory_format=fmt)
+        key = torch.randn(B, G, H, H, generator=gen).contiguous(memory_format=fmt)
+    else:
+        query = torch.randn(B, G, Ho, Ho, generator=gen)
+        key = torch.randn(B, G, H, H, generator=gen)
     prior = torch.randn(G, K, K, generator=gen)
     grad_y = torch.randn(B, C, Ho, Ho, generator=gen).contiguous(memory_format=fmt)
     return [x, query, key, prior, grad_y]
 
 
-def one_round(ext, tensors: list[torch.Tensor], stride: int) -> tuple[float, float]:
+def one_round(ext, tensors: list[torch.Tensor], stride: int, copy: bool = False
+              ) -> tuple[float, float]:
+    """(forward, backward) seconds; ``copy``: key and query copied to NCHW in each, first."""
     x, query, key, prior, grad_y = tensors
     start = time.perf_counter()
-    _, stats = ext.forward(x, query, key, prior, K, stride, 0)
+    q, k = (query.contiguous(), key.contiguous()) if copy else (query, key)
+    _, stats = ext.forward(x, q, k, prior, K, stride, 0)
     middle = time.perf_counter()
-    ext.backward(grad_y, x, query, key, prior, stats, K, stride, 0)
+    q, k = (query.contiguous(), key.contiguous()) if copy else (query, key)
+    ext.backward(grad_y, x, q, k, prior, stats, K, stride, 0)
     return middle - start, time.perf_counter() - middle
 
 
@@ -79,25 +102,33 @@ def main() -> None:
     add_shape_options(parser, rounds=21)
     parser.add_argument("--against", type=Path, default=None,
                         help="another fused_cpu.cpp to time beside this one, interleaved")
+    parser.add_argument("--key-query", choices=KEY_QUERY, default="contiguous",
+                        help="key and query: NCHW tensors, the projections' views, or those "
+                             "views against copies of them (interleaved)")
     args = parser.parse_args()
     names = chosen(parser, "--shapes", args.shapes, SHAPES)
+    if args.against is not None and args.key_query == "copied":
+        parser.error("--against and --key-query copied each make the old side: choose one")
     torch.set_num_threads(args.threads)
-    kernels = {"new": fused_cpu.extension()}
+    kernels = {"new": (fused_cpu.extension(), False)}  # label -> (kernels, copy key and query)
     if args.against is not None:
         spec = buildcache.ExtensionSpec("fused_cpu_against", args.against,
                                         cflags=fused_cpu.CFLAGS, ldflags=("-fopenmp",))
-        kernels["old"] = buildcache.load(spec)
+        kernels["old"] = (buildcache.load(spec), False)
+    if args.key_query == "copied":
+        kernels["old"] = (kernels["new"][0], True)
     formats = list(FORMATS) if args.format == "both" else [args.format]
     print(f"{torch.get_num_threads()} threads, B={B}, k={K}, m={M}, float32, medians of "
-          f"{args.rounds} rounds" + (", old interleaved with new" if "old" in kernels else ""))
+          f"{args.rounds} rounds, key and query {args.key_query}"
+          + (", old interleaved with new" if "old" in kernels else ""))
     for fmt_name in formats:
         for name in names:
             C, H, stride = SHAPES[name]
-            tensors = inputs(C, H, stride, FORMATS[fmt_name])
+            tensors = inputs(C, H, stride, FORMATS[fmt_name], args.key_query != "contiguous")
             times = {label: ([], []) for label in kernels}
             for round_ in range(args.rounds + 2):  # the first two rounds warm up
-                for label, ext in kernels.items():
-                    fwd, bwd = one_round(ext, tensors, stride)
+                for label, (ext, copy) in kernels.items():
+                    fwd, bwd = one_round(ext, tensors, stride, copy)
                     if round_ >= 2:
                         times[label][0].append(fwd)
                         times[label][1].append(bwd)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import lrbench
+from lrbench import projections
 from lrbench.layer import LocalRelation2d
 from lrbench.models import lrnet26, set_fast_path
 from lrbench.models.stem import Stem, conv_bn_relu, foldable
@@ -205,15 +206,24 @@ def _conv_key_query(x, w_key, w_query, stride):
     return F.conv2d(x, w_key), F.conv2d(x, w_query, stride=stride)
 
 
-# H = 9 and 10: the strided query's rows merge across images (H a multiple of the stride: its
-# weight gradient reads x's pixels in place) at stride 3 and at stride 2 respectively, not at the other.
+# The backward's ways, by its size thresholds: "products", per image (or row) products for the
+# weight gradients and the strided query's input gradient image by image; "one_mm", one product
+# over all pixels and the whole batch at once. H = 9 and 10: the strided query's rows merge
+# across images (H a multiple of the stride: read in place) at stride 3 and at stride 2.
+WAYS = {"products": dict(_PIXELS_PER_ROW=1, _TEMPORARY_BYTES=1),
+        "one_mm": dict(_PIXELS_PER_ROW=10**9, _TEMPORARY_BYTES=1 << 40)}
+
+
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("hw", [(9, 10), (10, 7)], ids=["9x10", "10x7"])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("needs", ["all", "x_only", "weights_only"])
-def test_key_query_equals_two_convs(stride, channels_last, needs, hw):
+def test_key_query_equals_two_convs(stride, channels_last, needs, hw, way, monkeypatch):
     """Values, gradients (those asked for, others None), and the input's gradient in the input's
-    memory format."""
+    memory format, whichever way the backward takes."""
+    for name, value in WAYS[way].items():
+        monkeypatch.setattr(projections, name, value)
     gen = torch.Generator().manual_seed(1)
     B, C, G, (H, W) = 3, 12, 3, hw
     x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
