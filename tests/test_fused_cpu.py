@@ -294,13 +294,19 @@ def test_channels_last_float32_grad_x_in_blocks_of_16_pixels_and_channels(shape)
         ext.set_stream_min_bytes(before)
 
 
-def _check_float32_channels_last(shape: Shape, ext) -> None:
-    t = make_inputs(shape, dtype=torch.float64, seed=21)
+def _reference_run(shape: Shape, seed: int = 21):
+    """``(inputs, grad_y, (y, grad_x, grad_query, grad_key, grad_prior))``: float64 inputs, an
+    incoming gradient, and the reference's output and gradients (sqdiff)."""
+    t = make_inputs(shape, dtype=torch.float64, seed=seed)
     grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64,
-                       generator=torch.Generator().manual_seed(22))
+                       generator=torch.Generator().manual_seed(seed + 1))
     leaves = t.map(lambda v: v.clone().requires_grad_(True))
     y = _op(shape, "sqdiff", "reference")(*leaves.args())
-    expected = (y, *torch.autograd.grad(y, leaves.args(), grad))
+    return t, grad, (y, *torch.autograd.grad(y, leaves.args(), grad))
+
+
+def _check_float32_channels_last(shape: Shape, ext) -> None:
+    t, grad, expected = _reference_run(shape)
     f32 = t.map(lambda v: v.float())
     x32 = f32.x.contiguous(memory_format=torch.channels_last)
     y32, stats = ext.forward(x32, f32.query, f32.key, f32.prior, shape.k, shape.stride, 0)
@@ -395,12 +401,7 @@ def test_key_and_query_are_read_through_their_strides(shape, layout, fmt, monkey
     """key and query reach the kernels as they are (no copy: the very tensors), in every layout
     the projections make and an odd one; values and all four gradients equal the float64
     reference's, and the gradients of key and query come contiguous."""
-    t = make_inputs(shape, dtype=torch.float64, seed=21)
-    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64,
-                       generator=torch.Generator().manual_seed(22))
-    leaves = t.map(lambda v: v.clone().requires_grad_(True))
-    y = _op(shape, "sqdiff", "reference")(*leaves.args())
-    expected = (y, *torch.autograd.grad(y, leaves.args(), grad))
+    t, grad, expected = _reference_run(shape)
 
     seen = []
     ext = fused_cpu.extension()
