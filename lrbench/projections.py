@@ -72,11 +72,9 @@ def _weight_grad(grad: Tensor, x: Tensor, channels_last: bool) -> Tensor:
     one product per image, ``(n, P) x (P, C)`` (x's pixel matrix a view; grad NCHW as it is), then
     the sum of the ``B`` small ``(n, C)`` results. A strided view of x (the strided query's pixels)
     is read in place the same way, as ``B * h`` row matrices, where its rows merge across images.
-    At LR-Net-50's stem (``x`` 103 MB) the key's gradient took 5.9 ms this way against 10.0 for one
-    ``mm`` over all ``B * P`` pixels (a transposing copy of grad first, and a long inner dimension
-    split poorly), the query's 1.9 against 6.8 (a copy of x's strided pixels first; AMD EPYC,
-    2 threads). Where the pixels are few (res4, res5: ``n`` 100 to 200, 49 to 196 pixels an
-    image), the ``B`` results outweigh the work: one ``mm`` there, as before.
+    One ``mm`` over all ``B * P`` pixels needs a transposing copy of grad (and of a strided x) and
+    splits its long inner dimension poorly; it stays where the pixels are few (res4, res5), as
+    there the ``B`` results outweigh the work (docs/implementations.md, "Inside the network").
 
     NCHW: one ``addmm`` per image (batch and pixels do not merge into one matrix dimension), a
     strided view copied once first (a transposing copy is slow); the sum inside the products.
@@ -183,10 +181,10 @@ def _projection_grads(x: Tensor, w_key: Tensor, w_query: Tensor, subsampled: Ten
 
 
 def _add_subsampled(into: Tensor, weight: Tensor, grad: Tensor, s: int, channels_last: bool) -> None:
-    """``into[:, :, ::s, ::s] += weight^T grad``, a few images at a time: temporaries of at most
-    ``_TEMPORARY_BYTES``, which the allocator hands back call after call, not a fresh batch-sized
-    one. At LR-Net-50's stem (``(8, 12544, 64)``, 26 MB) that was fresh memory in every training
-    step: 10 ms of page faults for a product of 1 ms (the step's profile, AMD EPYC)."""
+    """``into[:, :, ::s, ::s] += weight^T grad``, a few images at a time: temporaries of
+    ``_TEMPORARY_BYTES`` or less (one image's, where that is more), which the allocator hands back
+    call after call; a batch-sized one was fresh memory, page faults, in every training step
+    (docs/implementations.md, "Inside the network")."""
     B, C = into.shape[:2]
     per_image = C * grad.shape[2] * grad.shape[3] * grad.element_size()  # (C, Ho, Wo)
     step = max(1, _TEMPORARY_BYTES // max(1, per_image))

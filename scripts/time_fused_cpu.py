@@ -20,7 +20,8 @@ is the number to quote; this is the kernels' own share of it, for kernel work.
 their own. ``projected``: as LR-Net-50's projections make them (views of one ``(B, 2G, H, W)``
 output at stride 1, in x's memory format), read through their strides. ``copied``: those views,
 interleaved (as "old") with the same views copied to NCHW inside each call, forward and backward,
-as the op did before 2026-12-07.
+as the op did before 2026-12-07. With ``--against``, ``projected`` needs kernels that read strided
+query and key (ae83f2c or later); older ones refuse them.
 """
 
 from __future__ import annotations

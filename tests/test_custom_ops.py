@@ -12,6 +12,8 @@ Kernel-specific tests (tiling, threads, memory, the interpreter) stay in test_fu
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -135,3 +137,38 @@ def test_fvcore_counts_the_op_with_the_closed_form(name, device):
     shape = Shape(B=1, C=8, H=5, W=5, k=3, m=4)
     expected = unfold_trace_macs(shape, make_inputs(shape).args())  # unfold's trace, op by op
     assert count.by_operator[op] == op_macs(1, 8, 2, 3, 5, 5) == expected
+
+
+def _as_projected(t, shape: Shape):
+    """The inputs laid out as LR-Net's fast path hands them over in channels_last: x channels_last,
+    key and query views of one channels_last (B, 2G, H, W) output at stride 1, channels_last
+    tensors of their own at a larger stride."""
+    cl = torch.channels_last
+    if shape.stride == 1:
+        both = torch.cat([t.key, t.query], dim=1).contiguous(memory_format=cl)
+        key, query = both.split(shape.G, dim=1)
+    else:
+        key, query = t.key.contiguous(memory_format=cl), t.query.contiguous(memory_format=cl)
+    return t.replace(x=t.x.contiguous(memory_format=cl), key=key, query=query)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize(("name", "device"), CASES)
+def test_fake_impls_give_the_kernels_layouts_for_projected_inputs(name, device, stride):
+    """torch.compile plans with the fake impls' strides: for the layouts the fast path hands
+    over (channels_last x, key and query as strided views), y, the statistics and the four
+    gradients have the strides the kernels really give them."""
+    shape = dataclasses.replace(SHAPE, stride=stride)
+
+    def run(inputs):
+        leaves = inputs.map(lambda v: v.detach().requires_grad_())
+        out = _op(name)(*leaves, shape.k, stride, "sqdiff")
+        y = out[0] if isinstance(out, tuple) else out
+        grads = torch.autograd.grad(y, leaves.args(), torch.ones_like(y))
+        return [v.stride() for v in (*(out if isinstance(out, tuple) else (out,)), *grads)]
+
+    t = make_inputs(shape, device=device, seed=5)
+    real = run(_as_projected(t, shape))
+    with FakeTensorMode() as mode:
+        fake = run(_as_projected(t.map(mode.from_tensor), shape))
+    assert fake == real

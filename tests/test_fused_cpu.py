@@ -439,6 +439,27 @@ def test_key_and_query_of_the_wrong_shape_are_refused():
         ext.forward(t.x, t.query, t.key[:, :, :5], t.prior, 3, 2, 0)
     with pytest.raises(RuntimeError, match="query must be"):
         ext.forward(t.x, t.query[:, :, :, :2], t.key, t.prior, 3, 2, 0)
+    with pytest.raises(RuntimeError, match="between 1 and C"):
+        ext.forward(t.x, t.query[:, :0], t.key[:, :0], t.prior[:0], 3, 2, 0)
+    with pytest.raises(RuntimeError, match="prior must be"):
+        ext.forward(t.x, t.query, t.key, t.prior[:, :2, :2].contiguous(), 3, 2, 0)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_expanded_key_and_query_give_what_their_copies_give(stride):
+    """Zero strides (one image's key and query for the whole batch) are read like any others:
+    the same output and gradients, bit for bit, as from contiguous copies."""
+    shape = Shape(B=3, C=8, H=9, W=7, k=3, m=4, stride=stride)
+    t = make_inputs(shape, dtype=torch.float64, seed=31)
+    key, query = t.key[:1].expand_as(t.key), t.query[:1].expand_as(t.query)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
+    ext = fused_cpu.extension()
+    runs = []
+    for q, k in ((query, key), (query.contiguous(), key.contiguous())):
+        y, stats = ext.forward(t.x, q, k, t.prior, shape.k, stride, 0)
+        runs.append((y, *ext.backward(grad, t.x, q, k, t.prior, stats, shape.k, stride, 0)))
+    for got, want in zip(*runs, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])

@@ -41,7 +41,7 @@ PER_OUTPUT_ELEMENT: dict[str, str] = {
 # Ops that count zero, each with the reason.
 ZERO_COST: dict[str, str] = {
     # additive halves of multiply-adds counted elsewhere
-    "aten::add": "additive half of a counted multiply-add (+ prior, residual add); scalars: shapes",
+    "aten::add": "additive half of a counted multiply-add (+ prior); scalars: shape arithmetic",
     "aten::add_": "in-place add: the residual connection, zero in the conv+fc convention",
     "aten::sub": "q - k: additive half of phi's multiply-add; scalars: shape arithmetic",
     "aten::rsub": "as aten::sub",
