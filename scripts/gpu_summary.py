@@ -49,6 +49,8 @@ def fused_table(out: Path) -> list[str]:
             continue
         formats = (ok["memory_format"].fillna("").astype(str) if "memory_format" in ok
                    else pd.Series("", index=ok.index))  # CSVs from before the format axis: NCHW
+        # lrbench's own rule (figures.rows.format_words), not imported: the summary must print
+        # even where lrbench failed to install
         suffix = formats.map(lambda f: f" {f}" if f and f != "contiguous" else "")
         shape = ("B" + ok["B"].astype(str) + " C" + ok["C"].astype(str) + " " + ok["H"].astype(str)
                  + "x" + ok["W"].astype(str) + " k" + ok["k"].astype(str) + " s"

@@ -24,7 +24,7 @@ import types
 from pathlib import Path
 
 import torch
-from time_fused_cpu import FORMATS, SHAPES, chosen  # this folder
+from time_fused_cpu import FORMATS, SHAPES, add_shape_options, chosen  # this folder
 
 from lrbench import projections
 from lrbench.bench.matrix.presets import LRNET50_BATCH, LRNET50_M
@@ -43,11 +43,8 @@ def load_revision(rev: str):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_shape_options(parser, rounds=9)
     parser.add_argument("--against", required=True, help="a git revision, e.g. main or c5b7d18")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--format", choices=["nchw", "channels_last", "both"], default="both")
-    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {list(SHAPES)}")
     args = parser.parse_args()
     names = chosen(parser, "--shapes", args.shapes, SHAPES)
     try:

@@ -123,6 +123,16 @@ inline void prefetch_ahead(const T* p, int64_t ahead) {
   __builtin_prefetch(reinterpret_cast<const void*>(address), WRITE ? 1 : 0, 3);
 }
 
+// n values from src (value j at src[j * stride]) to dst: one memcpy where they are adjacent.
+template <typename T>
+inline void copy_strided(T* __restrict__ dst, const T* __restrict__ src, int64_t n, int64_t stride) {
+  if (stride == 1) {
+    std::memcpy(dst, src, n * sizeof(T));
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j * stride];
+  }
+}
+
 // Layout of the zero-padded scratch rows of x and key: padded column t (input column t - r) is
 // stored at (t % s) * Wp + t / s, so that the neighbours j*s + kx of consecutive output columns j
 // are consecutive in memory and load as one vector (at stride 1: the plain padded row).
@@ -140,11 +150,7 @@ struct PaddedRows {
   template <typename T>
   void copy(T* __restrict__ dst, const T* __restrict__ src, int64_t W, int64_t sw = 1) const {
     if (s == 1) {
-      if (sw == 1) {
-        std::memcpy(dst + r, src, W * sizeof(T));
-      } else {
-        for (int64_t w = 0; w < W; ++w) dst[r + w] = src[w * sw];
-      }
+      copy_strided(dst + r, src, W, sw);
     } else if (s == 2) {  // pair of columns by pair, in one pass over src (unpad_row's inverse):
       // one pass per phase, each reading every other column, made NCHW forwards at stride 2
       // 1.16-1.36x as long (AMD EPYC, 2 threads).
@@ -201,14 +207,9 @@ inline void copy_key_row(const PaddedRows& pr, T* dst, const T* key, const Strid
 
 // Row i of group g of batch b of query: Wo values to dst.
 template <typename T>
-inline void read_query_row(T* __restrict__ dst, const T* query, const Strides& qs, int64_t b,
-                           int64_t g, int64_t i, int64_t Wo) {
-  const T* __restrict__ src = query + qs.row(b, g, i);
-  if (qs.w == 1) {
-    std::memcpy(dst, src, Wo * sizeof(T));
-  } else {
-    for (int64_t j = 0; j < Wo; ++j) dst[j] = src[j * qs.w];
-  }
+inline void read_query_row(T* dst, const T* query, const Strides& qs, int64_t b, int64_t g,
+                           int64_t i, int64_t Wo) {
+  copy_strided(dst, query + qs.row(b, g, i), Wo, qs.w);
 }
 
 // GCC/Clang vector of V elements of T (one or more SIMD registers), loads and stores.
@@ -379,10 +380,11 @@ inline void prefetch_span(const T* p, int64_t n) {
 }
 
 // Prefetches input rows top + [r0, r1) of x (the channels [c0, c0 + mc) of batch b, when its
-// rows are contiguous) and of key (every line group g's row spans: where its pixels lie a line or
-// more apart, lines of the other groups too, which their tasks read next in channels_last; one line
-// per pixel instead measured 0.96-1.00x as fast at res3.0 to res5), so that the next task's copy of its band overlaps with this task's arithmetic instead
-// of waiting for memory (mc = 0: key only).
+// rows are contiguous) and of key (every line group g's row spans: where its pixels lie a line
+// or more apart, lines of the other groups too, which their tasks read next in channels_last; one
+// line per pixel instead measured 0.96-1.00x as fast at res3.0 to res5), so that the next task's
+// copy of its band overlaps with this task's arithmetic instead of waiting for memory (mc = 0:
+// key only).
 template <typename T>
 void prefetch_band(const Geometry& geo, const T* x, const Strides& xs, const T* key,
                    const Strides& ks, int64_t g, int64_t b, int64_t c0, int64_t mc, int64_t top,
@@ -1517,8 +1519,8 @@ at::Tensor empty_grad_like(const at::Tensor& x) {
 }  // namespace
 
 // (y, stats) = local_relation(x, query, key, prior); same dtype (float32/float64); query and key
-// of any strides, prior contiguous; x contiguous or channels_last, and y in x's memory format. stats: (2, B, G,
-// Ho, Wo), each output pixel's softmax shift and 1 / sum, for the backward.
+// of any strides, prior contiguous; x contiguous or channels_last, and y in x's memory format.
+// stats: (2, B, G, Ho, Wo), each output pixel's softmax shift and 1 / sum, for the backward.
 std::vector<at::Tensor> fused_forward(const at::Tensor& x, const at::Tensor& query,
                                       const at::Tensor& key, const at::Tensor& prior,
                                       int64_t kernel_size, int64_t stride, int64_t phi) {
@@ -1580,7 +1582,8 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
   if (!every_row) gx.zero_();
   // Contiguous whatever the strides of query and key (written row by row).
   at::Tensor gq = at::empty(query.sizes(), query.options());
-  at::Tensor gkey = every_row ? at::empty(key.sizes(), key.options()) : at::zeros(key.sizes(), key.options());
+  at::Tensor gkey = every_row ? at::empty(key.sizes(), key.options())
+                              : at::zeros(key.sizes(), key.options());
   at::Tensor gprior_parts = at::zeros({geo.B, geo.G, bands, geo.k * geo.k},
                                       x.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrbench_fused_cpu_backward", [&] {
