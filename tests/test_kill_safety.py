@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
@@ -68,16 +69,22 @@ def test_unreadable_lines_are_counted_and_status_shows_them(tmp_path):
 
 
 CHURN = """
-import importlib.util, sys
+import importlib.util, os, sys, time
 spec = importlib.util.spec_from_file_location('runlock', sys.argv[2])
 runlock = sys.modules['runlock'] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(runlock)
-print('go', flush=True)
-for _ in range(int(sys.argv[3])):
+print('ready', flush=True)
+sys.stdin.readline()  # every churner starts at once, when the looker is looking
+stop, cycles = sys.argv[3], 0
+while cycles < int(sys.argv[4]) or not os.path.exists(stop):
     try:
-        runlock.acquire(sys.argv[1]).release()
+        lock = runlock.acquire(sys.argv[1])
     except runlock.FolderInUse:
-        pass
+        continue
+    if cycles % 2:
+        time.sleep(0.001)  # half the holds last a moment, so that a looker can meet them
+    lock.release()
+    cycles += 1
 """
 
 
@@ -85,27 +92,37 @@ for _ in range(int(sys.argv[3])):
 # while it looks, which other tests' load on both cores can starve (seen once in CI under xdist).
 @pytest.mark.slow
 def test_a_held_lock_always_names_a_live_pid_while_runs_come_and_go(tmp_path):
-    """Two processes take and give back the folder 300 times each while this one looks: every
-    holder seen has a positive PID, one of theirs (never the placeholder of a half-written
-    lock file)."""
-    procs = [subprocess.Popen([sys.executable, "-c", CHURN, str(tmp_path), runlock.__file__,
-                               "300"], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    """Two processes take and give back the folder over and over (300 times each at least, and on
+    until this one has seen both hold it) while this one looks: every holder seen has a positive
+    PID, one of theirs (never the placeholder of a half-written lock file)."""
+    folder, stop = tmp_path / "run", tmp_path / "stop"
+    procs = [subprocess.Popen([sys.executable, "-c", CHURN, str(folder), runlock.__file__, str(stop),
+                               "300"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
     pids = {proc.pid for proc in procs}
-    seen = set()
+    seen, looks = set(), 0
+    deadline = time.monotonic() + 60
     try:
         for proc in procs:
-            assert proc.stdout.readline().strip() == "go"
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         while any(proc.poll() is None for proc in procs):
-            holder = runlock.live_holder(tmp_path)
+            if (seen == pids and looks >= 1000) or time.monotonic() > deadline:
+                stop.touch()
+            holder = runlock.live_holder(folder)
+            looks += 1
             if holder is not None:
                 assert holder.pid is not None and holder.pid > 0, holder
                 assert holder.pid in pids, holder
                 seen.add(holder.pid)
     finally:
+        stop.touch()
         for proc in procs:
             proc.wait(timeout=120)
     assert all(proc.returncode == 0 for proc in procs)
-    assert seen, "the looker never saw the folder held"
+    assert seen == pids, f"in {looks} looks the looker saw {len(seen)} of the 2 churners hold the folder"
 
 
 def test_a_lock_file_is_born_with_its_holder(tmp_path):
