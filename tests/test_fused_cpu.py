@@ -159,6 +159,33 @@ def test_softmax_shift_falls_back_to_the_maximum_when_the_prior_bound_underflows
         torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * expected.abs().max().item())
 
 
+def test_float32_weights_are_the_softmax_to_a_few_ulp():
+    """The float32 kernels' polynomial exp, seen through the weights themselves: x one-hot, so
+    that channel ``n`` of each group is the weight of neighbour ``n`` at the centre pixel, and the
+    logits the prior's (query = key = 0), spread over [-80, 0] with the largest at 0. Each weight
+    is then one exp, a sum and a product: within 6e-7 (5 eps) of the float64 softmax, relative.
+    (A degree-5 Taylor exp, error 2.4e-6, fails it.)"""
+    k, G = 7, 16
+    kk = k * k
+    gen = torch.Generator().manual_seed(5)
+    prior = -80.0 * torch.rand(G, k, k, generator=gen, dtype=torch.float64)
+    prior.view(G, kk)[torch.arange(G), torch.randint(kk, (G,), generator=gen)] = 0.0  # each max 0
+    prior = prior.float().double()  # logits that float32 holds exactly
+    x = torch.zeros(1, G * kk, k, k, dtype=torch.float64)  # channel g*kk + n: 1 at pixel n
+    x.view(G, kk, kk)[:, torch.arange(kk), torch.arange(kk)] = 1.0
+    zeros = torch.zeros(1, G, k, k, dtype=torch.float64)
+    weights = {}
+    for impl, dt in (("fused_cpu", torch.float32), ("reference", torch.float64)):
+        y = local_relation(x.to(dt), zeros.to(dt), zeros.to(dt), prior.to(dt), kernel_size=k,
+                           stride=1, impl=impl)
+        weights[impl] = y[0, :, k // 2, k // 2].double().view(G, kk)  # the centre's k*k weights
+    expected = torch.softmax(prior.view(G, kk), dim=1)
+    torch.testing.assert_close(weights["reference"], expected, rtol=1e-12, atol=0)
+    kept = expected > 1e-30  # (weights below float32's normal range are flushed to 0)
+    error = ((weights["fused_cpu"] - expected).abs() / expected)[kept]
+    assert kept.sum() > G * kk // 2 and error.max() < 6e-7, error.max()
+
+
 def test_unavailable_without_compiler(monkeypatch):
     monkeypatch.setattr(buildcache, "compiler", lambda: None)
     monkeypatch.setattr(fused_cpu, "extension", fused_cpu.extension.__wrapped__)
