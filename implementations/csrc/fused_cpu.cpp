@@ -751,7 +751,9 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
                                                                colmask + jb, pr, Wv, bound, nv, pass);
           const Vec<T, V> inv = T(1) / sum;
           if (ys_.w == 1) {
-            for (int64_t c = 0; c < nreg; ++c) store_columns<T, V>(yrows[c] + jb, 1, acc[c] * inv, nv);
+            for (int64_t c = 0; c < kRegChannels; ++c) {  // a constant bound: acc stays in registers
+              if (c < nreg) store_columns<T, V>(yrows[c] + jb, 1, acc[c] * inv, nv);
+            }
           } else {  // channels_last: pixel by pixel, the group's channels of a pixel together
             Vec<T, V> out[kRegChannels];
             for (int64_t c = 0; c < kRegChannels; ++c) out[c] = acc[c] * inv;
@@ -834,7 +836,9 @@ void scatter_row_channels(const Geometry& geo, const T* __restrict__ src, const 
       const Vec<T, V> w = load<T, V>(src + kx * ld + tb - kx);
       for (int64_t c = 0; c < kChannelBlock; ++c) acc[c] += w * load<T, V>(gys[c] + tb - kx);
     }
-    for (int64_t c = 0; c < nc; ++c) store<T, V>(dsts[c] + tb, acc[c]);
+    for (int64_t c = 0; c < kChannelBlock; ++c) {  // a constant bound: acc stays in registers
+      if (c < nc) store<T, V>(dsts[c] + tb, acc[c]);
+    }
   }
 }
 
@@ -862,7 +866,9 @@ void scatter_phases(const Geometry& geo, const T* __restrict__ src, const T* con
           acc[0] += w;
         }
       }
-      for (int64_t c = 0; c < nc; ++c) store<T, V>(dsts[c] + p * Wq + ub, acc[c]);
+      for (int64_t c = 0; c < kChannelBlock; ++c) {  // a constant bound: acc stays in registers
+        if (c < nc) store<T, V>(dsts[c] + p * Wq + ub, acc[c]);
+      }
     }
   }
 }
@@ -897,7 +903,9 @@ inline void gather_rows(const T* __restrict__ e, int64_t ld, const T* const* gys
       }
     }
     for (int ky = 0; ky < K; ++ky) {
-      for (int c = 0; c < nc; ++c) store<T, V>(dsts[c] + ky * GW + p * Wq + ub, acc[ky][c]);
+      for (int c = 0; c < NC; ++c) {  // a constant bound: acc stays in registers
+        if (c < nc) store<T, V>(dsts[c] + ky * GW + p * Wq + ub, acc[ky][c]);
+      }
     }
   }
 }
