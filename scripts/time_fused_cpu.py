@@ -12,8 +12,11 @@ tensors; the medians over the rounds are printed, with (forward + backward) / fo
 
 ``--against OLD.cpp`` builds a second copy of the kernels from another source (e.g. ``git show
 main:implementations/csrc/fused_cpu.cpp > /tmp/old.cpp``) and interleaves its rounds with this
-one's, round by round in one process, so that a shared machine's noise falls on both alike; the
-last column is then old / new forward+backward. The benchmark's ``fwd_bwd`` pass (``lrbench run``)
+one's, round by round in one process, so that a shared machine's noise falls on both alike; each
+goes first every other round (the second of a round finds the tensors warmer: with a fixed order,
+an A/A run of one kernel against itself gave 0.97-0.99x). The last columns are then old / new for
+the forward, the backward and both, each with the 95% t-interval of the rounds' paired ratios
+(lrbench's ``compare_pairs``: a round is a pair). The benchmark's ``fwd_bwd`` pass (``lrbench run``)
 is the number to quote; this is the kernels' own share of it, for kernel work.
 
 ``--key-query``: how key and query reach the kernels. ``contiguous`` (default): NCHW tensors of
@@ -36,6 +39,7 @@ from lrbench.impls import fused_cpu
 
 from lrbench import buildcache
 from lrbench.bench.matrix.presets import LRNET50_BATCH, LRNET50_K, LRNET50_LAYERS, LRNET50_M
+from lrbench.bench.results import stats
 
 # name -> (C, H = W of the input, stride): LR-Net-50's LR layers at 224x224 input (the layers
 # preset's).
@@ -80,6 +84,25 @@ def one_round(ext, tensors: list[torch.Tensor], stride: int, copy: bool = False
     return middle - start, time.perf_counter() - middle
 
 
+def round_order(labels: list[str], round_: int) -> list[str]:
+    """The labels in the order they run in round ``round_``: each goes first in turn."""
+    turn = round_ % len(labels)
+    return labels[turn:] + labels[:turn]
+
+
+def speedup(old: list[float], new: list[float]) -> tuple[float, float, float]:
+    """``(ratio, low, high)``: median(old) / median(new) over the rounds (above 1: new is faster)
+    and the 95% t-interval of the rounds' paired ratios; ``old[i]`` and ``new[i]`` ran in one round.
+    """
+    change = stats.compare_pairs([[t] for t in new], [[t] for t in old], threshold=0.1)
+    return change.ratio, change.low, change.high
+
+
+def _speedup_text(old: list[float], new: list[float]) -> str:
+    ratio, low, high = speedup(old, new)
+    return f"{ratio:4.2f} [{low:4.2f}, {high:4.2f}]"
+
+
 def add_shape_options(parser: argparse.ArgumentParser, rounds: int) -> None:
     """The options this script shares with ablate_fused_cpu.py: threads, rounds, formats, shapes."""
     parser.add_argument("--threads", type=int, default=2)
@@ -121,14 +144,16 @@ def main() -> None:
     formats = list(FORMATS) if args.format == "both" else [args.format]
     print(f"{torch.get_num_threads()} threads, B={B}, k={K}, m={M}, float32, medians of "
           f"{args.rounds} rounds, key and query {args.key_query}"
-          + (", old interleaved with new" if "old" in kernels else ""))
+          + (", old interleaved with new (each first every other round); old / new: the "
+             "ratio of medians [95% interval of the rounds' paired ratios]" if "old" in kernels else ""))
     for fmt_name in formats:
         for name in names:
             C, H, stride = SHAPES[name]
             tensors = inputs(C, H, stride, FORMATS[fmt_name], args.key_query != "contiguous")
             times = {label: ([], []) for label in kernels}
             for round_ in range(args.rounds + 2):  # the first two rounds warm up
-                for label, (ext, copy) in kernels.items():
+                for label in round_order(list(kernels), round_):
+                    ext, copy = kernels[label]
                     fwd, bwd = one_round(ext, tensors, stride, copy)
                     if round_ >= 2:
                         times[label][0].append(fwd)
@@ -138,10 +163,13 @@ def main() -> None:
                     f"{fwd * 1e3:7.2f} ms  bwd {bwd * 1e3:7.2f} ms  (fwd+bwd)/fwd "
                     f"{(fwd + bwd) / fwd:4.2f}")
             if "old" in kernels:
-                old_fwd, old_bwd = (statistics.median(t) for t in times["old"])
-                line += (f"  | old (fwd+bwd)/fwd {(old_fwd + old_bwd) / old_fwd:4.2f}, "
-                         f"old/new fwd {old_fwd / fwd:4.2f} bwd {old_bwd / bwd:4.2f} "
-                         f"fwd+bwd {(old_fwd + old_bwd) / (fwd + bwd):4.2f}")
+                (old_f, old_b), (new_f, new_b) = times["old"], times["new"]
+                old_fwd, old_bwd = statistics.median(old_f), statistics.median(old_b)
+                both = ([f + b for f, b in zip(old_f, old_b, strict=True)],
+                        [f + b for f, b in zip(new_f, new_b, strict=True)])
+                line += (f"  | old (fwd+bwd)/fwd {(old_fwd + old_bwd) / old_fwd:4.2f}, old/new fwd "
+                         f"{_speedup_text(old_f, new_f)} bwd {_speedup_text(old_b, new_b)} "
+                         f"fwd+bwd {_speedup_text(*both)}")
             print(line, flush=True)
 
 
