@@ -98,7 +98,7 @@ def speedup(old: list[float], new: list[float]) -> tuple[float, float, float]:
     return change.ratio, change.low, change.high
 
 
-def _speedup_text(old: list[float], new: list[float]) -> str:
+def speedup_text(old: list[float], new: list[float]) -> str:
     ratio, low, high = speedup(old, new)
     return f"{ratio:4.2f} [{low:4.2f}, {high:4.2f}]"
 
@@ -168,8 +168,8 @@ def main() -> None:
                 both = ([f + b for f, b in zip(old_f, old_b, strict=True)],
                         [f + b for f, b in zip(new_f, new_b, strict=True)])
                 line += (f"  | old (fwd+bwd)/fwd {(old_fwd + old_bwd) / old_fwd:4.2f}, old/new fwd "
-                         f"{_speedup_text(old_f, new_f)} bwd {_speedup_text(old_b, new_b)} "
-                         f"fwd+bwd {_speedup_text(*both)}")
+                         f"{speedup_text(old_f, new_f)} bwd {speedup_text(old_b, new_b)} "
+                         f"fwd+bwd {speedup_text(*both)}")
             print(line, flush=True)
 
 

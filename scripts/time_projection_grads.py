@@ -9,7 +9,8 @@ the two weights' gradients, from random gradients of key and query, at every LR 
 LR-Net-50 at 224x224 (batch 8, m = 8; Hu et al., ICCV 2019, arXiv:1904.11491), float32. ``REV``'s
 ``lrbench/projections.py`` (``git show``) is loaded beside this checkout's and the two are called
 in turn, round by round in one process, so that a shared machine's noise falls on both alike.
-Each line: median ms of each, and old / new. Alone, with inputs that stay warm from round to round:
+Each line: median ms of each, and old / new with the 95% t-interval of the rounds' paired
+ratios. Alone, with inputs that stay warm from round to round:
 inside a training step the same work meets cold caches and fresh memory (``lrbench profile``).
 """
 
@@ -24,7 +25,7 @@ import types
 from pathlib import Path
 
 import torch
-from time_fused_cpu import FORMATS, SHAPES, add_shape_options, chosen  # this folder
+from time_fused_cpu import FORMATS, SHAPES, add_shape_options, chosen, speedup_text  # this folder
 
 from lrbench import projections
 from lrbench.bench.matrix.presets import LRNET50_BATCH, LRNET50_M
@@ -83,7 +84,8 @@ def main() -> int:
             for side in med:
                 total[side] += med[side]
             print(f"{fmt_name:13s} {name:6s} C={C:3d} {H:3d}x{H:<3d} s{s}  old {med['old']:6.2f} ms  "
-                  f"new {med['new']:6.2f} ms  old/new {med['old'] / med['new']:4.2f}", flush=True)
+                  f"new {med['new']:6.2f} ms  old/new "
+                  f"{speedup_text(times['old'], times['new'])}", flush=True)
         print(f"{fmt_name:13s} the shapes' sum: old {total['old']:.1f} ms, new {total['new']:.1f} ms")
     return 0
 
