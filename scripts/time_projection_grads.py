@@ -25,7 +25,14 @@ import types
 from pathlib import Path
 
 import torch
-from time_fused_cpu import FORMATS, SHAPES, add_shape_options, chosen, speedup_text  # this folder
+from time_fused_cpu import (  # this folder
+    FORMATS,
+    SHAPES,
+    add_shape_options,
+    chosen,
+    round_order,
+    speedup_text,
+)
 
 from lrbench import projections
 from lrbench.bench.matrix.presets import LRNET50_BATCH, LRNET50_M
@@ -74,7 +81,7 @@ def main() -> int:
             subsampled = x[:, :, ::s, ::s].contiguous() if nchw_strided else None
             times = {side: [] for side in sides}
             for round_ in range(args.rounds + 1):  # the first round warms up
-                for side in (("old", "new") if round_ % 2 else ("new", "old")):
+                for side in round_order(["new", "old"], round_):
                     start = time.perf_counter()
                     sides[side](x, w_key, w_query, subsampled, s, grad_key, grad_query,
                                 (True, True, True), grad_x)

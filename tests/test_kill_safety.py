@@ -120,6 +120,8 @@ def test_a_held_lock_always_names_a_live_pid_while_runs_come_and_go(tmp_path):
     finally:
         stop.touch()
         for proc in procs:
+            proc.stdin.close()  # a churner still waiting for its word reads EOF and goes on
+        for proc in procs:
             proc.wait(timeout=120)
     assert all(proc.returncode == 0 for proc in procs)
     assert seen == pids, f"in {looks} looks the looker saw {len(seen)} of the 2 churners hold the folder"

@@ -289,10 +289,10 @@ inline Vec<T, V> splat(T value) {
 }
 
 // exp of V values, exactly 0 for -inf. float: exp(x) = 2^n * exp(f), |f| <= ln2/2, degree-5
-// polynomial fitted for the least largest relative error on that interval (7.6e-8 in exact
-// arithmetic; Lawson's iteration in numpy, 2026-12-07), relative error < 3e-7 in float32 (2.3e-7
-// on [-87, 0] emulated in numpy, the degree-6 Taylor polynomial it replaced 2.5e-7; one
-// multiply-add less: forwards 1.00-1.04x as fast at LR-Net-50's layers); results below 2^-126
+// polynomial fitted for the least largest relative error on that interval (Lawson's iteration in
+// numpy, 2026-12-07: 7.6e-8 before its coefficients are rounded to float, 1.4e-7 after, in exact
+// arithmetic), relative error < 3e-7 in float32 (2.3e-7 on [-87, 0] emulated in numpy; the
+// degree-6 Taylor polynomial it replaced 2.5e-7), one multiply-add less; results below 2^-126
 // are flushed to 0. double: std::exp per element (float64 is for checking, not for speed).
 template <typename T, int V>
 inline Vec<T, V> exp_vec(Vec<T, V> x) {
