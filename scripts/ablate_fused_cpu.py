@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 from lrbench.impls import fused_cpu
-from time_fused_cpu import FORMATS, SHAPES, K, add_shape_options, chosen, inputs
+from time_fused_cpu import FORMATS, SHAPES, K, add_shape_options, chosen, inputs, round_order
 
 from lrbench import buildcache
 
@@ -111,7 +111,6 @@ def measure(kernels: dict, tensors: list[torch.Tensor], stride: int, rounds: int
     _, stats = intact.forward(x, query, key, prior, K, stride, 0)
     forwards = [name for name in kernels if name in FORWARD_PARTS]
     times = {name: [] for name in ["forward", *kernels, *(f"forward {n}" for n in forwards)]}
-    names = list(kernels)
     faults = 0
     for round_ in range(rounds + 2):  # the first two rounds warm up
         start = time.perf_counter()
@@ -124,8 +123,7 @@ def measure(kernels: dict, tensors: list[torch.Tensor], stride: int, rounds: int
             kernels[name].forward(x, query, key, prior, K, stride, 0)
             if round_ >= 2:
                 times[f"forward {name}"].append(time.perf_counter() - start)
-        turn = round_ % len(names)
-        for name in names[turn:] + names[:turn]:
+        for name in round_order(list(kernels), round_):
             ext = kernels[name]
             before, start = minor_faults(), time.perf_counter()
             ext.backward(grad_y, x, query, key, prior, stats, K, stride, 0)

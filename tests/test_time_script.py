@@ -19,11 +19,11 @@ def test_each_label_goes_first_in_turn():
     assert [timing.round_order(["a", "b", "c"], r)[0] for r in range(3)] == ["a", "b", "c"]
 
 
-def _rounds(n: int, seed: int, scale: float = 1.0) -> list[float]:
+def _rounds(n: int, seed: int) -> list[float]:
     """Round times with a drift shared by both kernels of a round and a little noise of each."""
     rng = np.random.default_rng(seed)
     drift = np.exp(rng.normal(0, 0.2, n))  # the machine, round by round
-    return list(scale * 1e-3 * drift * np.exp(rng.normal(0, 0.01, n)))
+    return list(1e-3 * drift * np.exp(rng.normal(0, 0.01, n)))
 
 
 @pytest.mark.parametrize("faster", [1.5, 1.03])
