@@ -48,28 +48,51 @@ class PlantedClock:
 
 
 def test_limits_units_with_a_planted_timer(monkeypatch):
-    # Each call takes 100 us. A 64^3 GEMM is 262144 MACs (not 2x that: FLOPs); a copy of 1 MiB
-    # reads 1 MiB and writes 1 MiB (2 MiB, not 1).
+    # Each call takes 100 us. A 64^3 GEMM is 262144 MACs (not 2x that: FLOPs); a 1x1 conv 64 -> 64
+    # of a (2, 64, 8, 8) input is 2*8*8 pixels x 64 x 64 = 524288 MACs; a copy of 1 MiB reads
+    # 1 MiB and writes 1 MiB (2 MiB, not 1).
     monkeypatch.setattr(limits, "time", PlantedClock(1e-4))
     with torch.no_grad():
         gemm = limits.gemm_gmacs_per_s("cpu", torch.float32, budget_s=0.01, n=64)
+        conv = limits.conv_gmacs_per_s("cpu", torch.float32, budget_s=0.01, shape=(2, 64, 8, 8))
         copy = limits.copy_gb_per_s("cpu", budget_s=0.01, nbytes=2**20)
     assert gemm == pytest.approx(2.62144, rel=1e-6)  # 262144 MACs / 1e-4 s = 2.62e9 MAC/s
+    assert conv == pytest.approx(5.24288, rel=1e-6)
     assert copy == pytest.approx(20.97152, rel=1e-6)  # 2 * 1048576 B / 1e-4 s = 2.10e10 B/s
-    # measure() and the machine command carry the same numbers, in the same units
+    # measure() and the machine command carry the same numbers, in the same units; the peak is
+    # the faster route (the convolution here), and the command names both
     monkeypatch.setitem(limits.GEMM_N, "cpu", 64)
+    monkeypatch.setitem(limits.CONV_SHAPE, "cpu", (2, 64, 8, 8))
     monkeypatch.setitem(limits.COPY_BYTES, "cpu", 2**20)
     found = limits.measure.__wrapped__("cpu", "float32", 1, budget_s=0.01)
-    assert found.as_row() == pytest.approx({"peak_gmacs_per_s": 2.62144,
+    assert found.as_row() == pytest.approx({"peak_gmacs_per_s": 5.24288,
                                             "peak_gb_per_s": 20.97152}, rel=1e-6)
+    assert found.peak_route == "conv1x1"
+    assert dict(found.routes) == pytest.approx({"matmul": 2.62144, "conv1x1": 5.24288}, rel=1e-6)
     limits.measure.cache_clear()
     try:
         result = CliRunner().invoke(main, ["machine", "--dtype", "float32", "--threads", "1"])
     finally:
         limits.measure.cache_clear()  # the planted limits stay out of every later test
     assert result.exit_code == 0, result.output
-    assert ("cpu float32: GEMM 2.6 GMAC/s, copy 21.0 GB/s, ridge point 0.12 MAC/byte"
-            in result.output), result.output
+    assert ("cpu float32: GEMM 5.2 GMAC/s (conv1x1; matmul 2.6), copy 21.0 GB/s, ridge point "
+            "0.25 MAC/byte" in result.output), result.output
+
+
+def test_a_gemm_route_that_cannot_run_the_dtype_is_left_out_and_named(monkeypatch):
+    def no_kernel(device, dtype, budget_s):
+        raise RuntimeError(f'"conv" not implemented for {dtype}\nmore text')
+
+    monkeypatch.setitem(limits.ROUTES, "conv1x1", no_kernel)
+    monkeypatch.setitem(limits.GEMM_N, "cpu", 64)
+    monkeypatch.setitem(limits.COPY_BYTES, "cpu", 2**20)
+    found = limits.measure.__wrapped__("cpu", "float32", 1, budget_s=0.01)
+    assert [route for route, _ in found.routes] == ["matmul"] and found.peak_route == "matmul"
+    assert found.peak_gmacs_per_s == dict(found.routes)["matmul"]
+    monkeypatch.setitem(limits.ROUTES, "matmul", no_kernel)
+    with pytest.raises(RuntimeError, match=r"no GEMM route runs float32 on cpu: .*matmul.*"
+                                           r"not implemented for torch.float32'.*conv1x1"):
+        limits.measure.__wrapped__("cpu", "float32", 1, budget_s=0.01)
 
 
 def test_the_best_call_is_the_fastest_after_an_untimed_warm_up(monkeypatch):

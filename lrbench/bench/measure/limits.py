@@ -1,12 +1,13 @@
-"""The machine's limits, measured: peak multiply-add rate (a large GEMM) and memory bandwidth (a
-large copy), on one device, dtype and thread count, in bounded time.
+"""The machine's limits, measured: peak multiply-add rate (the fastest library GEMM) and memory
+bandwidth (a large copy), on one device, dtype and thread count, in bounded time.
 
 They are the two roofs of the roofline model (Williams, Waterman, Patterson, "Roofline: an
 insightful visual performance model for multicore architectures", CACM 2009): a kernel of
 arithmetic intensity ``I`` (MACs per byte) cannot run faster than
-``min(peak_gmacs_per_s, I * peak_gb_per_s)``. "Peak" here is what ``torch.matmul`` and
-``Tensor.copy_`` reach on this machine now, not the vendor's figure: a kernel at 100% matches the
-best library GEMM.
+``min(peak_gmacs_per_s, I * peak_gb_per_s)``. "Peak" here is what the libraries reach on this
+machine now, not the vendor's figure: the best of the GEMM routes of :data:`ROUTES` (on CPU both
+``torch.matmul`` and a 1x1 convolution, see there), and ``Tensor.copy_``. A kernel at 100% matches
+the best library GEMM.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 # Square GEMM sizes: n^3 MACs a call, large enough to leave the caches' best case behind.
 GEMM_N = {"cpu": 1024, "cuda": 4096}
+# The 1x1 convolution's input (B, C, H, W), channels_last, with C output channels: a
+# (B*H*W, C) x (C, C) product of B*H*W*C*C MACs a call (268 M).
+CONV_SHAPE = {"cpu": (64, 256, 8, 8)}
 # Bytes of the copied buffer (read once, written once a call): beyond any last-level cache.
 COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 1024 * 2**20}
 
@@ -29,8 +34,10 @@ class Limits:
     """Measured limits of one device, dtype and thread count.
 
     Attributes:
-        peak_gmacs_per_s: best GEMM rate, 10^9 multiply-adds per second (1 MAC = 2 FLOPs).
+        peak_gmacs_per_s: best GEMM rate over the routes, 10^9 multiply-adds per second
+            (1 MAC = 2 FLOPs).
         peak_gb_per_s: best copy rate, 10^9 bytes per second (bytes read + bytes written).
+        routes: each GEMM route that ran and its best rate, in :data:`ROUTES`' order.
     """
 
     device: str
@@ -38,12 +45,18 @@ class Limits:
     threads: int
     peak_gmacs_per_s: float
     peak_gb_per_s: float
+    routes: tuple[tuple[str, float], ...] = ()  # (route, GMAC/s) of each GEMM route measured
+
+    @property
+    def peak_route(self) -> str:
+        """The GEMM route whose rate is the peak ("" where none was recorded)."""
+        return max(self.routes, key=lambda pair: pair[1])[0] if self.routes else ""
 
     def as_row(self) -> dict:
         return {"peak_gmacs_per_s": self.peak_gmacs_per_s, "peak_gb_per_s": self.peak_gb_per_s}
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "routes": dict(self.routes)}
 
 
 def best_seconds(fn: Callable[[], object], sync: Callable[[], None], budget_s: float,
@@ -78,6 +91,45 @@ def gemm_gmacs_per_s(device: str = "cpu", dtype: torch.dtype = torch.float32,
     return n**3 / seconds / 1e9
 
 
+def conv_gmacs_per_s(device: str = "cpu", dtype: torch.dtype = torch.float32,
+                     budget_s: float = 0.4, shape: tuple[int, int, int, int] | None = None) -> float:
+    """Best rate of a 1x1 convolution ``C -> C`` of a channels_last ``(B, C, H, W)`` input, in
+    10^9 MACs per second (``B*H*W*C*C`` a call): a GEMM through the convolution library (oneDNN
+    on CPU)."""
+    B, C, H, W = CONV_SHAPE.get(device, CONV_SHAPE["cpu"]) if shape is None else shape
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(B, C, H, W, generator=gen).to(device=device, dtype=dtype)  # (B, C, H, W)
+    x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(C, C, 1, 1, generator=gen).to(device=device, dtype=dtype)  # (C, C, 1, 1)
+    seconds = best_seconds(lambda: F.conv2d(x, weight), _sync(device), budget_s)
+    return B * H * W * C * C / seconds / 1e9
+
+
+# The GEMM routes whose best rate is the peak, and the devices each is measured on. On CPU,
+# torch.matmul calls the BLAS torch was built with (MKL on x86) and a convolution calls oneDNN,
+# and the two need not be equally fast: on an AMD EPYC (2 threads, float32, 2026-12-07) matmul
+# reached 105-110 GMAC/s and the 1x1 convolution 250-260, as fast as ResNet-50's own
+# convolutions ran, which a matmul-only peak put at 160% of "peak". On CUDA, cuBLAS's matmul is
+# the roof.
+ROUTES: dict[str, Callable[..., float]] = {"matmul": gemm_gmacs_per_s, "conv1x1": conv_gmacs_per_s}
+ROUTE_DEVICES = {"matmul": ("cpu", "cuda"), "conv1x1": ("cpu",)}
+
+
+def gemm_routes(device: str, dtype: torch.dtype, budget_s: float
+                ) -> tuple[tuple[tuple[str, float], ...], dict[str, str]]:
+    """``((route, GMAC/s), ...)`` for each route of :data:`ROUTES` on ``device`` that runs for
+    ``dtype``, and ``{route: why}`` for each that raised (a library without a kernel for it)."""
+    found, failed = [], {}
+    for route, rate in ROUTES.items():
+        if device not in ROUTE_DEVICES.get(route, ()):
+            continue
+        try:
+            found.append((route, rate(device, dtype, budget_s)))
+        except (RuntimeError, NotImplementedError) as err:
+            failed[route] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return tuple(found), failed
+
+
 def copy_gb_per_s(device: str = "cpu", budget_s: float = 0.4, nbytes: int | None = None) -> float:
     """Best ``dst.copy_(src)`` rate in 10^9 bytes per second, counting the bytes read and the
     bytes written (``2 * nbytes`` a call)."""
@@ -105,12 +157,15 @@ def measure(device: str = "cpu", dtype: str = "float32", threads: int | None = N
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            gmacs = gemm_gmacs_per_s(device, torch_dtype, budget_s)
+            routes, failed = gemm_routes(device, torch_dtype, budget_s)
             gbs = copy_gb_per_s(device, budget_s)
     finally:
         torch.set_num_threads(previous)
-    return Limits(device=device, dtype=dtype, threads=threads, peak_gmacs_per_s=gmacs,
-                  peak_gb_per_s=gbs)
+    if not routes:
+        raise RuntimeError(f"no GEMM route runs {dtype} on {device}: {failed}")
+    return Limits(device=device, dtype=dtype, threads=threads,
+                  peak_gmacs_per_s=max(rate for _, rate in routes), peak_gb_per_s=gbs,
+                  routes=routes)
 
 
 def machine_report(devices: list[str], dtypes: list[str], threads: int | None = None) -> str:
@@ -124,7 +179,8 @@ def machine_report(devices: list[str], dtypes: list[str], threads: int | None = 
     threads = torch.get_num_threads() if threads is None else threads
     lines.append(f"threads: {threads}" + (f" (1-minute load average {load:.1f}; other processes "
                                           "lower what is measured)" if load is not None else ""))
-    lines.append("limits (best of repeated calls; 1 MAC = 2 FLOPs; copy counts bytes read + written):")
+    lines.append("limits (best of repeated calls; GEMM: the fastest route, each route's rate in "
+                 "brackets; 1 MAC = 2 FLOPs; copy counts bytes read + written):")
     for device in devices:
         for dtype in dtypes:
             try:
@@ -132,7 +188,10 @@ def machine_report(devices: list[str], dtypes: list[str], threads: int | None = 
             except Exception as err:  # e.g. a dtype the device's GEMM lacks
                 lines.append(f"  {device} {dtype}: not measured ({type(err).__name__}: {err})")
                 continue
-            lines.append(f"  {device} {dtype}: GEMM {found.peak_gmacs_per_s:.1f} GMAC/s, "
+            others = "; ".join(f"{route} {rate:.1f}" for route, rate in found.routes
+                               if route != found.peak_route)
+            lines.append(f"  {device} {dtype}: GEMM {found.peak_gmacs_per_s:.1f} GMAC/s "
+                         f"({found.peak_route}{'; ' + others if others else ''}), "
                          f"copy {found.peak_gb_per_s:.1f} GB/s, ridge point "
                          f"{found.peak_gmacs_per_s / found.peak_gb_per_s:.2f} MAC/byte")
     return "\n".join(lines)
