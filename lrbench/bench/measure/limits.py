@@ -179,8 +179,9 @@ def machine_report(devices: list[str], dtypes: list[str], threads: int | None = 
     threads = torch.get_num_threads() if threads is None else threads
     lines.append(f"threads: {threads}" + (f" (1-minute load average {load:.1f}; other processes "
                                           "lower what is measured)" if load is not None else ""))
-    lines.append("limits (best of repeated calls; GEMM: the fastest route, each route's rate in "
-                 "brackets; 1 MAC = 2 FLOPs; copy counts bytes read + written):")
+    lines.append("limits (best of repeated calls; GEMM: the fastest route's rate, that route and "
+                 "the others' rates in brackets; 1 MAC = 2 FLOPs; copy counts bytes read + "
+                 "written):")
     for device in devices:
         for dtype in dtypes:
             try:
