@@ -115,6 +115,17 @@ def test_gpu_throttling_is_named_and_idle_is_not_a_slowdown():
     assert conditions.throttled_warning(_state_rows(gpu_throttle=["none", "gpu_idle", ""])) is None
 
 
+def test_cases_above_the_measured_peak_say_the_peak_is_too_low():
+    rows = _state_rows(pct_of_peak=[47.0, 162.0, 120.0])
+    warning = conditions.above_peak_warning(rows)
+    assert "2 of 3 timed cases ran above 100%" in warning and "up to 162%, b" in warning
+    assert "too high, by 1.62x at least" in warning
+    # untimed rows (failed, skipped) have no percentage and are not counted
+    assert "1 of 2 timed" in conditions.above_peak_warning(_state_rows(pct_of_peak=[None, 101, 99]))
+    assert conditions.above_peak_warning(_state_rows(pct_of_peak=[47.0, 100.0, None])) is None
+    assert conditions.above_peak_warning(_state_rows(load_1m=[1, 1, 1])) is None  # no column
+
+
 def test_the_report_warns_when_the_machine_was_busy(tmp_path):
     run_matrix(expand(preset(["unfold"], passes=("fwd",))), tmp_path, timing=TIMING)
     frame = records.load(tmp_path)
@@ -122,6 +133,12 @@ def test_the_report_warns_when_the_machine_was_busy(tmp_path):
     records.write(frame, tmp_path)
     text = write_report(tmp_path).read_text()
     assert "**Warning**: the machine was busy during 1 of 1 cases" in text
+    assert "above 100% of the measured GEMM peak" not in text
+    frame["peak_gmacs_per_s"] = frame["achieved_gmacs_per_s"] / 2  # the case at 200% of it
+    records.write(frame, tmp_path)
+    text = write_report(tmp_path).read_text()
+    assert "**Warning**: 1 of 1 timed cases ran above 100% of the measured GEMM peak (up to 200%" \
+        in text
 
 
 def test_export_github_action_benchmark(tmp_path):

@@ -118,7 +118,7 @@ def _machine(frame: pd.DataFrame) -> str:
                      f"{load.max():.1f} on {cpus} logical CPUs (the run's own threads count)")
     lines += conditions.summary_lines(frame)
     for warning in (conditions.busy_warning(frame), conditions.throttled_warning(frame),
-                    *conditions.mixed_setups(frame)):
+                    conditions.above_peak_warning(frame), *conditions.mixed_setups(frame)):
         if warning:
             lines.append(f"\n**Warning**: {warning}.")
     return "\n".join(lines)
