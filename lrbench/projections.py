@@ -63,6 +63,42 @@ def _input_grad(weight: Tensor, grad: Tensor, channels_last: bool) -> Tensor:
 # (_add_subsampled).
 _PIXELS_PER_ROW = 8
 _TEMPORARY_BYTES = 4 << 20
+# The convolution library's backward (oneDNN on CPU) where x is at most this size and at least
+# this many gradient channels are summed per pixel (see _by_convolution).
+_CONV_MAX_BYTES = 32 << 20
+_CONV_MIN_CONTRACTED = 64
+
+
+def _by_convolution(x: Tensor, contracted: int) -> bool:
+    """Whether this backward's products go through ``aten.convolution_backward`` (the 1x1
+    convolutions' own backward: oneDNN on CPU) rather than BLAS products (``torch.bmm`` and kin:
+    MKL on x86): on CPU, outside ``create_graph``, for an ``x`` of at most ``_CONV_MAX_BYTES`` and
+    ``contracted`` (the gradient channels summed per pixel: 2G at stride 1, G at a larger stride) of
+    at least ``_CONV_MIN_CONTRACTED``.
+
+    Why: on an AMD EPYC (2 threads, float32, 2026-12-07) MKL's GEMM ran at 105-113 GMAC/s and
+    oneDNN's at 249-259 (``lrbench machine``). At LR-Net-50's shapes where 100 or more gradient
+    channels are summed (res4, res5.0, res5) the whole backward took 0.62-0.83x as long by the
+    convolutions' backward, in both memory formats; where 50 are (res3, res4.0) the two came out
+    alike in channels_last and the convolutions' up to 1.2x slower in NCHW; at the stem (8, x 103
+    MB) its weights' gradient alone took 6x as long (``scripts/time_projection_grads.py``;
+    docs/implementations.md, "Inside the network"). Measured on that CPU only."""
+    return (x.device.type == "cpu" and not torch.is_grad_enabled()
+            and contracted >= _CONV_MIN_CONTRACTED
+            and x.numel() * x.element_size() <= _CONV_MAX_BYTES)
+
+
+def _conv_backward(grad: Tensor, x: Tensor, weight: Tensor, stride: int, mask: list[bool]
+                   ) -> tuple[Tensor | None, Tensor | None]:
+    """``(grad_x, grad_weight)`` of ``F.conv2d(x, weight, stride=stride)`` (a 1x1 convolution,
+    ``weight`` ``(n, C, 1, 1)``) for ``grad`` ``(B, n, h, w)``, those of ``mask`` only."""
+    if mask[0]:  # its grad_x comes out in grad's memory format
+        grad = grad.contiguous(memory_format=torch.channels_last if _channels_last(x)
+                               else torch.contiguous_format)
+    grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+        grad, x, weight, None, [stride, stride], [0, 0], [1, 1], False, [0, 0], 1,
+        [mask[0], mask[1], False])
+    return grad_x, grad_w
 
 
 def _weight_grad(grad: Tensor, x: Tensor, channels_last: bool) -> Tensor:
@@ -154,23 +190,30 @@ def _projection_grads(x: Tensor, w_key: Tensor, w_query: Tensor, subsampled: Ten
     channels_last = _channels_last(x)
     if not (x.is_contiguous() or channels_last):
         x = x.contiguous()
-    wk, wq = w_key.view(G, C), w_query.view(G, C)
+    wq = w_query.view(G, C)  # (G, C)
     need_x, need_k, need_q = needs
     grad_wk = grad_wq = None
     s = stride
+    by_conv = _by_convolution(x, 2 * G if s == 1 else G)
     if s == 1:  # both gradients as one (B, 2G, H, W): one product for grad_x and the weights
         grads = torch.cat([grad_key, grad_query], dim=1)  # (B, 2G, H, W)
+        w = torch.cat([w_key, w_query])  # (2G, C, 1, 1)
         if need_x:
-            grad_x = _accumulate(grad_x, torch.cat([wk, wq]), grads, channels_last)
+            grad_x = _input_grad_into(grad_x, x, w, grads, channels_last, by_conv)
         if need_k or need_q:
-            grad_wk, grad_wq = _weight_grad(grads, x, channels_last).split(G)  # (G, C) each
+            both = (_conv_backward(grads, x, w, 1, [False, True])[1] if by_conv
+                    else _weight_grad(grads, x, channels_last))  # (2G, C[, 1, 1])
+            grad_wk, grad_wq = both.view(2 * G, C).split(G)  # (G, C) each
     else:
         if need_x:
-            grad_x = _accumulate(grad_x, wk, grad_key, channels_last)  # (B, C, H, W)
+            grad_x = _input_grad_into(grad_x, x, w_key, grad_key, channels_last, by_conv)
             _add_subsampled(grad_x, wq, grad_query, s, channels_last)
         if need_k:
-            grad_wk = _weight_grad(grad_key, x, channels_last)
-        if need_q:
+            grad_wk = (_conv_backward(grad_key, x, w_key, 1, [False, True])[1] if by_conv
+                       else _weight_grad(grad_key, x, channels_last))
+        if need_q and by_conv:  # x read in place at the stride
+            grad_wq = _conv_backward(grad_query, x, w_query, s, [False, True])[1]
+        elif need_q:
             # create_graph (grad mode on here): the slice of x, whose graph reaches x
             kept = subsampled is not None and not torch.is_grad_enabled()
             xs = subsampled if kept else x[:, :, ::s, ::s]  # (B, C, Ho, Wo)
@@ -190,6 +233,18 @@ def _add_subsampled(into: Tensor, weight: Tensor, grad: Tensor, s: int, channels
     step = max(1, _TEMPORARY_BYTES // max(1, per_image))
     for b in range(0, B, step):
         into[b:b + step, :, ::s, ::s] += _input_grad(weight, grad[b:b + step], channels_last)
+
+
+def _input_grad_into(into: Tensor | None, x: Tensor, weight: Tensor, grad: Tensor,
+                     channels_last: bool, by_conv: bool) -> Tensor:
+    """``into + weight^T grad`` per pixel of ``x`` (``weight`` ``(n, C, 1, 1)``, ``grad``
+    ``(B, n, H, W)``, ``x`` ``(B, C, H, W)``): by the convolution's backward, then added (a second
+    x-sized tensor), where ``by_conv``; else by products, in place where ``into`` allows."""
+    n, C = weight.shape[:2]
+    if by_conv:
+        part = _conv_backward(grad, x, weight, 1, [True, False])[0]  # (B, C, H, W)
+        return part if into is None else into.add_(part)
+    return _accumulate(into, weight.view(n, C), grad, channels_last)
 
 
 def _accumulate(into: Tensor | None, weight: Tensor, grad: Tensor, channels_last: bool) -> Tensor:

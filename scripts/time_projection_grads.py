@@ -83,8 +83,9 @@ def main() -> int:
             for round_ in range(args.rounds + 1):  # the first round warms up
                 for side in round_order(["new", "old"], round_):
                     start = time.perf_counter()
-                    sides[side](x, w_key, w_query, subsampled, s, grad_key, grad_query,
-                                (True, True, True), grad_x)
+                    with torch.no_grad():  # as in a backward (grad mode on only for create_graph)
+                        sides[side](x, w_key, w_query, subsampled, s, grad_key, grad_query,
+                                    (True, True, True), grad_x)
                     if round_:
                         times[side].append(time.perf_counter() - start)
             med = {side: statistics.median(t) * 1e3 for side, t in times.items()}

@@ -208,10 +208,13 @@ def _conv_key_query(x, w_key, w_query, stride):
 
 # The backward's ways, by its size thresholds: "products", per image (or row) products for the
 # weight gradients and the strided query's input gradient image by image; "one_mm", one product
-# over all pixels and the whole batch at once. H = 9 and 10: the strided query's rows merge
-# across images (H a multiple of the stride: read in place) at stride 3 and at stride 2.
-WAYS = {"products": dict(_PIXELS_PER_ROW=1, _TEMPORARY_BYTES=1),
-        "one_mm": dict(_PIXELS_PER_ROW=10**9, _TEMPORARY_BYTES=1 << 40)}
+# over all pixels and the whole batch at once; "convolution", the convolutions' own backward for
+# the weights and the input (oneDNN on CPU for float32; the tests' float64 takes ATen's). H = 9
+# and 10: the strided query's rows merge across images (H a multiple of the stride: read in
+# place) at stride 3 and at stride 2.
+WAYS = {"products": dict(_PIXELS_PER_ROW=1, _TEMPORARY_BYTES=1, _CONV_MAX_BYTES=-1),
+        "one_mm": dict(_PIXELS_PER_ROW=10**9, _TEMPORARY_BYTES=1 << 40, _CONV_MAX_BYTES=-1),
+        "convolution": dict(_CONV_MAX_BYTES=1 << 40, _CONV_MIN_CONTRACTED=1)}
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -256,6 +259,58 @@ def test_key_query_equals_two_convs(stride, channels_last, needs, hw, way, monke
 
 
 @pytest.mark.parametrize("stride", [1, 2])
+def test_the_backward_takes_the_convolutions_own_where_many_channels_are_summed(stride):
+    """With the default thresholds the layer's backward calls aten.convolution_backward on CPU
+    where 2G (stride 1) or G (stride 2) reaches _CONV_MIN_CONTRACTED and x is small, and BLAS
+    products otherwise; the values agree with the plain path either way."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Calls(TorchDispatchMode):
+        """The weight shapes of the convolution backwards that run."""
+
+        def __init__(self):
+            super().__init__()
+            self.weights = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ == "convolution_backward":
+                self.weights.append(tuple(args[2].shape[:2]))
+            return func(*args, **(kwargs or {}))
+
+    G_many = projections._CONV_MIN_CONTRACTED // (2 if stride == 1 else 1)
+    for G, expect in ((G_many, True), (4, False)):
+        C = 4 * G  # m = 4: the projections' weights (2G or G, C) differ from the final (C, C)
+        torch.manual_seed(0)
+        plain = LocalRelation2d(C, kernel_size=3, stride=stride, m=4, impl="unfold")
+        plain.fast = False
+        fast = copy.deepcopy(plain)
+        fast.fast = True
+        x = torch.randn(2, C, 6, 5)
+        grads = []
+        for layer in (plain, fast):
+            xi = x.clone().requires_grad_()
+            y = layer(xi)
+            with Calls() as calls:
+                y.backward(torch.ones_like(y))
+            grads.append((xi.grad, layer.key.weight.grad, layer.query.weight.grad))
+        projections_seen = [w for w in calls.weights if w[1] == C and w[0] != C]
+        assert bool(projections_seen) == expect, (G, calls.weights)
+        for got, want in zip(grads[1], grads[0], strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_the_convolutions_backward_is_only_taken_on_cpu_for_small_inputs_outside_create_graph():
+    x = torch.empty(8, 400, 14, 14)
+    with torch.no_grad():
+        assert projections._by_convolution(x, projections._CONV_MIN_CONTRACTED)
+        assert not projections._by_convolution(x, projections._CONV_MIN_CONTRACTED - 1)
+        assert not projections._by_convolution(torch.empty(8, 64, 224, 224), 10**4)  # 103 MB
+        assert not projections._by_convolution(x.to("meta"), 10**4)
+    with torch.enable_grad():  # create_graph: products, which autograd differentiates
+        assert not projections._by_convolution(x, 10**4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 def test_key_query_gradcheck(stride, channels_last):
     """First and second order (the NCHW backward keeps the subsampled input; not for create_graph)."""
@@ -282,12 +337,17 @@ def test_key_query_of_an_empty_batch():
     assert x.grad.shape == x.shape and torch.equal(w_key.grad, torch.zeros_like(w_key))
 
 
+@pytest.mark.parametrize("way", ["products", "convolution"])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_flop_counter_sees_the_same_training_step(stride, channels_last):
+def test_flop_counter_sees_the_same_training_step(stride, channels_last, way, monkeypatch):
     """FlopCounterMode's total over forward and backward is the plain path's: the projections'
-    backward products do the convolution backward's multiply-adds (no in-place op it skips)."""
+    backward products do the convolution backward's multiply-adds (no in-place op it skips),
+    and so does the convolutions' own backward where the fast path takes it."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    for name, value in WAYS[way].items():
+        monkeypatch.setattr(projections, name, value)
 
     torch.manual_seed(0)
     plain = LocalRelation2d(16, kernel_size=5, stride=stride, m=4, impl="unfold")
@@ -304,8 +364,8 @@ def test_flop_counter_sees_the_same_training_step(stride, channels_last):
         totals.append(counter.get_total_flops())
     C, G, H, W = 16, 4, 9, 11
     Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
-    projections = C * G * (H * W + Ho * Wo) * 2  # MACs of key and query, batch 2
-    assert totals[1] == totals[0] >= 3 * 2 * projections  # forward + backward (2x), FLOPs = 2 MACs
+    projection_macs = C * G * (H * W + Ho * Wo) * 2  # key and query, batch 2
+    assert totals[1] == totals[0] >= 3 * 2 * projection_macs  # forward + backward (2x), FLOPs = 2 MACs
 
 
 def _layer_pair(impl: str, stride: int, channels_last: bool, C: int = 16):
