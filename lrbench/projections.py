@@ -1,4 +1,4 @@
-"""The key and query projections of ``LocalRelation2d``'s fast path, with a backward by GEMMs.
+"""The key and query projections of ``LocalRelation2d``'s fast path, with a backward of its own.
 
 Hu, Zhang, Xie, Lin, "Local Relation Networks for Image Recognition", ICCV 2019, arXiv:1904.11491:
 ``key = W_k x`` over every input pixel and ``query = W_q x`` over every ``stride``-th one, two
@@ -21,11 +21,17 @@ one ``(B, 2G, H, W)`` output at stride 1, channels_last where x is. Implementati
 they come (fused_cpu reads them through their strides; the others copy where they need to), and
 the benchmark's floor, whose stand-in op reads neither, pays no copy.
 
+Where many gradient channels are summed per pixel and ``x`` is small (LR-Net-50's res4 and res5 at
+batch 8; :func:`_by_convolution`), the CPU's BLAS can be the slow part instead: the backward then
+calls the 1x1 convolutions' own backward (``aten.convolution_backward``, oneDNN), which makes
+``grad_x``'s part as a tensor of its own, added into the op's.
+
 :func:`projected_relation` goes one step further for the layer: the projections and the op as one
 autograd node, whose backward adds the projections' gradient of ``x`` into the op's in place
 (``baddbmm`` with ``out=`` that gradient) instead of making a second ``x``-sized gradient for
-autograd to add to the first. At the stem of LR-Net-50 (``x`` 103 MB) that second tensor was a
-fresh allocation paying its pages' first-touch faults, and the sum read both and wrote one more
+autograd to add to the first (where the convolutions' backward runs, its part is such a tensor,
+added in place). At the stem of LR-Net-50 (``x`` 103 MB) that second tensor was a fresh allocation
+paying its pages' first-touch faults, and the sum read both and wrote one more
 (docs/implementations.md has the measurement).
 """
 
@@ -78,10 +84,10 @@ def _by_convolution(x: Tensor, contracted: int) -> bool:
 
     Why: on an AMD EPYC (2 threads, float32, 2026-12-07) MKL's GEMM ran at 105-113 GMAC/s and
     oneDNN's at 249-259 (``lrbench machine``). At LR-Net-50's shapes where 100 or more gradient
-    channels are summed (res4, res5.0, res5) the whole backward took 0.62-0.83x as long by the
-    convolutions' backward, in both memory formats; where 50 are (res3, res4.0) the two came out
-    alike in channels_last and the convolutions' up to 1.2x slower in NCHW; at the stem (8, x 103
-    MB) its weights' gradient alone took 6x as long (``scripts/time_projection_grads.py``;
+    channels are summed (res4, res5.0, res5) the whole backward took 0.62-0.93x as long by the
+    convolutions' backward, in both memory formats (two runs); where 50 are (res3, res4.0) the two came out
+    alike in channels_last and the convolutions' up to 1.2x slower in NCHW; at the stem (x 103
+    MB, 8 channels summed) its weights' gradient alone took 6x as long (``scripts/time_projection_grads.py``;
     docs/implementations.md, "Inside the network"). Measured on that CPU only."""
     return (x.device.type == "cpu" and not torch.is_grad_enabled()
             and contracted >= _CONV_MIN_CONTRACTED
@@ -194,26 +200,23 @@ def _projection_grads(x: Tensor, w_key: Tensor, w_query: Tensor, subsampled: Ten
     need_x, need_k, need_q = needs
     grad_wk = grad_wq = None
     s = stride
-    by_conv = _by_convolution(x, 2 * G if s == 1 else G)
-    if s == 1:  # both gradients as one (B, 2G, H, W): one product for grad_x and the weights
+    if _by_convolution(x, 2 * G if s == 1 else G):
+        grad_x, grad_wk, grad_wq = _conv_grads(x, w_key, w_query, s, grad_key, grad_query,
+                                               needs, grad_x, channels_last)
+    elif s == 1:  # both gradients as one (B, 2G, H, W): one product for grad_x and the weights
         grads = torch.cat([grad_key, grad_query], dim=1)  # (B, 2G, H, W)
-        w = torch.cat([w_key, w_query])  # (2G, C, 1, 1)
         if need_x:
-            grad_x = _input_grad_into(grad_x, x, w, grads, channels_last, by_conv)
+            grad_x = _accumulate(grad_x, torch.cat([w_key, w_query]).view(2 * G, C), grads,
+                                 channels_last)
         if need_k or need_q:
-            both = (_conv_backward(grads, x, w, 1, [False, True])[1] if by_conv
-                    else _weight_grad(grads, x, channels_last))  # (2G, C[, 1, 1])
-            grad_wk, grad_wq = both.view(2 * G, C).split(G)  # (G, C) each
+            grad_wk, grad_wq = _weight_grad(grads, x, channels_last).split(G)  # (G, C) each
     else:
         if need_x:
-            grad_x = _input_grad_into(grad_x, x, w_key, grad_key, channels_last, by_conv)
+            grad_x = _accumulate(grad_x, w_key.view(G, C), grad_key, channels_last)  # (B, C, H, W)
             _add_subsampled(grad_x, wq, grad_query, s, channels_last)
         if need_k:
-            grad_wk = (_conv_backward(grad_key, x, w_key, 1, [False, True])[1] if by_conv
-                       else _weight_grad(grad_key, x, channels_last))
-        if need_q and by_conv:  # x read in place at the stride
-            grad_wq = _conv_backward(grad_query, x, w_query, s, [False, True])[1]
-        elif need_q:
+            grad_wk = _weight_grad(grad_key, x, channels_last)
+        if need_q:
             # create_graph (grad mode on here): the slice of x, whose graph reaches x
             kept = subsampled is not None and not torch.is_grad_enabled()
             xs = subsampled if kept else x[:, :, ::s, ::s]  # (B, C, Ho, Wo)
@@ -235,16 +238,32 @@ def _add_subsampled(into: Tensor, weight: Tensor, grad: Tensor, s: int, channels
         into[b:b + step, :, ::s, ::s] += _input_grad(weight, grad[b:b + step], channels_last)
 
 
-def _input_grad_into(into: Tensor | None, x: Tensor, weight: Tensor, grad: Tensor,
-                     channels_last: bool, by_conv: bool) -> Tensor:
-    """``into + weight^T grad`` per pixel of ``x`` (``weight`` ``(n, C, 1, 1)``, ``grad``
-    ``(B, n, H, W)``, ``x`` ``(B, C, H, W)``): by the convolution's backward, then added (a second
-    x-sized tensor), where ``by_conv``; else by products, in place where ``into`` allows."""
-    n, C = weight.shape[:2]
-    if by_conv:
-        part = _conv_backward(grad, x, weight, 1, [True, False])[0]  # (B, C, H, W)
-        return part if into is None else into.add_(part)
-    return _accumulate(into, weight.view(n, C), grad, channels_last)
+def _conv_grads(x: Tensor, w_key: Tensor, w_query: Tensor, s: int, grad_key: Tensor,
+                grad_query: Tensor, needs: tuple[bool, bool, bool], grad_x: Tensor | None,
+                channels_last: bool) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """:func:`_projection_grads` by the convolutions' own backward: at stride 1 one call for both
+    (their gradients as one ``(B, 2G, H, W)``); else one for the key, one for the strided query's
+    weight (``x`` read in place at the stride), and the query's input gradient added into
+    ``grad_x``'s ``::s`` view as by products. ``grad_x``: added into in place, or None."""
+    G, C = w_key.shape[:2]
+    need_x, need_k, need_q = needs
+    part = grad_wk = grad_wq = None
+    if s == 1 and (need_x or need_k or need_q):
+        grads = torch.cat([grad_key, grad_query], dim=1)  # (B, 2G, H, W)
+        part, both = _conv_backward(grads, x, torch.cat([w_key, w_query]), 1,
+                                    [need_x, need_k or need_q])
+        if both is not None:
+            grad_wk, grad_wq = both.view(2 * G, C).split(G)  # (G, C) each
+    elif s > 1:
+        if need_x or need_k:
+            part, grad_wk = _conv_backward(grad_key, x, w_key, 1, [need_x, need_k])
+        if need_q:
+            grad_wq = _conv_backward(grad_query, x, w_query, s, [False, True])[1]
+    if need_x:
+        grad_x = part if grad_x is None else grad_x.add_(part)  # (B, C, H, W)
+        if s > 1:
+            _add_subsampled(grad_x, w_query.view(G, C), grad_query, s, channels_last)
+    return grad_x, grad_wk, grad_wq
 
 
 def _accumulate(into: Tensor | None, weight: Tensor, grad: Tensor, channels_last: bool) -> Tensor:
@@ -364,7 +383,8 @@ def projected_relation(x: Tensor, w_key: Tensor, w_query: Tensor, prior: Tensor,
     """``op(x, query, key, prior, kernel_size=..., stride=..., phi=..., impl=...)`` (``op``:
     :func:`lrbench.local_relation` or a callable with its signature) with ``key, query =
     key_query(x, w_key, w_query, stride)``: the same values and gradients as the two calls, in one
-    autograd node whose backward writes ``x``'s gradient once (see :class:`_ProjectedRelation`).
+    autograd node whose backward adds the projections' gradient of ``x`` into the op's (see
+    :class:`_ProjectedRelation`).
     Without a backward to come (no grad mode, nothing requiring grad), and under saved-tensor hooks
     (``torch.utils.checkpoint`` without reentrance, ``save_on_cpu``: the node keeps the op's graph
     on itself, out of their reach), it is the two calls."""

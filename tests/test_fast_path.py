@@ -310,10 +310,14 @@ def test_the_convolutions_backward_is_only_taken_on_cpu_for_small_inputs_outside
         assert not projections._by_convolution(x, 10**4)
 
 
+@pytest.mark.parametrize("way", ["products", "convolution"])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_key_query_gradcheck(stride, channels_last):
-    """First and second order (the NCHW backward keeps the subsampled input; not for create_graph)."""
+def test_key_query_gradcheck(stride, channels_last, way, monkeypatch):
+    """First and second order (the NCHW backward keeps the subsampled input; not for create_graph;
+    the second order always takes the products, whichever way the first takes)."""
+    for name, value in WAYS[way].items():
+        monkeypatch.setattr(projections, name, value)
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(2, 5, 5, 4, generator=gen, dtype=torch.float64)
     if channels_last:

@@ -53,7 +53,8 @@ class Limits:
         return max(self.routes, key=lambda pair: pair[1])[0] if self.routes else ""
 
     def as_row(self) -> dict:
-        return {"peak_gmacs_per_s": self.peak_gmacs_per_s, "peak_gb_per_s": self.peak_gb_per_s}
+        return {"peak_gmacs_per_s": self.peak_gmacs_per_s, "peak_gb_per_s": self.peak_gb_per_s,
+                "peak_route": self.peak_route}
 
     def as_dict(self) -> dict:
         return {**asdict(self), "routes": dict(self.routes)}
@@ -144,10 +145,12 @@ def copy_gb_per_s(device: str = "cpu", budget_s: float = 0.4, nbytes: int | None
 def measure(device: str = "cpu", dtype: str = "float32", threads: int | None = None,
             budget_s: float = 0.4) -> Limits:
     """The limits of ``device`` for ``dtype`` with ``threads`` intra-op threads (default: torch's
-    current count), measured once per process and argument set (about ``2 * budget_s`` seconds).
+    current count), measured once per process and argument set (about ``budget_s`` seconds per
+    GEMM route of the device, and as much for the copy).
 
     Raises:
         ValueError: unknown dtype name.
+        RuntimeError: no GEMM route runs ``dtype`` on ``device`` (each route's reason named).
     """
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):

@@ -76,19 +76,20 @@ def throttled_warning(frame: pd.DataFrame) -> str | None:
 
 def above_peak_warning(frame: pd.DataFrame) -> str | None:
     """One sentence when timed rows ran faster than the machine's measured GEMM peak
-    (``pct_of_peak`` above 100): some library reaches more than the routes of
-    :data:`lrbench.bench.measure.limits.ROUTES`, so the peak is too low and every ``% of peak``
-    too high, by at least the largest factor; ``None`` when none did (or none was recorded)."""
+    (``pct_of_peak`` above 100): either some library reaches more than the routes of
+    :data:`lrbench.bench.measure.limits.ROUTES`, so the peak is too low, or the closed-form MACs
+    count more than those cases do; ``None`` when none did (or none was recorded)."""
     pct = _numeric(frame, "pct_of_peak")
     above = pct > 100
     if not above.any():
         return None
     worst = pct[above].idxmax()
     return (f"{int(above.sum())} of {int(pct.notna().sum())} timed cases ran above 100% of the "
-            f"measured GEMM peak (up to {pct[worst]:.0f}%, {frame.loc[worst, 'case_id']}): some "
-            "library reaches more on this machine than the routes the peak is measured by, so the "
-            f"peak is too low and every `% of peak` here too high, by {pct[worst] / 100:.2f}x at "
-            "least (docs/benchmarking.md, \"Machine limits and the roofline\")")
+            f"measured GEMM peak (up to {pct[worst]:.0f}%, {frame.loc[worst, 'case_id']}): either "
+            "some library reaches more on this machine than the routes the peak is measured by, "
+            "and then every `% of peak` of that device and dtype is too high, by "
+            f"{pct[worst] / 100:.2f}x at least, or the closed-form MACs count more than those cases "
+            "do (docs/benchmarking.md, \"Machine limits and the roofline\")")
 
 
 def summary_lines(frame: pd.DataFrame) -> list[str]:

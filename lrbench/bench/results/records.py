@@ -38,7 +38,8 @@ COLUMNS = [
     "macs", "macs_source", "gmacs_per_s", "items_per_s", "speedup_vs_unfold",
     "baseline", "speedup_vs_baseline",
     "peak_bytes", "output_bytes", "max_abs_err", "oracle", *GATE_COLUMNS, "memory_format",
-    "min_bytes", "peak_gmacs_per_s", "peak_gb_per_s", "achieved_gmacs_per_s", "pct_of_peak",
+    "min_bytes", "peak_gmacs_per_s", "peak_gb_per_s", "peak_route", "achieved_gmacs_per_s",
+    "pct_of_peak",
     "intensity_macs_per_byte", "roofline_gmacs_per_s", "roofline_bound", "pct_of_roofline",
     "threads", "load_1m", "load_1m_after", "cpus", "cpu_governor", "cpu_mhz",
     "gpu_sm_mhz", "gpu_mem_mhz", "gpu_power_w", "gpu_temp_c", "gpu_throttle",
@@ -50,7 +51,7 @@ COLUMNS = [
 # Columns of text: read back as strings ("" when empty), never as an all-NaN float column.
 TEXT_COLUMNS = ["case_id", "target", "impl", "dtype", "device", "pass", "compile", "macs_source",
                 "oracle", "limit_source", "gate_value", "baseline", "timer", "memory_format",
-                "roofline_bound", "cpu_governor", "gpu_throttle",
+                "roofline_bound", "peak_route", "cpu_governor", "gpu_throttle",
                 "cpu", "gpu", "torch", "triton", "fvcore", "python", "git_rev", "allocator",
                 "timestamp", "rounds_s", "reason", "status"]
 

@@ -192,8 +192,10 @@ def _tables(frame: pd.DataFrame, drawn: list[str], level: str) -> list[Block]:
                   "run; `MAC/byte` = closed-form MACs over the minimal bytes (inputs read "
                   "once, output written once); `% of roofline` = achieved over "
                   "min(peak, MAC/byte x measured copy bandwidth), `bound` the roof that binds "
-                  "(roofline.png). Above 100% of peak: the computation does fewer multiplies "
-                  "than the closed form counts (e.g. oneDNN's 3x3 convolutions).",
+                  "(roofline.png). Above 100% of peak: either some library reaches more than "
+                  "the routes the peak is measured by (the machine section says so), or the "
+                  "closed form counts more than the case does (neighbours outside a small "
+                  "image, the backward's 2x convention).",
                   all_timed(frame)),
         *_section(level, "Accuracy gate",
                   accuracy.INTRO + "\n\n" + accuracy.loosening_text(frame),
