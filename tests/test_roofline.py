@@ -14,7 +14,7 @@ from lrbench.bench.matrix.cases import Case
 from lrbench.bench.matrix.macs import case_min_bytes, pass_macs
 from lrbench.bench.measure import limits
 from lrbench.bench.measure.formats import fastest_format
-from lrbench.bench.results import metrics, plots, records
+from lrbench.bench.results import conditions, metrics, plots, records
 from lrbench.cli import main
 
 
@@ -189,6 +189,14 @@ def test_roofline_plot_draws_the_roofs_and_the_rows_where_they_belong(tmp_path):
     assert y == pytest.approx([min(10.0, 4.0 * v) for v in x], rel=1e-12)
     assert x.min() < 2.5 < x.max()  # both roofs are in the picture
     assert any(t.get_text() == "cpu float32: GEMM 10 GMAC/s, copy 4 GB/s" for t in ax.texts)
+    # rows that record the route that gave the peak name it on the roof
+    routed = frame.assign(peak_route="conv1x1")
+    (ax,) = plots.roofline_figure(routed).axes
+    assert any(t.get_text() == "cpu float32: GEMM 10 GMAC/s (conv1x1), copy 4 GB/s"
+               for t in ax.texts)
+    assert conditions.roofs_lines(routed) == [
+        "- measured roofs, cpu float32: GEMM 10.0 GMAC/s (conv1x1), copy 4.0 GB/s"]
+    (ax,) = plots.roofline_figure(frame).axes  # the first figure's axes again
     # each row at (MAC/byte, achieved GMAC/s): the planted rows' hand-computed values
     points = {c.get_label(): tuple(c.lines[0].get_xydata()[0]) for c in ax.containers}
     assert points == {"fused_cpu fwd": pytest.approx((2.0, 4.0)),

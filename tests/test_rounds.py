@@ -134,6 +134,9 @@ def test_the_report_warns_when_the_machine_was_busy(tmp_path):
     records.write(frame, tmp_path)
     text = write_report(tmp_path).read_text()
     assert "**Warning**: the machine was busy during 1 of 1 cases" in text
+    route = frame.loc[0, "peak_route"]
+    assert f"- measured roofs, cpu float32: GEMM {frame.loc[0, 'peak_gmacs_per_s']:.1f} GMAC/s " \
+           f"({route}), copy" in text  # what every `% of peak` is against
     assert "above 100% of the measured GEMM peak" not in text
     frame["peak_gmacs_per_s"] = frame["achieved_gmacs_per_s"] / 2  # the case at 200% of it
     records.write(frame, tmp_path)

@@ -10,6 +10,8 @@ from lrbench.bench.figures import canvas, palette
 from lrbench.bench.figures.rows import format_words, labelled, quartiles, timed
 from lrbench.bench.figures.spread import error_bars
 from lrbench.bench.matrix.cases import FORMAT_TARGETS
+from lrbench.bench.measure.limits import roofs_text
+from lrbench.bench.results.conditions import peak_route
 
 NEEDED = ["achieved_gmacs_per_s", "intensity_macs_per_byte", "peak_gmacs_per_s", "peak_gb_per_s"]
 
@@ -34,7 +36,7 @@ def roofline(frame: pd.DataFrame) -> Figure | None:
     for (device, dtype), group in rows.groupby(["device", "dtype"]):
         peak, bandwidth = group["peak_gmacs_per_s"].median(), group["peak_gb_per_s"].median()
         ax.plot(x, np.minimum(peak, bandwidth * x), color="black", linewidth=1.2)
-        ax.annotate(f"{device} {dtype}: GEMM {peak:.0f} GMAC/s, copy {bandwidth:.0f} GB/s",
+        ax.annotate(f"{device} {dtype}: {roofs_text(peak, bandwidth, peak_route(group), 0)}",
                     (x[-1], peak), ha="right", va="bottom", fontsize=7)
     # a series per implementation and pass, and apart for a non-default format of the case's own
     # (a network's is its trial's: it joins its implementation's series, as NCHW rows do)

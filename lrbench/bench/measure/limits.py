@@ -171,6 +171,15 @@ def measure(device: str = "cpu", dtype: str = "float32", threads: int | None = N
                   routes=routes)
 
 
+def roofs_text(peak_gmacs_per_s: float, peak_gb_per_s: float, route: str = "",
+               digits: int = 1) -> str:
+    """The two roofs as reports name them: ``GEMM 253.6 GMAC/s (conv1x1), copy 47.0 GB/s``
+    (``route``: the GEMM route that gave the peak, left out where unknown)."""
+    by = f" ({route})" if route else ""
+    return (f"GEMM {peak_gmacs_per_s:.{digits}f} GMAC/s{by}, "
+            f"copy {peak_gb_per_s:.{digits}f} GB/s")
+
+
 def machine_report(devices: list[str], dtypes: list[str], threads: int | None = None) -> str:
     """What ``lrbench machine`` prints: the machine's description, then one line of measured
     limits per device and dtype."""

@@ -92,6 +92,33 @@ def above_peak_warning(frame: pd.DataFrame) -> str | None:
             "do (docs/benchmarking.md, \"Machine limits and the roofline\")")
 
 
+def peak_route(rows: pd.DataFrame) -> str:
+    """The GEMM route that gave most of ``rows``' peaks ("" where none was recorded: rows written
+    before ``peak_route`` was kept)."""
+    if "peak_route" not in rows:
+        return ""
+    routes = rows["peak_route"].fillna("").astype(str)
+    routes = routes[routes != ""]
+    return routes.mode().iloc[0] if not routes.empty else ""
+
+
+def roofs_lines(frame: pd.DataFrame) -> list[str]:
+    """A line per device and dtype with the roofs the run measured (the medians of its rows'),
+    which every `% of peak` and the roofline are against."""
+    from lrbench.bench.measure.limits import roofs_text
+
+    lines = []
+    needed = ["device", "dtype", "peak_gmacs_per_s", "peak_gb_per_s"]
+    if any(column not in frame for column in needed):
+        return lines
+    rows = frame.dropna(subset=needed[2:])
+    for (device, dtype), group in rows.groupby(["device", "dtype"]):
+        text = roofs_text(pd.to_numeric(group["peak_gmacs_per_s"]).median(),
+                          pd.to_numeric(group["peak_gb_per_s"]).median(), peak_route(group))
+        lines.append(f"- measured roofs, {device} {dtype}: {text}")
+    return lines
+
+
 def summary_lines(frame: pd.DataFrame) -> list[str]:
     """The state lines of a report's machine section: governor, CPU MHz, GPU clocks and
     temperature ranges, where recorded."""

@@ -116,6 +116,7 @@ def _machine(frame: pd.DataFrame) -> str:
                    if frame["cpus"].notna().any() else os.cpu_count() or 1)
         lines.append(f"- 1-minute load average during the run: {load.min():.1f} to "
                      f"{load.max():.1f} on {cpus} logical CPUs (the run's own threads count)")
+    lines += conditions.roofs_lines(frame)
     lines += conditions.summary_lines(frame)
     for warning in (conditions.busy_warning(frame), conditions.throttled_warning(frame),
                     conditions.above_peak_warning(frame), *conditions.mixed_setups(frame)):
