@@ -9,7 +9,7 @@
 # dtype, the paper, peers (when that preset exists) and network presets on cuda in float32 and
 # bfloat16, and `lrbench report` for each. A part that fails or runs out of time is recorded and
 # the next part still runs. Everything goes under reports/gpu-<gpu-model>/; a one-screen summary
-# ends the run (and is kept in SUMMARY.md there). The budgets add up to 9 minutes.
+# ends the run (and is kept in SUMMARY.md there). The budgets add up to 10 minutes.
 # Without a CUDA GPU it exits at once with status 2. `bash scripts/gpu.sh --model` prints the
 # folder name it would use (reports/gpu-<model>) and exits.
 set -uo pipefail
@@ -83,7 +83,7 @@ has_preset() { "$PY" -c "from lrbench.bench.matrix.presets import preset_names a
 import sys; sys.exit('$1' not in p())" 2>/dev/null; }
 
 # ---------------------------------------------------------------------------------- the parts
-# Budgets (seconds), 535 in all: unmeasured on a GPU so far; adjust after the first run.
+# Budgets (seconds), 595 in all: unmeasured on a GPU so far; adjust after the first run.
 part install 30 bash scripts/gpu-install.sh
 part build 45 "$PY" -c "from lrbench import registry; \
 print(registry.get('fused_cpu').unavailable_reason() or 'fused_cpu built')"
@@ -106,6 +106,14 @@ else
     printf "peers\tskipped (no preset)\t0\t0\n" >>"$PARTS"
 fi
 for dtype in float32 bfloat16; do run_preset network "$dtype" 45; done
+# fused_triton's (fwd+bwd) / fwd at every LR layer shape of LR-Net-50 (issue 21's per-layer
+# table, on the GPU): the layers preset, fused_triton alone, one pass; a part cut short by its
+# budget keeps the rows it has.
+if has_preset layers; then
+    RUNS+=("$OUT/layers-float32")
+    part layers-float32 60 "${LRBENCH[@]}" run --preset layers --impl fused_triton --device cuda \
+        --dtype float32 --passes 1 "${TIMING[@]}" --out "$OUT/layers-float32"
+fi
 # shellcheck disable=SC2016  # expanded by the inner bash
 part reports 30 env PY="$PY" bash -c 'rc=0
 for dir in "$@"; do
