@@ -84,11 +84,12 @@ def _by_convolution(x: Tensor, contracted: int) -> bool:
 
     Why: on an AMD EPYC (2 threads, float32, 2026-12-07) MKL's GEMM ran at 105-113 GMAC/s and
     oneDNN's at 249-259 (``lrbench machine``). At LR-Net-50's shapes where 100 or more gradient
-    channels are summed (res4, res5.0, res5) the whole backward took 0.62-0.93x as long by the
-    convolutions' backward, in both memory formats (two runs); where 50 are (res3, res4.0) the two came out
-    alike in channels_last and the convolutions' up to 1.2x slower in NCHW; at the stem (x 103
-    MB, 8 channels summed) its weights' gradient alone took 6x as long (``scripts/time_projection_grads.py``;
-    docs/implementations.md, "Inside the network"). Measured on that CPU only."""
+    channels are summed (res4, res5.0, res5) the whole backward took 0.56-0.93x as long by the
+    convolutions' backward, in both memory formats (three runs); where 50 are (res3, res4.0) the
+    two came out alike in channels_last and the convolutions' up to 1.2x slower in NCHW; at the
+    stem (x 103 MB, 8 channels summed) its weights' gradient alone took 6x as long
+    (``scripts/time_projection_grads.py``; docs/implementations.md, "Inside the network").
+    Measured on that CPU only."""
     return (x.device.type == "cpu" and not torch.is_grad_enabled()
             and contracted >= _CONV_MIN_CONTRACTED
             and x.numel() * x.element_size() <= _CONV_MAX_BYTES)
@@ -196,27 +197,37 @@ def _projection_grads(x: Tensor, w_key: Tensor, w_query: Tensor, subsampled: Ten
     channels_last = _channels_last(x)
     if not (x.is_contiguous() or channels_last):
         x = x.contiguous()
-    wq = w_query.view(G, C)  # (G, C)
     need_x, need_k, need_q = needs
     grad_wk = grad_wq = None
     s = stride
-    if _by_convolution(x, 2 * G if s == 1 else G):
-        grad_x, grad_wk, grad_wq = _conv_grads(x, w_key, w_query, s, grad_key, grad_query,
-                                               needs, grad_x, channels_last)
-    elif s == 1:  # both gradients as one (B, 2G, H, W): one product for grad_x and the weights
+    by_conv = _by_convolution(x, 2 * G if s == 1 else G)
+    if s == 1:  # both gradients as one (B, 2G, H, W): one product for grad_x and the weights
         grads = torch.cat([grad_key, grad_query], dim=1)  # (B, 2G, H, W)
-        if need_x:
-            grad_x = _accumulate(grad_x, torch.cat([w_key, w_query]).view(2 * G, C), grads,
-                                 channels_last)
-        if need_k or need_q:
-            grad_wk, grad_wq = _weight_grad(grads, x, channels_last).split(G)  # (G, C) each
+        w = torch.cat([w_key, w_query])  # (2G, C, 1, 1)
+        need_w = need_k or need_q
+        if by_conv and (need_x or need_w):
+            part, both = _conv_backward(grads, x, w, 1, [need_x, need_w])
+            grad_x = _add_part(grad_x, part)
+        else:
+            if need_x:
+                grad_x = _accumulate(grad_x, w.view(2 * G, C), grads, channels_last)
+            both = _weight_grad(grads, x, channels_last) if need_w else None
+        if both is not None:
+            grad_wk, grad_wq = both.view(2 * G, C).split(G)  # (G, C) each
     else:
-        if need_x:
-            grad_x = _accumulate(grad_x, w_key.view(G, C), grad_key, channels_last)  # (B, C, H, W)
-            _add_subsampled(grad_x, wq, grad_query, s, channels_last)
-        if need_k:
-            grad_wk = _weight_grad(grad_key, x, channels_last)
-        if need_q:
+        if by_conv and (need_x or need_k):
+            part, grad_wk = _conv_backward(grad_key, x, w_key, 1, [need_x, need_k])
+            grad_x = _add_part(grad_x, part)
+        else:
+            if need_x:
+                grad_x = _accumulate(grad_x, w_key.view(G, C), grad_key, channels_last)
+            if need_k:
+                grad_wk = _weight_grad(grad_key, x, channels_last)
+        if need_x:  # the strided query's part, into grad_x's ::s view
+            _add_subsampled(grad_x, w_query.view(G, C), grad_query, s, channels_last)
+        if need_q and by_conv:  # x read in place at the stride
+            grad_wq = _conv_backward(grad_query, x, w_query, s, [False, True])[1]
+        elif need_q:
             # create_graph (grad mode on here): the slice of x, whose graph reaches x
             kept = subsampled is not None and not torch.is_grad_enabled()
             xs = subsampled if kept else x[:, :, ::s, ::s]  # (B, C, Ho, Wo)
@@ -238,32 +249,11 @@ def _add_subsampled(into: Tensor, weight: Tensor, grad: Tensor, s: int, channels
         into[b:b + step, :, ::s, ::s] += _input_grad(weight, grad[b:b + step], channels_last)
 
 
-def _conv_grads(x: Tensor, w_key: Tensor, w_query: Tensor, s: int, grad_key: Tensor,
-                grad_query: Tensor, needs: tuple[bool, bool, bool], grad_x: Tensor | None,
-                channels_last: bool) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """:func:`_projection_grads` by the convolutions' own backward: at stride 1 one call for both
-    (their gradients as one ``(B, 2G, H, W)``); else one for the key, one for the strided query's
-    weight (``x`` read in place at the stride), and the query's input gradient added into
-    ``grad_x``'s ``::s`` view as by products. ``grad_x``: added into in place, or None."""
-    G, C = w_key.shape[:2]
-    need_x, need_k, need_q = needs
-    part = grad_wk = grad_wq = None
-    if s == 1 and (need_x or need_k or need_q):
-        grads = torch.cat([grad_key, grad_query], dim=1)  # (B, 2G, H, W)
-        part, both = _conv_backward(grads, x, torch.cat([w_key, w_query]), 1,
-                                    [need_x, need_k or need_q])
-        if both is not None:
-            grad_wk, grad_wq = both.view(2 * G, C).split(G)  # (G, C) each
-    elif s > 1:
-        if need_x or need_k:
-            part, grad_wk = _conv_backward(grad_key, x, w_key, 1, [need_x, need_k])
-        if need_q:
-            grad_wq = _conv_backward(grad_query, x, w_query, s, [False, True])[1]
-    if need_x:
-        grad_x = part if grad_x is None else grad_x.add_(part)  # (B, C, H, W)
-        if s > 1:
-            _add_subsampled(grad_x, w_query.view(G, C), grad_query, s, channels_last)
-    return grad_x, grad_wk, grad_wq
+def _add_part(into: Tensor | None, part: Tensor | None) -> Tensor | None:
+    """``into + part`` in place (``into`` owned by the caller), ``part`` where ``into`` is None."""
+    if part is None or into is None:
+        return part if into is None else into
+    return into.add_(part)
 
 
 def _accumulate(into: Tensor | None, weight: Tensor, grad: Tensor, channels_last: bool) -> Tensor:

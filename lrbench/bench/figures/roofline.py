@@ -11,7 +11,7 @@ from lrbench.bench.figures.rows import format_words, labelled, quartiles, timed
 from lrbench.bench.figures.spread import error_bars
 from lrbench.bench.matrix.cases import FORMAT_TARGETS
 from lrbench.bench.measure.limits import roofs_text
-from lrbench.bench.results.conditions import peak_route
+from lrbench.bench.results.conditions import measured_roofs
 
 NEEDED = ["achieved_gmacs_per_s", "intensity_macs_per_byte", "peak_gmacs_per_s", "peak_gb_per_s"]
 
@@ -33,10 +33,9 @@ def roofline(frame: pd.DataFrame) -> Figure | None:
     ax = fig.subplots()
     x = np.geomspace(rows["intensity_macs_per_byte"].min() / 4,
                      rows["intensity_macs_per_byte"].max() * 4, 200)
-    for (device, dtype), group in rows.groupby(["device", "dtype"]):
-        peak, bandwidth = group["peak_gmacs_per_s"].median(), group["peak_gb_per_s"].median()
+    for device, dtype, peak, bandwidth, route in measured_roofs(rows):
         ax.plot(x, np.minimum(peak, bandwidth * x), color="black", linewidth=1.2)
-        ax.annotate(f"{device} {dtype}: {roofs_text(peak, bandwidth, peak_route(group), 0)}",
+        ax.annotate(f"{device} {dtype}: {roofs_text(peak, bandwidth, route, 0)}",
                     (x[-1], peak), ha="right", va="bottom", fontsize=7)
     # a series per implementation and pass, and apart for a non-default format of the case's own
     # (a network's is its trial's: it joins its implementation's series, as NCHW rows do)

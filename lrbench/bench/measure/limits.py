@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -56,8 +56,6 @@ class Limits:
         return {"peak_gmacs_per_s": self.peak_gmacs_per_s, "peak_gb_per_s": self.peak_gb_per_s,
                 "peak_route": self.peak_route}
 
-    def as_dict(self) -> dict:
-        return {**asdict(self), "routes": dict(self.routes)}
 
 
 def best_seconds(fn: Callable[[], object], sync: Callable[[], None], budget_s: float,
@@ -109,9 +107,9 @@ def conv_gmacs_per_s(device: str = "cpu", dtype: torch.dtype = torch.float32,
 # The GEMM routes whose best rate is the peak, and the devices each is measured on. On CPU,
 # torch.matmul calls the BLAS torch was built with (MKL on x86) and a convolution calls oneDNN,
 # and the two need not be equally fast: on an AMD EPYC (2 threads, float32, 2026-12-07) matmul
-# reached 105-110 GMAC/s and the 1x1 convolution 250-260, as fast as ResNet-50's own
-# convolutions ran, which a matmul-only peak put at 160% of "peak". On CUDA, cuBLAS's matmul is
-# the roof.
+# reached 105-113 GMAC/s and the 1x1 convolution 249-259 (ResNet-50's 3x3 convolutions 224-244),
+# and a matmul-only peak put ResNet-50's forward at 162% of "peak" (docs/benchmarking.md). On
+# CUDA, cuBLAS's matmul is the roof.
 ROUTES: dict[str, Callable[..., float]] = {"matmul": gemm_gmacs_per_s, "conv1x1": conv_gmacs_per_s}
 ROUTE_DEVICES = {"matmul": ("cpu", "cuda"), "conv1x1": ("cpu",)}
 

@@ -92,7 +92,7 @@ def above_peak_warning(frame: pd.DataFrame) -> str | None:
             "do (docs/benchmarking.md, \"Machine limits and the roofline\")")
 
 
-def peak_route(rows: pd.DataFrame) -> str:
+def _recorded_route(rows: pd.DataFrame) -> str:
     """The GEMM route that gave most of ``rows``' peaks ("" where none was recorded: rows written
     before ``peak_route`` was kept)."""
     if "peak_route" not in rows:
@@ -102,21 +102,25 @@ def peak_route(rows: pd.DataFrame) -> str:
     return routes.mode().iloc[0] if not routes.empty else ""
 
 
-def roofs_lines(frame: pd.DataFrame) -> list[str]:
-    """A line per device and dtype with the roofs the run measured (the medians of its rows'),
-    which every `% of peak` and the roofline are against."""
-    from lrbench.bench.measure.limits import roofs_text
-
-    lines = []
+def measured_roofs(frame: pd.DataFrame) -> list[tuple[str, str, float, float, str]]:
+    """``(device, dtype, peak GMAC/s, copy GB/s, route)`` per device and dtype: the medians of the
+    rows' measured limits, and the route that gave most of their peaks; what every `% of peak`
+    and the roofline are against. Rows without limits are left out."""
     needed = ["device", "dtype", "peak_gmacs_per_s", "peak_gb_per_s"]
     if any(column not in frame for column in needed):
-        return lines
+        return []
     rows = frame.dropna(subset=needed[2:])
-    for (device, dtype), group in rows.groupby(["device", "dtype"]):
-        text = roofs_text(pd.to_numeric(group["peak_gmacs_per_s"]).median(),
-                          pd.to_numeric(group["peak_gb_per_s"]).median(), peak_route(group))
-        lines.append(f"- measured roofs, {device} {dtype}: {text}")
-    return lines
+    return [(device, dtype, pd.to_numeric(group["peak_gmacs_per_s"]).median(),
+             pd.to_numeric(group["peak_gb_per_s"]).median(), _recorded_route(group))
+            for (device, dtype), group in rows.groupby(["device", "dtype"])]
+
+
+def roofs_lines(frame: pd.DataFrame) -> list[str]:
+    """The report machine section's line per device and dtype with :func:`measured_roofs`."""
+    from lrbench.bench.measure.limits import roofs_text
+
+    return [f"- measured roofs, {device} {dtype}: {roofs_text(peak, bandwidth, route)}"
+            for device, dtype, peak, bandwidth, route in measured_roofs(frame)]
 
 
 def summary_lines(frame: pd.DataFrame) -> list[str]:
