@@ -116,7 +116,8 @@ def fused_cpu_op(x: Tensor, query: Tensor, key: Tensor, prior: Tensor, kernel_si
     """The op on CPU tensors (any layout): ``(y, stats)``, ``y`` ``(B, C, Ho, Wo)`` in x's memory
     format when x is channels_last (read and written in place, no layout copy; query and key are
     read through their strides, as the projections hand them over), ``stats``
-    ``(2, B, G, Ho, Wo)``: each output pixel's softmax shift and 1 / sum, kept for the backward."""
+    ``(2, B, G, Ho, Wo)``: each output pixel's softmax shift (less the largest prior value of its
+    group) and 1 / sum, kept for the backward."""
     y, stats = extension().forward(_dense(x), query, key, prior.contiguous(), kernel_size,
                                    stride, PHI_CODES[phi])
     return y, stats

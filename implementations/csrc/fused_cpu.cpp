@@ -11,7 +11,8 @@
 // weight is computed once in registers (logit, shift, exp) and used at once for up to
 // kRegChannels channels whose accumulators stay in registers (weights_pass). The shift is the
 // group's largest prior value when phi <= 0 (no pass for the maximum; a block whose sum
-// underflows is redone with the logits' maximum), else the maximum. Nothing of size k*k*H*W is
+// underflows is redone with the logits' maximum), else the maximum; the kernels take the prior
+// less that value (shifted_prior), so the common shift is 0 and costs nothing. Nothing of size k*k*H*W is
 // written to memory: the forward keeps each output pixel's shift and 1 / sum (stats) and the
 // backward recomputes the weights from them in one pass.
 //
@@ -288,29 +289,73 @@ inline Vec<T, V> splat(T value) {
   return v + value;
 }
 
-// exp of V values, exactly 0 for -inf. float: exp(x) = 2^n * exp(f), |f| <= ln2/2, degree-5
-// polynomial fitted for the least largest relative error on that interval (Lawson's iteration in
-// numpy, 2026-12-07: 7.6e-8 before its coefficients are rounded to float, 1.4e-7 after, in exact
-// arithmetic), relative error < 3e-7 in float32 (2.3e-7 on [-87, 0] emulated in numpy; the
-// degree-6 Taylor polynomial it replaced 2.5e-7), one multiply-add less; results below 2^-126
-// are flushed to 0. double: std::exp per element (float64 is for checking, not for speed).
-template <typename T, int V>
+// exp(f) for |f| <= ln2/2 (about): degree-5 polynomial fitted for the least largest relative
+// error on that interval (Lawson's iteration in numpy, 2026-12-07: 7.6e-8 before its
+// coefficients are rounded to float, 1.4e-7 after, in exact arithmetic; the degree-6 Taylor
+// polynomial it replaced 2.5e-7), one multiply-add less.
+template <int V>
+inline Vec<float, V> exp_poly(Vec<float, V> f) {
+  Vec<float, V> p = splat<float, V>(8.30126833e-3f);
+  p = p * f + 4.19158377e-2f;
+  p = p * f + 1.66675225e-1f;
+  p = p * f + 4.99988914e-1f;
+  p = p * f + 9.99999702e-1f;
+  return p * f + 1.00000012f;
+}
+
+// f = x - n * ln2, ln2 split in a high part exact in float and a low part (Cody and Waite).
+template <int V>
+inline Vec<float, V> reduce_ln2(Vec<float, V> x, Vec<float, V> n) {
+  return x - n * 0.693359375f + n * 2.12194440e-4f;
+}
+
+#ifdef LRBENCH_MASKED_STORES
+// The float exp below with AVX-512's own instructions (16 or, with VL, 8 lanes): n rounded by
+// vrndscaleps, 2^n applied by vscalefps, and the lanes below kExpFloor (-inf included) zeroed by
+// that instruction's mask, instead of clamping x and building 2^n's bits in integer lanes: 11
+// vector instructions instead of 16. The fused passes are bound by how many vector instructions
+// they issue (on the AMD EPYC of 2026-12-07, a pass's exp and its multiply-adds took about the
+// sum of their times apart), so the forward's inner loop is that much shorter.
+constexpr float kExpFloor = -87.0f;  // exp(-87) = 1.6e-38 > 2^-126: no result is subnormal
+
+template <int V>
+inline Vec<float, V> exp_avx512(Vec<float, V> x) {
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const Vec<float, V> n = [&] {
+    if constexpr (V == 16) return Vec<float, V>(_mm512_roundscale_ps(x * 1.44269504088896341f, kRound));
+    else return Vec<float, V>(_mm256_roundscale_ps(x * 1.44269504088896341f, kRound));
+  }();
+  const Vec<float, V> p = exp_poly<V>(reduce_ln2<V>(x, n));
+  // Kept: x >= kExpFloor, or NaN (not less than the floor when unordered), so NaN stays NaN.
+  if constexpr (V == 16) {
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpFloor), _CMP_NLT_UQ);
+    return _mm512_maskz_scalef_ps(keep, p, n);
+  } else {
+    const __mmask8 keep = _mm256_cmp_ps_mask(x, _mm256_set1_ps(kExpFloor), _CMP_NLT_UQ);
+    return _mm256_maskz_scalef_ps(keep, p, n);
+  }
+}
+#endif
+
+// exp of V values, exactly 0 for -inf. float: exp(x) = 2^n * exp(f), n = round(x / ln2),
+// f = x - n ln2 (exp_poly), relative error < 3e-7 in float32 (2.3e-7 on [-87, 0] emulated in
+// numpy); results below 2^-126 (with AVX-512: x below -87, results below 1.6e-38) are flushed
+// to 0, so no subnormal reaches the multiply-adds. double: std::exp per element (float64 is for
+// checking, not for speed).
+template <typename T, int V, bool AVX = true>
 inline Vec<T, V> exp_vec(Vec<T, V> x) {
   if constexpr (std::is_same_v<T, double>) {
     for (int jj = 0; jj < V; ++jj) x[jj] = std::exp(x[jj]);
     return x;
   } else {
+#ifdef LRBENCH_MASKED_STORES
+    if constexpr (AVX && (V == 16 || V == 8)) return exp_avx512<V>(x);
+#endif
     using IntVec = Vec<int32_t, V>;
     const Vec<float, V> lo = splat<float, V>(-100.0f);
     x = x < lo ? lo : x;
     const Vec<float, V> n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round
-    const Vec<float, V> f = x - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 split hi/lo
-    Vec<float, V> p = splat<float, V>(8.30126833e-3f);
-    p = p * f + 4.19158377e-2f;
-    p = p * f + 1.66675225e-1f;
-    p = p * f + 4.99988914e-1f;
-    p = p * f + 9.99999702e-1f;
-    p = p * f + 1.00000012f;
+    const Vec<float, V> p = exp_poly<V>(reduce_ln2<V>(x, n));
     IntVec biased = __builtin_convertvector(n, IntVec) + 127;
     const IntVec zero = {};
     biased = biased < zero ? zero : biased;
@@ -411,7 +456,7 @@ constexpr int64_t kRegChannels = 8;
 
 // Below this softmax sum, a block shifted by the prior's bound (instead of its true maximum
 // logit) is recomputed with the true maximum: with sum >= 2^-40 every weight that the shifted
-// exp flushes to 0 (< 2^-126) is below 2^-86 of the sum, so the result is the softmax's.
+// exp flushes to 0 (< 2^-125) is below 2^-85 of the sum, so the result is the softmax's.
 constexpr float kMinShiftedSum = 0x1p-40f;
 
 // The shift of the softmax of one block of V output columns: the logits' maximum over the image's
@@ -440,8 +485,12 @@ inline Vec<T, V> max_logit(const Geometry& geo, int64_t ky0, int64_t ky1, Vec<T,
 //   FORWARD: acc[c] += e[n] * x_c[n]  (the aggregation of NC channels);
 //   BACKWARD: dw'[n] = sum_c gy'[c] * x_c[n], stored in d (row stride ld), and acc[0] +=
 //   e[n] * dw'[n]  (the softmax backward's dot product).
+// UNSHIFTED: prior already has the shift taken off (shift is not used), one vector instruction
+// less per weight. FORWARD: exp_vec's AVX-512 instructions where the CPU has them; the backward
+// keeps the portable ones, which measured 1.00-1.04x as fast there (in 12 of LR-Net-50's 16
+// layer shapes and formats; 0.95-0.99 in the other 4), and the forward 1.03-1.13x slower.
 // xc: channel 0 of the padded x rows at kernel row 0 and column jb; channel c at xc + c * cstride.
-template <typename T, int PHI, int V, int NC, bool FORWARD>
+template <typename T, int PHI, int V, int NC, bool FORWARD, bool UNSHIFTED = false>
 inline Vec<T, V> weights_pass(const Geometry& geo, int64_t ky0, int64_t ky1, Vec<T, V> qv,
                               Vec<T, V> shift, const T* __restrict__ kp,
                               const T* __restrict__ prior, const T* __restrict__ colmask,
@@ -455,7 +504,7 @@ inline Vec<T, V> weights_pass(const Geometry& geo, int64_t ky0, int64_t ky1, Vec
       const int64_t n = ky * k + kx, off = ky * pr.len + pr.koff[kx];
       const Vec<T, V> logit = phi_vec<PHI>(qv, load<T, V>(kp + off)) + prior[n]
                               + load<T, V>(colmask + kx * Wv);
-      const Vec<T, V> w = exp_vec<T, V>(logit - shift);
+      const Vec<T, V> w = exp_vec<T, V, FORWARD>(UNSHIFTED ? logit : logit - shift);
       sum += w;
       if (e != nullptr) store<T, V>(e + n * ld, w);
       if constexpr (FORWARD) {
@@ -488,20 +537,34 @@ T prior_bound(const T* prior, int64_t kk) {
   return *std::max_element(prior, prior + kk);
 }
 
-// The shifted weights of one block: with the prior's bound as the shift when phi <= 0, else (or
-// when the bound underflowed some lane's sum) with the logits' maximum. Calls pass(shift), which
-// returns the sum over n, and returns {shift, sum}.
+// The shifted weights of one block. Its logits are taken with the group's prior less the prior's
+// bound (shifted_prior), so the shift is relative to that bound: 0 (the bound itself) when
+// phi <= 0, else (or when the bound underflowed some lane's sum) the logits' maximum. Calls
+// pass(unshifted, shift), which returns the sum over n (unshifted: std::true_type for the
+// shift 0, which the pass need not subtract), and returns {shift, sum}.
 template <typename T, int PHI, int V, typename Pass>
 inline std::pair<Vec<T, V>, Vec<T, V>> shifted_weights(
-    const Geometry& geo, int64_t ky0, int64_t ky1, Vec<T, V> qv, const T* kp, const T* prior,
-    const T* colmask, const PaddedRows& pr, int64_t Wv, T bound, int64_t nv, Pass&& pass) {
+    const Geometry& geo, int64_t ky0, int64_t ky1, Vec<T, V> qv, const T* kp,
+    const T* shifted_prior, const T* colmask, const PaddedRows& pr, int64_t Wv, int64_t nv,
+    Pass&& pass) {
   if constexpr (PHI != kMult) {
-    const Vec<T, V> shift = splat<T, V>(bound);
-    const Vec<T, V> sum = pass(shift);
-    if (!underflowed<T, V>(sum, nv)) return {shift, sum};
+    const Vec<T, V> zero = {};
+    const Vec<T, V> sum = pass(std::true_type{}, zero);
+    if (!underflowed<T, V>(sum, nv)) return {zero, sum};
   }
-  const Vec<T, V> shift = max_logit<T, PHI, V>(geo, ky0, ky1, qv, kp, prior, colmask, pr, Wv);
-  return {shift, pass(shift)};
+  const Vec<T, V> shift =
+      max_logit<T, PHI, V>(geo, ky0, ky1, qv, kp, shifted_prior, colmask, pr, Wv);
+  return {shift, pass(std::false_type{}, shift)};
+}
+
+// The prior of group g less its bound (prior_bound), which the fused passes take as the prior:
+// their shifts are then relative to the bound, and the forward's common shift, the bound
+// itself, is 0 and costs no subtraction. Forward and backward compute every logit alike, so the
+// backward's weights are the forward's to the last bit.
+template <typename T>
+void shifted_prior(const T* prior, int64_t kk, T* out) {
+  const T bound = prior_bound(prior, kk);
+  for (int64_t n = 0; n < kk; ++n) out[n] = prior[n] - bound;
 }
 
 // Channels aggregated together from stored weights (the channels beyond the first kRegChannels):
@@ -696,6 +759,7 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
     // (res2 to res5.0, 2 threads). Not settled whether from the alignment: two builds of the same
     // forward, differing in the backward, timed its channels_last cases up to 1.2x apart too.
     std::vector<T> scratch(kk * V + Wv + k * Wv + (slots + 1) * cstride, T(0));
+    std::vector<T> pshift(kk);   // the group's prior less its bound (shifted_prior)
     T* e = scratch.data();       // (k*k, V): one block's weights, for channels beyond the first
     T* q = e + kk * V;           // (Wv,) query row, zero-padded
     T* colmask = q + Wv;         // (k, Wv)
@@ -708,8 +772,8 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
       const int64_t bg = b * G + g;
       const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
       const int64_t c0 = g * m, mc = geo.channel_end(g) - c0;
-      const T* pg = prior + g * kk;
-      const T bound = prior_bound(pg, kk);
+      shifted_prior(prior + g * kk, kk, pshift.data());
+      const T* pg = pshift.data();
       for (int64_t rr = 0; rr < rows; ++rr) {
         const int64_t in_row = top + rr;
         if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
@@ -738,17 +802,18 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
           const T* xcj = xp + rr0 * pr.len + jb;
           T* ej = mc > kRegChannels ? e : nullptr;
           Vec<T, V> acc[kRegChannels];
-          auto pass = [&](Vec<T, V> shift) {
+          auto pass = [&](auto unshifted, Vec<T, V> shift) {
+            constexpr bool U = decltype(unshifted)::value;
             for (auto& a : acc) a = Vec<T, V>{};
             if (nreg > kChannelBlock) {
-              return weights_pass<T, PHI, V, kRegChannels, true>(geo, ky0, ky1, qv, shift, kpj, pg,
-                  colmask + jb, pr, Wv, xcj, cstride, nullptr, acc, ej, nullptr, V);
+              return weights_pass<T, PHI, V, kRegChannels, true, U>(geo, ky0, ky1, qv, shift, kpj,
+                  pg, colmask + jb, pr, Wv, xcj, cstride, nullptr, acc, ej, nullptr, V);
             }
-            return weights_pass<T, PHI, V, kChannelBlock, true>(geo, ky0, ky1, qv, shift, kpj, pg,
-                colmask + jb, pr, Wv, xcj, cstride, nullptr, acc, ej, nullptr, V);
+            return weights_pass<T, PHI, V, kChannelBlock, true, U>(geo, ky0, ky1, qv, shift, kpj,
+                pg, colmask + jb, pr, Wv, xcj, cstride, nullptr, acc, ej, nullptr, V);
           };
           const auto [shift, sum] = shifted_weights<T, PHI, V>(geo, ky0, ky1, qv, kpj, pg,
-                                                               colmask + jb, pr, Wv, bound, nv, pass);
+                                                               colmask + jb, pr, Wv, nv, pass);
           const Vec<T, V> inv = T(1) / sum;
           if (ys_.w == 1) {
             for (int64_t c = 0; c < kRegChannels; ++c) {  // a constant bound: acc stays in registers
@@ -1135,6 +1200,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       T* gxall = gkp + rows * GW;  // (slots, rows, GW) grad_x of the band, the chunk's channels
       T* gpv = gxall + slots * rows * GW;  // (k*k, V) grad_prior of the band, per lane
       int64_t run_g = 0;  // the first group of the chunk's tasks run here so far
+      std::vector<T> pshift(kk);  // the group's prior less its bound (shifted_prior)
       fill_column_mask(geo, Wv, colmask);
       for (int64_t task = begin; task < end; ++task) {
         const auto [b, g, tt] = order.split(task);
@@ -1142,10 +1208,11 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         if (t >= bands) continue;
         const int64_t c0 = g * m, mc = geo.channel_end(g) - c0;
         const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
-        const T* pg = prior + g * kk;
-        // Padding columns j >= Wo: shift = the prior's bound (their query is 0, so every phi's
+        shifted_prior(prior + g * kk, kk, pshift.data());
+        const T* pg = pshift.data();
+        // Padding columns j >= Wo: shift 0, the prior's bound (their query is 0, so every phi's
         // logit is at most it and e stays finite) and 1 / sum = 0, so they contribute nothing.
-        std::fill(shift + Wo, shift + Wv, prior_bound(pg, kk));
+        std::fill(shift + Wo, shift + Wv, T(0));
         for (int64_t rr = 0; rr < rows; ++rr) {
           const int64_t in_row = top + rr;
           if (in_row < 0 || in_row >= H) continue;
@@ -1529,7 +1596,8 @@ at::Tensor empty_grad_like(const at::Tensor& x) {
 
 // (y, stats) = local_relation(x, query, key, prior); same dtype (float32/float64); query and key
 // of any strides, prior contiguous; x contiguous or channels_last, and y in x's memory format.
-// stats: (2, B, G, Ho, Wo), each output pixel's softmax shift and 1 / sum, for the backward.
+// stats: (2, B, G, Ho, Wo), each output pixel's softmax shift (less its group's prior bound:
+// shifted_prior) and 1 / sum, for the backward.
 std::vector<at::Tensor> fused_forward(const at::Tensor& x, const at::Tensor& query,
                                       const at::Tensor& key, const at::Tensor& prior,
                                       int64_t kernel_size, int64_t stride, int64_t phi) {
