@@ -313,9 +313,10 @@ inline Vec<float, V> reduce_ln2(Vec<float, V> x, Vec<float, V> n) {
 // The float exp below with AVX-512's own instructions (16 or, with VL, 8 lanes): n rounded by
 // vrndscaleps, 2^n applied by vscalefps, and the lanes below kExpFloor (-inf included) zeroed by
 // that instruction's mask, instead of clamping x and building 2^n's bits in integer lanes: 11
-// vector instructions instead of 16. The fused passes are bound by how many vector instructions
-// they issue (on the AMD EPYC of 2026-12-07, a pass's exp and its multiply-adds took about the
-// sum of their times apart), so the forward's inner loop is that much shorter.
+// vector instructions instead of 16, of the 29 the forward's pass took per weight vector (logit
+// 4, exp 16, sum 1, 8 multiply-adds; 23 now, with shifted_prior's logit of 3). On an AMD EPYC
+// that pass runs at about two vector instructions a cycle whatever their kind
+// (docs/implementations.md, "Where the forward's time goes"), so each one left out shortens it.
 constexpr float kExpFloor = -87.0f;  // exp(-87) = 1.6e-38 > 2^-126: no result is subnormal
 
 template <int V>
@@ -941,6 +942,18 @@ void scatter_phases(const Geometry& geo, const T* __restrict__ src, const T* con
 // Channels whose grad_x the all-rows gather accumulates at once (K * NC accumulators).
 constexpr int kGatherChannels = 4;
 
+// Makes the compiler hold v in a vector register where it would otherwise load it again as a
+// memory operand of each instruction that uses it (x86 with AVX-512, one register's worth; a
+// no-op elsewhere). The compiler does that when a loop's live vectors outnumber the registers:
+// gather_rows's 7 x 4 accumulators, 4 grad_y' vectors and a weight need 33 of AVX-512's 32, and
+// it reloaded each weight for all four of its multiply-adds, mostly across a cache line.
+template <typename VT>
+inline void in_register(VT& v) {
+#if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
+  if constexpr (sizeof(VT) <= 64) asm("" : "+v"(v));
+#endif
+}
+
 // grad_x of up to NC channels from one output row, all K kernel rows at once, at stride SS, for
 // the block of V elements at ub of each phase of the band's gradient rows (padded input column
 // t at (t % SS) * Wq + t / SS; at SS = 1 one phase, the plain padded row): neighbour kx = p + a*SS
@@ -963,7 +976,8 @@ inline void gather_rows(const T* __restrict__ e, int64_t ld, const T* const* gys
       Vec<T, V> g[NC];
       for (int c = 0; c < NC; ++c) g[c] = load<T, V>(gys[c] + ub - a);
       for (int ky = 0; ky < K; ++ky) {
-        const Vec<T, V> w = load<T, V>(e + (ky * K + kx) * ld + ub - a);
+        Vec<T, V> w = load<T, V>(e + (ky * K + kx) * ld + ub - a);
+        in_register(w);  // one load for the NC multiply-adds
         for (int c = 0; c < NC; ++c) acc[ky][c] += w * g[c];
       }
     }
