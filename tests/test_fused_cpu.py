@@ -186,6 +186,50 @@ def test_float32_weights_are_the_softmax_to_a_few_ulp():
     assert kept.sum() > G * kk // 2 and error.max() < 6e-7, error.max()
 
 
+def _centre_weights(prior: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The weights of the centre pixel's k*k neighbours per group, read through a one-hot x
+    (channel g*kk + n is 1 at pixel n), query = key = 0: the logits are the prior's."""
+    G, k, _ = prior.shape
+    kk = k * k
+    x = torch.zeros(1, G * kk, k, k, dtype=dtype)
+    x.view(G, kk, kk)[:, torch.arange(kk), torch.arange(kk)] = 1.0
+    zeros = torch.zeros(1, G, k, k, dtype=dtype)
+    y = local_relation(x, zeros, zeros, prior.to(dtype), kernel_size=k, stride=1, impl="fused_cpu")
+    return y[0, :, k // 2, k // 2].view(G, kk)
+
+
+def test_float32_weights_below_the_exp_floor_are_zero_not_subnormal():
+    """Weights whose logit lies 87 or more below the group's largest are flushed to exactly 0
+    (no subnormal reaches the multiply-adds, which some CPUs run slowly on them); those just
+    above it keep their value. Logits -86 and -90 below a 0 (exp: 4.5e-38, normal, and 8.2e-40,
+    subnormal in float32)."""
+    prior = torch.full((2, 3, 3), -200.0)
+    prior[:, 1, 1] = 0.0
+    prior[0, 0, 0], prior[1, 0, 0] = -86.0, -90.0
+    w = _centre_weights(prior, torch.float32)
+    expected_86 = torch.exp(torch.tensor(-86.0, dtype=torch.float64))
+    assert abs(w[0, 0].item() / expected_86.item() - 1) < 1e-5
+    assert w[1, 0].item() == 0.0
+    assert w[:, 1:4].eq(0).all() and w[:, 5:].eq(0).all()  # the -200s
+    assert w[:, 4].eq(1).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("phi", PHIS)
+def test_a_nan_query_makes_its_own_pixel_nan_and_no_other(phi, dtype):
+    """A NaN logit is not a weight of 0: the pixel whose query is NaN gets NaN in its group's
+    channels, as the reference gives, and every other output stays finite."""
+    shape = Shape(B=1, C=8, H=6, W=7, k=3, m=4, stride=1)
+    t = make_inputs(shape, dtype=dtype, seed=3)
+    t.query[0, 1, 2, 3] = float("nan")
+    ys = {impl: _op(shape, phi, impl)(t.x, t.query, t.key, t.prior)
+          for impl in ("fused_cpu", "reference")}
+    nan = torch.zeros_like(ys["reference"], dtype=torch.bool)
+    nan[0, 4:8, 2, 3] = True
+    for impl, y in ys.items():
+        assert torch.equal(torch.isnan(y), nan), impl
+
+
 def test_unavailable_without_compiler(monkeypatch):
     monkeypatch.setattr(buildcache, "compiler", lambda: None)
     monkeypatch.setattr(fused_cpu, "extension", fused_cpu.extension.__wrapped__)
