@@ -67,8 +67,8 @@ PARTS = {
         "      copy_band_x(geo, pr, x, xs, b, chunks.c0(g),",
         "      if (false) copy_band_x(geo, pr, x, xs, b, chunks.c0(g),")]),
     "exp": ("the softmax's exp, a multiply-add in its place (forward and backward)", [(
-        "    using IntVec = Vec<int32_t, V>;\n",
-        "    if (true) return x * 0.0f + 1.0f;  // ablated\n    using IntVec = Vec<int32_t, V>;\n")]),
+        "  } else {\n#ifdef LRBENCH_MASKED_STORES\n",
+        "  } else {\n    if (true) return x * 0.0f + 1.0f;  // ablated\n#ifdef LRBENCH_MASKED_STORES\n")]),
 }
 FORWARD_PARTS = ("x_copy", "exp")  # the parts the forward kernel has too
 

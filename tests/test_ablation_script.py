@@ -27,5 +27,14 @@ def test_an_edit_that_no_longer_applies_stops_the_script():
         ablate.ablated_source("int main() {}", ablate.PARTS["x_copy"][1])
 
 
+def test_the_exp_ablation_returns_before_any_exp_of_the_float_branch():
+    """The float exp has an AVX-512 form and a portable one: the ablated return must come first
+    in that branch, or the kernels keep the exp on the CPUs that take the first form."""
+    edited = ablate.ablated_source(fused_cpu.SOURCE.read_text(), ablate.PARTS["exp"][1])
+    body = edited[edited.index("inline Vec<T, V> exp_vec("):]
+    float_branch = body[body.index("} else {"):body.index("// ablated")]
+    assert "return" not in float_branch.replace("if (true) return x * 0.0f + 1.0f;", "")
+
+
 def test_the_forward_parts_are_parts():
     assert set(ablate.FORWARD_PARTS) <= set(ablate.PARTS)

@@ -340,9 +340,12 @@ inline Vec<float, V> exp_avx512(Vec<float, V> x) {
 
 // exp of V values, exactly 0 for -inf. float: exp(x) = 2^n * exp(f), n = round(x / ln2),
 // f = x - n ln2 (exp_poly), relative error < 3e-7 in float32 (2.3e-7 on [-87, 0] emulated in
-// numpy); results below 2^-126 (with AVX-512: x below -87, results below 1.6e-38) are flushed
-// to 0, so no subnormal reaches the multiply-adds. double: std::exp per element (float64 is for
-// checking, not for speed).
+// numpy); x below about -87 (n <= -126, results below about 2^-125; with AVX-512 x below
+// kExpFloor) gives 0, so no subnormal reaches the multiply-adds (2^-126 times exp(f) < 1 would
+// be one). double: std::exp per element (float64 is for checking, not for speed). AVX: the
+// AVX-512 form where the CPU has it (the forward's; the backward's passes measured no faster
+// with it, weights_pass). The two forms round n differently (one rounding or two) and so may
+// differ by an ulp.
 template <typename T, int V, bool AVX = true>
 inline Vec<T, V> exp_vec(Vec<T, V> x) {
   if constexpr (std::is_same_v<T, double>) {
@@ -358,8 +361,8 @@ inline Vec<T, V> exp_vec(Vec<T, V> x) {
     const Vec<float, V> n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round
     const Vec<float, V> p = exp_poly<V>(reduce_ln2<V>(x, n));
     IntVec biased = __builtin_convertvector(n, IntVec) + 127;
-    const IntVec zero = {};
-    biased = biased < zero ? zero : biased;
+    const IntVec zero = {}, one = zero + 1;
+    biased = biased <= one ? zero : biased;  // n <= -126: 0, not a subnormal
     const IntVec bits = biased << 23;
     Vec<float, V> scale;
     std::memcpy(&scale, &bits, sizeof(scale));
@@ -487,9 +490,10 @@ inline Vec<T, V> max_logit(const Geometry& geo, int64_t ky0, int64_t ky1, Vec<T,
 //   BACKWARD: dw'[n] = sum_c gy'[c] * x_c[n], stored in d (row stride ld), and acc[0] +=
 //   e[n] * dw'[n]  (the softmax backward's dot product).
 // UNSHIFTED: prior already has the shift taken off (shift is not used), one vector instruction
-// less per weight. FORWARD: exp_vec's AVX-512 instructions where the CPU has them; the backward
-// keeps the portable ones, which measured 1.00-1.04x as fast there (in 12 of LR-Net-50's 16
-// layer shapes and formats; 0.95-0.99 in the other 4), and the forward 1.03-1.13x slower.
+// less per weight. FORWARD: exp_vec's AVX-512 instructions where the CPU has them (forwards
+// 1.03-1.13x as fast with them); the backward keeps the portable ones: with the AVX-512 ones it
+// measured 0.94-1.00x as fast as before, and against them the portable ones were faster in 11
+// and 12 of LR-Net-50's 16 layer shapes and formats in two runs (docs/implementations.md).
 // xc: channel 0 of the padded x rows at kernel row 0 and column jb; channel c at xc + c * cstride.
 template <typename T, int PHI, int V, int NC, bool FORWARD, bool UNSHIFTED = false>
 inline Vec<T, V> weights_pass(const Geometry& geo, int64_t ky0, int64_t ky1, Vec<T, V> qv,
@@ -560,8 +564,9 @@ inline std::pair<Vec<T, V>, Vec<T, V>> shifted_weights(
 
 // The prior of group g less its bound (prior_bound), which the fused passes take as the prior:
 // their shifts are then relative to the bound, and the forward's common shift, the bound
-// itself, is 0 and costs no subtraction. Forward and backward compute every logit alike, so the
-// backward's weights are the forward's to the last bit.
+// itself, is 0 and costs no subtraction. Forward and backward compute every logit alike (in
+// float64 their weights then agree to the last bit; in float32 with AVX-512 the two passes' exps
+// may differ by an ulp, exp_vec).
 template <typename T>
 void shifted_prior(const T* prior, int64_t kk, T* out) {
   const T bound = prior_bound(prior, kk);
