@@ -12,9 +12,9 @@
 // kRegChannels channels whose accumulators stay in registers (weights_pass). The shift is the
 // group's largest prior value when phi <= 0 (no pass for the maximum; a block whose sum
 // underflows is redone with the logits' maximum), else the maximum; the kernels take the prior
-// less that value (shifted_prior), so the common shift is 0 and costs nothing. Nothing of size k*k*H*W is
-// written to memory: the forward keeps each output pixel's shift and 1 / sum (stats) and the
-// backward recomputes the weights from them in one pass.
+// less that value (shifted_priors), so the common shift is 0 and costs nothing. Nothing of size
+// k*k*H*W is written to memory: the forward keeps each output pixel's shift and 1 / sum (stats)
+// and the backward recomputes the weights from them in one pass.
 //
 // Borders: out-of-image neighbours get the logit -inf through an additive column mask (and only
 // the image's kernel rows are visited), so their weights are exactly 0 and they are excluded
@@ -314,7 +314,7 @@ inline Vec<float, V> reduce_ln2(Vec<float, V> x, Vec<float, V> n) {
 // vrndscaleps, 2^n applied by vscalefps, and the lanes below kExpFloor (-inf included) zeroed by
 // that instruction's mask, instead of clamping x and building 2^n's bits in integer lanes: 11
 // vector instructions instead of 16, of the 29 the forward's pass took per weight vector (logit
-// 4, exp 16, sum 1, 8 multiply-adds; 23 now, with shifted_prior's logit of 3). On an AMD EPYC
+// 4, exp 16, sum 1, 8 multiply-adds; 23 now, with shifted_priors' logit of 3). On an AMD EPYC
 // that pass runs at about two vector instructions a cycle whatever their kind
 // (docs/implementations.md, "Where the forward's time goes"), so each one left out shortens it.
 constexpr float kExpFloor = -87.0f;  // exp(-87) = 1.6e-38 > 2^-126: no result is subnormal
@@ -543,7 +543,7 @@ T prior_bound(const T* prior, int64_t kk) {
 }
 
 // The shifted weights of one block. Its logits are taken with the group's prior less the prior's
-// bound (shifted_prior), so the shift is relative to that bound: 0 (the bound itself) when
+// bound (shifted_priors), so the shift is relative to that bound: 0 (the bound itself) when
 // phi <= 0, else (or when the bound underflowed some lane's sum) the logits' maximum. Calls
 // pass(unshifted, shift), which returns the sum over n (unshifted: std::true_type for the
 // shift 0, which the pass need not subtract), and returns {shift, sum}.
@@ -562,15 +562,19 @@ inline std::pair<Vec<T, V>, Vec<T, V>> shifted_weights(
   return {shift, pass(std::false_type{}, shift)};
 }
 
-// The prior of group g less its bound (prior_bound), which the fused passes take as the prior:
-// their shifts are then relative to the bound, and the forward's common shift, the bound
-// itself, is 0 and costs no subtraction. Forward and backward compute every logit alike (in
-// float64 their weights then agree to the last bit; in float32 with AVX-512 the two passes' exps
-// may differ by an ulp, exp_vec).
+// Each group's prior less its bound (prior_bound), (G, k*k), made once per call: the fused passes
+// take it as the prior, so their shifts are relative to the bound, and the forward's common
+// shift, the bound itself, is 0 and costs no subtraction. Forward and backward compute every
+// logit alike (in float64 their weights then agree to the last bit; in float32 with AVX-512 the
+// two passes' exps may differ by an ulp, exp_vec).
 template <typename T>
-void shifted_prior(const T* prior, int64_t kk, T* out) {
-  const T bound = prior_bound(prior, kk);
-  for (int64_t n = 0; n < kk; ++n) out[n] = prior[n] - bound;
+std::vector<T> shifted_priors(const T* prior, int64_t G, int64_t kk) {
+  std::vector<T> out(G * kk);
+  for (int64_t g = 0; g < G; ++g) {
+    const T bound = prior_bound(prior + g * kk, kk);
+    for (int64_t n = 0; n < kk; ++n) out[g * kk + n] = prior[g * kk + n] - bound;
+  }
+  return out;
 }
 
 // Channels aggregated together from stored weights (the channels beyond the first kRegChannels):
@@ -759,13 +763,13 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
   T* shift_out = stats;                                      // (B, G, Ho, Wo)
   T* inv_out = stats + geo.B * G * Ho * Wo;                  // (B, G, Ho, Wo)
   const GroupChunks chunks(geo, xs.w != 1, cstride * sizeof(T), sizeof(T));
+  const std::vector<T> shifted = shifted_priors(prior, G, kk);
   at::parallel_for(0, geo.B * G * bands, geo.grain(band), [&](int64_t begin, int64_t end) {
     const int64_t slots = chunks.slots();
     // Not a line-aligned Scratch: with one, channels_last forwards measured 1.06-1.20x as long
     // (res2 to res5.0, 2 threads). Not settled whether from the alignment: two builds of the same
     // forward, differing in the backward, timed its channels_last cases up to 1.2x apart too.
     std::vector<T> scratch(kk * V + Wv + k * Wv + (slots + 1) * cstride, T(0));
-    std::vector<T> pshift(kk);   // the group's prior less its bound (shifted_prior)
     T* e = scratch.data();       // (k*k, V): one block's weights, for channels beyond the first
     T* q = e + kk * V;           // (Wv,) query row, zero-padded
     T* colmask = q + Wv;         // (k, Wv)
@@ -778,8 +782,7 @@ void forward_kernel(const Geometry& geo, const T* x, const Strides& xs, const T*
       const int64_t bg = b * G + g;
       const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
       const int64_t c0 = g * m, mc = geo.channel_end(g) - c0;
-      shifted_prior(prior + g * kk, kk, pshift.data());
-      const T* pg = pshift.data();
+      const T* pg = shifted.data() + g * kk;  // the prior less its bound
       for (int64_t rr = 0; rr < rows; ++rr) {
         const int64_t in_row = top + rr;
         if (in_row < 0 || in_row >= H) continue;  // never read: its kernel row is skipped
@@ -1196,6 +1199,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
   // A chunk's tasks share its copy of x and its grad_x rows (stored once, after its last task):
   // each within kChunkBytes.
   const GroupChunks chunks(geo, xs.w != 1, std::max(cstride, rows * GW) * sizeof(T), sizeof(T));
+  const std::vector<T> shifted = shifted_priors(prior, G, kk);
   for (int64_t parity = 0; parity < std::min<int64_t>(2, bands); ++parity) {  // 1 band: 1 phase
     at::parallel_for(0, geo.B * G * per_parity, geo.grain(band), [&](int64_t begin, int64_t end) {
       // x scratch: the chunk's channels; pass 1 reads kRegChannels slots of a group, those past
@@ -1219,7 +1223,6 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
       T* gxall = gkp + rows * GW;  // (slots, rows, GW) grad_x of the band, the chunk's channels
       T* gpv = gxall + slots * rows * GW;  // (k*k, V) grad_prior of the band, per lane
       int64_t run_g = 0;  // the first group of the chunk's tasks run here so far
-      std::vector<T> pshift(kk);  // the group's prior less its bound (shifted_prior)
       fill_column_mask(geo, Wv, colmask);
       for (int64_t task = begin; task < end; ++task) {
         const auto [b, g, tt] = order.split(task);
@@ -1227,8 +1230,7 @@ void backward_kernel(const Geometry& geo, const T* gy, const Strides& gys, const
         if (t >= bands) continue;
         const int64_t c0 = g * m, mc = geo.channel_end(g) - c0;
         const int64_t i0 = t * band, i1 = std::min(Ho, i0 + band), top = i0 * s - r;
-        shifted_prior(prior + g * kk, kk, pshift.data());
-        const T* pg = pshift.data();
+        const T* pg = shifted.data() + g * kk;  // the prior less its bound
         // Padding columns j >= Wo: shift 0, the prior's bound (their query is 0, so every phi's
         // logit is at most it and e stays finite) and 1 / sum = 0, so they contribute nothing.
         std::fill(shift + Wo, shift + Wv, T(0));
@@ -1616,7 +1618,7 @@ at::Tensor empty_grad_like(const at::Tensor& x) {
 // (y, stats) = local_relation(x, query, key, prior); same dtype (float32/float64); query and key
 // of any strides, prior contiguous; x contiguous or channels_last, and y in x's memory format.
 // stats: (2, B, G, Ho, Wo), each output pixel's softmax shift (less its group's prior bound:
-// shifted_prior) and 1 / sum, for the backward.
+// shifted_priors) and 1 / sum, for the backward.
 std::vector<at::Tensor> fused_forward(const at::Tensor& x, const at::Tensor& query,
                                       const at::Tensor& key, const at::Tensor& prior,
                                       int64_t kernel_size, int64_t stride, int64_t phi) {

@@ -57,7 +57,6 @@ class Limits:
                 "peak_route": self.peak_route}
 
 
-
 def best_seconds(fn: Callable[[], object], sync: Callable[[], None], budget_s: float,
                  min_calls: int = 3) -> float:
     """The fastest call of ``fn`` over at least ``min_calls`` calls and about ``budget_s`` seconds
