@@ -458,6 +458,19 @@ void prefetch_band(const Geometry& geo, const T* x, const Strides& xs, const T* 
 // neighbours, so each weight is computed once and used for all of them.
 constexpr int64_t kRegChannels = 8;
 
+// Output columns of the register block on rows longer than 8: one AVX-512 register of floats
+// (16), or, where the compiler targets no AVX-512, one AVX2 register's 8. A block of 16 there
+// takes two of AVX2's 16 registers per vector, and the passes' vectors (8 channels' accumulators
+// or grad_y', the query, the exp's temporaries; the gather's accumulators) no longer fit: the
+// compiler spilled them to the stack around every multiply-add. On an AMD EPYC without AVX-512
+// (CPU family 25), 8 instead of 16 made LR-Net-50's wider layers' forwards 3.0-6.0x and backwards
+// 2.3-4.0x as fast (scripts/time_fused_cpu.py --against, 2026-12-07; docs/implementations.md).
+#if defined(__AVX512F__)
+constexpr int kWideBlock = 16;
+#else
+constexpr int kWideBlock = 8;
+#endif
+
 // Below this softmax sum, a block shifted by the prior's bound (instead of its true maximum
 // logit) is recomputed with the true maximum: with sum >= 2^-40 every weight that the shifted
 // exp flushes to 0 (< 2^-125) is below 2^-85 of the sum, so the result is the softmax's.
@@ -950,6 +963,27 @@ void scatter_phases(const Geometry& geo, const T* __restrict__ src, const T* con
 // Channels whose grad_x the all-rows gather accumulates at once (K * NC accumulators).
 constexpr int kGatherChannels = 4;
 
+// Vector registers of the target and their bytes: AVX-512's 32 of 64, else AVX2's 16 of 32.
+#if defined(__AVX512F__)
+constexpr int kVectorRegisters = 32, kRegisterBytes = 64;
+#else
+constexpr int kVectorRegisters = 16, kRegisterBytes = 32;
+#endif
+
+// The all-rows gather's channels at once for K kernel rows: kGatherChannels with AVX-512 (its K
+// x NC accumulators, NC grad_y' vectors and a weight in its 32 registers: in_register); with
+// AVX2's 16 as many as keep those within them (K = 7: 1, 5: 2, 3: 3 at 8 floats a vector;
+// backwards 1.01-1.08x as fast as with 4, at res2 to res5 on that EPYC).
+template <typename T, int V, int K>
+constexpr int gather_channels() {
+  if constexpr (kVectorRegisters == 32) {
+    return kGatherChannels;
+  } else {
+    constexpr int per_vector = std::max<int>(1, V * sizeof(T) / kRegisterBytes);
+    return std::max(1, (kVectorRegisters / per_vector - 1) / (K + 1));
+  }
+}
+
 // Makes the compiler hold v in a vector register where it would otherwise load it again as a
 // memory operand of each instruction that uses it (x86 with AVX-512, one register's worth; a
 // no-op elsewhere). The compiler does that when a loop's live vectors outnumber the registers:
@@ -1004,7 +1038,7 @@ inline void gather_rows(const T* __restrict__ e, int64_t ld, const T* const* gys
 template <typename T, int V, int K, int SS>
 void gather_rows_channels(const T* e, int64_t ld, const T* gyp, T* gxrow0, int64_t mc,
                           int64_t cstride, int64_t GW, int64_t Wq, int64_t ub0, int64_t ub1) {
-  constexpr int NC = kGatherChannels;
+  constexpr int NC = gather_channels<T, V, K>();
   for (int64_t ub = ub0; ub < ub1; ub += V) {
     for (int64_t cl = 0; cl < mc; cl += NC) {
       const int64_t nc = std::min<int64_t>(NC, mc - cl);
@@ -1633,13 +1667,13 @@ std::vector<at::Tensor> fused_forward(const at::Tensor& x, const at::Tensor& que
       const scalar_t* args[] = {x.const_data_ptr<scalar_t>(), query.const_data_ptr<scalar_t>(),
                                 key.const_data_ptr<scalar_t>(), prior.const_data_ptr<scalar_t>()};
       scalar_t* outs[] = {y.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>()};
-      // Register block of output columns: 8 for short rows (7x7 maps), else 16.
+      // Register block of output columns: 8 for short rows (7x7 maps), else kWideBlock.
       if (geo.Wo <= 8) {
         forward_kernel<scalar_t, PV, SV, 8>(geo, args[0], Strides(x), args[1], Strides(query),
                                             args[2], Strides(key), args[3], outs[0], Strides(y),
                                             outs[1]);
       } else {
-        forward_kernel<scalar_t, PV, SV, 16>(geo, args[0], Strides(x), args[1], Strides(query),
+        forward_kernel<scalar_t, PV, SV, kWideBlock>(geo, args[0], Strides(x), args[1], Strides(query),
                                              args[2], Strides(key), args[3], outs[0], Strides(y),
                                              outs[1]);
       }
@@ -1698,7 +1732,7 @@ std::vector<at::Tensor> fused_backward(const at::Tensor& grad_y, const at::Tenso
             Strides(key), args[4], args[5], grads[0], Strides(gx), grads[1], grads[2],
             gprior_parts.data_ptr<double>(), band);
       } else {
-        backward_kernel<scalar_t, PV, SV, 16>(
+        backward_kernel<scalar_t, PV, SV, kWideBlock>(
             geo, args[0], Strides(grad_y), args[1], Strides(x), args[2], Strides(query), args[3],
             Strides(key), args[4], args[5], grads[0], Strides(gx), grads[1], grads[2],
             gprior_parts.data_ptr<double>(), band);
@@ -1720,6 +1754,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "grad_x bytes above which channels_last rows are stored streaming");
   module.def("set_stream_min_bytes", [](int64_t bytes) { stream_min_bytes().store(bytes); },
              "set that size (0: always, where the CPU and shape allow)");
+  module.attr("wide_block") = kWideBlock;
+  module.attr("vector_registers") = kVectorRegisters;
   module.attr("kept_min_bytes") = BlockPool::kMinBytes;
   module.attr("kept_blocks") = BlockPool::kKeep;
 }
