@@ -458,18 +458,25 @@ void prefetch_band(const Geometry& geo, const T* x, const Strides& xs, const T* 
 // neighbours, so each weight is computed once and used for all of them.
 constexpr int64_t kRegChannels = 8;
 
-// Output columns of the register block on rows longer than 8: one AVX-512 register of floats
-// (16), or, where the compiler targets no AVX-512, one AVX2 register's 8. A block of 16 there
-// takes two of AVX2's 16 registers per vector, and the passes' vectors (8 channels' accumulators
-// or grad_y', the query, the exp's temporaries; the gather's accumulators) no longer fit: the
-// compiler spilled them to the stack around every multiply-add. On an AMD EPYC without AVX-512
-// (CPU family 25), 8 instead of 16 made LR-Net-50's wider layers' forwards 3.0-6.0x and backwards
-// 2.3-4.0x as fast (scripts/time_fused_cpu.py --against, 2026-12-07; docs/implementations.md).
+// The target's vector registers, as far as the kernels size their register blocks by them:
+// AVX-512's 32 of 64 bytes, AVX2's 16 of 32; 0 elsewhere (NEON, SSE: not measured, sized as for
+// AVX-512, which is what every target got before 2026-12-07).
 #if defined(__AVX512F__)
-constexpr int kWideBlock = 16;
+constexpr int kVectorRegisters = 32, kRegisterBytes = 64;
+#elif defined(__AVX2__)
+constexpr int kVectorRegisters = 16, kRegisterBytes = 32;
 #else
-constexpr int kWideBlock = 8;
+constexpr int kVectorRegisters = 0, kRegisterBytes = 0;
 #endif
+
+// Output columns of the register block on rows longer than 8: one AVX-512 register of floats
+// (16), or, with AVX2, one AVX2 register's 8. A block of 16 there takes two of AVX2's 16
+// registers per vector, and the passes' vectors (8 channels' accumulators or grad_y', the query,
+// the exp's temporaries; the gather's accumulators) no longer fit: the compiler spilled them to
+// the stack around every multiply-add. On an AMD EPYC without AVX-512 (CPU family 25), 8 instead
+// of 16 made LR-Net-50's wider layers' forwards 3.0-6.0x and backwards 2.3-4.0x as fast
+// (scripts/time_fused_cpu.py --against, 2026-12-07; docs/implementations.md).
+constexpr int kWideBlock = kRegisterBytes == 32 ? 8 : 16;
 
 // Below this softmax sum, a block shifted by the prior's bound (instead of its true maximum
 // logit) is recomputed with the true maximum: with sum >= 2^-40 every weight that the shifted
@@ -963,20 +970,14 @@ void scatter_phases(const Geometry& geo, const T* __restrict__ src, const T* con
 // Channels whose grad_x the all-rows gather accumulates at once (K * NC accumulators).
 constexpr int kGatherChannels = 4;
 
-// Vector registers of the target and their bytes: AVX-512's 32 of 64, else AVX2's 16 of 32.
-#if defined(__AVX512F__)
-constexpr int kVectorRegisters = 32, kRegisterBytes = 64;
-#else
-constexpr int kVectorRegisters = 16, kRegisterBytes = 32;
-#endif
-
-// The all-rows gather's channels at once for K kernel rows: kGatherChannels with AVX-512 (its K
-// x NC accumulators, NC grad_y' vectors and a weight in its 32 registers: in_register); with
-// AVX2's 16 as many as keep those within them (K = 7: 1, 5: 2, 3: 3 at 8 floats a vector;
+// The all-rows gather's channels at once for K kernel rows: kGatherChannels with AVX-512 (its 7
+// x 4 accumulators, 4 grad_y' vectors and a weight at K = 7 need 33 of the 32 registers:
+// in_register) and where the registers are not modelled; with AVX2's 16 as many as keep the K x
+// NC accumulators, NC grad_y' vectors and a weight within them (floats: K = 7: 1, 5: 2, 3: 3;
 // backwards 1.01-1.08x as fast as with 4, at res2 to res5 on that EPYC).
 template <typename T, int V, int K>
 constexpr int gather_channels() {
-  if constexpr (kVectorRegisters == 32) {
+  if constexpr (kRegisterBytes != 32) {
     return kGatherChannels;
   } else {
     constexpr int per_vector = std::max<int>(1, V * sizeof(T) / kRegisterBytes);
@@ -1756,6 +1757,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "set that size (0: always, where the CPU and shape allow)");
   module.attr("wide_block") = kWideBlock;
   module.attr("vector_registers") = kVectorRegisters;
+  module.def("gather_channels", [](int64_t k) {
+    TORCH_CHECK(k == 3 || k == 5 || k == 7, "k must be 3, 5 or 7, got ", k);
+    if (k == 3) return gather_channels<float, kWideBlock, 3>();
+    return k == 5 ? gather_channels<float, kWideBlock, 5>() : gather_channels<float, kWideBlock, 7>();
+  }, "float32 channels at once of the all-rows grad_x gather for k kernel rows");
   module.attr("kept_min_bytes") = BlockPool::kMinBytes;
   module.attr("kept_blocks") = BlockPool::kKeep;
 }
