@@ -967,7 +967,8 @@ void scatter_phases(const Geometry& geo, const T* __restrict__ src, const T* con
   }
 }
 
-// Channels whose grad_x the all-rows gather accumulates at once (K * NC accumulators).
+// Channels whose grad_x the all-rows gather accumulates at once (K * NC accumulators) with
+// AVX-512 and on targets whose registers are not modelled (gather_channels).
 constexpr int kGatherChannels = 4;
 
 // The all-rows gather's channels at once for K kernel rows: kGatherChannels with AVX-512 (its 7
@@ -1674,9 +1675,9 @@ std::vector<at::Tensor> fused_forward(const at::Tensor& x, const at::Tensor& que
                                             args[2], Strides(key), args[3], outs[0], Strides(y),
                                             outs[1]);
       } else {
-        forward_kernel<scalar_t, PV, SV, kWideBlock>(geo, args[0], Strides(x), args[1], Strides(query),
-                                             args[2], Strides(key), args[3], outs[0], Strides(y),
-                                             outs[1]);
+        forward_kernel<scalar_t, PV, SV, kWideBlock>(geo, args[0], Strides(x), args[1],
+                                                     Strides(query), args[2], Strides(key), args[3],
+                                                     outs[0], Strides(y), outs[1]);
       }
     });
   });
