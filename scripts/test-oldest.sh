@@ -5,6 +5,8 @@
 # downloads about 4 GB of wheels (torch's CUDA libraries; 2m14s here), later runs none.
 #
 #   bash scripts/test-oldest.sh [pytest args]     # LRBENCH_OLDEST_VENV overrides the venv
+#   bash scripts/test-oldest.sh --prepare         # only create the venv (CI does it in the
+#                                                 # background while the main suite runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -25,6 +27,7 @@ if [ "$(cat "$VENV/.lrbench-stack" 2>/dev/null)" != "$STACK" ]; then
     echo "$STACK" >"$VENV/.lrbench-stack"
     echo "test-oldest: venv ready in $(($(date +%s) - start))s"
 fi
+[ "${1:-}" != "--prepare" ] || exit 0
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
     --no-build-isolation -e . 2>&1 | quiet
 "$VENV/bin/python" -c "import torch, triton; print(f'test-oldest: torch {torch.__version__}, \

@@ -31,9 +31,10 @@ LAYER_CASES = [(k, s, C, m) for k in (3, 5, 7) for s in (1, 2) for C, m in CHANN
 
 
 def _layer_cases(impl):
-    # The Triton interpreter is slow: a light subset that still covers k, stride and C % m.
+    # The Triton interpreter is slow: a light subset that still covers k, stride and C % m (20 % 8:
+    # a last block of 4 channels, as 100 % 8, in 3 maps rather than 13).
     if impl in INTERPRETED:
-        return [(3, 1, 16, 4), (7, 2, 100, 8)]
+        return [(3, 1, 16, 4), (7, 2, 20, 8)]
     return LAYER_CASES
 
 

@@ -7,6 +7,10 @@ time order, peaks at the call's peak extra memory (its output included, as it is
 of the call). Memory that a kernel allocates outside PyTorch's allocator is not seen, and frees of
 blocks allocated before the call (e.g. a training step dropping old gradients) cannot be sized by
 the profiler and are left out, so such a call's peak is an upper bound.
+
+The profiler is the autograd one: the same Kineto recording as ``torch.profiler.profile``, whose
+start imports ``torch._inductor`` and with it TorchDynamo (``hasattr(torch, "_inductor")`` in
+torch 2.14's ``prepare_trace``), 2 to 7 s in each fresh process that measures memory.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.autograd.profiler import profile
 
 from lrbench.quiet import filtered_fds, silenced_fds
 
@@ -32,7 +36,7 @@ def _cuda_peak(fn: Callable[[], object]) -> int:
 
 def _allocation_events(prof) -> list[tuple[int, int]]:
     """``(time_ns, bytes)`` of every allocation (+) and free (-) the profiler recorded."""
-    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    events, stack = [], list(prof.kineto_results.experimental_event_tree())
     allocation = torch._C._profiler._ExtraFields_Allocation
     while stack:
         event = stack.pop()
@@ -43,11 +47,11 @@ def _allocation_events(prof) -> list[tuple[int, int]]:
 
 
 def _cpu_peak(fn: Callable[[], object]) -> int:
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    prof = profile(use_cpu=True, profile_memory=True)
     # Kineto prints "USDT: profiler_start/stop" and, without a GPU, "gpuGetDeviceCount failed"
     # from C++ on start and stop: silence those two steps only, never the measured call.
     with silenced_fds():
-        prof.start()
+        prof.__enter__()
     try:
         # freeing, during the call, a block allocated before the profiler started makes the CPU
         # allocator warn from C++; the call's own output is written out after it, that line not
@@ -56,7 +60,7 @@ def _cpu_peak(fn: Callable[[], object]) -> int:
             del out
     finally:
         with silenced_fds():
-            prof.stop()
+            prof.__exit__(None, None, None)
     running = peak = 0
     for _, size in _allocation_events(prof):
         running += size
