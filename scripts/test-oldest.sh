@@ -11,11 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 STACK="torch==2.11.0 triton==3.6.0"
+MARK="$STACK + pytest-xdist"  # what the venv holds; another mark re-creates it
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/lrbench
 VENV=${LRBENCH_OLDEST_VENV:-$CACHE/venv-torch2.11-triton3.6}
 quiet() { grep -v "^WARNING: Location .* is ignored" || true; }
 
-if [ "$(cat "$VENV/.lrbench-stack" 2>/dev/null)" != "$STACK" ]; then
+if [ "$(cat "$VENV/.lrbench-stack" 2>/dev/null)" != "$MARK" ]; then
     echo "test-oldest: creating $VENV ($STACK)"
     start=$(date +%s)
     rm -rf "$VENV"
@@ -23,8 +24,8 @@ if [ "$(cat "$VENV/.lrbench-stack" 2>/dev/null)" != "$STACK" ]; then
     # setuptools<82: torch 2.11's own pin; >=68 for lrbench's editable install.
     # shellcheck disable=SC2086  # STACK is two requirements
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check $STACK fvcore pytest \
-        pytest-benchmark pandas matplotlib click hypothesis "setuptools>=68,<82" 2>&1 | quiet
-    echo "$STACK" >"$VENV/.lrbench-stack"
+        pytest-xdist pytest-benchmark pandas matplotlib click hypothesis "setuptools>=68,<82" 2>&1 | quiet
+    echo "$MARK" >"$VENV/.lrbench-stack"
     echo "test-oldest: venv ready in $(($(date +%s) - start))s"
 fi
 [ "${1:-}" != "--prepare" ] || exit 0
@@ -38,7 +39,8 @@ export TORCH_EXTENSIONS_DIR=$CACHE/torch_extensions-torch2.11
 # The fused Triton kernels (the interpreter changed between Triton 3.6 and 3.8; their edge cases
 # are in test_fused_triton.py), the other implementations against the reference in float32 and
 # the layouts (fused_cpu's C++ against torch 2.11's headers), the registry, tolerances, timer.
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" \
+# On both cores: none of these tests times anything.
+"$VENV/bin/python" -m pytest -q -n 2 -p no:cacheprovider -m "not slow" \
     tests/test_fused_triton.py tests/test_registry.py tests/test_tolerances.py \
     tests/test_gputimer.py tests/test_correctness.py \
     -k "not sweep and not edge_cases and not light_cases" "$@"

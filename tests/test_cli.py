@@ -33,13 +33,18 @@ def test_run_prints_progress_and_writes_the_csv(run_dir):
     assert sorted(rows["target"]) == ["conv3x3", "layer", "layer", "op", "op"]
     assert set(rows["status"]) == {"ok"}
     assert list((run_dir / "pytest-benchmark").glob("quick*.json"))
+    assert (rows["peak_gmacs_per_s"] > 0).all() and (rows["peak_gb_per_s"] > 0).all()
 
 
-def test_run_progress_lines(runner, tmp_path):
-    result = runner.invoke(main, [*TINY_RUN, "--out", str(tmp_path)])
+def test_run_progress_lines_and_no_limits_from_the_environment(runner, tmp_path):
+    """LRBENCH_LIMITS=0 (what `lrbench ab` gives its sides) is --no-limits: no roofs measured."""
+    result = runner.invoke(main, [*TINY_RUN, "--passes", "1", "--out", str(tmp_path)],
+                           env={"LRBENCH_LIMITS": "0"})
     assert result.exit_code == 0, result.output
     assert "[   1/5]" in result.output and "[   5/5] ok" in result.output
     assert "done: 5 ok" in result.output
+    rows = records.load(tmp_path)
+    assert rows["peak_gmacs_per_s"].isna().all() and rows["roofline_gmacs_per_s"].isna().all()
 
 
 def test_resume_runs_nothing_twice(runner, run_dir):

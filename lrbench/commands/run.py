@@ -31,6 +31,10 @@ from lrbench.commands import options
                    "further one times it again, in an order of its own (its rounds kept as a pass "
                    "of the row); `lrbench compare` needs 2 or more a side for a verdict "
                    "(default: the preset's).")
+@click.option("--limits/--no-limits", default=True, show_default=True, envvar="LRBENCH_LIMITS",
+              help="Measure the machine's limits (peak GEMM rate, copy bandwidth: 1 to 2 s per "
+                   "device, dtype and thread count) for the roofline columns; --no-limits leaves "
+                   "them empty (`lrbench ab` runs its sides so, with LRBENCH_LIMITS=0).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch intra-op threads (default: torch's choice); recorded in every row.")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
@@ -50,8 +54,8 @@ from lrbench.commands import options
                    "may go on before it is recorded as stopped and the shard requeued; keep it "
                    "below the partition's GraceTime  [default: 20]")
 @options.plugin_option
-def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, passes, threads, executor, nodes,
-            partition, gpus_per_node, time_limit, slurm_args, grace_s, plugins, **axes) -> None:
+def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, passes, limits, threads, executor,
+            nodes, partition, gpus_per_node, time_limit, slurm_args, grace_s, plugins, **axes) -> None:
     """Run a benchmark matrix: gate each case against the reference, time it, record one CSV row.
 
     Every row is written as soon as its case finishes; a case that cannot run, fails the accuracy
@@ -71,7 +75,8 @@ def run_cmd(preset, out, resume, shard_spec, min_rounds, max_time, passes, threa
     options.warn_plugin_errors()
     overrides = {name.removesuffix("_axis"): value for name, value in axes.items()}
     try:
-        plan = make_plan(preset, overrides, shard_spec, min_rounds, max_time, passes)
+        plan = make_plan(preset, overrides, shard_spec, min_rounds, max_time, passes,
+                         limits=limits)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     if threads is not None:

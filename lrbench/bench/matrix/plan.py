@@ -25,7 +25,8 @@ class Plan:
 
 def make_plan(preset: str, overrides: dict[str, str | None] | None = None,
               shard_spec: str | None = None, min_rounds: int | None = None,
-              max_time: float | None = None, passes: int | None = None) -> Plan:
+              max_time: float | None = None, passes: int | None = None,
+              limits: bool | None = None) -> Plan:
     """Build the plan of a run.
 
     Args:
@@ -34,6 +35,7 @@ def make_plan(preset: str, overrides: dict[str, str | None] | None = None,
             values are ignored.
         shard_spec: ``"i/n"`` to run only slice ``i`` of ``n``.
         min_rounds, max_time, passes: replace the preset's timing.
+        limits: ``False`` leaves the machine's limits unmeasured (:class:`Timing`).
     """
     config = get_preset(preset)
     parsed = {name: parse_values(name, text)
@@ -51,4 +53,6 @@ def make_plan(preset: str, overrides: dict[str, str | None] | None = None,
         timing["max_time"] = max_time
     if passes is not None:
         timing["passes"] = passes
+    if limits is not None:
+        timing["limits"] = limits
     return Plan(cases=cases, timing=Timing(**timing), label=label)

@@ -73,13 +73,18 @@ class Timing:
     ``ok`` case afresh and times it again for about ``max_time``, its rounds added to the row as a
     pass of their own (:func:`lrbench.bench.results.records.add_pass`). Passes a while apart meet
     the machine in different states, so their spread shows the drift between runs that the rounds
-    of one pass never show; ``lrbench compare`` makes the pass its unit."""
+    of one pass never show; ``lrbench compare`` makes the pass its unit.
+
+    ``limits``: measure the machine's roofs (:func:`lrbench.bench.measure.limits.measure`, 1 to
+    2 s per device, dtype and thread count) for the roofline columns; off, those stay empty
+    (``lrbench ab``'s side runs, which compare times only)."""
 
     min_rounds: int = 3
     max_time: float = 0.05
     warmup_iterations: int = 1
     min_time: float = 5e-6  # pytest-benchmark's default
     passes: int = 1
+    limits: bool = True
 
     def __post_init__(self) -> None:
         if self.min_rounds < 1:
@@ -119,7 +124,7 @@ def _stats_row(stats) -> dict:
             "rounds_s": list(stats.data)}
 
 
-def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
+def execute_case(case: Case, time_fn: TimeFn, gate: Callable, *, roofs: bool = True) -> dict:
     """Gate, build, time and measure one case; always returns its row (never raises for the
     case's own failures; ``KeyboardInterrupt`` passes through).
 
@@ -127,6 +132,7 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
         case: the case.
         time_fn: times a zero-argument callable, returning the statistics columns.
         gate: ``gate(case) -> GateResult`` (see :class:`lrbench.bench.measure.gate.Gate`).
+        roofs: measure the machine's limits for the roofline columns (:attr:`Timing.limits`).
     """
     macs, macs_source = case_macs(case)
     min_bytes = case_min_bytes(case)
@@ -138,7 +144,8 @@ def execute_case(case: Case, time_fn: TimeFn, gate: Callable) -> dict:
     if reasons:
         return {**row, "status": "skipped", "reason": "; ".join(reasons)[:REASON_CHARS]}
     try:  # the machine's roofs, measured once per device, dtype and thread count
-        row.update(limits.measure(case.device, case.dtype, row["threads"]).as_row())
+        if roofs:
+            row.update(limits.measure(case.device, case.dtype, row["threads"]).as_row())
     except Exception as err:  # a roof that cannot be measured leaves its columns empty
         row["reason"] = f"limits not measured: {describe(err)}"[:REASON_CHARS]
     try:
@@ -257,7 +264,8 @@ class MatrixPlugin:
             return
         self.stop.started_at, self.stop.in_flight = time.monotonic(), case
         try:
-            row = execute_case(case, self.time_fn(case, benchmark), self.gate)
+            row = execute_case(case, self.time_fn(case, benchmark), self.gate,
+                               roofs=self.timing.limits)
             if row["status"] == "ok":  # beside pytest-benchmark's statistics in its JSON
                 derived = metrics.derive(pd.DataFrame([row]).reindex(columns=records.COLUMNS))
                 info = {**row, **derived.iloc[0].dropna().to_dict()}
