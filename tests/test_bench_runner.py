@@ -259,7 +259,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_rows(tmp_path):
     args = [sys.executable, "-m", "lrbench", "run", "--preset", "quick", "--impl",
             "unfold,reference", "--kernel", "3", "--size", "6,8", "--channels", "4", "--m", "2",
             "--batch", "1", "--pass", "fwd", "--min-rounds", "2", "--max-time", "0.02",
-            "--passes", "2"]  # a further pass to resume, not the preset's four
+            "--passes", "2"]  # a further pass to resume, not the preset's five
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     proc = subprocess.Popen([*args, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL,

@@ -431,8 +431,6 @@ def _session(plugin: MatrixPlugin, json_path: Path, log_path: Path, timing: Timi
     json_path.parent.mkdir(parents=True, exist_ok=True)
     # pytest-benchmark writes its JSON in place: it goes to a file of its own, then into place
     partial = json_path.with_name(f".{json_path.name}.partial")
-    # only pytest-benchmark: the plugins installed beside it (hypothesis, xdist, a user's) are not
-    # loaded into the session (hypothesis alone adds 1 to 2 s to each run's start)
     args = [str(BENCH_MODULE), "-q", "-p", "no:cacheprovider", "-p", "pytest_benchmark.plugin",
             "-o", "addopts=", "--capture=no", f"--benchmark-json={partial}", *timing.pytest_args()]
     csv_path = plugin.csv_path
@@ -441,7 +439,7 @@ def _session(plugin: MatrixPlugin, json_path: Path, log_path: Path, timing: Timi
         # when no case was timed, pytest-benchmark writes no JSON and says so; the CSV has why
         warnings.filterwarnings("ignore", message="Not saving anything")
         try:
-            with _outside_xdist(), _without_plugin_autoload():
+            with _session_environment():
                 code = pytest.main(args, plugins=[plugin])
         finally:  # the CSV gets the derived columns (speedups across the run's rows)
             if csv_path.exists():
@@ -456,31 +454,29 @@ def _session(plugin: MatrixPlugin, json_path: Path, log_path: Path, timing: Timi
     return code
 
 
-@contextlib.contextmanager
-def _without_plugin_autoload():
-    """``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set for the benchmark session's duration."""
-    saved = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
-    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
-        else:
-            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = saved
+# The benchmark session's environment (None: unset), each variable restored after it:
+# - PYTEST_XDIST_WORKER: pytest-benchmark disables itself in any process that has it, so a run
+#   started from inside an xdist worker (a test suite on several cores) would time nothing; this
+#   session is our own, in one process: it may time.
+# - PYTEST_DISABLE_PLUGIN_AUTOLOAD: only pytest-benchmark (named with -p) is loaded, not every
+#   plugin installed beside it (hypothesis alone adds 1 to 2 s to each run's start).
+SESSION_ENV = {"PYTEST_XDIST_WORKER": None, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 @contextlib.contextmanager
-def _outside_xdist():
-    """Hide a pytest-xdist worker's marker from the benchmark session for its duration.
-
-    pytest-benchmark disables itself in any process whose environment has
-    ``PYTEST_XDIST_WORKER``, so a run started from inside an xdist worker (a test suite run on
-    several cores) would time nothing. This session is our own, in one process: it may time.
-    """
-    saved = os.environ.pop("PYTEST_XDIST_WORKER", None)
+def _session_environment():
+    """:data:`SESSION_ENV` in ``os.environ`` for the benchmark session's duration."""
+    saved = {name: os.environ.get(name) for name in SESSION_ENV}
     try:
+        for name, value in SESSION_ENV.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         yield
     finally:
-        if saved is not None:
-            os.environ["PYTEST_XDIST_WORKER"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
