@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install lrbench into it, editable, with the test extras.
+#
+# pip runs only when .venv has not yet installed this pyproject.toml from this folder (a stamp in
+# .venv says which): the install is editable, so code changes need none, and CI calls this script
+# three times (.ci/run, test.sh, main.sh), where pip's check of every requirement cost seconds each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
-  | grep -v "^WARNING: Location .* is ignored" || true
+stamp=.venv/.lrbench-installed
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $PWD"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log=$(mktemp)
+  status=0
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" > "$log" 2>&1 || status=$?
+  grep -v "^WARNING: Location .* is ignored" "$log" || true
+  rm -f "$log"
+  [ "$status" -eq 0 ] || exit "$status"
+  echo "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
+fi
 .venv/bin/python -c "import lrbench, torch; print(f'lrbench {lrbench.__version__}, torch {torch.__version__}')"

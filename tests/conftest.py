@@ -7,9 +7,20 @@ is imported, so it is set here, at the top of the first module pytest loads.
 
 import os
 
-import pytest
-import torch
+# pytest-xdist's workers share the cores: one thread each, in them and in the processes they start
+# (set before torch is imported). With torch's default of one thread per core, each worker's
+# OpenMP threads spin between tiny ops while the other workers want the same cores: the parallel
+# tests of test_gradcheck.py and test_fast_path.py took 160 s so on 2 cores, 28 s with this.
+# Tests of several threads set them themselves (tests/test_fused_cpu.py).
+ONE_THREAD_EACH = bool(os.environ.get("PYTEST_XDIST_WORKER")) and "OMP_NUM_THREADS" not in os.environ
+if ONE_THREAD_EACH:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if ONE_THREAD_EACH:
+    torch.set_num_threads(1)  # in case torch was imported before this file
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

@@ -1,7 +1,7 @@
 """The compile axis: op cases timed eager and through torch.compile (inductor), gated as compiled,
 their first call in ``compile_s`` and never in the median; a compile failure is an ``error`` row.
 
-One small matrix is run once for the module (each compiled case compiles from scratch)."""
+One small matrix is run once, in one test (each compiled case compiles from scratch)."""
 
 from __future__ import annotations
 
@@ -43,9 +43,7 @@ PLANTED = {("unfold", "eager"): 0.004, ("unfold", "inductor"): 0.001, "shifty_fo
 MEASURED: dict[str, float] = {}
 
 
-@pytest.fixture(scope="module")
-def rows(tmp_path_factory):
-    out = tmp_path_factory.mktemp("compile")
+def _run_rows(out):
     cases = _cases(["unfold"], ["fwd", "fwd_bwd"]) + _cases(["shifty_for_test"], ["fwd"])
     with registry.registered(SHIFTY), pytest.MonkeyPatch.context() as monkeypatch:
         plant_medians(monkeypatch, PLANTED, MEASURED)
@@ -62,7 +60,16 @@ def test_expand_gives_op_cases_in_both_modes_and_the_rest_eager():
     assert ids and all(":unfold@inductor:" in cid for cid in ids)
 
 
-def test_compiled_rows_are_timed_with_their_compile_time_apart(rows):
+def test_one_matrix_with_compiled_cases(tmp_path):
+    """The matrix's compiles are most of this file's time, so one test runs it and checks it (a
+    module fixture runs once on each pytest-xdist worker that gets one of its tests)."""
+    rows = _run_rows(tmp_path)
+    _compiled_rows_are_timed_with_their_compile_time_apart(rows)
+    _the_gate_checks_the_compiled_callable(rows)
+    _the_compiled_variant_leaves_the_registry_after_the_run()
+
+
+def _compiled_rows_are_timed_with_their_compile_time_apart(rows):
     for pass_ in ("fwd", "fwd_bwd"):
         eager = rows.loc[f"op:unfold:B1-C4-5x5-k3-m2-s1:float32:cpu:{pass_}"]
         compiled = rows.loc[f"op:unfold@inductor:B1-C4-5x5-k3-m2-s1:float32:cpu:{pass_}"]
@@ -79,14 +86,14 @@ def test_compiled_rows_are_timed_with_their_compile_time_apart(rows):
         assert eager["speedup_vs_baseline"] == pytest.approx(1.0, rel=1e-12)
 
 
-def test_the_gate_checks_the_compiled_callable(rows):
+def _the_gate_checks_the_compiled_callable(rows):
     eager = rows.loc["op:shifty_for_test:B1-C4-5x5-k3-m2-s1:float32:cpu:fwd"]
     compiled = rows.loc["op:shifty_for_test@inductor:B1-C4-5x5-k3-m2-s1:float32:cpu:fwd"]
     assert eager["status"] == "ok"
     assert compiled["status"] == "failed" and "y: max abs err" in compiled["reason"]
 
 
-def test_the_compiled_variant_leaves_the_registry_after_the_run(rows):
+def _the_compiled_variant_leaves_the_registry_after_the_run():
     assert not [name for name in registry.implementations() if "@" in name]
 
 
