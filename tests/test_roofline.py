@@ -47,6 +47,25 @@ class PlantedClock:
         return self.now
 
 
+@pytest.mark.parametrize(("probe_s", "n_max", "n"), [
+    (1e-4, 1024, 1024),  # 256^3 in 0.1 ms: 1024^3 in 6.4 ms, well within 0.4 s / 4
+    (3e-3, 1024, 512),   # 1024^3 would take 0.19 s > 0.1 s; 512^3 0.024 s
+    (0.04, 1024, 256),   # half precision on a CPU without it: never below the probe's size
+    (1.0, 64, 64),       # a size below the probe's is kept
+])
+def test_a_gemm_too_slow_for_the_budget_is_measured_smaller(probe_s, n_max, n):
+    assert limits.fitted_n(probe_s, n_max, budget_s=0.4) == n
+
+
+def test_the_default_gemm_size_shrinks_when_its_probe_is_slow(monkeypatch):
+    # Every timed call takes 40 ms (the planted clock): the probe says 1024^3 would take 2.6 s, so
+    # the rate is of 256^3 MACs a call, and the measurement stays within about the budget.
+    monkeypatch.setattr(limits, "time", PlantedClock(0.04))
+    with torch.no_grad():
+        rate = limits.gemm_gmacs_per_s("cpu", torch.float32, budget_s=0.4)
+    assert rate == pytest.approx(256**3 / 0.04 / 1e9, rel=1e-9)
+
+
 def test_limits_units_with_a_planted_timer(monkeypatch):
     # Each call takes 100 us. A 64^3 GEMM is 262144 MACs (not 2x that: FLOPs); a 1x1 conv 64 -> 64
     # of a (2, 64, 8, 8) input is 2*8*8 pixels x 64 x 64 = 524288 MACs; a copy of 1 MiB reads

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# Square GEMM sizes: n^3 MACs a call, large enough to leave the caches' best case behind.
+# Square GEMM sizes: n^3 MACs a call, large enough to leave the caches' best case behind. A route
+# too slow for them (half precision on a CPU without its instructions: 0.4 GMAC/s, 10-11 s for the
+# four calls of n = 1024 on an AMD EPYC) is measured at the size that fits the budget (fitted_n).
 GEMM_N = {"cpu": 1024, "cuda": 4096}
+PROBE_N = 256  # the size timed first, to fit n to the budget
 # The 1x1 convolution's input (B, C, H, W), channels_last, with C output channels: a
 # (B*H*W, C) x (C, C) product of B*H*W*C*C MACs a call (268 M).
 CONV_SHAPE = {"cpu": (64, 256, 8, 8)}
@@ -77,15 +80,40 @@ def _sync(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
 
+def fitted_n(probe_s: float, n_max: int, budget_s: float, probe_n: int = PROBE_N) -> int:
+    """The largest ``n_max / 2^j`` (not below ``probe_n``) whose one call, estimated from one call
+    of ``probe_n`` taking ``probe_s`` seconds (``n^3`` work), fits in a quarter of ``budget_s``:
+    warm-up and three calls then stay near the budget."""
+    n = n_max
+    while n > probe_n and probe_s * (n / probe_n) ** 3 > budget_s / 4:
+        n //= 2
+    return max(n, min(probe_n, n_max))
+
+
+def _square(n: int, device: str, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
+    return torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)  # (n, n)
+
+
 def gemm_gmacs_per_s(device: str = "cpu", dtype: torch.dtype = torch.float32,
                      budget_s: float = 0.4, n: int | None = None) -> float:
-    """Best ``n x n @ n x n`` rate in 10^9 MACs per second (``n^3`` MACs a call)."""
-    n = GEMM_N.get(device, 1024) if n is None else n
+    """Best ``n x n @ n x n`` rate in 10^9 MACs per second (``n^3`` MACs a call). Without ``n``:
+    :data:`GEMM_N`'s, or the smaller size :func:`fitted_n` finds from one call of
+    :data:`PROBE_N` where that one is too slow for the budget."""
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)  # (n, n)
-    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)  # (n, n)
+    sync = _sync(device)
+    if n is None:
+        n = GEMM_N.get(device, 1024)
+        if n > PROBE_N:
+            a = _square(PROBE_N, device, dtype, gen)
+            torch.matmul(a, a)  # first call: the library's set-up, not its rate
+            sync()
+            start = time.perf_counter()
+            torch.matmul(a, a)
+            sync()
+            n = fitted_n(time.perf_counter() - start, n, budget_s)
+    a, b = _square(n, device, dtype, gen), _square(n, device, dtype, gen)
     out = torch.empty(n, n, device=device, dtype=dtype)
-    seconds = best_seconds(lambda: torch.matmul(a, b, out=out), _sync(device), budget_s)
+    seconds = best_seconds(lambda: torch.matmul(a, b, out=out), sync, budget_s)
     return n**3 / seconds / 1e9
 
 
