@@ -37,8 +37,9 @@ triton {triton.__version__}')"
 # Its own extension cache: torch 2.11's build of fused_cpu must not meet the newest torch's.
 export TORCH_EXTENSIONS_DIR=$CACHE/torch_extensions-torch2.11
 # The fused Triton kernels (the interpreter changed between Triton 3.6 and 3.8; their edge cases
-# are in test_fused_triton.py), the other implementations against the reference in float32 and
-# the layouts (fused_cpu's C++ against torch 2.11's headers), the registry, tolerances, timer.
+# are in test_fused_triton.py, with their compilation for sm_80 and sm_90 by this Triton), the
+# other implementations against the reference in float32 and the layouts (fused_cpu's C++ against
+# torch 2.11's headers), the registry, tolerances, timer.
 # On both cores: none of these tests times anything.
 "$VENV/bin/python" -m pytest -q -n 2 -p no:cacheprovider -m "not slow" \
     tests/test_fused_triton.py tests/test_registry.py tests/test_tolerances.py \
