@@ -105,12 +105,8 @@ def gemm_gmacs_per_s(device: str = "cpu", dtype: torch.dtype = torch.float32,
         n = GEMM_N.get(device, 1024)
         if n > PROBE_N:
             a = _square(PROBE_N, device, dtype, gen)
-            torch.matmul(a, a)  # first call: the library's set-up, not its rate
-            sync()
-            start = time.perf_counter()
-            torch.matmul(a, a)
-            sync()
-            n = fitted_n(time.perf_counter() - start, n, budget_s)
+            probe_s = best_seconds(lambda: torch.matmul(a, a), sync, 0.0, min_calls=1)
+            n = fitted_n(probe_s, n, budget_s)
     a, b = _square(n, device, dtype, gen), _square(n, device, dtype, gen)
     out = torch.empty(n, n, device=device, dtype=dtype)
     seconds = best_seconds(lambda: torch.matmul(a, b, out=out), sync, budget_s)

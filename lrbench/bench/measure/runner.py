@@ -466,17 +466,16 @@ SESSION_ENV = {"PYTEST_XDIST_WORKER": None, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1
 @contextlib.contextmanager
 def _session_environment():
     """:data:`SESSION_ENV` in ``os.environ`` for the benchmark session's duration."""
+    def apply(values: dict[str, str | None]) -> None:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
     saved = {name: os.environ.get(name) for name in SESSION_ENV}
     try:
-        for name, value in SESSION_ENV.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        apply(SESSION_ENV)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        apply(saved)
