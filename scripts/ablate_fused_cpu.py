@@ -6,7 +6,9 @@
 Each part (``PARTS``) of the kernels in implementations/csrc/fused_cpu.cpp is left out in its own
 copy of the source, by a text edit that must apply exactly once (the script stops if the kernel
 has moved on): five of ``backward_kernel``'s, and two that the forward has too (the band copy of
-x, and the softmax's exp). The copies are built like fused_cpu and timed round by round with the
+x, and the softmax's exp). One more, ``weights``, is asked for by name only: the backward's pass 1
+with its weights as if read from the forward (neither logit nor exp), which overlaps ``exp``.
+The copies are built like fused_cpu and timed round by round with the
 intact kernel (taking turns at going first), at LR-Net-50's LR layer shapes
 (``time_fused_cpu.SHAPES``). The time a part costs is the intact backward's median minus the
 median without it; for the parts the forward has too, a second table gives the same for the
@@ -66,11 +68,26 @@ PARTS = {
     "x_copy": ("the band copy of x into the padded scratch (forward and backward)", [(
         "      copy_band_x(geo, pr, x, xs, b, chunks.c0(g),",
         "      if (false) copy_band_x(geo, pr, x, xs, b, chunks.c0(g),")]),
+    "weights": ("pass 1's weights as if stored: neither logit nor exp, a multiply in their place "
+                "(backward only; what a backward that read the forward's weights would save, before "
+                "the reading)", [(
+        "      const Vec<T, V> logit = phi_vec<PHI>(qv, load<T, V>(kp + off)) + prior[n]\n"
+        "                              + load<T, V>(colmask + kx * Wv);\n"
+        "      const Vec<T, V> w = exp_vec<T, V, FORWARD>(UNSHIFTED ? logit : logit - shift);\n",
+        "      Vec<T, V> w;\n"
+        "      if constexpr (FORWARD) {\n"
+        "        const Vec<T, V> logit = phi_vec<PHI>(qv, load<T, V>(kp + off)) + prior[n]\n"
+        "                                + load<T, V>(colmask + kx * Wv);\n"
+        "        w = exp_vec<T, V, FORWARD>(UNSHIFTED ? logit : logit - shift);\n"
+        "      } else {\n"
+        "        w = qv * qv;  // ablated: positive, so no block's sum underflows into a second pass\n"
+        "      }\n")]),
     "exp": ("the softmax's exp, a multiply-add in its place (forward and backward)", [(
         "  } else {\n#ifdef LRBENCH_MASKED_STORES\n",
         "  } else {\n    if (true) return x * 0.0f + 1.0f;  // ablated\n#ifdef LRBENCH_MASKED_STORES\n")]),
 }
 FORWARD_PARTS = ("x_copy", "exp")  # the parts the forward kernel has too
+DEFAULT_PARTS = [part for part in PARTS if part != "weights"]  # parts that do not overlap
 
 
 def ablated_source(source: str, edits: list[tuple[str, str]]) -> str:
@@ -139,7 +156,7 @@ def measure(kernels: dict, tensors: list[torch.Tensor], stride: int, rounds: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_shape_options(parser, rounds=11)
-    parser.add_argument("--parts", default=",".join(PARTS),
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
                         help=f"comma-separated, of {list(PARTS)}")
     args = parser.parse_args()
     names = chosen(parser, "--shapes", args.shapes, SHAPES)

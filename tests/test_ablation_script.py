@@ -38,3 +38,14 @@ def test_the_exp_ablation_returns_before_any_exp_of_the_float_branch():
 
 def test_the_forward_parts_are_parts():
     assert set(ablate.FORWARD_PARTS) <= set(ablate.PARTS)
+
+
+def test_the_weights_ablation_keeps_the_forwards_weights_and_is_asked_for_by_name():
+    """`weights` takes pass 1's logit and exp out of the backward only (the forward shares
+    weights_pass), and overlaps `exp`, so the default parts, whose costs are summed, leave it out."""
+    edited = ablate.ablated_source(fused_cpu.SOURCE.read_text(), ablate.PARTS["weights"][1])
+    body = edited[edited.index("inline Vec<T, V> weights_pass("):]
+    forward = body[body.index("if constexpr (FORWARD) {"):body.index("} else {")]
+    assert "exp_vec<T, V, FORWARD>" in forward and "phi_vec<PHI>" in forward
+    assert "weights" not in ablate.DEFAULT_PARTS
+    assert set(ablate.DEFAULT_PARTS) == set(ablate.PARTS) - {"weights"}

@@ -560,6 +560,34 @@ def test_strided_backward_writes_every_gradient_element(shape, fmt):
             torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("shape", [
+    Shape(B=2, C=16, H=9, W=8, k=7, m=8, stride=1),
+    Shape(B=2, C=16, H=12, W=11, k=7, m=8, stride=2),
+], ids=Shape.label)
+def test_the_stats_get_no_gradient_of_zeros(shape):
+    """Autograd hands the backward no gradient for the stats (a non-differentiable output): by
+    default it would fill a (2, B, G, Ho, Wo) tensor with zeros at every backward; the gradients
+    are the reference's all the same."""
+    t = make_inputs(shape, dtype=torch.float64, seed=3)
+    grad = torch.randn(shape.B, shape.C, shape.Ho, shape.Wo, dtype=torch.float64)
+    stats_shape = [2, shape.B, shape.G, shape.Ho, shape.Wo]
+    grads = {}
+    for impl in ("fused_cpu", "reference"):
+        leaves = t.map(lambda v: v.detach().clone().requires_grad_(True)).args()
+        y = _op(shape, "sqdiff", impl)(*leaves)
+        with torch.autograd.profiler.profile(record_shapes=True) as prof:
+            grads[impl] = torch.autograd.grad(y, leaves, grad)
+        if impl == "fused_cpu":
+            filled = [e.key for e in prof.key_averages(group_by_input_shape=True)
+                      if e.key in ("aten::zeros", "aten::zero_", "aten::fill_", "aten::zeros_like")
+                      and stats_shape in e.input_shapes]
+            assert filled == [], filled
+            assert any(e.key == "aten::empty_like" for e in prof.key_averages()), \
+                "the profiler saw none of the backward's ops"
+    for got, expected in zip(grads["fused_cpu"], grads["reference"], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
 # 8 x 1024 x 1024 float32: a grad_x of exactly 32 MiB, the smallest the backward keeps.
 KEPT = Shape(B=1, C=8, H=1024, W=1024, k=3, m=8, stride=1)
 KEPT_BYTES = KEPT.B * KEPT.C * KEPT.H * KEPT.W * 4
