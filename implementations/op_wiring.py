@@ -66,7 +66,7 @@ def wire(forward_op, backward_op, *, saves: str, keeps_memory_format: bool = Fal
         ctx.args = (kernel_size, stride, phi)
 
     def backward(ctx, grad_y, *grad_stats):  # grad_stats: none, or None for the stats
-        if grad_y is None:  # not materialized: y took no part in what is differentiated
+        if grad_y is None:  # not materialized: gradcheck hands None (tests/test_fused_cpu.py)
             return (None,) * 7
         grads = backward_op(grad_y, *ctx.saved_tensors, *ctx.args)
         return (*grads, None, None, None)

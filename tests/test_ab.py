@@ -9,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -47,6 +49,18 @@ def git(repo: Path, *args: str) -> str:
 def commit_all(repo: Path, message: str) -> None:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", message)
+
+
+def fake_side_runner(calls: list, rows_of: Callable[[str, int], pd.DataFrame]):
+    """A side runner that runs nothing: it records ``(side, revision, args)`` in ``calls`` and
+    writes ``rows_of(side, number of the call)`` where the run would have written its rows."""
+    def fake(checkout: Path, args: list[str], log: Path) -> SideRun:
+        side = checkout.name
+        calls.append((side, git(checkout, "rev-parse", "HEAD"), args))
+        records.write(rows_of(side, len(calls)), Path(args[args.index("--out") + 1]))
+        return SideRun(returncode=0, seconds=0.1, log=log)
+
+    return fake
 
 
 @pytest.fixture
@@ -106,21 +120,14 @@ def test_bad_input_exits_2_with_the_reason(skeleton, tmp_path, monkeypatch):
 def test_sides_run_interleaved_in_their_own_checkouts(skeleton, tmp_path):
     """A fake side runner: records what ran where and writes rows whose truth is known (the new
     revision's first case twice as slow)."""
-    import pandas as pd
 
     a, b = "op:a:B1-C8-8x8-k3-m4-s1:float32:cpu:fwd", "op:b:B1-C8-8x8-k3-m4-s1:float32:cpu:fwd"
     base_row = {"case_id": a, "target": "op", "impl": "a", "status": "ok", "median_s": 1e-3,
                 "cpu": "X", "threads": 1}
+    rows = pd.DataFrame([base_row, {**base_row, "case_id": b, "impl": "b"}])
     calls = []
-
-    def fake(checkout: Path, args: list[str], log: Path) -> SideRun:
-        side = checkout.name
-        calls.append((side, git(checkout, "rev-parse", "HEAD"), args))
-        rows = pd.DataFrame([base_row, {**base_row, "case_id": b, "impl": "b"}])
-        rows = with_rounds(rows, seed=len(calls), factor=2.0 if side == "new" else 1.0,
-                           mask=rows["case_id"] == a)
-        records.write(rows, Path(args[args.index("--out") + 1]))
-        return SideRun(returncode=0, seconds=0.1, log=log)
+    fake = fake_side_runner(calls, lambda side, i: with_rounds(
+        rows, seed=i, factor=2.0 if side == "new" else 1.0, mask=rows["case_id"] == a))
 
     base, new = revisions.resolve(skeleton, "HEAD~1"), revisions.resolve(skeleton, "HEAD")
     plan = ABPlan(base=base, new=new, run_args=["--preset", "quick"], repeats=3,
@@ -156,17 +163,11 @@ def test_an_ab_with_no_slower_case_exits_0_and_says_so(skeleton, tmp_path, monke
     """The command's verdict path, timing nothing: both sides' rows from one distribution (a fake
     side runner) give exit 0 and "no confirmed regression". (Real runs of unchanged code: the
     slow test's untouched 3x3 conv below, and the main job's A/B of every commit.)"""
-    import pandas as pd
 
     row = {"case_id": UNFOLD_OP, "target": "op", "impl": "unfold", "status": "ok",
            "median_s": 1e-3, "cpu": "X", "threads": 1}
-    seeds = iter(range(100))
-
-    def fake(checkout: Path, args: list[str], log: Path) -> SideRun:
-        rows = with_rounds(pd.DataFrame([row]), seed=next(seeds))
-        records.write(rows, Path(args[args.index("--out") + 1]))
-        return SideRun(returncode=0, seconds=0.1, log=log)
-
+    calls = []
+    fake = fake_side_runner(calls, lambda side, i: with_rounds(pd.DataFrame([row]), seed=i))
     real = interleave.run_ab
     monkeypatch.setattr(interleave, "run_ab", lambda plan, repo, on_event=print:
                         real(plan, repo, on_event, runner=fake))
@@ -176,7 +177,7 @@ def test_an_ab_with_no_slower_case_exits_0_and_says_so(skeleton, tmp_path, monke
     assert done.exit_code == 0, done.output
     assert "no confirmed regression" in done.output
     table = pd.read_csv(tmp_path / "ab" / "comparison.csv")
-    assert list(table["verdict"]) == ["unchanged"] and next(seeds) == 8  # 4 runs a side
+    assert list(table["verdict"]) == ["unchanged"] and len(calls) == 8  # 4 runs a side
 
 
 @pytest.mark.slow
@@ -199,7 +200,6 @@ register(''', 1)
     # unfold's cases (the op, or the layer built on it: on a busy machine one of the two may stay
     # unsure), never the untouched 3x3 conv
     assert named and all(":unfold:" in case for case in named), done.stdout + done.stderr
-    import pandas as pd
 
     table = pd.read_csv(tmp_path / "ab" / "comparison.csv").set_index("case_id")
     assert table.loc[UNFOLD_OP, "ratio"] > 4
